@@ -1,0 +1,73 @@
+"""Chotto's customer portal. `create_app(overrides)` is the only place that wires things."""
+
+import logging
+import re
+import time
+
+from flask import Flask
+
+from portal import config as portal_config
+from portal import db
+from portal.config import ROOT
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    settings = portal_config.load(overrides)
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=str(ROOT / "instance"),
+    )
+    app.config.update(settings)
+    app.config["DEBUG"] = False
+    app.config["TESTING"] = settings["ENV"] == "test"
+    _configure_logging(app)
+    db.init_app(app)
+
+    from portal.mail import mailer_for
+    from portal.messaging.carrier import carrier_for
+
+    app.extensions["portal.mailer"] = settings.get("MAILER") or mailer_for(settings)
+    app.extensions["portal.carrier"] = settings.get("CARRIER_IMPL") or carrier_for(settings["CARRIER"])
+
+    from portal import web
+
+    web.init_app(app)
+
+    from portal.cli import register
+
+    register(app)
+    return app
+
+
+class _RedactSecrets(logging.Filter):
+    """Last line of defence: no Authorization header, password or link token reaches a log."""
+
+    MARKERS = ("authorization:", "password=", "token=")
+    LINK = re.compile(r"/(verify-email|reset-password|invitations)/[A-Za-z0-9_-]{16,}")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(marker in message.lower() for marker in self.MARKERS):
+            record.msg, record.args = "[redacted: the log line carried a secret]", ()
+        elif self.LINK.search(message):
+            record.msg, record.args = self.LINK.sub(r"/\1/[redacted]", message), ()
+        return True
+
+
+def _configure_logging(app: Flask) -> None:
+    redact = _RedactSecrets()
+    for name in ("werkzeug", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if redact not in logger.filters and not any(isinstance(f, _RedactSecrets) for f in logger.filters):
+            logger.addFilter(redact)
+    root = logging.getLogger("portal")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s %(message)s")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+        handler.addFilter(redact)
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)

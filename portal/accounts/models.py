@@ -1,0 +1,154 @@
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, Index, String, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from portal.db import UTCDateTime
+
+ROLES = ("owner", "developer", "billing")
+ACCOUNT_KINDS = ("company", "individual")
+LANGUAGES = ("ja", "en")
+TAX_RESIDENCIES = ("JP", "overseas")
+
+
+def utc_column(nullable: bool = False) -> Column:
+    return Column(UTCDateTime(), nullable=nullable)
+
+
+class Account(SQLModel, table=True):
+    __tablename__ = "accounts"
+    __table_args__ = (
+        CheckConstraint("kind IN ('company', 'individual')", name="account_kind"),
+        CheckConstraint("language IN ('ja', 'en')", name="account_language"),
+        CheckConstraint("tax_residency IN ('JP', 'overseas')", name="account_tax_residency"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    language: str = Field(sa_column=Column(String(2), nullable=False))
+    tax_residency: str = Field(sa_column=Column(String(10), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    __table_args__ = (
+        Index(
+            "uq_users_verified_phone",
+            "phone_e164",
+            unique=True,
+            sqlite_where=text("phone_verified_at IS NOT NULL"),
+            postgresql_where=text("phone_verified_at IS NOT NULL"),
+        ),
+        CheckConstraint("language IN ('ja', 'en')", name="user_language"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    password_hash: str = Field(sa_column=Column(String(200), nullable=False))
+    language: str = Field(sa_column=Column(String(2), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    email_verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    phone_e164: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    phone_verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    password_changed_at: datetime = Field(sa_column=utc_column())
+    disabled_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Membership(SQLModel, table=True):
+    __tablename__ = "memberships"
+    __table_args__ = (
+        UniqueConstraint("account_id", "user_id", name="uq_membership"),
+        CheckConstraint("role IN ('owner', 'developer', 'billing')", name="membership_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class Invitation(SQLModel, table=True):
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint("role IN ('owner', 'developer', 'billing')", name="invitation_role"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="accounts.id", index=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False))
+    role: str = Field(sa_column=Column(String(20), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    invited_by_user_id: int = Field(foreign_key="users.id")
+    created_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    accepted_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    revoked_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class UserSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; this row holds its hash."""
+
+    __tablename__ = "user_sessions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id")
+    created_at: datetime = Field(sa_column=utc_column())
+    last_seen_at: datetime = Field(sa_column=utc_column())
+    authenticated_at: datetime = Field(sa_column=utc_column())
+    ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    ip: str = Field(sa_column=Column(String(45), nullable=False))
+    user_agent: str = Field(sa_column=Column(String(200), nullable=False))
+
+
+class OneTimeToken(SQLModel, table=True):
+    """E-mail verification and password-reset links: random, hashed, expiring, single use."""
+
+    __tablename__ = "one_time_tokens"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="token_purpose"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(sa_column=Column(String(20), nullable=False))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Failed log-ins per e-mail address, known or not, so the answer never tells them apart."""
+
+    __tablename__ = "login_throttles"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    failures: int = Field(default=0)
+    last_failure_at: datetime = Field(sa_column=utc_column())
+    blocked_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class PhoneChallenge(SQLModel, table=True):
+    """One mobile-number verification: a hashed 6-digit code, its failures survive resends."""
+
+    __tablename__ = "phone_challenges"
+    __table_args__ = (CheckConstraint("failures >= 0", name="challenge_failures"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    phone_e164: str = Field(sa_column=Column(String(16), nullable=False))
+    code_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    sent_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    sends: int = Field(default=1)
+    failures: int = Field(default=0)
+    verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

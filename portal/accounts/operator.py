@@ -1,0 +1,41 @@
+"""What operators do from the command line."""
+
+from datetime import datetime
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from portal.accounts import passwords
+from portal.accounts.errors import WeakPassword
+from portal.accounts.models import Account, Membership, User
+from portal.accounts.phone import normalise_phone
+from portal.accounts.queries import normalise_email, user_by_email
+from portal.accounts.signup import new_user
+
+
+def create_account(
+    *, session: Session, email: str, password: str, name: str | None, language: str,
+    verified: bool, phone: str | None, now: datetime,
+) -> User:
+    email = normalise_email(email)
+    reasons = passwords.problems(password, context_words=(email.split("@")[0],))
+    if reasons:
+        raise WeakPassword(reasons)
+    if user_by_email(session, email) is not None:
+        raise ValueError(f"{email} already has a login")
+    name = name or email.split("@")[0]
+    account = Account(name=name, kind="individual", language=language, tax_residency="JP", created_at=now)
+    user = new_user(email=email, name=name, password=password, language=language, now=now)
+    if verified:
+        user.email_verified_at = now
+    if phone:
+        user.phone_e164, user.phone_verified_at = normalise_phone(phone), now
+    session.add_all([account, user])
+    session.flush()
+    session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ValueError("that e-mail address or mobile number is already in use") from None
+    return user

@@ -1,0 +1,161 @@
+"""Mobile-number verification by a 6-digit SMS code.
+
+A code lives 10 minutes and is stored as a keyed hash. A challenge allows 5 wrong checks in
+all: asking for a new code replaces the code but keeps the failure count. After the fifth
+failure the challenge is closed and a new one can be started only an hour later.
+"""
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from portal import outbox
+from portal.accounts import tokens
+from portal.accounts.errors import (
+    ChallengeLocked,
+    CodeExpired,
+    NoChallenge,
+    PhoneInvalid,
+    PhoneTaken,
+    ResendTooSoon,
+    TooManyCodes,
+    WrongCode,
+)
+from portal.accounts.models import PhoneChallenge, User
+
+log = logging.getLogger("portal.auth")
+
+CODE_TTL = timedelta(minutes=10)
+RESEND_COOLDOWN = timedelta(seconds=60)
+MAX_FAILURES = 5
+MAX_SENDS = 5
+LOCKED_FOR = timedelta(hours=1)
+SENDER = "Chotto"
+
+
+def normalise_phone(raw: str, *, region: str = "JP") -> str:
+    """E.164 for a valid mobile number; national Japanese numbers are accepted as typed."""
+    try:
+        number = phonenumbers.parse(raw.strip(), region)
+    except phonenumbers.NumberParseException:
+        raise PhoneInvalid() from None
+    kind = phonenumbers.number_type(number)
+    mobile = kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+    if not phonenumbers.is_valid_number(number) or not mobile:
+        raise PhoneInvalid()
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _code_hash(secret: str, challenge_key: str, code: str) -> str:
+    return tokens.keyed_hash(secret, "phone", challenge_key, code)
+
+
+def _open_challenge(session: Session, user_id: int) -> PhoneChallenge | None:
+    query = select(PhoneChallenge).where(PhoneChallenge.user_id == user_id).order_by(PhoneChallenge.id.desc())
+    return session.scalars(query).first()
+
+
+def send_code(*, session: Session, user_id: int, account_id: int | None, phone: str, secret: str, now: datetime) -> PhoneChallenge:
+    """Send a code to `phone` (raw input), starting a challenge or continuing the open one."""
+    e164 = normalise_phone(phone)
+    if _verified_elsewhere(session, e164, user_id):
+        raise PhoneTaken()
+    challenge = _open_challenge(session, user_id)
+    if challenge is not None and challenge.closed_at is not None and challenge.failures >= MAX_FAILURES:
+        if now < challenge.closed_at + LOCKED_FOR:
+            raise ChallengeLocked()
+    reuse = challenge is not None and challenge.closed_at is None and challenge.phone_e164 == e164
+    if reuse:
+        _check_can_resend(challenge, now)
+    else:
+        if challenge is not None and challenge.closed_at is None:
+            _check_can_resend(challenge, now)  # switching numbers does not skip the cooldown
+            challenge.closed_at = now
+        challenge = PhoneChallenge(
+            user_id=user_id, phone_e164=e164, code_hash="", created_at=now, sent_at=now, expires_at=now, sends=0
+        )
+        session.add(challenge)
+    code = f"{secrets.randbelow(10**6):06d}"
+    challenge.code_hash = _code_hash(secret, f"{user_id}:{e164}", code)
+    challenge.sent_at = now
+    challenge.expires_at = now + CODE_TTL
+    challenge.sends += 1
+    _queue_sms(session, account_id=account_id, e164=e164, code=code, now=now)
+    session.commit()
+    log.info("phone code sent user_id=%s challenge_id=%s", user_id, challenge.id)
+    return challenge
+
+
+def _check_can_resend(challenge: PhoneChallenge, now: datetime) -> None:
+    if challenge.sends >= MAX_SENDS:
+        raise TooManyCodes()
+    wait = challenge.sent_at + RESEND_COOLDOWN - now
+    if wait > timedelta(0):
+        raise ResendTooSoon(int(wait.total_seconds()) + 1)
+
+
+def _verified_elsewhere(session: Session, e164: str, user_id: int) -> bool:
+    query = select(User.id).where(User.phone_e164 == e164, User.phone_verified_at.is_not(None), User.id != user_id)
+    return session.scalars(query).first() is not None
+
+
+def _queue_sms(session: Session, *, account_id: int | None, e164: str, code: str, now: datetime) -> None:
+    body = f"Chotto: {code} is your verification code / 認証コード {code} (10 min)"
+    payload = {"account_id": account_id, "recipient": e164, "sender": SENDER, "body": body}
+    outbox.enqueue(session, kind="sms", payload=payload, now=now)
+
+
+def check_code(*, session: Session, user_id: int, code: str, secret: str, now: datetime) -> User:
+    """Verify the user's number with the code they typed."""
+    challenge = _open_challenge(session, user_id)
+    if challenge is None or challenge.verified_at is not None:
+        raise NoChallenge()
+    if challenge.closed_at is not None:
+        raise ChallengeLocked() if challenge.failures >= MAX_FAILURES else NoChallenge()
+    if now >= challenge.expires_at:
+        raise CodeExpired()
+    expected = _code_hash(secret, f"{user_id}:{challenge.phone_e164}", code.strip())
+    if not tokens.same(expected, challenge.code_hash):
+        return _fail(session, challenge, now)
+    return _succeed(session, challenge, now)
+
+
+def _fail(session: Session, challenge: PhoneChallenge, now: datetime):
+    challenge.failures += 1
+    if challenge.failures >= MAX_FAILURES:
+        challenge.closed_at = now
+    session.commit()
+    log.info("phone code wrong user_id=%s failures=%s", challenge.user_id, challenge.failures)
+    if challenge.closed_at is not None:
+        raise ChallengeLocked()
+    raise WrongCode(MAX_FAILURES - challenge.failures)
+
+
+def _succeed(session: Session, challenge: PhoneChallenge, now: datetime) -> User:
+    user = session.get(User, challenge.user_id)
+    if _verified_elsewhere(session, challenge.phone_e164, user.id):
+        raise PhoneTaken()
+    user.phone_e164 = challenge.phone_e164
+    user.phone_verified_at = now
+    challenge.verified_at = now
+    challenge.closed_at = now
+    try:
+        session.commit()
+    except IntegrityError:  # another account verified the same number at the same moment
+        session.rollback()
+        raise PhoneTaken() from None
+    log.info("phone verified user_id=%s", user.id)
+    return user
+
+
+def latest_phone(*, session: Session, user_id: int) -> str | None:
+    """The number of the user's open challenge, for "send the code again"."""
+    challenge = _open_challenge(session, user_id)
+    if challenge is None or challenge.closed_at is not None:
+        return None
+    return challenge.phone_e164

@@ -1,0 +1,184 @@
+"""Members, roles and invitations. An account always keeps at least one owner."""
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlmodel import Session
+
+from portal import mail
+from portal.accounts import passwords, tokens
+from portal.accounts.errors import (
+    AlreadyMember,
+    EmailTaken,
+    InvitationForSomeoneElse,
+    LastOwner,
+    NotAMember,
+    TokenInvalid,
+    WeakPassword,
+)
+from portal.accounts.models import ROLES, Account, Invitation, Membership, User, UserSession
+from portal.accounts.queries import lock_account, membership, normalise_email, user_by_email
+from portal.accounts.signup import new_user
+
+log = logging.getLogger("portal.auth")
+
+INVITATION_TTL = timedelta(days=7)
+
+
+def members(session: Session, *, account_id: int) -> list[tuple[Membership, User]]:
+    query = (
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.account_id == account_id)
+        .order_by(Membership.id)
+    )
+    return [tuple(row) for row in session.execute(query)]
+
+
+def pending_invitations(session: Session, *, account_id: int, now: datetime) -> list[Invitation]:
+    query = (
+        select(Invitation)
+        .where(Invitation.account_id == account_id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+        .where(Invitation.expires_at > now)
+        .order_by(Invitation.id)
+    )
+    return list(session.scalars(query))
+
+
+def invite(*, session: Session, account_id: int, inviter_id: int, email: str, role: str, now: datetime) -> Invitation:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    email = normalise_email(email)
+    account = lock_account(session, account_id)
+    existing = user_by_email(session, email)
+    if existing is not None and membership(session, account_id=account_id, user_id=existing.id):
+        raise AlreadyMember()
+    _revoke_pending(session, account_id=account_id, email=email, now=now)
+    token, token_hash = tokens.new_token()
+    invitation = Invitation(
+        account_id=account_id,
+        email=email,
+        role=role,
+        token_hash=token_hash,
+        invited_by_user_id=inviter_id,
+        created_at=now,
+        expires_at=now + INVITATION_TTL,
+    )
+    session.add(invitation)
+    inviter = session.get(User, inviter_id)
+    language = existing.language if existing else account.language
+    mail.queue(
+        session, to=email, template="invitation", language=language, now=now,
+        account=account, inviter=inviter, role=role, token=token, expires_at=invitation.expires_at,
+    )
+    session.commit()
+    log.info("invitation sent account_id=%s invitation_id=%s role=%s", account_id, invitation.id, role)
+    return invitation
+
+
+def _revoke_pending(session: Session, *, account_id: int, email: str, now: datetime) -> None:
+    session.execute(
+        update(Invitation)
+        .where(Invitation.account_id == account_id, Invitation.email == email)
+        .where(Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def revoke_invitation(*, session: Session, account_id: int, invitation_id: int, now: datetime) -> None:
+    invitation = session.get(Invitation, invitation_id)
+    if invitation is None or invitation.account_id != account_id:
+        raise TokenInvalid()
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = now
+    session.commit()
+
+
+def open_invitation(session: Session, *, token: str, now: datetime) -> tuple[Invitation, Account]:
+    query = select(Invitation).where(Invitation.token_hash == tokens.hash_token(token))
+    invitation = session.scalars(query).first()
+    if invitation is None or invitation.accepted_at or invitation.revoked_at or invitation.expires_at <= now:
+        raise TokenInvalid()
+    return invitation, session.get(Account, invitation.account_id)
+
+
+def accept(*, session: Session, token: str, user_id: int, session_id: int, now: datetime) -> Membership:
+    """An existing login joins the account it was invited to (the addresses must match) and
+    switches to it."""
+    invitation, _ = open_invitation(session, token=token, now=now)
+    user = session.get(User, user_id)
+    if user.email != invitation.email:
+        raise InvitationForSomeoneElse()
+    joined = _join(session, invitation=invitation, user=user, now=now)
+    session.get(UserSession, session_id).account_id = invitation.account_id
+    session.commit()
+    return joined
+
+
+def accept_as_new_user(*, session: Session, token: str, name: str, password: str, language: str, now: datetime) -> User:
+    """A newcomer sets a name and password; the link proved the mailbox, so it is verified."""
+    invitation, _ = open_invitation(session, token=token, now=now)
+    if user_by_email(session, invitation.email) is not None:
+        raise EmailTaken()
+    reasons = passwords.problems(password, context_words=(invitation.email.split("@")[0],))
+    if reasons:
+        raise WeakPassword(reasons)
+    user = new_user(email=invitation.email, name=name, password=password, language=language, now=now)
+    user.email_verified_at = now
+    session.add(user)
+    session.flush()
+    _join(session, invitation=invitation, user=user, now=now)
+    session.commit()
+    return user
+
+
+def _join(session: Session, *, invitation: Invitation, user: User, now: datetime) -> Membership:
+    claimed = session.execute(
+        update(Invitation)
+        .where(Invitation.id == invitation.id, Invitation.accepted_at.is_(None), Invitation.revoked_at.is_(None))
+        .values(accepted_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise TokenInvalid()
+    lock_account(session, invitation.account_id)
+    if membership(session, account_id=invitation.account_id, user_id=user.id):
+        raise AlreadyMember()
+    joined = Membership(account_id=invitation.account_id, user_id=user.id, role=invitation.role, created_at=now)
+    session.add(joined)
+    log.info("invitation accepted account_id=%s user_id=%s role=%s", invitation.account_id, user.id, invitation.role)
+    return joined
+
+
+def _owner_count(session: Session, account_id: int) -> int:
+    query = select(func.count()).select_from(Membership).where(
+        Membership.account_id == account_id, Membership.role == "owner"
+    )
+    return session.scalar(query)
+
+
+def change_role(*, session: Session, account_id: int, membership_id: int, role: str) -> Membership:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    lock_account(session, account_id)
+    target = session.get(Membership, membership_id)
+    if target is None or target.account_id != account_id:
+        raise NotAMember()
+    if target.role == "owner" and role != "owner" and _owner_count(session, account_id) <= 1:
+        raise LastOwner()
+    target.role = role
+    session.commit()
+    log.info("role changed account_id=%s membership_id=%s role=%s", account_id, membership_id, role)
+    return target
+
+
+def remove_member(*, session: Session, account_id: int, membership_id: int) -> None:
+    lock_account(session, account_id)
+    target = session.get(Membership, membership_id)
+    if target is None or target.account_id != account_id:
+        raise NotAMember()
+    if target.role == "owner" and _owner_count(session, account_id) <= 1:
+        raise LastOwner()
+    session.delete(target)
+    session.commit()
+    log.info("member removed account_id=%s membership_id=%s", account_id, membership_id)

@@ -1,0 +1,94 @@
+"""Operator commands: the `portal` command installed by the package."""
+
+import sys
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from portal import clock, db
+
+
+def _create_app():
+    from portal import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=False)
+def main():
+    """Chotto portal: run the web app, the worker and the operator commands."""
+
+
+def register(app) -> None:
+    app.cli.add_command(database)
+    app.cli.add_command(worker)
+    app.cli.add_command(accounts)
+
+
+@click.group("db")
+def database():
+    """Database schema."""
+
+
+@database.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def upgrade(revision: str):
+    """Apply the migrations."""
+    from portal.migrate import upgrade as run_upgrade
+
+    run_upgrade(current_app.config["DATABASE_URL"], revision)
+    click.echo(f"database at {revision}")
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="Drain what is due now and exit.")
+@with_appcontext
+def worker(once: bool):
+    """Deliver e-mail and SMS from the outbox."""
+    from portal import worker as portal_worker
+
+    app = current_app._get_current_object()
+    if once:
+        click.echo(f"delivered {portal_worker.drain_once(app)}")
+        return
+    portal_worker.run(app)
+
+
+@click.group("accounts")
+def accounts():
+    """Customer accounts."""
+
+
+@accounts.command("create")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, required=True, help="Read the password from standard input.")
+@click.option("--verified", is_flag=True, help="Mark the e-mail address as verified.")
+@click.option("--phone", default=None, help="A verified mobile number in E.164 form, e.g. +819012345678.")
+@click.option("--name", default=None, help="The owner's name (defaults to the e-mail name).")
+@click.option("--language", type=click.Choice(["ja", "en"]), default="ja", show_default=True)
+@with_appcontext
+def create_account(email, password_stdin, verified, phone, name, language):
+    """Create a customer account and its owner."""
+    from portal.accounts.errors import PhoneInvalid, WeakPassword
+    from portal.accounts.operator import create_account as create
+    from portal.accounts.queries import InvalidEmail
+
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        user = create(
+            session=db.session(), email=email, password=password, name=name, language=language,
+            verified=verified, phone=phone, now=clock.now(),
+        )
+    except WeakPassword as error:
+        raise click.ClickException("password refused: " + ", ".join(error.reasons)) from None
+    except (InvalidEmail, PhoneInvalid) as error:
+        raise click.ClickException(f"invalid input: {error or 'phone number'}") from None
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created account for {user.email} (user #{user.id})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""`make run`: the portal on http://127.0.0.1:5000 and its worker, for development."""
+
+import os
+import subprocess
+import sys
+
+from portal import create_app
+
+BANNER = """
+  Chotto is running on {base}  (development mode: test-inbox carrier, development mailbox)
+
+  To log in, either
+    - open {base}/signup and create an account; the verification e-mail is in the
+      development mailbox ({base}/dev/mailbox) and the SMS code in the Test inbox page, or
+    - create one from another terminal:
+        echo 'a long passphrase of yours' | .venv/bin/portal accounts create you@example.com \\
+             --password-stdin --verified --phone +819012345678
+      then sign in at {base}/login.
+
+  Stop with Ctrl+C.
+"""
+
+
+def main() -> None:
+    app = create_app()
+    worker = subprocess.Popen([sys.executable, "-m", "portal.cli", "worker"], env=os.environ.copy())
+    try:
+        print(BANNER.format(base=app.config["BASE_URL"]), flush=True)
+        app.run(host="127.0.0.1", port=5000, threaded=True, use_reloader=False)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

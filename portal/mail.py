@@ -1,0 +1,100 @@
+"""E-mail: rendered in the recipient's language, queued in the outbox, sent by the worker.
+
+With PORTAL_SMTP_URL set the worker speaks SMTP; otherwise each mail is logged and kept in
+the development mailbox (a page that exists only in development and test mode).
+"""
+
+import logging
+import smtplib
+import ssl
+from datetime import datetime
+from email.message import EmailMessage
+from typing import Protocol
+from urllib.parse import unquote, urlparse
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+from sqlalchemy import Column, String, Text
+from sqlmodel import Field, Session, SQLModel
+
+from portal import outbox
+from portal.accounts.models import utc_column
+
+log = logging.getLogger(__name__)
+
+
+class DevMail(SQLModel, table=True):
+    __tablename__ = "dev_mailbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    recipient: str = Field(sa_column=Column(String(254), nullable=False, index=True))
+    subject: str = Field(sa_column=Column(String(300), nullable=False))
+    text_body: str = Field(sa_column=Column(Text, nullable=False))
+    html_body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+def queue(session: Session, *, to: str, template: str, language: str, now: datetime, **context) -> None:
+    """Render templates/mail/<template>.{txt,html} in `language` and add it to the outbox."""
+    with force_locale(language):
+        subject = render_template(f"mail/{template}.subject.txt", **context).strip()
+        text_body = render_template(f"mail/{template}.txt", **context)
+        html_body = render_template(f"mail/{template}.html", subject=subject, **context)
+    payload = {"to": to, "subject": subject, "text": text_body, "html": html_body}
+    outbox.enqueue(session, kind="email", payload=payload, now=now)
+
+
+class Mailer(Protocol):
+    def send(self, *, session: Session, payload: dict, now: datetime) -> None: ...
+
+
+class DevMailbox:
+    def send(self, *, session: Session, payload: dict, now: datetime) -> None:
+        log.info("mail to=%s subject=%r (kept in the development mailbox)", payload["to"], payload["subject"])
+        session.add(
+            DevMail(
+                recipient=payload["to"],
+                subject=payload["subject"],
+                text_body=payload["text"],
+                html_body=payload["html"],
+                created_at=now,
+            )
+        )
+
+
+class SMTPMailer:
+    """smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465."""
+
+    def __init__(self, url: str, sender: str):
+        self.url = urlparse(url)
+        self.sender = sender
+
+    def send(self, *, session: Session, payload: dict, now: datetime) -> None:
+        message = EmailMessage()
+        message["From"] = self.sender
+        message["To"] = payload["to"]
+        message["Subject"] = payload["subject"]
+        message.set_content(payload["text"])
+        message.add_alternative(payload["html"], subtype="html")
+        with self._connect() as smtp:
+            if self.url.username:
+                smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
+            smtp.send_message(message)
+
+    def _connect(self):
+        host, context = self.url.hostname, ssl.create_default_context()
+        if self.url.scheme == "smtps":
+            return smtplib.SMTP_SSL(host, self.url.port or 465, context=context, timeout=30)
+        smtp = smtplib.SMTP(host, self.url.port or 587, timeout=30)
+        smtp.starttls(context=context)
+        return smtp
+
+
+def mailer_for(config: dict) -> Mailer:
+    if config["SMTP_URL"]:
+        return SMTPMailer(config["SMTP_URL"], config["MAIL_FROM"])
+    return DevMailbox()
+
+
+def current_mailer() -> Mailer:
+    return current_app.extensions["portal.mailer"]

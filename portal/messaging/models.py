@@ -1,0 +1,22 @@
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, String, Text
+from sqlmodel import Field, SQLModel
+
+from portal.accounts.models import utc_column
+
+
+class TestInboxMessage(SQLModel, table=True):
+    """What the test-inbox carrier "delivered": readable by the account it was sent for."""
+
+    __tablename__ = "test_inbox_messages"
+    __test__ = False
+    __table_args__ = (CheckConstraint("channel IN ('sms', 'voice')", name="inbox_channel"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
+    channel: str = Field(sa_column=Column(String(10), nullable=False))
+    recipient: str = Field(sa_column=Column(String(20), nullable=False))
+    sender: str = Field(sa_column=Column(String(20), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())

@@ -1,0 +1,19 @@
+"""Every table, imported in one place for Alembic and the tests."""
+
+from sqlmodel import SQLModel
+
+from portal.accounts.models import (  # noqa: F401
+    Account,
+    Invitation,
+    LoginThrottle,
+    Membership,
+    OneTimeToken,
+    PhoneChallenge,
+    User,
+    UserSession,
+)
+from portal.mail import DevMail  # noqa: F401
+from portal.messaging.models import TestInboxMessage  # noqa: F401
+from portal.outbox import OutboxMessage  # noqa: F401
+
+metadata = SQLModel.metadata

@@ -1,0 +1,75 @@
+"""The outbox: side effects written in the same transaction as the change that causes them.
+
+The worker claims due rows with a lease, delivers them outside any transaction, then marks
+them sent; a crashed worker's lease runs out and another worker delivers the row again.
+"""
+
+import json
+from datetime import datetime, timedelta
+
+from sqlalchemy import Column, String, Text, or_, select
+from sqlmodel import Field, Session, SQLModel
+
+from portal.accounts.models import utc_column
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 12
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    available_at: datetime = Field(sa_column=utc_column())
+    leased_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    attempts: int = Field(default=0)
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    failed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+    def data(self) -> dict:
+        return json.loads(self.payload)
+
+
+def enqueue(session: Session, *, kind: str, payload: dict, now: datetime) -> OutboxMessage:
+    """Add a message to the caller's transaction; the caller commits."""
+    message = OutboxMessage(
+        kind=kind, payload=json.dumps(payload, ensure_ascii=False), created_at=now, available_at=now
+    )
+    session.add(message)
+    return message
+
+
+def claim(session: Session, *, now: datetime, limit: int = 20) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages to this worker and commit the lease."""
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+        .where(OutboxMessage.available_at <= now)
+        .where(or_(OutboxMessage.leased_until.is_(None), OutboxMessage.leased_until <= now))
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    messages = list(session.scalars(query))
+    for message in messages:
+        message.leased_until = now + LEASE
+        message.attempts += 1
+    session.commit()
+    return messages
+
+
+def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime) -> None:
+    """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up."""
+    message = session.get(OutboxMessage, message_id)
+    message.last_error = error[:2000]
+    message.leased_until = None
+    if message.attempts >= MAX_ATTEMPTS:
+        message.failed_at = now
+    else:
+        message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
+    session.commit()

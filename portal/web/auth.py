@@ -1,0 +1,196 @@
+"""Sign-up, log-in, log-out, e-mail verification, password reset and re-authentication."""
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, login_required, login_user, logout_user
+
+from portal import clock, db
+from portal.accounts import auth, sessions
+from portal.accounts.errors import InvalidCredentials, LoginLocked, LoginThrottled, TokenInvalid, WeakPassword, WrongPassword
+from portal.accounts.queries import InvalidEmail
+from portal.accounts.signup import SignUpRequest, sign_up
+from portal.web.current import load_user
+from portal.web.extensions import limiter
+from portal.web.forms import PASSWORD_MESSAGES, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm, SignUpForm
+
+bp = Blueprint("auth", __name__)
+
+
+def _login_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _signup_limit() -> str:
+    return current_app.config["SIGNUP_RATE_LIMIT"]
+
+
+def password_errors(field, error: WeakPassword) -> None:
+    field.errors = [*field.errors, *(PASSWORD_MESSAGES[reason] for reason in error.reasons)]
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site paths: never an absolute URL or a scheme-relative //host."""
+    if not target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    return target
+
+
+def sign_in(user_id: int) -> None:
+    """Start a server-side session for this browser, ending any it had before."""
+    token = sessions.start(
+        session=db.session(),
+        user_id=user_id,
+        ip=request.remote_addr or "",
+        user_agent=request.user_agent.string,
+        now=clock.now(),
+        ending=session.get("sid"),
+    )
+    lang = session.get("lang")
+    session.clear()
+    session["sid"] = token
+    if lang:
+        session["lang"] = lang
+    login_user(load_user(str(user_id)))
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
+def signup():
+    form = SignUpForm(language=session.get("lang") or request.accept_languages.best_match(["ja", "en"], "en"))
+    if form.validate_on_submit():
+        signup_request = SignUpRequest(
+            email=form.email.data,
+            password=form.password.data,
+            name=form.name.data,
+            account_name=form.account_name.data if form.account_kind.data == "company" else form.name.data,
+            account_kind=form.account_kind.data,
+            language=form.language.data,
+            tax_residency=form.tax_residency.data,
+        )
+        try:
+            sign_up(session=db.session(), request=signup_request, now=clock.now())
+        except WeakPassword as error:
+            password_errors(form.password, error)
+        except InvalidEmail:
+            form.email.errors = [*form.email.errors, _("Enter a valid e-mail address.")]
+        else:
+            session["signup_email"] = form.email.data.strip().lower()
+            return redirect(url_for("auth.check_email"))
+    return render_template("auth/signup.html", form=form), 422 if form.errors else 200
+
+
+@bp.get("/signup/check-email")
+def check_email():
+    """Same page whether or not the address was already registered."""
+    email = current_user.email if current_user.is_authenticated else session.get("signup_email")
+    return render_template("auth/check_email.html", email=email, form=EmailForm())
+
+
+@bp.post("/signup/resend")
+@login_required
+@limiter.limit("3 per minute")
+def resend_verification():
+    auth.resend_verification(session=db.session(), user_id=current_user.id, now=clock.now())
+    flash(_("We sent a new link. It is valid for 24 hours."), "success")
+    return redirect(url_for("auth.check_email"))
+
+
+@bp.get("/verify-email/<token>")
+def verify_email(token: str):
+    try:
+        user = auth.verify_email(session=db.session(), token=token, now=clock.now())
+    except TokenInvalid:
+        return render_template("auth/link_invalid.html"), 410
+    flash(_("Your e-mail address is verified."), "success")
+    if current_user.is_authenticated and current_user.id == user.id:
+        return redirect(url_for("phone.start"))
+    if session.get("signup_email") == user.email:
+        sign_in(user.id)
+        return redirect(url_for("phone.start"))
+    return redirect(url_for("auth.login", email=user.email))
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login():
+    form = LogInForm(email=request.args.get("email", ""), next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        try:
+            user = auth.authenticate(session=db.session(), email=form.email.data, password=form.password.data, now=clock.now())
+        except InvalidCredentials:
+            form.password.errors = [_("The e-mail address or password is not right.")]
+        except LoginThrottled as error:
+            minutes = max(1, (error.retry_after_seconds + 59) // 60)
+            form.password.errors = [_("Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)]
+        except LoginLocked:
+            form.password.errors = [_("Too many failed attempts. Reset your password by e-mail to unlock this address.")]
+        else:
+            sign_in(user.id)
+            return redirect(safe_next(form.next.data) or url_for("dashboard.show"))
+        return render_template("auth/login.html", form=form), 422
+    return render_template("auth/login.html", form=form)
+
+
+@bp.post("/logout")
+def logout():
+    token = session.get("sid")
+    if token:
+        sessions.end(session=db.session(), token=token, now=clock.now())
+    logout_user()
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+    flash(_("You are signed out."), "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/password/forgot", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
+def forgot_password():
+    form = EmailForm()
+    if form.validate_on_submit():
+        auth.request_password_reset(session=db.session(), email=form.email.data, now=clock.now())
+        return render_template("auth/reset_sent.html", email=form.email.data)
+    return render_template("auth/forgot.html", form=form)
+
+
+@bp.route("/reset-password/<token>", methods=["GET", "POST"])
+def reset_password(token: str):
+    try:
+        user = auth.check_reset_token(session=db.session(), token=token, now=clock.now())
+    except TokenInvalid:
+        return render_template("auth/link_invalid.html"), 410
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            auth.reset_password(session=db.session(), token=token, new_password=form.password.data, now=clock.now())
+        except WeakPassword as error:
+            password_errors(form.password, error)
+        except TokenInvalid:
+            return render_template("auth/link_invalid.html"), 410
+        else:
+            flash(_("Your password is changed. Sign in with the new one."), "success")
+            return redirect(url_for("auth.login", email=user.email))
+    return render_template("auth/reset.html", form=form, email=user.email)
+
+
+@bp.route("/reauthenticate", methods=["GET", "POST"])
+@login_required
+def reauthenticate():
+    form = ReauthenticateForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        try:
+            sessions.reauthenticate(
+                session=db.session(), session_id=current_user.row.id, password=form.password.data, now=clock.now()
+            )
+        except WrongPassword:
+            form.password.errors = [_("That is not your current password.")]
+        else:
+            return redirect(safe_next(form.next.data) or url_for("dashboard.show"))
+    return render_template("auth/reauthenticate.html", form=form)

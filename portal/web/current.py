@@ -1,0 +1,118 @@
+"""Who is signed in: Flask-Login's user is the person, the session row and the account in use."""
+
+from dataclasses import dataclass
+from functools import wraps
+
+from flask import abort, flash, g, redirect, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import UserMixin, current_user, login_required
+
+from portal import clock, db
+from portal.accounts import sessions
+from portal.accounts.models import Account, Membership, User, UserSession
+from portal.accounts.queries import memberships_of
+from portal.web.extensions import login_manager
+
+
+@dataclass
+class SignedIn(UserMixin):
+    user: User
+    row: UserSession
+    membership: Membership | None
+    account: Account | None
+
+    def get_id(self) -> str:
+        return str(self.user.id)
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def email(self) -> str:
+        return self.user.email
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+    @property
+    def language(self) -> str:
+        return self.user.language
+
+    @property
+    def role(self) -> str | None:
+        return self.membership.role if self.membership else None
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> SignedIn | None:
+    token = session.get("sid")
+    if not token:
+        return None
+    found = sessions.resolve(session=db.session(), token=token, now=clock.now())
+    if found is None or str(found[1].id) != user_id:
+        return None
+    row, user = found
+    membership, account = _account_in_use(row)
+    return SignedIn(user=user, row=row, membership=membership, account=account)
+
+
+def _account_in_use(row: UserSession) -> tuple[Membership | None, Account | None]:
+    pairs = memberships_of(db.session(), user_id=row.user_id)
+    for membership, account in pairs:
+        if account.id == row.account_id:
+            return membership, account
+    return pairs[0] if pairs else (None, None)
+
+
+def accounts_of_current_user() -> list[tuple[Membership, Account]]:
+    if "my_accounts" not in g:
+        g.my_accounts = memberships_of(db.session(), user_id=current_user.id)
+    return g.my_accounts
+
+
+def verified_email_required(view):
+    """Signed in with a proven e-mail address."""
+
+    @wraps(view)
+    @login_required
+    def guarded(*args, **kwargs):
+        if current_user.user.email_verified_at is None:
+            return redirect(url_for("auth.check_email"))
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def role_required(*roles: str):
+    """Signed in, verified, and holding one of `roles` in the account in use."""
+
+    def decorate(view):
+        @wraps(view)
+        @verified_email_required
+        def guarded(*args, **kwargs):
+            if current_user.membership is None:
+                return redirect(url_for("dashboard.show"))
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        guarded.required_roles = roles
+        return guarded
+
+    return decorate
+
+
+def recent_login_required(view):
+    """Sensitive changes ask for the password again when the last one is over 10 minutes old."""
+
+    @wraps(view)
+    @login_required
+    def guarded(*args, **kwargs):
+        if not sessions.is_fresh(current_user.row, clock.now()):
+            flash(_("Please confirm your password to continue."), "info")
+            return redirect(url_for("auth.reauthenticate", next=request.full_path))
+        return view(*args, **kwargs)
+
+    return guarded

@@ -1,0 +1,113 @@
+"""Forms: field checks and labels; the domain rules live in the services."""
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms.fields.choices import SelectChoice
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, SelectField, StringField, TelField
+from wtforms.validators import Email, InputRequired, Length, Optional, Regexp
+
+from portal.accounts.passwords import MAX_LENGTH
+
+PASSWORD_MESSAGES = {
+    "too_short": _l("Use at least 15 characters. A few random words make a strong, memorable password."),
+    "too_long": _l("Use at most 128 characters."),
+    "too_common": _l("This password is on a list of commonly used passwords. Choose another."),
+    "contains_context": _l("Do not use your e-mail name or the service name in your password."),
+    "too_repetitive": _l("This password repeats one or two characters. Choose another."),
+}
+ROLE_LABELS = {"owner": _l("Owner"), "developer": _l("Developer"), "billing": _l("Billing")}
+LANGUAGE_CHOICES = [SelectChoice("ja", "日本語"), SelectChoice("en", "English")]
+
+
+def password_field(label):
+    return PasswordField(label, validators=[InputRequired(), Length(max=MAX_LENGTH * 4)])
+
+
+class SignUpForm(FlaskForm):
+    name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
+    email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
+    password = password_field(_l("Password"))
+    account_kind = RadioField(
+        _l("Who is the customer?"),
+        choices=[SelectChoice("individual", _l("Myself (individual)")), SelectChoice("company", _l("A company or organisation"))],
+        default="individual",
+        validators=[InputRequired()],
+    )
+    account_name = StringField(_l("Company or organisation name"), validators=[Optional(), Length(max=200)])
+    tax_residency = SelectField(
+        _l("Tax residency"),
+        choices=[SelectChoice("JP", _l("Japan")), SelectChoice("overseas", _l("Outside Japan"))],
+        default="JP",
+    )
+    language = SelectField(_l("Language for e-mails"), choices=LANGUAGE_CHOICES)
+
+    def validate(self, extra_validators=None) -> bool:
+        valid = super().validate(extra_validators)
+        if self.account_kind.data == "company" and not (self.account_name.data or "").strip():
+            self.account_name.errors = [*self.account_name.errors, _l("Enter the company or organisation name.")]
+            valid = False
+        return valid
+
+
+class LogInForm(FlaskForm):
+    email = EmailField(_l("E-mail address"), validators=[InputRequired(), Length(max=254)])
+    password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=MAX_LENGTH * 4)])
+    next = HiddenField()
+
+
+class EmailForm(FlaskForm):
+    email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
+
+
+class NewPasswordForm(FlaskForm):
+    password = password_field(_l("New password"))
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(_l("Current password"), validators=[InputRequired()])
+    new_password = password_field(_l("New password"))
+    end_other_sessions = BooleanField(_l("Sign out of all other sessions"), default=True)
+
+
+class ReauthenticateForm(FlaskForm):
+    password = PasswordField(_l("Password"), validators=[InputRequired()])
+    next = HiddenField()
+
+
+class PhoneForm(FlaskForm):
+    phone = TelField(
+        _l("Mobile number"),
+        validators=[InputRequired(), Length(max=20)],
+        description=_l("A Japanese mobile number such as 090-1234-5678, or any number in +81… form."),
+    )
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        _l("6-digit code"),
+        validators=[InputRequired(), Regexp(r"^\s*\d{6}\s*$", message=_l("Enter the 6 digits from the SMS."))],
+    )
+
+
+class InviteForm(FlaskForm):
+    email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
+    role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()], default="developer")
+
+
+class RoleForm(FlaskForm):
+    role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()])
+
+
+class AcceptInvitationForm(FlaskForm):
+    name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
+    password = password_field(_l("Password"))
+    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
+
+
+class ProfileForm(FlaskForm):
+    name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
+    language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
+
+
+class ActionForm(FlaskForm):
+    """A button that only needs the CSRF token."""

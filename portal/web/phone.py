@@ -1,0 +1,118 @@
+"""Prove the mobile number with a code sent by SMS (delivered to the test inbox by default)."""
+
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal import clock, db
+from portal.accounts import phone, sessions
+from portal.accounts.errors import (
+    ChallengeLocked,
+    CodeExpired,
+    NoChallenge,
+    PhoneInvalid,
+    PhoneTaken,
+    ResendTooSoon,
+    TooManyCodes,
+    WrongCode,
+)
+from portal.web.current import verified_email_required
+from portal.web.extensions import limiter
+from portal.web.forms import ActionForm, CodeForm, PhoneForm
+
+bp = Blueprint("phone", __name__, url_prefix="/verify-phone")
+
+
+def send_error_message(error: Exception) -> str:
+    if isinstance(error, PhoneInvalid):
+        return _("Enter a mobile number that can receive SMS, such as 090-1234-5678 or +819012345678.")
+    if isinstance(error, PhoneTaken):
+        return _("This number is already verified by another Chotto login.")
+    if isinstance(error, ResendTooSoon):
+        return _("Please wait %(seconds)s seconds before asking for another code.", seconds=error.retry_after_seconds)
+    if isinstance(error, TooManyCodes):
+        return _("Too many codes were sent to this number. Try again in an hour.")
+    return _("Too many wrong codes. Try again in an hour.")
+
+
+@bp.route("/", methods=["GET", "POST"])
+@verified_email_required
+@limiter.limit("10 per hour", methods=["POST"])
+def start():
+    user = current_user.user
+    if user.phone_verified_at is not None:
+        if request.args.get("change") != "1":
+            return redirect(url_for("dashboard.show"))
+        if not sessions.is_fresh(current_user.row, clock.now()):
+            flash(_("Please confirm your password to continue."), "info")
+            return redirect(url_for("auth.reauthenticate", next=request.full_path))
+    form = PhoneForm()
+    if form.validate_on_submit():
+        try:
+            phone.send_code(
+                session=db.session(),
+                user_id=user.id,
+                account_id=current_user.account.id if current_user.account else None,
+                phone=form.phone.data,
+                secret=current_app.config["SECRET_KEY"],
+                now=clock.now(),
+            )
+        except (PhoneInvalid, PhoneTaken, ResendTooSoon, TooManyCodes, ChallengeLocked) as error:
+            form.phone.errors = [send_error_message(error)]
+            return render_template("phone/start.html", form=form), 422
+        return redirect(url_for("phone.code"))
+    return render_template("phone/start.html", form=form)
+
+
+@bp.route("/code", methods=["GET", "POST"])
+@verified_email_required
+def code():
+    form, resend = CodeForm(), ActionForm(prefix="resend")
+    if form.validate_on_submit():
+        try:
+            phone.check_code(
+                session=db.session(),
+                user_id=current_user.id,
+                code=form.code.data,
+                secret=current_app.config["SECRET_KEY"],
+                now=clock.now(),
+            )
+        except WrongCode as error:
+            form.code.errors = [
+                _("That code is not right. %(left)s attempts left.", left=error.attempts_left)
+            ]
+        except CodeExpired:
+            form.code.errors = [_("That code has expired. Ask for a new one.")]
+        except ChallengeLocked:
+            form.code.errors = [_("Too many wrong codes. Try again in an hour.")]
+        except (NoChallenge, PhoneTaken) as error:
+            flash(send_error_message(error) if isinstance(error, PhoneTaken) else _("Ask for a code first."), "error")
+            return redirect(url_for("phone.start"))
+        else:
+            flash(_("Your mobile number is verified."), "success")
+            return redirect(url_for("dashboard.show"))
+        return render_template("phone/code.html", form=form, resend=resend), 422
+    return render_template("phone/code.html", form=form, resend=resend)
+
+
+@bp.post("/resend")
+@verified_email_required
+@limiter.limit("5 per hour")
+def resend():
+    challenge_phone = phone.latest_phone(session=db.session(), user_id=current_user.id)
+    if challenge_phone is None:
+        return redirect(url_for("phone.start"))
+    try:
+        phone.send_code(
+            session=db.session(),
+            user_id=current_user.id,
+            account_id=current_user.account.id if current_user.account else None,
+            phone=challenge_phone,
+            secret=current_app.config["SECRET_KEY"],
+            now=clock.now(),
+        )
+    except (PhoneInvalid, PhoneTaken, ResendTooSoon, TooManyCodes, ChallengeLocked) as error:
+        flash(send_error_message(error), "error")
+    else:
+        flash(_("We sent a new code. Codes you received before no longer work."), "success")
+    return redirect(url_for("phone.code"))

@@ -1,0 +1,53 @@
+"""Headers on every response, and the cross-site check on every unsafe browser request."""
+
+from urllib.parse import urlsplit
+
+from flask import abort, current_app, request
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; form-action 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def refuse_cross_site() -> None:
+    """Fetch metadata first; browsers that send none are judged by Origin."""
+    if request.method in SAFE_METHODS:
+        return
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        if site == "cross-site":
+            abort(403)
+        return
+    origin = request.headers.get("Origin")
+    if origin and origin != "null":
+        allowed = {_origin(current_app.config["BASE_URL"]), _origin(request.host_url)}
+        if origin.lower() not in allowed:
+            abort(403)
+    elif origin == "null":
+        abort(403)
+
+
+def add_headers(response):
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.vary.add("HX-Request")
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response

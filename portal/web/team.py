@@ -1,0 +1,185 @@
+"""Members, roles and invitations of the account in use."""
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal import clock, db
+from portal.accounts import team
+from portal.accounts.errors import (
+    AlreadyMember,
+    EmailTaken,
+    InvitationForSomeoneElse,
+    LastOwner,
+    NotAMember,
+    TokenInvalid,
+    WeakPassword,
+)
+from portal.accounts.queries import InvalidEmail, membership, user_by_email
+from portal.web.auth import password_errors, sign_in
+from portal.web.current import role_required
+from portal.web.extensions import limiter
+from portal.web.forms import ROLE_LABELS, AcceptInvitationForm, ActionForm, InviteForm, RoleForm
+from portal.web.fragments import render_page
+
+bp = Blueprint("team", __name__)
+
+
+def _page(invite_form: InviteForm | None = None, status: int = 200):
+    account_id = current_user.account.id
+    return (
+        render_page(
+            "team/show.html",
+            fragment="members",
+            members=team.members(db.session(), account_id=account_id),
+            invitations=team.pending_invitations(db.session(), account_id=account_id, now=clock.now()),
+            invite_form=invite_form or InviteForm(),
+            action_form=ActionForm(),
+            role_labels=ROLE_LABELS,
+        ),
+        status,
+    )
+
+
+@bp.get("/team")
+@role_required("owner", "developer", "billing")
+def show():
+    return _page()
+
+
+@bp.post("/team/invitations")
+@role_required("owner")
+@limiter.limit("30 per hour")
+def invite():
+    form = InviteForm()
+    if not form.validate_on_submit():
+        return _page(form, 422)
+    try:
+        team.invite(
+            session=db.session(),
+            account_id=current_user.account.id,
+            inviter_id=current_user.id,
+            email=form.email.data,
+            role=form.role.data,
+            now=clock.now(),
+        )
+    except AlreadyMember:
+        form.email.errors = [_("This person is already a member of the account.")]
+        return _page(form, 422)
+    except InvalidEmail:
+        form.email.errors = [_("Enter a valid e-mail address.")]
+        return _page(form, 422)
+    flash(_("Invitation sent to %(email)s. The link is valid for 7 days.", email=form.email.data), "success")
+    return redirect(url_for("team.show"))
+
+
+@bp.post("/team/invitations/<int:invitation_id>/revoke")
+@role_required("owner")
+def revoke(invitation_id: int):
+    if ActionForm().validate_on_submit():
+        try:
+            team.revoke_invitation(
+                session=db.session(), account_id=current_user.account.id, invitation_id=invitation_id, now=clock.now()
+            )
+        except TokenInvalid:
+            pass
+        flash(_("The invitation is withdrawn."), "info")
+    return redirect(url_for("team.show"))
+
+
+@bp.post("/team/members/<int:membership_id>/role")
+@role_required("owner")
+def change_role(membership_id: int):
+    form = RoleForm()
+    if form.validate_on_submit():
+        try:
+            team.change_role(
+                session=db.session(), account_id=current_user.account.id, membership_id=membership_id, role=form.role.data
+            )
+        except LastOwner:
+            flash(_("An account needs at least one owner. Make someone else an owner first."), "error")
+        except NotAMember:
+            flash(_("That person is no longer a member."), "error")
+        else:
+            flash(_("Role changed."), "success")
+    return _after_change()
+
+
+@bp.post("/team/members/<int:membership_id>/remove")
+@role_required("owner")
+def remove(membership_id: int):
+    if ActionForm().validate_on_submit():
+        try:
+            team.remove_member(session=db.session(), account_id=current_user.account.id, membership_id=membership_id)
+        except LastOwner:
+            flash(_("An account needs at least one owner. Make someone else an owner first."), "error")
+        except NotAMember:
+            flash(_("That person is no longer a member."), "error")
+        else:
+            flash(_("Member removed."), "success")
+    return _after_change()
+
+
+def _after_change():
+    if current_user.membership is None or membership_gone():
+        return redirect(url_for("dashboard.show"))
+    return _page() if request.headers.get("HX-Request") else redirect(url_for("team.show"))
+
+
+def membership_gone() -> bool:
+    return membership(db.session(), account_id=current_user.account.id, user_id=current_user.id) is None
+
+
+@bp.route("/invitations/<token>", methods=["GET", "POST"])
+def accept(token: str):
+    try:
+        invitation, account = team.open_invitation(db.session(), token=token, now=clock.now())
+    except TokenInvalid:
+        return render_template("auth/link_invalid.html"), 410
+    existing = user_by_email(db.session(), invitation.email)
+    context = {"invitation": invitation, "account": account, "role_labels": ROLE_LABELS, "existing": existing}
+    if existing is not None:
+        return _accept_existing(token, context)
+    return _accept_new(token, context)
+
+
+def _accept_existing(token: str, context: dict):
+    form = ActionForm()
+    if not current_user.is_authenticated:
+        return render_template("team/accept.html", form=None, **context)
+    if form.validate_on_submit():
+        try:
+            team.accept(
+                session=db.session(), token=token, user_id=current_user.id, session_id=current_user.row.id, now=clock.now()
+            )
+        except InvitationForSomeoneElse:
+            flash(_("This invitation was sent to another e-mail address."), "error")
+        except (AlreadyMember, TokenInvalid):
+            flash(_("This invitation can no longer be used."), "error")
+        else:
+            flash(_("You joined %(account)s.", account=context["account"].name), "success")
+            return redirect(url_for("dashboard.show"))
+    return render_template("team/accept.html", form=form, **context)
+
+
+def _accept_new(token: str, context: dict):
+    form = AcceptInvitationForm(language=session.get("lang") or context["account"].language)
+    if form.validate_on_submit():
+        try:
+            user = team.accept_as_new_user(
+                session=db.session(),
+                token=token,
+                name=form.name.data,
+                password=form.password.data,
+                language=form.language.data,
+                now=clock.now(),
+            )
+        except WeakPassword as error:
+            password_errors(form.password, error)
+        except (EmailTaken, TokenInvalid, AlreadyMember):
+            return render_template("auth/link_invalid.html"), 410
+        else:
+            sign_in(user.id)
+            flash(_("Welcome to %(account)s.", account=context["account"].name), "success")
+            return redirect(url_for("dashboard.show"))
+    return render_template("team/accept.html", form=form, **context)

@@ -1,0 +1,62 @@
+"""The worker: drains the outbox (e-mail and SMS). A separate process: `portal worker`."""
+
+import logging
+import signal
+import time
+
+from flask import Flask
+
+from portal import clock, db, outbox
+from portal.mail import current_mailer
+from portal.messaging.carrier import OutgoingSMS, current_carrier
+
+log = logging.getLogger("portal.worker")
+
+
+def deliver(session, message: outbox.OutboxMessage, now) -> None:
+    payload = message.data()
+    if message.kind == "email":
+        current_mailer().send(session=session, payload=payload, now=now)
+    elif message.kind == "sms":
+        current_carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
+    else:
+        raise ValueError(f"unknown outbox kind {message.kind!r}")
+
+
+def drain_once(app: Flask) -> int:
+    """Deliver every message due now; returns how many were handled."""
+    with app.app_context():
+        with db.job_session() as session:
+            claimed = [m.id for m in outbox.claim(session, now=clock.now())]
+        for message_id in claimed:
+            _deliver_one(message_id)
+        return len(claimed)
+
+
+def _deliver_one(message_id: int) -> None:
+    with db.job_session() as session:
+        message = session.get(outbox.OutboxMessage, message_id)
+        try:
+            deliver(session, message, clock.now())
+            message.sent_at = clock.now()
+            message.leased_until = None
+            session.commit()
+        except Exception as error:  # one bad message must not stop the others
+            session.rollback()
+            log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
+            outbox.mark_failed_attempt(session, message_id=message_id, error=repr(error), now=clock.now())
+
+
+def run(app: Flask, *, interval: float = 1.0) -> None:
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    log.info("worker started")
+    while not stopping:
+        try:
+            handled = drain_once(app)
+        except Exception:
+            log.exception("worker loop failed; retrying")
+            handled = 0
+        if not handled:
+            time.sleep(interval)
+    log.info("worker stopped")

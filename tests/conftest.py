@@ -1,0 +1,97 @@
+"""Shared fixtures. Every database test runs on SQLite, and again on PostgreSQL when
+PORTAL_TEST_DATABASE_URL is set. Each test gets an empty schema: rows are removed after it,
+so tests that use real threads and connections see committed data like production does."""
+
+import os
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from portal import create_app
+from portal.clock import FrozenClock
+from portal.config import normalise_database_url
+from portal.migrate import upgrade
+from portal.models import metadata
+
+from tests.helpers import PageClient
+
+PG_URL = os.environ.get("PORTAL_TEST_DATABASE_URL")
+ENGINES = ["sqlite"] + (["postgresql"] if PG_URL else [])
+START = datetime(2026, 11, 27, 3, 0, 0, tzinfo=timezone.utc)
+TEST_SECRET = "test-secret-key-that-is-long-enough-for-production-checks"
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def database_url(request, tmp_path_factory):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.sqlite3'}"
+        upgrade(url)
+        yield url
+        return
+    yield from _postgres_database()
+
+
+def _postgres_database():
+    server = make_url(normalise_database_url(PG_URL))
+    name = f"chotto_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = server.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def clock():
+    return FrozenClock(START)
+
+
+def make_app(database_url: str, **overrides):
+    settings = {
+        "ENV": "test",
+        "SECRET_KEY": TEST_SECRET,
+        "DATABASE_URL": database_url,
+        "BASE_URL": "https://portal.chotto.test",
+        "RATELIMIT_ENABLED": False,
+    }
+    return create_app(settings | overrides)
+
+
+@pytest.fixture
+def app(database_url, clock):
+    app = make_app(database_url, CLOCK=clock)
+    yield app
+    _empty_tables(app.extensions["portal.engine"])
+    app.extensions["portal.engine"].dispose()
+
+
+def _empty_tables(engine) -> None:
+    tables = list(reversed(metadata.sorted_tables))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(table.delete())
+
+
+@pytest.fixture
+def session(app):
+    from portal import db
+
+    with app.app_context():
+        with db.job_session() as db_session:
+            yield db_session
+
+
+@pytest.fixture
+def client(app):
+    return PageClient(app.test_client(), app)

@@ -1,0 +1,100 @@
+from sqlalchemy import func, select
+from portal.accounts.models import Account, Membership, User
+from tests.helpers import PASSWORD, db_session, inbox_codes, last_link, mails_to
+
+SIGNUP = {
+    "name": "Hana Sato",
+    "email": "hana@example.com",
+    "password": PASSWORD,
+    "account_kind": "individual",
+    "account_name": "",
+    "tax_residency": "JP",
+    "language": "en",
+}
+
+
+def test_walks_from_sign_up_through_email_and_phone_to_the_dashboard(client, app):
+    response = client.post("/signup", SIGNUP, status=302)
+    assert response.headers["Location"].endswith("/signup/check-email")
+    assert "hana@example.com" in client.text("/signup/check-email")
+
+    link = last_link(app, "hana@example.com", "/verify-email/")
+    response = client.get(link, status=302)
+    assert response.headers["Location"].endswith("/verify-phone/")
+
+    client.post("/verify-phone/", {"phone": "090-1234-5678"}, status=302)
+    [code] = inbox_codes(app)
+    assert "+819012345678" in client.text("/test-inbox")
+    response = client.post("/verify-phone/code", {"code": code}, status=302)
+    assert response.headers["Location"].endswith("/dashboard")
+    page = client.text("/dashboard")
+    assert "Welcome, Hana Sato" in page
+    assert "Mobile number verified: +819012345678" in page
+
+
+def test_sign_up_creates_an_account_with_its_owner(client, app):
+    client.post("/signup", SIGNUP | {"account_kind": "company", "account_name": "Sato Shoji KK"}, status=302)
+    with db_session(app) as session:
+        user = session.scalars(select(User)).one()
+        membership = session.scalars(select(Membership)).one()
+        account = session.get(Account, membership.account_id)
+    assert (account.name, account.kind, account.tax_residency) == ("Sato Shoji KK", "company", "JP")
+    assert (membership.user_id, membership.role) == (user.id, "owner")
+    assert user.email_verified_at is None
+
+
+def test_a_company_needs_its_name(client):
+    response = client.post("/signup", SIGNUP | {"account_kind": "company"}, status=422)
+    assert "Enter the company or organisation name." in response.get_data(as_text=True)
+
+
+def test_refuses_a_fourteen_character_password_with_the_reason(client, app):
+    response = client.post("/signup", SIGNUP | {"password": "walnut harbor9"}, status=422)
+    assert "Use at least 15 characters" in response.get_data(as_text=True)
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 0
+    client.post("/signup", SIGNUP | {"password": "walnut harbor97"}, status=302)
+
+
+def test_answers_the_same_for_a_known_address(client, app):
+    first = client.post("/signup", SIGNUP, status=302)
+    again = client.post("/signup", SIGNUP | {"name": "Someone Else"}, status=302)
+    assert first.headers["Location"] == again.headers["Location"]
+    assert client.text("/signup/check-email") == client.text("/signup/check-email")
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 1
+    assert [m.subject for m in mails_to(app, "hana@example.com")] == [
+        "Confirm your e-mail address for Chotto",
+        "Confirm your e-mail address for Chotto",
+    ]
+
+
+def test_an_email_link_works_once(client, app):
+    client.post("/signup", SIGNUP, status=302)
+    link = last_link(app, "hana@example.com", "/verify-email/")
+    client.get(link, status=302)
+    assert "This link cannot be used" in client.text(link, status=410)
+
+
+def test_an_email_link_expires_after_24_hours(client, app, clock):
+    client.post("/signup", SIGNUP, status=302)
+    link = last_link(app, "hana@example.com", "/verify-email/")
+    clock.advance(hours=24)
+    client.get(link, status=410)
+
+
+def test_a_verification_link_opened_in_another_browser_asks_to_sign_in(client, app):
+    client.post("/signup", SIGNUP, status=302)
+    link = last_link(app, "hana@example.com", "/verify-email/")
+    other = app.test_client()
+    response = other.get(link)
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    with db_session(app) as session:
+        assert session.scalars(select(User)).one().email_verified_at is not None
+
+
+def test_pages_for_verified_users_wait_for_the_email(client, app):
+    client.post("/signup", SIGNUP, status=302)
+    client.login("hana@example.com")
+    response = client.get("/dashboard", status=302)
+    assert response.headers["Location"].endswith("/signup/check-email")
