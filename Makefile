@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PORTAL_ENV ?= development
 
-.PHONY: run test install translations clean
+.PHONY: run test install translations translations-extract clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -23,6 +23,11 @@ install: $(STAMP) translations
 
 translations: $(STAMP)
 	@$(BIN)/pybabel compile -q -d translations
+
+# After changing user-facing text: refresh the catalog template and the Japanese catalog.
+translations-extract: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext --no-location --sort-output -o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations --no-fuzzy-matching
 
 run: install
 	@mkdir -p instance

@@ -23,13 +23,14 @@ def _defaults() -> dict:
         "REDIS_URL": "",
         "CARRIER": "test-inbox",
         "TRIAL_CREDIT_YEN": 50,
+        "PROXY_HOPS": 0,
         "RATELIMIT_ENABLED": True,
         "LOGIN_RATE_LIMIT": "10 per minute;100 per hour",
         "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
     }
 
 
-_INTEGERS = {"TRIAL_CREDIT_YEN"}
+_INTEGERS = {"TRIAL_CREDIT_YEN", "PROXY_HOPS"}
 _BOOLEANS = {"RATELIMIT_ENABLED"}
 
 

@@ -7,6 +7,7 @@ from bs4 import BeautifulSoup
 from sqlalchemy import select
 
 from portal import db, worker
+from portal.clock import system_now
 from portal.accounts.operator import create_account
 from portal.mail import DevMail
 from portal.messaging.models import TestInboxMessage
@@ -27,7 +28,8 @@ class PageClient:
         response = self.client.get(path, **kwargs)
         assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:2000])
         if response.mimetype == "text/html":
-            self.check_page(response)
+            headers = kwargs.get("headers") or {}
+            self.check_page(response, fragment=bool(headers.get("HX-Request") and not headers.get("HX-History-Restore-Request")))
         return response
 
     def page(self, path, *, status=200, **kwargs) -> BeautifulSoup:
@@ -82,7 +84,7 @@ def make_user(app, email="owner@example.com", *, password=PASSWORD, verified=Tru
     with db_session(app) as session:
         return create_account(
             session=session, email=email, password=password, name=name or email.split("@")[0],
-            language=language, verified=verified, phone=phone, now=app.config["CLOCK"](),
+            language=language, verified=verified, phone=phone, now=app.config.get("CLOCK", system_now)(),
         )
 
 

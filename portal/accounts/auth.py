@@ -34,7 +34,7 @@ def throttle_delay(failures: int) -> timedelta:
     """No delay for the first five failures, then 30 s doubling up to an hour."""
     if failures < FREE_FAILURES:
         return timedelta(0)
-    return min(FIRST_DELAY * 2 ** (failures - FREE_FAILURES), LONGEST_DELAY)
+    return min(FIRST_DELAY * 2 ** min(failures - FREE_FAILURES, 8), LONGEST_DELAY)
 
 
 def _email_key(email: str) -> str:

@@ -6,6 +6,7 @@ failure the challenge is closed and a new one can be started only an hour later.
 """
 
 import logging
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -44,11 +45,18 @@ def normalise_phone(raw: str, *, region: str = "JP") -> str:
         number = phonenumbers.parse(raw.strip(), region)
     except phonenumbers.NumberParseException:
         raise PhoneInvalid() from None
+    if raw.strip().startswith("+") and not _digits_match(raw, number):
+        raise PhoneInvalid()  # "+81 0 80…": a trunk 0 has no place after the country code
     kind = phonenumbers.number_type(number)
     mobile = kind in (phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
     if not phonenumbers.is_valid_number(number) or not mobile:
         raise PhoneInvalid()
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _digits_match(raw: str, number: phonenumbers.PhoneNumber) -> bool:
+    zeros = "0" * (number.number_of_leading_zeros or 1) if number.italian_leading_zero else ""
+    return re.sub(r"\D", "", raw) == f"{number.country_code}{zeros}{number.national_number}"
 
 
 def _code_hash(secret: str, challenge_key: str, code: str) -> str:

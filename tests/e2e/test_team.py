@@ -1,0 +1,49 @@
+"""An owner invites a billing member, who accepts and can sign in."""
+
+import re
+
+from playwright.sync_api import expect
+
+from tests.e2e.test_onboarding import _wait_for_mail
+from tests.helpers import PASSWORD, make_user
+
+
+def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, live_server, screenshot):
+    make_user(live_server.app, "owner@example.com", name="Olivia Owner")
+    owner = browser.new_context(locale="en-GB", base_url=live_server.url).new_page()
+    owner.goto("/login")
+    owner.get_by_label("E-mail address").fill("owner@example.com")
+    owner.get_by_label("Password").fill(PASSWORD)
+    owner.get_by_role("button", name="Sign in").click()
+    owner.get_by_role("link", name="Team", exact=True).click()
+    owner.get_by_label("E-mail address").fill("finance@example.com")
+    owner.get_by_label("Role", exact=True).select_option("billing")
+    owner.get_by_role("button", name="Send invitation").click()
+    expect(owner.locator(".flash-success")).to_contain_text("Invitation sent to finance@example.com")
+    screenshot(owner, "team-with-invitation")
+
+    invitee_context = browser.new_context(locale="en-GB", base_url=live_server.url)
+    invitee = invitee_context.new_page()
+    invitee.goto("/dev/mailbox/")
+    subject = "Olivia Owner invites you to Olivia Owner on Chotto"
+    assert _wait_for_mail(invitee, subject), "the invitation never arrived"
+    invitee.get_by_role("link", name=subject).click()
+    link = re.search(r"http://127\.0\.0\.1:\d+/invitations/\S+", invitee.locator("pre.mail-text").inner_text()).group(0)
+    invitee.goto(link)
+    expect(invitee.locator("main")).to_contain_text("You are invited as Billing")
+    screenshot(invitee, "accept-invitation")
+    invitee.get_by_label("Your name").fill("Fumiko Finance")
+    invitee.get_by_label("Password").fill("ledger lines and green tea")
+    invitee.get_by_role("button", name="Join the account").click()
+    expect(invitee.locator(".account-bar")).to_contain_text("Billing")
+
+    invitee.get_by_role("button", name="Sign out").click()
+    invitee.get_by_label("E-mail address").fill("finance@example.com")
+    invitee.get_by_label("Password").fill("ledger lines and green tea")
+    invitee.get_by_role("button", name="Sign in").click()
+    expect(invitee.get_by_role("heading", level=1)).to_have_text("Welcome, Fumiko Finance")
+
+    owner.reload()
+    expect(owner.locator("#members")).to_contain_text("finance@example.com")
+    screenshot(owner, "team-members")
+    invitee_context.close()

@@ -1,0 +1,38 @@
+from sqlalchemy import select
+
+from portal.accounts.models import Membership, User
+from tests.helpers import PASSWORD, db_session
+
+
+def test_accounts_create_makes_a_verified_owner_from_stdin(app):
+    result = app.test_cli_runner().invoke(
+        args=["accounts", "create", "ops@example.com", "--password-stdin", "--verified", "--phone", "+819012345678"],
+        input=PASSWORD + "\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "created account for ops@example.com" in result.output
+    assert PASSWORD not in result.output
+    with db_session(app) as session:
+        user = session.scalars(select(User)).one()
+        assert user.email_verified_at and user.phone_e164 == "+819012345678" and user.phone_verified_at
+        assert session.scalars(select(Membership)).one().role == "owner"
+
+
+def test_accounts_create_refuses_a_weak_password_and_a_duplicate(app):
+    runner = app.test_cli_runner()
+    weak = runner.invoke(args=["accounts", "create", "ops@example.com", "--password-stdin"], input="short\n")
+    assert weak.exit_code != 0 and "password refused: too_short" in weak.output
+    runner.invoke(args=["accounts", "create", "ops@example.com", "--password-stdin"], input=PASSWORD + "\n")
+    again = runner.invoke(args=["accounts", "create", "ops@example.com", "--password-stdin"], input=PASSWORD + "\n")
+    assert again.exit_code != 0 and "already has a login" in again.output
+
+
+def test_worker_once_delivers_the_outbox(app, client):
+    client.post("/password/forgot", {"email": "nobody@example.com"})
+    result = app.test_cli_runner().invoke(args=["worker", "--once"])
+    assert result.exit_code == 0 and "delivered 0" in result.output
+
+
+def test_db_upgrade_is_idempotent(app):
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0 and "database at head" in result.output

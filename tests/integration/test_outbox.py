@@ -1,0 +1,64 @@
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal import outbox, worker
+from portal.outbox import OutboxMessage
+from tests.helpers import db_session
+
+
+class FlakyMailer:
+    def __init__(self, failures):
+        self.failures, self.sent = failures, []
+
+    def send(self, *, session, payload, now):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("smtp down")
+        self.sent.append(payload["to"])
+
+
+def queue_mail(app, clock):
+    with db_session(app) as session:
+        outbox.enqueue(session, kind="email", payload={"to": "a@example.com", "subject": "s", "text": "t", "html": "h"}, now=clock())
+        session.commit()
+
+
+def test_a_failed_delivery_is_retried_with_back_off_and_then_sent_once(app, clock):
+    mailer = FlakyMailer(failures=2)
+    app.extensions["portal.mailer"] = mailer
+    queue_mail(app, clock)
+    assert worker.drain_once(app) == 1 and mailer.sent == []
+    assert worker.drain_once(app) == 0  # waiting 30 s
+    clock.advance(seconds=30)
+    assert worker.drain_once(app) == 1 and mailer.sent == []
+    clock.advance(seconds=59)
+    assert worker.drain_once(app) == 0
+    clock.advance(seconds=1)
+    assert worker.drain_once(app) == 1 and mailer.sent == ["a@example.com"]
+    clock.advance(hours=2)
+    assert worker.drain_once(app) == 0 and mailer.sent == ["a@example.com"]
+
+
+def test_a_message_whose_worker_died_is_delivered_after_its_lease(app, clock):
+    mailer = FlakyMailer(failures=0)
+    app.extensions["portal.mailer"] = mailer
+    queue_mail(app, clock)
+    with app.app_context():
+        with db_session(app) as session:
+            assert len(outbox.claim(session, now=clock())) == 1  # then the worker "dies"
+    assert worker.drain_once(app) == 0
+    clock.advance(minutes=5)
+    assert worker.drain_once(app) == 1 and mailer.sent == ["a@example.com"]
+
+
+def test_gives_up_after_twelve_attempts(app, clock):
+    app.extensions["portal.mailer"] = FlakyMailer(failures=100)
+    queue_mail(app, clock)
+    for _ in range(12):
+        worker.drain_once(app)
+        clock.advance(hours=1)
+    with db_session(app) as session:
+        message = session.scalars(select(OutboxMessage)).one()
+    assert message.failed_at is not None and message.attempts == 12 and "smtp down" in message.last_error
+    assert worker.drain_once(app) == 0

@@ -1,0 +1,150 @@
+from sqlalchemy import select
+
+from portal.accounts.models import PhoneChallenge, User
+from tests.helpers import PageClient, db_session, inbox_codes, make_user
+
+
+def signed_in(app, email="owner@example.com"):
+    make_user(app, email)
+    client = PageClient(app.test_client(), app)
+    client.login(email)
+    return client
+
+
+def wrong(code):
+    return f"{(int(code) + 1) % 10**6:06d}"
+
+
+def test_a_correct_code_verifies_the_number(app):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "+81 90 1234 5678"}, status=302)
+    [code] = inbox_codes(app)
+    client.post("/verify-phone/code", {"code": code}, status=302)
+    with db_session(app) as session:
+        user = session.scalars(select(User)).one()
+    assert user.phone_e164 == "+819012345678" and user.phone_verified_at is not None
+
+
+def test_codes_are_stored_hashed(app):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    with db_session(app) as session:
+        challenge = session.scalars(select(PhoneChallenge)).one()
+    assert code not in challenge.code_hash and len(challenge.code_hash) == 64
+
+
+def test_the_sixth_wrong_code_is_refused_even_when_right(app):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    for left in (4, 3, 2, 1):
+        response = client.post("/verify-phone/code", {"code": wrong(code)}, status=422)
+        assert f"{left} attempts left" in response.get_data(as_text=True)
+    response = client.post("/verify-phone/code", {"code": wrong(code)}, status=422)
+    assert "Too many wrong codes" in response.get_data(as_text=True)
+    response = client.post("/verify-phone/code", {"code": code}, status=422)
+    assert "Too many wrong codes" in response.get_data(as_text=True)
+
+
+def test_a_new_code_does_not_reset_the_failure_count(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [first] = inbox_codes(app)
+    for _ in range(3):
+        client.post("/verify-phone/code", {"code": wrong(first)}, status=422)
+    clock.advance(seconds=61)
+    client.post("/verify-phone/resend", status=302)
+    second = inbox_codes(app)[-1]
+    response = client.post("/verify-phone/code", {"code": wrong(second)}, status=422)
+    assert "1 attempts left" in response.get_data(as_text=True)
+
+
+def test_an_older_code_stops_working_when_a_new_one_is_sent(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [first] = inbox_codes(app)
+    clock.advance(seconds=61)
+    client.post("/verify-phone/resend", status=302)
+    second = inbox_codes(app)[-1]
+    if first != second:
+        client.post("/verify-phone/code", {"code": first}, status=422)
+    client.post("/verify-phone/code", {"code": second}, status=302)
+
+
+def test_resending_waits_for_the_cooldown(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    clock.advance(seconds=30)
+    client.post("/verify-phone/resend", status=302)
+    assert "Please wait 31 seconds" in client.text("/verify-phone/code")
+    assert len(inbox_codes(app)) == 1
+    clock.advance(seconds=31)
+    client.post("/verify-phone/resend", status=302)
+    assert len(inbox_codes(app)) == 2
+
+
+def test_a_code_expires_after_ten_minutes(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    clock.advance(minutes=10, seconds=1)
+    response = client.post("/verify-phone/code", {"code": code}, status=422)
+    assert "That code has expired" in response.get_data(as_text=True)
+
+
+def test_a_code_is_still_good_just_before_ten_minutes(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    clock.advance(minutes=9, seconds=59)
+    client.post("/verify-phone/code", {"code": code}, status=302)
+
+
+def test_a_number_verified_by_another_login_cannot_be_verified_again(app):
+    make_user(app, "first@example.com", phone="+819012345678")
+    client = signed_in(app, "second@example.com")
+    response = client.post("/verify-phone/", {"phone": "090-1234-5678"}, status=422)
+    assert "already verified by another Chotto login" in response.get_data(as_text=True)
+    assert inbox_codes(app) == []
+
+
+def test_an_invalid_or_landline_number_is_refused_with_a_message(app):
+    client = signed_in(app)
+    for number in ("+8108012345678", "03-1234-5678", "12345", "not a number"):
+        response = client.post("/verify-phone/", {"phone": number}, status=422)
+        assert "Enter a mobile number that can receive SMS" in response.get_data(as_text=True), number
+
+
+def test_the_code_lands_in_the_test_inbox_of_the_account(app):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    page = client.page("/test-inbox")
+    assert code in page.select_one("#inbox-messages").get_text()
+    other = signed_in(app, "stranger@example.com")
+    assert code not in other.text("/test-inbox")
+
+
+def test_changing_a_verified_number_asks_for_the_password_again(app, clock):
+    make_user(app, phone="+819012345678")
+    client = PageClient(app.test_client(), app)
+    client.login("owner@example.com")
+    clock.advance(minutes=11)
+    response = client.get("/verify-phone/?change=1", status=302)
+    assert response.headers["Location"].startswith("/reauthenticate")
+    client.post("/reauthenticate", {"password": "correct horse battery staple", "next": "/verify-phone/?change=1"}, status=302)
+    client.get("/verify-phone/?change=1", status=200)
+
+
+def test_the_test_inbox_panel_refreshes_itself_as_a_fragment(app):
+    client = signed_in(app)
+    page = client.page("/test-inbox")
+    panel = page.select_one("#inbox-messages")
+    assert panel["hx-get"] == "/test-inbox" and panel["hx-trigger"] == "every 3s"
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    inbox_codes(app)
+    fragment = client.get("/test-inbox", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<section id="inbox-messages"') and "<html" not in fragment
+    restore = client.get("/test-inbox", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
+    assert "<html" in restore.get_data(as_text=True)

@@ -1,0 +1,185 @@
+import logging
+import re
+
+import pytest
+
+from portal import create_app
+from portal.config import UnsafeConfiguration
+from tests.conftest import TEST_SECRET, make_app
+from tests.helpers import PASSWORD, PageClient, last_link, make_user
+
+
+def test_every_route_is_listed_here(app):
+    """A new route must be added to ROUTES below, so its headers and guards are checked."""
+    assert sorted({str(rule) for rule in app.url_map.iter_rules()}) == sorted(ROUTES)
+
+
+ROUTES = [
+    "/", "/pricing", "/language/<lang>", "/signup", "/signup/check-email", "/signup/resend",
+    "/verify-email/<token>", "/login", "/logout", "/password/forgot", "/reset-password/<token>",
+    "/reauthenticate", "/verify-phone/", "/verify-phone/code", "/verify-phone/resend", "/dashboard",
+    "/team", "/team/invitations", "/team/invitations/<int:invitation_id>/revoke",
+    "/team/members/<int:membership_id>/role", "/team/members/<int:membership_id>/remove",
+    "/invitations/<token>", "/test-inbox", "/profile/", "/profile/password",
+    "/profile/sessions/<int:session_id>/end", "/profile/account/<int:account_id>",
+    "/dev/mailbox/", "/dev/mailbox/<int:mail_id>", "/static/<path:filename>",
+]
+
+
+def _concrete(rule: str) -> str:
+    return re.sub(r"<(?:int:)?(?:path:)?(\w+)>", lambda m: {"lang": "ja", "filename": "css/app.css"}.get(m.group(1), "1"), rule)
+
+
+@pytest.mark.parametrize("signed_in", [False, True])
+def test_security_headers_on_every_route(app, signed_in):
+    make_user(app)
+    client = PageClient(app.test_client(), app)
+    if signed_in:
+        client.login("owner@example.com")
+    for rule in app.url_map.iter_rules():
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.client.open(_concrete(rule.rule), method=method)
+            headers = response.headers
+            assert "max-age=31536000; includeSubDomains" in headers["Strict-Transport-Security"], rule
+            csp = headers["Content-Security-Policy"]
+            for directive in ("object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "script-src 'self'"):
+                assert directive in csp, (rule, directive)
+            assert "unsafe-inline" not in csp
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_every_state_changing_route_is_post_only(app):
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        assert rule.methods <= {"GET", "HEAD", "OPTIONS", "POST"}, rule
+        if "GET" in rule.methods:
+            assert rule.rule not in ("/logout", "/signup/resend"), rule
+
+
+def test_a_post_without_csrf_token_is_refused(app):
+    make_user(app)
+    client = PageClient(app.test_client(), app)
+    response = client.post("/login", {"email": "owner@example.com", "password": PASSWORD}, csrf=False)
+    assert response.status_code == 400
+    assert "This form has expired" in response.get_data(as_text=True)
+    client.login("owner@example.com")
+    assert client.post("/logout", csrf=False).status_code == 400
+    client.get("/dashboard", status=200)
+
+
+def test_htmx_requests_carry_the_token_in_a_header(app):
+    make_user(app)
+    client = PageClient(app.test_client(), app)
+    client.login("owner@example.com")
+    token = re.search(r'"X-CSRFToken": "([^"]+)"', client.get("/team").get_data(as_text=True)).group(1)
+    response = client.client.post("/profile/sessions/999/end", headers={"HX-Request": "true", "X-CSRFToken": token})
+    assert response.status_code == 200
+    assert client.client.post("/profile/sessions/999/end", headers={"HX-Request": "true"}).status_code == 400
+
+
+def test_a_cross_site_post_is_refused_even_with_a_token(app):
+    make_user(app)
+    client = PageClient(app.test_client(), app)
+    response = client.post(
+        "/login", {"email": "owner@example.com", "password": PASSWORD}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert response.status_code == 403
+    response = client.post("/login", {"email": "owner@example.com", "password": PASSWORD}, headers={"Origin": "https://evil.example"})
+    assert response.status_code == 403
+    same = client.post("/login", {"email": "owner@example.com", "password": PASSWORD}, headers={"Sec-Fetch-Site": "same-origin"})
+    assert same.status_code == 302
+
+
+def test_production_cookies_are_host_prefixed_secure_httponly_and_lax(database_url):
+    app = create_app({"ENV": "production", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url, "BASE_URL": "https://portal.chotto.test"})
+    response = app.test_client().get("/login", base_url="https://portal.chotto.test")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-chotto=")
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert flag in cookie
+    assert "Domain=" not in cookie
+    app.extensions["portal.engine"].dispose()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"SECRET_KEY": "short"}, {"BASE_URL": "http://portal.example"}, {"DEBUG": True}, {"ENV": "staging"}],
+)
+def test_production_refuses_to_start_with_unsafe_settings(overrides):
+    settings = {"ENV": "production", "BASE_URL": "https://portal.example", "SECRET_KEY": TEST_SECRET} | overrides
+    if not overrides:
+        settings.pop("SECRET_KEY")
+    with pytest.raises(UnsafeConfiguration):
+        create_app(settings)
+
+
+def test_an_unexpected_error_shows_a_generic_page_and_is_logged(app, caplog):
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("SELECT secret FROM somewhere")
+
+    response = app.test_client().get("/boom")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in body
+    assert "Traceback" not in body and "SELECT" not in body
+    assert "unhandled error on GET /boom" in caplog.text
+
+
+def test_the_development_mailbox_does_not_exist_in_production(database_url):
+    app = create_app({"ENV": "production", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url, "BASE_URL": "https://p.example"})
+    assert app.test_client().get("/dev/mailbox/", base_url="https://p.example").status_code == 404
+    app.extensions["portal.engine"].dispose()
+
+
+def test_a_fresh_install_has_no_users(session):
+    from sqlalchemy import func, select
+
+    from portal.accounts.models import User
+
+    assert session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_no_password_code_or_link_token_reaches_the_logs(app, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    client.post("/signup", {"name": "Ann", "email": "ann@example.com", "password": PASSWORD, "account_kind": "individual",
+                            "tax_residency": "JP", "language": "en"})
+    link = last_link(app, "ann@example.com", "/verify-email/")
+    client.get(link, status=302)
+    client.post("/verify-phone/", {"phone": "09012345678"})
+    from tests.helpers import inbox_codes
+
+    [code] = inbox_codes(app)
+    client.post("/verify-phone/code", {"code": code})
+    client.post("/logout")
+    client.post("/login", {"email": "ann@example.com", "password": "wrong password entirely"})
+    token = link.rsplit("/", 1)[1]
+    assert PASSWORD not in caplog.text and "wrong password entirely" not in caplog.text
+    assert token not in caplog.text and code not in caplog.text
+    assert "login failed" in caplog.text and "email verified" in caplog.text and "phone verified" in caplog.text
+
+
+def test_the_redaction_filter_scrubs_link_tokens_from_access_logs():
+    from portal import _RedactSecrets
+
+    record = logging.LogRecord("werkzeug", logging.INFO, "", 0, '"GET /verify-email/%s HTTP/1.1" 302', ("A" * 43,), None)
+    _RedactSecrets().filter(record)
+    assert "A" * 43 not in record.getMessage() and "/verify-email/[redacted]" in record.getMessage()
+
+
+def test_log_in_is_rate_limited_per_ip_with_retry_after(database_url, clock):
+    app = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
+    client = PageClient(app.test_client(), app)
+    statuses = [
+        client.post("/login", {"email": f"u{i}@example.com", "password": "wrong password here"}).status_code
+        for i in range(4)
+    ]
+    assert statuses == [422, 422, 422, 429]
+    last = client.post("/login", {"email": "u9@example.com", "password": "wrong password here"})
+    assert last.status_code == 429 and int(last.headers["Retry-After"]) > 0
+    other_ip = client.client.post("/login", data={}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert other_ip.status_code == 400  # not limited; refused only for its missing CSRF token
+    app.extensions["portal.engine"].dispose()
