@@ -22,7 +22,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP) translations
 
 translations: $(STAMP)
-	@$(BIN)/pybabel compile -d translations 2>&1 | grep -v "^compiling" || true
+	@$(BIN)/pybabel compile -d translations >/dev/null
 
 # After changing user-facing text: refresh the catalog template and the Japanese catalog.
 translations-extract: $(STAMP)

@@ -21,9 +21,8 @@ def main():
 
 
 def register(app) -> None:
-    app.cli.add_command(database)
-    app.cli.add_command(worker)
-    app.cli.add_command(accounts)
+    for command in (database, worker, accounts, credits, ledger, expire):
+        app.cli.add_command(command)
 
 
 @click.group("db")
@@ -79,7 +78,8 @@ def create_account(email, password_stdin, verified, phone, name, language):
     try:
         user = create(
             session=db.session(), email=email, password=password, name=name, language=language,
-            verified=verified, phone=phone, now=clock.now(),
+            verified=verified, phone=phone, trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * 1000,
+            now=clock.now(),
         )
     except WeakPassword as error:
         raise click.ClickException("password refused: " + ", ".join(error.reasons)) from None
@@ -88,6 +88,62 @@ def create_account(email, password_stdin, verified, phone, name, language):
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"created account for {user.email} (user #{user.id})")
+
+
+
+@click.group("credits")
+def credits():
+    """Customer credit."""
+
+
+@credits.command("grant")
+@click.argument("email")
+@click.argument("yen", type=click.IntRange(min=1, max=1_000_000))
+@click.option("--reason", required=True, help="Why: shown on the customer's statement.")
+@click.option("--account", "account_id", type=int, default=None, help="Account id, when EMAIL owns several.")
+@with_appcontext
+def grant_credits(email, yen, reason, account_id):
+    """Grant YEN of credit (valid 90 days) to the account owned by EMAIL."""
+    from portal.ledger.operator import AmbiguousAccount, NoSuchAccount, grant_credit
+
+    if not reason.strip():
+        raise click.ClickException("--reason must say why")
+    try:
+        lot = grant_credit(session=db.session(), email=email, yen=yen, reason=reason, account_id=account_id, now=clock.now())
+    except (NoSuchAccount, AmbiguousAccount) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"granted ¥{yen:,} to account {lot.account_id} as lot #{lot.id}, expiring {lot.expires_at.isoformat()}")
+
+
+@click.command("expire")
+@with_appcontext
+def expire():
+    """Write off expired credit and release stale holds, once, for every account."""
+    from portal.ledger.operator import sweep
+
+    accounts, lines = sweep(engine=db.engine(), now=clock.now())
+    click.echo(f"expiry sweep: {lines} journal lines in {accounts} accounts")
+
+
+@click.group("ledger")
+def ledger():
+    """The credit ledger."""
+
+
+@ledger.command("check")
+@with_appcontext
+def check_ledger():
+    """Verify the ledger's invariants for every account; exit 1 on any mismatch."""
+    from portal.ledger.check import check
+
+    problems, notes = check(db.session(), now=clock.now())
+    for note in notes:
+        click.echo(f"note: {note}")
+    for problem in problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    if problems:
+        sys.exit(1)
+    click.echo("ledger check passed")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,30 @@ def _deliver_one(message_id: int) -> None:
             outbox.mark_failed_attempt(session, message_id=message_id, error=repr(error), now=clock.now())
 
 
+SWEEP_EVERY = 60.0
+
+
+def sweep_expiry(app: Flask) -> int:
+    from portal.ledger.operator import sweep
+
+    with app.app_context():
+        accounts, lines = sweep(engine=db.engine(), now=clock.now())
+    if lines:
+        log.info("expiry sweep: %s journal lines in %s accounts", lines, accounts)
+    return lines
+
+
 def run(app: Flask, *, interval: float = 1.0) -> None:
+    """Drain the outbox continuously and sweep expired credit once a minute."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
+    next_sweep = 0.0
     while not stopping:
         try:
+            if time.monotonic() >= next_sweep:
+                sweep_expiry(app)
+                next_sweep = time.monotonic() + SWEEP_EVERY
             handled = drain_once(app)
         except Exception:
             log.exception("worker loop failed; retrying")

@@ -3,7 +3,9 @@ PORTAL_TEST_DATABASE_URL is set. Each test gets an empty schema: rows are remove
 so tests that use real threads and connections see committed data like production does."""
 
 import os
+import shutil
 import uuid
+from pathlib import Path
 from datetime import datetime, timezone
 
 import pytest
@@ -27,9 +29,10 @@ TEST_SECRET = "test-secret-key-that-is-long-enough-for-production-checks"
 @pytest.fixture(scope="session", params=ENGINES)
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'portal.sqlite3'}"
-        upgrade(url)
-        yield url
+        folder = tmp_path_factory.mktemp("db")
+        upgrade(f"sqlite:///{folder / 'template.sqlite3'}")
+        shutil.copyfile(folder / "template.sqlite3", folder / "portal.sqlite3")
+        yield f"sqlite:///{folder / 'portal.sqlite3'}"
         return
     yield from _postgres_database()
 
@@ -73,14 +76,18 @@ def app(database_url, clock):
 
 
 def _empty_tables(engine) -> None:
-    tables = list(reversed(metadata.sorted_tables))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
+    """PostgreSQL: TRUNCATE (row triggers guarding the journal do not fire). SQLite: put the
+    freshly migrated template file back, since the journal refuses DELETE."""
+    if engine.dialect.name == "postgresql":
+        names = ", ".join(f'"{t.name}"' for t in reversed(metadata.sorted_tables))
+        with engine.begin() as connection:
             connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(table.delete())
+        return
+    engine.dispose()
+    path = Path(engine.url.database)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(path.with_name("template.sqlite3"), path)
 
 
 @pytest.fixture

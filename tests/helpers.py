@@ -84,7 +84,8 @@ def make_user(app, email="owner@example.com", *, password=PASSWORD, verified=Tru
     with db_session(app) as session:
         return create_account(
             session=session, email=email, password=password, name=name or email.split("@")[0],
-            language=language, verified=verified, phone=phone, now=app.config.get("CLOCK", system_now)(),
+            language=language, verified=verified, phone=phone, trial_amount=app.config["TRIAL_CREDIT_YEN"] * 1000,
+            now=app.config.get("CLOCK", system_now)(),
         )
 
 
@@ -112,3 +113,16 @@ def inbox_codes(app) -> list[str]:
     with db_session(app) as session:
         bodies = [m.body for m in session.scalars(select(TestInboxMessage).order_by(TestInboxMessage.id))]
     return [re.search(r"(\d{6})", body).group(1) for body in bodies]
+
+
+def new_account(session, now, name="Ledger KK") -> int:
+    """An account with its credit row and no people: enough for ledger tests."""
+    from portal.accounts.models import Account
+    from portal.ledger.service import open_state
+
+    account = Account(name=name, kind="company", language="ja", tax_residency="JP", created_at=now)
+    session.add(account)
+    session.flush()
+    open_state(session, account_id=account.id, now=now)
+    session.commit()
+    return account.id

@@ -11,12 +11,14 @@ from portal.accounts.models import Account, Membership, User
 from portal.accounts.phone import normalise_phone
 from portal.accounts.queries import normalise_email, user_by_email
 from portal.accounts.signup import new_user
+from portal.ledger import service as ledger
 
 
 def create_account(
     *, session: Session, email: str, password: str, name: str | None, language: str,
-    verified: bool, phone: str | None, now: datetime,
+    verified: bool, phone: str | None, trial_amount: int, now: datetime,
 ) -> User:
+    """With both the e-mail and the phone verified, the trial credit comes with it."""
     email = normalise_email(email)
     reasons = passwords.problems(password, context_words=(email.split("@")[0],))
     if reasons:
@@ -33,6 +35,10 @@ def create_account(
     session.add_all([account, user])
     session.flush()
     session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
+    ledger.open_state(session, account_id=account.id, now=now)
+    if verified and phone:
+        session.flush()
+        ledger.grant_trial_in(session, account_id=account.id, phone_e164=user.phone_e164, amount=trial_amount, now=now)
     try:
         session.commit()
     except IntegrityError:

@@ -28,6 +28,7 @@ from portal.accounts.errors import (
     WrongCode,
 )
 from portal.accounts.models import PhoneChallenge, User
+from portal.ledger import service as ledger
 
 log = logging.getLogger("portal.auth")
 
@@ -118,8 +119,11 @@ def _queue_sms(session: Session, *, account_id: int | None, e164: str, code: str
     outbox.enqueue(session, kind="sms", payload=payload, now=now)
 
 
-def check_code(*, session: Session, user_id: int, code: str, secret: str, now: datetime) -> User:
-    """Verify the user's number with the code they typed."""
+def check_code(
+    *, session: Session, user_id: int, account_id: int | None, code: str, secret: str, trial_amount: int, now: datetime
+) -> User:
+    """Verify the user's number with the code they typed. With the e-mail already verified,
+    the account in use gets its trial credit (once per account, once per number)."""
     challenge = _open_challenge(session, user_id)
     if challenge is None or challenge.verified_at is not None:
         raise NoChallenge()
@@ -130,7 +134,7 @@ def check_code(*, session: Session, user_id: int, code: str, secret: str, now: d
     expected = _code_hash(secret, f"{user_id}:{challenge.phone_e164}", code.strip())
     if not tokens.same(expected, challenge.code_hash):
         return _fail(session, challenge, now)
-    return _succeed(session, challenge, now)
+    return _succeed(session, challenge, account_id=account_id, trial_amount=trial_amount, now=now)
 
 
 def _fail(session: Session, challenge: PhoneChallenge, now: datetime):
@@ -144,7 +148,7 @@ def _fail(session: Session, challenge: PhoneChallenge, now: datetime):
     raise WrongCode(MAX_FAILURES - challenge.failures)
 
 
-def _succeed(session: Session, challenge: PhoneChallenge, now: datetime) -> User:
+def _succeed(session: Session, challenge: PhoneChallenge, *, account_id: int | None, trial_amount: int, now: datetime) -> User:
     user = session.get(User, challenge.user_id)
     if _verified_elsewhere(session, challenge.phone_e164, user.id):
         raise PhoneTaken()
@@ -153,6 +157,9 @@ def _succeed(session: Session, challenge: PhoneChallenge, now: datetime) -> User
     challenge.verified_at = now
     challenge.closed_at = now
     try:
+        session.flush()
+        if account_id is not None and user.email_verified_at is not None:
+            ledger.grant_trial_in(session, account_id=account_id, phone_e164=user.phone_e164, amount=trial_amount, now=now)
         session.commit()
     except IntegrityError:  # another account verified the same number at the same moment
         session.rollback()

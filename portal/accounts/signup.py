@@ -11,6 +11,7 @@ from portal.accounts import passwords, tokens
 from portal.accounts.errors import WeakPassword
 from portal.accounts.models import Account, Membership, OneTimeToken, User
 from portal.accounts.queries import normalise_email, user_by_email
+from portal.ledger import service as ledger
 
 VERIFY_EMAIL_TTL = timedelta(hours=24)
 
@@ -64,6 +65,7 @@ def _create_owner(session: Session, *, request: SignUpRequest, email: str, now: 
     session.add_all([account, user])
     session.flush()
     session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
+    ledger.open_state(session, account_id=account.id, now=now)
     queue_verification_mail(session, user=user, now=now)
     return user
 

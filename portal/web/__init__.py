@@ -94,6 +94,14 @@ def _register_template_helpers(app: Flask) -> None:
         path = current_app.url_map.bind("localhost").build(endpoint, values)
         return current_app.config["BASE_URL"] + path
 
+    @app.template_filter("yen")
+    def yen(milli_yen: int) -> str:
+        """The one place money is formatted: milli-yen in, "¥1,234" or "¥1,234.5" out."""
+        sign = "-" if milli_yen < 0 else ""
+        whole, fraction = divmod(abs(milli_yen), 1000)
+        text = f"{sign}¥{whole:,}"
+        return text + f".{fraction:03d}".rstrip("0") if fraction else text
+
     @app.template_filter("jst")
     def jst(value, format="medium"):
         return format_datetime(value, format) if value else ""

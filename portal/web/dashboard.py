@@ -1,17 +1,37 @@
-from flask import Blueprint, render_template
+"""The dashboard: balance, lots and their expiry, burn rate and forecast, and the statement."""
+
+from flask import Blueprint, request
 from flask_login import current_user
 
+from portal import clock, db
+from portal.ledger import queries
 from portal.web.current import verified_email_required
+from portal.web.fragments import render_page
 
 bp = Blueprint("dashboard", __name__)
+
+
+def _credit_context() -> dict:
+    if current_user.membership is None:
+        return {"credit": None}
+    summary = queries.summary(db.session(), account_id=current_user.account.id, now=clock.now())
+    expiring = queries.expiring_on(summary.live_lots, summary.next_expiry) if summary.next_expiry else 0
+    return {"credit": summary, "expiring": expiring}
 
 
 @bp.get("/dashboard")
 @verified_email_required
 def show():
-    user = current_user.user
-    steps = [
-        {"done": True, "key": "email"},
-        {"done": user.phone_verified_at is not None, "key": "phone"},
-    ]
-    return render_template("dashboard/show.html", steps=steps)
+    context = _credit_context()
+    if current_user.membership is not None:
+        context["statement"] = queries.statement(db.session(), account_id=current_user.account.id, page=1, per_page=10)
+    return render_page("dashboard/show.html", fragment="balance", **context)
+
+
+@bp.get("/credit/statement")
+@verified_email_required
+def statement():
+    if current_user.membership is None:
+        return render_page("dashboard/statement.html", statement=None)
+    page = queries.statement(db.session(), account_id=current_user.account.id, page=request.args.get("page", 1, type=int))
+    return render_page("dashboard/statement.html", fragment="statement", statement=page)

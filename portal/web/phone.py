@@ -73,8 +73,10 @@ def code():
             phone.check_code(
                 session=db.session(),
                 user_id=current_user.id,
+                account_id=current_user.account.id if current_user.membership else None,
                 code=form.code.data,
                 secret=current_app.config["SECRET_KEY"],
+                trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * 1000,
                 now=clock.now(),
             )
         except WrongCode as error:

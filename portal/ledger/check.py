@@ -1,0 +1,69 @@
+"""`portal ledger check`: the ledger's invariants, for every account."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from portal.ledger.models import CreditState, Entry, Hold, Lot, Transaction
+
+
+@dataclass(frozen=True)
+class Problem:
+    account_id: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"account {self.account_id}: {self.message}" if self.account_id else self.message
+
+
+def _sums(session: Session, column, *where, group=None):
+    group = group if group is not None else column.table.c.account_id
+    return dict(session.execute(select(group, func.coalesce(func.sum(column), 0)).where(*where).group_by(group)).all())
+
+
+def check(session: Session, *, now: datetime) -> tuple[list[Problem], list[str]]:
+    """(problems, notes): problems break an invariant; notes are lots waiting for the sweep."""
+    states = {s.account_id: s for s in session.scalars(select(CreditState))}
+    lot_sums = _sums(session, Lot.remaining)
+    journal_sums = _sums(session, Transaction.amount)
+    open_holds = _sums(session, Hold.amount, Hold.closed_at.is_(None))
+    problems = []
+    for account_id in sorted(set(states) | set(lot_sums) | set(journal_sums)):
+        state = states.get(account_id)
+        if state is None:
+            problems.append(Problem(account_id, "has lots or journal lines but no credit state"))
+            continue
+        figures = {
+            "cached balance": state.balance,
+            "sum of lots' remaining": lot_sums.get(account_id, 0),
+            "sum of journal": journal_sums.get(account_id, 0),
+        }
+        if len(set(figures.values())) != 1:
+            problems.append(Problem(account_id, "; ".join(f"{name} {value}" for name, value in figures.items())))
+        if state.held != open_holds.get(account_id, 0):
+            problems.append(Problem(account_id, f"cached held {state.held}; open holds {open_holds.get(account_id, 0)}"))
+        if state.balance < state.floor:
+            problems.append(Problem(account_id, f"balance {state.balance} below floor {state.floor}"))
+    problems += _lot_problems(session)
+    notes = [
+        f"account {lot.account_id}: lot #{lot.id} expired at {lot.expires_at.isoformat()} with {lot.remaining} "
+        "left, not yet written off (run `portal expire`)"
+        for lot in session.scalars(select(Lot).where(Lot.remaining > 0, Lot.expires_at <= now))
+    ]
+    session.commit()
+    return problems, notes
+
+
+def _lot_problems(session: Session) -> list[Problem]:
+    problems = []
+    entry_sums = _sums(session, Entry.amount, group=Entry.lot_id)
+    for lot in session.scalars(select(Lot)):
+        if not 0 <= lot.remaining <= lot.amount:
+            problems.append(Problem(lot.account_id, f"lot #{lot.id} remaining {lot.remaining} outside 0..{lot.amount}"))
+        if entry_sums.get(lot.id, 0) != lot.remaining:
+            problems.append(
+                Problem(lot.account_id, f"lot #{lot.id} remaining {lot.remaining}; its entries sum to {entry_sums.get(lot.id, 0)}")
+            )
+    return problems

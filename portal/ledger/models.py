@@ -1,0 +1,132 @@
+"""The prepaid credit ledger's tables. Amounts are integers in milli-yen (¥1 = 1000)."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from portal.accounts.models import utc_column
+
+LOT_KINDS = ("trial", "purchase", "grant", "adjustment")
+TRANSACTION_KINDS = ("grant", "debit", "hold", "release", "expire", "refund")
+
+
+def money(nullable: bool = False, **kwargs) -> Column:
+    return Column(BigInteger, nullable=nullable, **kwargs)
+
+
+class CreditState(SQLModel, table=True):
+    """One row per account: the lock every ledger write takes first, and the cached totals."""
+
+    __tablename__ = "credit_states"
+    __table_args__ = (
+        CheckConstraint("balance >= floor", name="balance_above_floor"),
+        CheckConstraint("held >= 0", name="held_not_negative"),
+        CheckConstraint("floor <= 0", name="floor_not_positive"),
+        CheckConstraint("billing_mode IN ('prepaid')", name="billing_mode"),
+    )
+
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), primary_key=True))
+    balance: int = Field(sa_column=money())
+    held: int = Field(sa_column=money())
+    floor: int = Field(sa_column=money())
+    billing_mode: str = Field(sa_column=Column(String(10), nullable=False))
+    has_purchased: bool = Field(default=False)
+    updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Lot(SQLModel, table=True):
+    """One grant of credit, spent until it runs out or expires; never extended."""
+
+    __tablename__ = "credit_lots"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="lot_amount_positive"),
+        CheckConstraint("remaining >= 0 AND remaining <= amount", name="lot_remaining_within_amount"),
+        CheckConstraint("expires_at > issued_at", name="lot_expires_after_issue"),
+        CheckConstraint("kind IN ('trial', 'purchase', 'grant', 'adjustment')", name="lot_kind"),
+        CheckConstraint(
+            "expires_at <= datetime(issued_at, '+6 months')", name="lot_at_most_six_months"
+        ).ddl_if(dialect="sqlite"),
+        CheckConstraint(
+            "expires_at <= issued_at + interval '6 months'", name="lot_at_most_six_months"
+        ).ddl_if(dialect="postgresql"),
+        Index("ix_credit_lots_account_expiry", "account_id", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    kind: str = Field(sa_column=Column(String(12), nullable=False))
+    amount: int = Field(sa_column=money())
+    remaining: int = Field(sa_column=money())
+    issued_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    source_ref: str = Field(sa_column=Column(String(120), nullable=False, unique=True))
+    expired_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    refunded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Transaction(SQLModel, table=True):
+    """An append-only journal line: what changed the balance, by how much, and why."""
+
+    __tablename__ = "credit_transactions"
+    __table_args__ = (
+        UniqueConstraint("account_id", "idempotency_key", name="uq_transaction_idempotency"),
+        CheckConstraint(
+            "kind IN ('grant', 'debit', 'hold', 'release', 'expire', 'refund')", name="transaction_kind"
+        ),
+        Index("ix_credit_transactions_account_time", "account_id", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    amount: int = Field(sa_column=money())
+    balance_after: int = Field(sa_column=money())
+    held_after: int = Field(sa_column=money())
+    idempotency_key: str = Field(sa_column=Column(String(200), nullable=False))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    reason: str = Field(sa_column=Column(String(300), nullable=False))
+    hold_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("credit_holds.id"), nullable=True))
+    occurred_at: datetime = Field(sa_column=utc_column())
+
+
+class Entry(SQLModel, table=True):
+    """Which lot gave (negative) or got back (positive) how much in a transaction."""
+
+    __tablename__ = "credit_entries"
+    __table_args__ = (CheckConstraint("amount <> 0", name="entry_not_zero"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    transaction_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_transactions.id"), nullable=False, index=True))
+    lot_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_lots.id"), nullable=False, index=True))
+    amount: int = Field(sa_column=money())
+
+
+class Hold(SQLModel, table=True):
+    """Credit set aside for a call in progress: taken from lots at start, settled at the end."""
+
+    __tablename__ = "credit_holds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="hold_amount_positive"),
+        CheckConstraint("charged IS NULL OR (charged >= 0 AND charged <= amount)", name="hold_charge_within_amount"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    amount: int = Field(sa_column=money())
+    charged: int | None = Field(default=None, sa_column=money(nullable=True))
+    reason: str = Field(sa_column=Column(String(300), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class HoldPart(SQLModel, table=True):
+    """How much of a hold came from which lot, so the unused part goes back where it came from."""
+
+    __tablename__ = "credit_hold_parts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    hold_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_holds.id"), nullable=False, index=True))
+    lot_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_lots.id"), nullable=False))
+    amount: int = Field(sa_column=money())

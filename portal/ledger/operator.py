@@ -1,0 +1,55 @@
+"""What operators do to the ledger from the command line."""
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from portal.accounts.models import Membership
+from portal.accounts.queries import normalise_email, user_by_email
+from portal.ledger import rules, service
+from portal.ledger.models import Lot
+
+
+class NoSuchAccount(LookupError):
+    pass
+
+
+class AmbiguousAccount(LookupError):
+    pass
+
+
+def owned_account(session: Session, *, email: str, account_id: int | None) -> int:
+    user = user_by_email(session, normalise_email(email))
+    if user is None:
+        raise NoSuchAccount(f"no login with the address {email}")
+    owned = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id, Membership.role == "owner")).all()
+    if account_id is not None:
+        if account_id not in owned:
+            raise NoSuchAccount(f"{email} does not own account {account_id}")
+        return account_id
+    if len(owned) != 1:
+        raise AmbiguousAccount(f"{email} owns {len(owned)} accounts ({', '.join(map(str, owned)) or 'none'}); pass --account")
+    return owned[0]
+
+
+def grant_credit(*, session: Session, email: str, yen: int, reason: str, account_id: int | None, now: datetime) -> Lot:
+    account_id = owned_account(session, email=email, account_id=account_id)
+    stamp = now.strftime("%Y%m%dT%H%M%S.%f")
+    service.grant(
+        session=session, account_id=account_id, kind="grant", amount=yen * rules.MILLI_YEN,
+        expires_at=now + rules.GRANT_LIFETIME, source_ref=f"operator:{account_id}:{stamp}",
+        idempotency_key=f"operator-grant:{stamp}", reason=f"operator grant: {reason.strip()}", now=now,
+    )
+    lot = session.scalars(select(Lot).where(Lot.source_ref == f"operator:{account_id}:{stamp}")).one()
+    session.commit()
+    return lot
+
+
+def sweep(*, engine: Engine, now: datetime) -> tuple[int, int]:
+    """Run the expiry for every account with due work, one transaction per account."""
+    with Session(engine, expire_on_commit=False) as session:
+        accounts = service.accounts_with_due_work(session=session, now=now)
+        lines = sum(service.expire(session=session, account_id=account_id, now=now) for account_id in accounts)
+    return len(accounts), lines

@@ -1,0 +1,127 @@
+"""The ledger's rules as pure functions of their inputs and `now`. No database, no Flask."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, Sequence
+
+PURCHASE_LIFETIME = timedelta(days=90)
+TRIAL_LIFETIME = timedelta(days=90)
+GRANT_LIFETIME = timedelta(days=90)
+MILLI_YEN = 1000
+
+
+class LotLike(Protocol):
+    id: int | None
+    kind: str
+    remaining: int
+    issued_at: datetime
+    expires_at: datetime
+
+
+class InsufficientCredit(Exception):
+    """The live balance cannot cover the amount; nothing was changed."""
+
+    def __init__(self, needed: int, available: int):
+        super().__init__(f"needed {needed} milli-yen, {available} available")
+        self.needed, self.available = needed, available
+
+
+class LotTooLong(ValueError):
+    """A lot may live at most six months (Payment Services Act: outside prepaid instruments)."""
+
+
+def add_months(moment: datetime, months: int) -> datetime:
+    month_index = moment.month - 1 + months
+    year, month = moment.year + month_index // 12, month_index % 12 + 1
+    day = min(moment.day, [31, 29 if _leap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1])
+    return moment.replace(year=year, month=month, day=day)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def check_lifetime(issued_at: datetime, expires_at: datetime) -> None:
+    if expires_at <= issued_at:
+        raise LotTooLong("a lot must expire after it is issued")
+    if expires_at > add_months(issued_at, 6):
+        raise LotTooLong("a lot may live at most six months")
+
+
+def purchase_expiry(paid_at: datetime) -> datetime:
+    """Purchased credit lasts exactly 90 days from the moment the payment was confirmed."""
+    return paid_at + PURCHASE_LIFETIME
+
+
+def is_live(lot: LotLike, now: datetime) -> bool:
+    """Spendable until the second before `expires_at`, not at it."""
+    return lot.remaining > 0 and now < lot.expires_at
+
+
+def is_due(lot: LotLike, now: datetime) -> bool:
+    return lot.remaining > 0 and now >= lot.expires_at
+
+
+def burn_key(lot: LotLike):
+    """Soonest expiry first, then trial before paid, then oldest, then id."""
+    return (lot.expires_at, 0 if lot.kind == "trial" else 1, lot.issued_at, lot.id or 0)
+
+
+def burn_order(lots: Sequence[LotLike], now: datetime) -> list[LotLike]:
+    return sorted((lot for lot in lots if is_live(lot, now)), key=burn_key)
+
+
+@dataclass(frozen=True)
+class Take:
+    lot: LotLike
+    amount: int
+
+
+def split(lots: Sequence[LotLike], amount: int, now: datetime) -> list[Take]:
+    """How `amount` is taken from the live lots in burn order; InsufficientCredit if short."""
+    if amount <= 0:
+        raise ValueError("amount must be positive")
+    takes, left = [], amount
+    for lot in burn_order(lots, now):
+        if left == 0:
+            break
+        taken = min(lot.remaining, left)
+        takes.append(Take(lot, taken))
+        left -= taken
+    if left:
+        raise InsufficientCredit(amount, amount - left)
+    return takes
+
+
+def available(lots: Sequence[LotLike], now: datetime) -> int:
+    return sum(lot.remaining for lot in lots if is_live(lot, now))
+
+
+def assign_charge(parts: Sequence[tuple[LotLike, int]], charged: int) -> list[tuple[LotLike, int]]:
+    """Of a hold's parts (in burn order), which part of each is returned when `charged` is
+    kept: the charge is taken from the lots that burn first, the rest goes back."""
+    returns, left = [], charged
+    for lot, amount in parts:
+        kept = min(amount, left)
+        left -= kept
+        if amount - kept:
+            returns.append((lot, amount - kept))
+    return returns
+
+
+def burn_rate_per_day(spent_in_window: int, window: timedelta = timedelta(days=7)) -> int:
+    """Average milli-yen spent per day over the window (rounded down)."""
+    return spent_in_window * 86400 // int(window.total_seconds())
+
+
+def runs_out_at(lots: Sequence[LotLike], rate_per_day: int, now: datetime) -> datetime | None:
+    """When credit runs out if spending goes on at `rate_per_day`, lots expiring on the way."""
+    if rate_per_day <= 0:
+        return None
+    moment = now
+    for lot in burn_order(lots, now):
+        if moment >= lot.expires_at:
+            continue
+        finished = moment + timedelta(seconds=lot.remaining * 86400 // rate_per_day)
+        moment = min(finished, lot.expires_at)
+    return moment
