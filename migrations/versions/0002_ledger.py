@@ -19,6 +19,34 @@ depends_on = None
 APPEND_ONLY = ("credit_transactions", "credit_entries")
 
 
+# Lock the account's credit row, then read (each statement with a fresh snapshot, so after
+# waiting for the lock nothing read is stale) the journal line under the idempotency key and
+# the lots with credit left: one round trip for the start of every ledger write.
+LOCK_FUNCTION = """
+CREATE FUNCTION ledger_lock(p_account integer, p_key varchar)
+RETURNS TABLE (balance bigint, held bigint, previous_id integer, previous_hash varchar, previous_amount bigint,
+               previous_balance bigint, lot_id integer, lot_kind varchar, lot_amount bigint, lot_remaining bigint,
+               lot_issued timestamptz, lot_expires timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    state record;
+    previous record;
+BEGIN
+    SELECT s.balance, s.held INTO state FROM credit_states s WHERE s.account_id = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT t.id, t.request_hash, t.amount, t.balance_after INTO previous
+        FROM credit_transactions t WHERE t.account_id = p_account AND t.idempotency_key = p_key;
+    RETURN QUERY
+        SELECT state.balance, state.held, previous.id, previous.request_hash, previous.amount, previous.balance_after,
+               l.id, l.kind, l.amount, l.remaining, l.issued_at, l.expires_at
+        FROM (SELECT 1) AS one
+        LEFT JOIN credit_lots l ON l.account_id = p_account AND l.remaining > 0;
+END $$
+"""
+
+
 def _six_months() -> sa.CheckConstraint:
     if op.get_bind().dialect.name == "sqlite":
         return sa.CheckConstraint("expires_at <= datetime(issued_at, '+6 months')", name="lot_at_most_six_months")
@@ -154,6 +182,8 @@ def upgrade() -> None:
         )
     for table in APPEND_ONLY:
         _forbid_changes(table)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(LOCK_FUNCTION)
     op.execute(
         "INSERT INTO credit_states (account_id, balance, held, floor, billing_mode, has_purchased, updated_at) "
         "SELECT id, 0, 0, 0, 'prepaid', false, created_at FROM accounts"
@@ -186,3 +216,4 @@ def downgrade() -> None:
     op.drop_table('credit_holds')
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS ledger_append_only()")
+        op.execute("DROP FUNCTION IF EXISTS ledger_lock(integer, varchar)")

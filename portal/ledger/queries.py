@@ -27,13 +27,13 @@ def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
     state = session.get(CreditState, account_id)
     lots = list(session.scalars(select(Lot).where(Lot.account_id == account_id, Lot.remaining > 0)))
     live = rules.burn_order(lots, now)
-    spent = -session.scalar(
+    spent = -int(session.scalar(
         select(func.coalesce(func.sum(Transaction.amount), 0)).where(
             Transaction.account_id == account_id,
             Transaction.kind.in_(SPENDING_KINDS),
             Transaction.occurred_at > now - BURN_WINDOW,
         )
-    )
+    ))
     rate = rules.burn_rate_per_day(max(spent - (state.held if state else 0), 0), BURN_WINDOW)
     return Summary(
         available=rules.available(lots, now),

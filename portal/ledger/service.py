@@ -3,6 +3,9 @@
 Every write is keyed by an idempotency key unique per account: a retry with the same key and
 the same request returns the first result and changes nothing; the same key with a different
 request raises IdempotencyConflict. Due lots are written off lazily inside every write.
+
+The hot path (lock, read the lots, book) uses SQLAlchemy Core on the tables: a debit is a
+handful of statements and no unit-of-work bookkeeping.
 """
 
 import hashlib
@@ -10,14 +13,20 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal.ledger import rules
 from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transaction
-from portal.ledger.rules import InsufficientCredit  # noqa: F401  (re-exported for callers)
+from portal.ledger.rules import InsufficientCredit
+
+__all__ = ["InsufficientCredit"]
 
 HOLD_LIFETIME = timedelta(hours=2)
+STATES, LOTS = CreditState.__table__, Lot.__table__
+JOURNAL, ENTRIES = Transaction.__table__, Entry.__table__
+KEY_CONSTRAINT = "uq_transaction_idempotency"
 
 
 class IdempotencyConflict(Exception):
@@ -42,115 +51,222 @@ class NothingToRefund(Exception):
 
 @dataclass(frozen=True)
 class Result:
-    transaction: Transaction
+    transaction_id: int
+    amount: int
+    balance_after: int
     replayed: bool
+
+
+@dataclass
+class State:
+    account_id: int
+    balance: int
+    held: int
+    previous: tuple[int, str, int, int] | None  # id, request hash, amount, balance after
+
+
+@dataclass
+class LiveLot:
+    """A lot as the ledger computes with it inside one transaction."""
+
+    id: int
+    kind: str
+    amount: int
+    remaining: int
+    issued_at: datetime
+    expires_at: datetime
 
 
 def fingerprint(**request) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# -- locking and bookkeeping helpers (they never commit) ----------------------------------
+# -- locking, reading and booking (helpers: they never commit) -----------------------------
 
 
-def open_state(session: Session, *, account_id: int, now: datetime) -> CreditState:
+def open_state(session: Session, *, account_id: int, now: datetime) -> None:
     """Create the account's credit row; called in the transaction that creates the account."""
-    state = CreditState(account_id=account_id, balance=0, held=0, floor=0, billing_mode="prepaid", updated_at=now)
-    session.add(state)
-    return state
-
-
-def lock(session: Session, account_id: int) -> CreditState:
-    """The account's credit row, locked for the rest of the transaction (SQLite: the
-    transaction already began with BEGIN IMMEDIATE)."""
     session.flush()
-    session.expire_all()  # whatever this session read before the lock may be stale
-    query = select(CreditState).where(CreditState.account_id == account_id)
+    session.execute(insert(STATES).values(account_id=account_id, balance=0, held=0, floor=0,
+                                          billing_mode="prepaid", has_purchased=False, updated_at=now))
+
+
+_PREVIOUS = JOURNAL.c.id, JOURNAL.c.request_hash, JOURNAL.c.amount, JOURNAL.c.balance_after
+_LOCK = (
+    select(STATES.c.balance, STATES.c.held, *_PREVIOUS)
+    .select_from(STATES.outerjoin(JOURNAL, (JOURNAL.c.account_id == STATES.c.account_id)
+                                  & (JOURNAL.c.idempotency_key == bindparam("key"))))
+    .where(STATES.c.account_id == bindparam("account_id"))
+)
+_LOT_COLUMNS = (LOTS.c.id, LOTS.c.kind, LOTS.c.amount, LOTS.c.remaining, LOTS.c.issued_at, LOTS.c.expires_at)
+_LOTS_WITH_CREDIT = select(*_LOT_COLUMNS).where(LOTS.c.account_id == bindparam("account_id"), LOTS.c.remaining > 0)
+
+
+_LOCK_FUNCTION = text("SELECT * FROM ledger_lock(:account_id, :key)")
+
+
+def lock(session: Session, account_id: int, key: str | None = None) -> tuple[State, list[LiveLot]]:
+    """Lock the account's credit row until the transaction ends, then read the journal line
+    already booked under `key` (if any) and the lots with credit left. PostgreSQL: FOR UPDATE
+    and the reads in one call of ledger_lock() (see migration 0002). SQLite: the transaction
+    began with BEGIN IMMEDIATE, so two plain reads are already serialised."""
+    params = {"account_id": account_id, "key": key or ""}
     if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-    return session.scalars(query).one()
+        rows = session.execute(_LOCK_FUNCTION, params).all()
+        lots = [LiveLot(*row[6:]) for row in rows if row[6] is not None]
+    else:
+        rows = session.execute(_LOCK, params).all()
+        lots = [LiveLot(*row) for row in session.execute(_LOTS_WITH_CREDIT, params)]
+    row = rows[0]
+    return State(account_id, row[0], row[1], tuple(row[2:6]) if row[2] is not None else None), lots
 
 
-def lots_of(session: Session, account_id: int) -> list[Lot]:
-    query = select(Lot).where(Lot.account_id == account_id, Lot.remaining > 0).order_by(Lot.expires_at, Lot.id)
-    return list(session.scalars(query))
+def lots_of(session: Session, account_id: int) -> list[LiveLot]:
+    """The account's lots with credit left (only after the lock: then never stale)."""
+    return [LiveLot(*row) for row in session.execute(_LOTS_WITH_CREDIT, {"account_id": account_id})]
 
 
-def _previous(session: Session, account_id: int, key: str, request_hash: str) -> Transaction | None:
-    query = select(Transaction).where(Transaction.account_id == account_id, Transaction.idempotency_key == key)
-    found = session.scalars(query).first()
-    if found is not None and found.request_hash != request_hash:
+def _replay(state: State, request_hash: str, key: str) -> Result | None:
+    if state.previous is None:
+        return None
+    transaction_id, previous_hash, amount, balance_after = state.previous
+    if previous_hash != request_hash:
         raise IdempotencyConflict(key)
-    return found
+    return Result(transaction_id, amount, balance_after, replayed=True)
 
 
 def _book(
-    session: Session, state: CreditState, *, kind: str, entries: list[tuple[Lot, int]], key: str,
+    session: Session, state: State, *, kind: str, changes: list[tuple[LiveLot, int]], key: str,
     request_hash: str, reason: str, now: datetime, hold_id: int | None = None, held_change: int = 0,
-) -> Transaction:
-    amount = sum(change for _, change in entries)
-    for lot, change in entries:
+) -> Result:
+    """Apply `changes` to the lots and the cached totals and append the journal line."""
+    changes = [(lot, change) for lot, change in changes if change]
+    amount = sum(change for _, change in changes)
+    for lot, change in changes:
         lot.remaining += change
     state.balance += amount
     state.held += held_change
-    state.updated_at = now
-    transaction = Transaction(
-        account_id=state.account_id, kind=kind, amount=amount, balance_after=state.balance,
-        held_after=state.held, idempotency_key=key, request_hash=request_hash, reason=reason[:300],
-        hold_id=hold_id, occurred_at=now,
-    )
-    session.add(transaction)
-    session.flush()
-    session.add_all(Entry(transaction_id=transaction.id, lot_id=lot.id, amount=change) for lot, change in entries if change)
-    return transaction
+    line = {"account_id": state.account_id, "kind": kind, "amount": amount, "balance_after": state.balance,
+            "held_after": state.held, "idempotency_key": key, "request_hash": request_hash,
+            "reason": reason[:300], "hold_id": hold_id, "occurred_at": now}
+    write = _write_in_one_statement if session.get_bind().dialect.name == "postgresql" else _write_statement_by_statement
+    return Result(write(session, state, changes, line, now), amount, state.balance, replayed=False)
 
 
-def write_off_due(session: Session, state: CreditState, now: datetime) -> list[Transaction]:
-    """Book an expiry for every lot whose time has come, once per lot."""
-    due = [lot for lot in lots_of(session, state.account_id) if rules.is_due(lot, now)]
-    booked = []
-    for lot in due:
-        key = f"expire:lot:{lot.id}:{_expiries_of(session, lot.id) + 1}"
-        booked.append(
-            _book(session, state, kind="expire", entries=[(lot, -lot.remaining)], key=key,
-                  request_hash=fingerprint(lot=lot.id), reason=f"expired lot #{lot.id}", now=now)
+def _write_statement_by_statement(session: Session, state: State, changes, line: dict, now: datetime) -> int:
+    if changes:
+        session.execute(
+            update(LOTS).where(LOTS.c.id == bindparam("lot")).values(remaining=LOTS.c.remaining + bindparam("change")),
+            [{"lot": lot.id, "change": change} for lot, change in changes],
         )
-        lot.expired_at = lot.expired_at or lot.expires_at
-    return booked
+    session.execute(update(STATES).where(STATES.c.account_id == state.account_id)
+                    .values(balance=state.balance, held=state.held, updated_at=now))
+    transaction_id = session.execute(insert(JOURNAL).returning(JOURNAL.c.id), line).scalar_one()
+    if changes:
+        session.execute(insert(ENTRIES), [{"transaction_id": transaction_id, "lot_id": lot.id, "amount": change}
+                                          for lot, change in changes])
+    return transaction_id
+
+
+# PostgreSQL runs the same four writes as one statement (data-modifying CTEs): one round trip
+# instead of four on the hottest path of the product. Same tables, same constraints, same result.
+_ONE_STATEMENT = text("""
+WITH changes AS (
+    SELECT unnest(CAST(:lot_ids AS bigint[])) AS lot_id, unnest(CAST(:lot_changes AS bigint[])) AS change
+), lots AS (
+    UPDATE credit_lots SET remaining = credit_lots.remaining + changes.change
+    FROM changes WHERE credit_lots.id = changes.lot_id
+    RETURNING credit_lots.id
+), state AS (
+    UPDATE credit_states SET balance = :balance_after, held = :held_after, updated_at = :occurred_at
+    WHERE account_id = :account_id
+    RETURNING account_id
+), line AS (
+    INSERT INTO credit_transactions
+        (account_id, kind, amount, balance_after, held_after, idempotency_key, request_hash, reason, hold_id, occurred_at)
+    VALUES (:account_id, :kind, :amount, :balance_after, :held_after, :idempotency_key, :request_hash, :reason,
+            :hold_id, :occurred_at)
+    RETURNING id
+), entries AS (
+    INSERT INTO credit_entries (transaction_id, lot_id, amount)
+    SELECT line.id, changes.lot_id, changes.change FROM line, changes
+    RETURNING id
+)
+SELECT line.id FROM line
+""")
+
+
+def _write_in_one_statement(session: Session, state: State, changes, line: dict, now: datetime) -> int:
+    params = line | {"lot_ids": [lot.id for lot, _ in changes], "lot_changes": [change for _, change in changes]}
+    return session.execute(_ONE_STATEMENT, params).scalar_one()
+
+
+def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> None:
+    """Book an expiry for every lot whose time has come, once per lot."""
+    for lot in lots:
+        if rules.is_due(lot, now):
+            key = f"expire:lot:{lot.id}:{_expiries_of(session, lot.id) + 1}"
+            _book(session, state, kind="expire", changes=[(lot, -lot.remaining)], key=key,
+                  request_hash=fingerprint(lot=lot.id), reason=f"expired lot #{lot.id}", now=now)
+            session.execute(update(LOTS).where(LOTS.c.id == lot.id, LOTS.c.expired_at.is_(None)).values(expired_at=lot.expires_at))
 
 
 def _expiries_of(session: Session, lot_id: int) -> int:
     query = (
-        select(func.count()).select_from(Entry).join(Transaction, Transaction.id == Entry.transaction_id)
-        .where(Entry.lot_id == lot_id, Transaction.kind == "expire")
+        select(func.count()).select_from(ENTRIES).join(JOURNAL, JOURNAL.c.id == ENTRIES.c.transaction_id)
+        .where(ENTRIES.c.lot_id == lot_id, JOURNAL.c.kind == "expire")
     )
     return session.scalar(query)
 
 
+def _book_once(session: Session, account_id: int, key: str, request_hash: str, book):
+    """Run `book` and commit. If a concurrent request booked the same key first (the
+    journal's unique key refuses ours), roll back and answer with the first result."""
+    try:
+        result = book()
+        session.commit()
+        return result
+    except IntegrityError as error:
+        session.rollback()
+        if not _is_key_clash(error):
+            raise
+    replay = _replay(lock(session, account_id, key)[0], request_hash, key)
+    session.commit()
+    return replay
+
+
+def _is_key_clash(error: IntegrityError) -> bool:
+    message = str(error.orig)
+    return KEY_CONSTRAINT in message or "credit_transactions.account_id, credit_transactions.idempotency_key" in message
+
+
 def grant_in(
-    session: Session, state: CreditState, *, kind: str, amount: int, expires_at: datetime, source_ref: str,
+    session: Session, state: State, lots: list[LiveLot], *, kind: str, amount: int, expires_at: datetime, source_ref: str,
     key: str, reason: str, now: datetime, issued_at: datetime | None = None,
 ) -> Result:
+    """Grant inside the caller's transaction (the caller locked with `key`)."""
     issued_at = issued_at or now
     request_hash = fingerprint(op="grant", kind=kind, amount=amount, expires_at=expires_at, source=source_ref)
-    previous = _previous(session, state.account_id, key, request_hash)
-    if previous is not None:
-        return Result(previous, replayed=True)
+    replay = _replay(state, request_hash, key)
+    if replay is not None:
+        return replay
     if amount <= 0:
         raise ValueError("a grant must be positive")
     rules.check_lifetime(issued_at, expires_at)
-    write_off_due(session, state, now)
-    lot = Lot(account_id=state.account_id, kind=kind, amount=amount, remaining=0, issued_at=issued_at,
-              expires_at=expires_at, source_ref=source_ref)
-    session.add(lot)
-    session.flush()
-    transaction = _book(session, state, kind="grant", entries=[(lot, amount)], key=key,
-                        request_hash=request_hash, reason=reason, now=now)
+    write_off_due(session, state, lots, now)
+    lot_id = session.execute(
+        insert(LOTS).returning(LOTS.c.id),
+        {"account_id": state.account_id, "kind": kind, "amount": amount, "remaining": 0, "issued_at": issued_at,
+         "expires_at": expires_at, "source_ref": source_ref},
+    ).scalar_one()
+    lot = LiveLot(lot_id, kind, amount, 0, issued_at, expires_at)
+    result = _book(session, state, kind="grant", changes=[(lot, amount)], key=key,
+                   request_hash=request_hash, reason=reason, now=now)
     if not rules.is_live(lot, now):  # granted already past its expiry (a late webhook): write it off
-        write_off_due(session, state, now)
+        write_off_due(session, state, [lot], now)
     if kind == "purchase":
-        state.has_purchased = True
-    return Result(transaction, replayed=False)
+        session.execute(update(STATES).where(STATES.c.account_id == state.account_id).values(has_purchased=True))
+    return result
 
 
 # -- public services: one transaction each ------------------------------------------------
@@ -160,11 +276,12 @@ def grant(
     *, session: Session, account_id: int, kind: str, amount: int, expires_at: datetime, source_ref: str,
     idempotency_key: str, reason: str, now: datetime, issued_at: datetime | None = None,
 ) -> Result:
-    state = lock(session, account_id)
-    result = grant_in(session, state, kind=kind, amount=amount, expires_at=expires_at, source_ref=source_ref,
-                      key=idempotency_key, reason=reason, now=now, issued_at=issued_at)
-    session.commit()
-    return result
+    state, lots = lock(session, account_id, idempotency_key)
+    request_hash = fingerprint(op="grant", kind=kind, amount=amount, expires_at=expires_at, source=source_ref)
+    return _book_once(session, account_id, idempotency_key, request_hash, lambda: grant_in(
+        session, state, lots, kind=kind, amount=amount, expires_at=expires_at, source_ref=source_ref,
+        key=idempotency_key, reason=reason, now=now, issued_at=issued_at,
+    ))
 
 
 def grant_purchase(*, session: Session, account_id: int, amount: int, paid_at: datetime, payment_ref: str, now: datetime) -> Result:
@@ -178,22 +295,22 @@ def grant_purchase(*, session: Session, account_id: int, amount: int, paid_at: d
 
 def debit(*, session: Session, account_id: int, amount: int, idempotency_key: str, reason: str, now: datetime) -> Result:
     """Spend `amount` from the live lots in burn order, or InsufficientCredit and no change."""
-    state = lock(session, account_id)
+    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="debit", amount=amount)
-    previous = _previous(session, account_id, idempotency_key, request_hash)
-    if previous is not None:
+    replay = _replay(state, request_hash, idempotency_key)
+    if replay is not None:
         session.commit()
-        return Result(previous, replayed=True)
-    write_off_due(session, state, now)
+        return replay
+    write_off_due(session, state, lots, now)
     try:
-        takes = rules.split(lots_of(session, account_id), amount, now)
+        takes = rules.split(lots, amount, now)
     except InsufficientCredit:
         session.commit()  # keep the write-offs: they are true whatever happens to this debit
         raise
-    transaction = _book(session, state, kind="debit", entries=[(t.lot, -t.amount) for t in takes],
-                        key=idempotency_key, request_hash=request_hash, reason=reason, now=now)
-    session.commit()
-    return Result(transaction, replayed=False)
+    return _book_once(session, account_id, idempotency_key, request_hash, lambda: _book(
+        session, state, kind="debit", changes=[(t.lot, -t.amount) for t in takes],
+        key=idempotency_key, request_hash=request_hash, reason=reason, now=now,
+    ))
 
 
 def hold(
@@ -201,37 +318,46 @@ def hold(
     lifetime: timedelta = HOLD_LIFETIME,
 ) -> Hold:
     """Set `amount` aside from the live lots; the available balance drops by it at once."""
-    state = lock(session, account_id)
+    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="hold", amount=amount)
-    previous = _previous(session, account_id, idempotency_key, request_hash)
-    if previous is not None:
-        found = session.get(Hold, previous.hold_id)
-        session.commit()
-        return found
-    write_off_due(session, state, now)
+    replay = _replay(state, request_hash, idempotency_key)
+    if replay is not None:
+        return _hold_of(session, replay)
+    write_off_due(session, state, lots, now)
     try:
-        takes = rules.split(lots_of(session, account_id), amount, now)
+        takes = rules.split(lots, amount, now)
     except InsufficientCredit:
         session.commit()
         raise
     held = Hold(account_id=account_id, amount=amount, reason=reason[:300], created_at=now, expires_at=now + lifetime)
-    session.add(held)
-    session.flush()
-    session.add_all(HoldPart(hold_id=held.id, lot_id=t.lot.id, amount=t.amount) for t in takes)
-    _book(session, state, kind="hold", entries=[(t.lot, -t.amount) for t in takes], key=idempotency_key,
-          request_hash=request_hash, reason=reason, now=now, hold_id=held.id, held_change=amount)
+
+    def book() -> Result:
+        session.add(held)
+        session.flush()
+        session.add_all(HoldPart(hold_id=held.id, lot_id=t.lot.id, amount=t.amount) for t in takes)
+        session.flush()
+        return _book(session, state, kind="hold", changes=[(t.lot, -t.amount) for t in takes], key=idempotency_key,
+                     request_hash=request_hash, reason=reason, now=now, hold_id=held.id, held_change=amount)
+
+    result = _book_once(session, account_id, idempotency_key, request_hash, book)
+    return held if not result.replayed else _hold_of(session, result)
+
+
+def _hold_of(session: Session, result: Result) -> Hold:
+    found = session.scalars(select(Hold).join(Transaction, Transaction.hold_id == Hold.id)
+                            .where(Transaction.id == result.transaction_id)).one()
     session.commit()
-    return held
+    return found
 
 
 def settle(*, session: Session, hold_id: int, charged: int, now: datetime) -> Hold:
     """Keep `charged` of the hold and give the rest back to the lots it came from. A
     returned part whose lot has expired meanwhile is written off at once."""
-    found = session.get(Hold, hold_id)
-    if found is None:
+    account_id = session.scalar(select(Hold.account_id).where(Hold.id == hold_id))
+    if account_id is None:
         raise UnknownHold(hold_id)
-    state = lock(session, found.account_id)
-    held = session.get(Hold, hold_id)
+    state, _ = lock(session, account_id)
+    held = session.get(Hold, hold_id, populate_existing=True)
     if held.closed_at is not None:
         if held.charged == charged:
             session.commit()
@@ -240,7 +366,7 @@ def settle(*, session: Session, hold_id: int, charged: int, now: datetime) -> Ho
     if not 0 <= charged <= held.amount:
         raise ChargeExceedsHold(f"charge {charged} outside 0..{held.amount}")
     _close(session, state, held, charged, now)
-    write_off_due(session, state, now)
+    write_off_due(session, state, lots_of(session, account_id), now)
     session.commit()
     return held
 
@@ -249,13 +375,14 @@ def release(*, session: Session, hold_id: int, now: datetime) -> Hold:
     return settle(session=session, hold_id=hold_id, charged=0, now=now)
 
 
-def _close(session: Session, state: CreditState, held: Hold, charged: int, now: datetime) -> None:
-    parts = session.scalars(select(HoldPart).where(HoldPart.hold_id == held.id)).all()
-    lots = {lot.id: lot for lot in session.scalars(select(Lot).where(Lot.id.in_([p.lot_id for p in parts])))}
+def _close(session: Session, state: State, held: Hold, charged: int, now: datetime) -> None:
+    parts = session.execute(select(HoldPart.lot_id, HoldPart.amount).where(HoldPart.hold_id == held.id)).all()
+    query = select(*_LOT_COLUMNS).where(LOTS.c.id.in_([p.lot_id for p in parts]))
+    lots = {row.id: LiveLot(*row) for row in session.execute(query)}
     ordered = sorted(((lots[p.lot_id], p.amount) for p in parts), key=lambda pair: rules.burn_key(pair[0]))
-    returns = rules.assign_charge(ordered, charged)
     held.charged, held.closed_at = charged, now
-    _book(session, state, kind="release", entries=returns, key=f"hold:{held.id}:close",
+    session.flush()
+    _book(session, state, kind="release", changes=rules.assign_charge(ordered, charged), key=f"hold:{held.id}:close",
           request_hash=fingerprint(hold=held.id, charged=charged),
           reason=f"{held.reason}: charged {charged}, released {held.amount - charged}", now=now,
           hold_id=held.id, held_change=-held.amount)
@@ -263,19 +390,21 @@ def _close(session: Session, state: CreditState, held: Hold, charged: int, now: 
 
 def expire(*, session: Session, account_id: int, now: datetime) -> int:
     """Write off the account's due lots and release its stale holds; returns how many lines."""
-    state = lock(session, account_id)
+    state, _ = lock(session, account_id)
     stale = session.scalars(
         select(Hold).where(Hold.account_id == account_id, Hold.closed_at.is_(None), Hold.expires_at <= now)
+        .execution_options(populate_existing=True)
     ).all()
     for held in stale:
         _close(session, state, held, 0, now)
-    booked = write_off_due(session, state, now)
+    due = [lot for lot in lots_of(session, account_id) if rules.is_due(lot, now)]
+    write_off_due(session, state, due, now)
     session.commit()
-    return len(booked) + len(stale)
+    return len(due) + len(stale)
 
 
 def accounts_with_due_work(*, session: Session, now: datetime) -> list[int]:
-    due_lots = select(Lot.account_id).where(Lot.remaining > 0, Lot.expires_at <= now)
+    due_lots = select(LOTS.c.account_id).where(LOTS.c.remaining > 0, LOTS.c.expires_at <= now)
     stale_holds = select(Hold.account_id).where(Hold.closed_at.is_(None), Hold.expires_at <= now)
     found = sorted(set(session.scalars(due_lots)) | set(session.scalars(stale_holds)))
     session.commit()
@@ -284,35 +413,35 @@ def accounts_with_due_work(*, session: Session, now: datetime) -> list[int]:
 
 def refund_lot(*, session: Session, lot_id: int, idempotency_key: str, reason: str, now: datetime) -> Result:
     """Take back a lot's unused remainder (for a refunded payment); the spent part stays spent."""
-    found = session.get(Lot, lot_id)
-    if found is None:
+    account_id = session.scalar(select(LOTS.c.account_id).where(LOTS.c.id == lot_id))
+    if account_id is None:
         raise NothingToRefund(lot_id)
-    state = lock(session, found.account_id)
+    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="refund", lot=lot_id)
-    previous = _previous(session, state.account_id, idempotency_key, request_hash)
-    if previous is not None:
+    replay = _replay(state, request_hash, idempotency_key)
+    if replay is not None:
         session.commit()
-        return Result(previous, replayed=True)
-    write_off_due(session, state, now)
-    lot = session.get(Lot, lot_id)
-    entries = [(lot, -lot.remaining)] if lot.remaining else []
-    transaction = _book(session, state, kind="refund", entries=entries, key=idempotency_key,
-                        request_hash=request_hash, reason=reason, now=now)
-    lot.refunded_at = now
-    session.commit()
-    return Result(transaction, replayed=False)
+        return replay
+    write_off_due(session, state, lots, now)
+    changes = [(lot, -lot.remaining) for lot in lots if lot.id == lot_id and lot.remaining]
+
+    def book() -> Result:
+        session.execute(update(LOTS).where(LOTS.c.id == lot_id).values(refunded_at=now))
+        return _book(session, state, kind="refund", changes=changes, key=idempotency_key,
+                     request_hash=request_hash, reason=reason, now=now)
+
+    return _book_once(session, account_id, idempotency_key, request_hash, book)
 
 
 def grant_trial_in(session: Session, *, account_id: int, phone_e164: str, amount: int, now: datetime) -> Result | None:
     """Trial credit, once per account and once per mobile number; None when already given.
     Runs inside the caller's transaction (the one that verifies the number)."""
-    state = lock(session, account_id)
-    given = select(Transaction.id).where(Transaction.account_id == account_id, Transaction.idempotency_key == "trial")
-    if session.scalars(given).first() is not None:
+    state, lots = lock(session, account_id, "trial")
+    if state.previous is not None:
         return None
-    if session.scalars(select(Lot.id).where(Lot.source_ref == f"trial:{phone_e164}")).first() is not None:
+    if session.scalars(select(LOTS.c.id).where(LOTS.c.source_ref == f"trial:{phone_e164}")).first() is not None:
         return None
     return grant_in(
-        session, state, kind="trial", amount=amount, expires_at=now + rules.TRIAL_LIFETIME,
+        session, state, lots, kind="trial", amount=amount, expires_at=now + rules.TRIAL_LIFETIME,
         source_ref=f"trial:{phone_e164}", key="trial", reason="trial credit", now=now,
     )

@@ -87,7 +87,7 @@ def test_a_retried_key_returns_the_first_result_and_charges_once(session, accoun
     buy(session, account, clock, 10, "pi")
     first = spend(session, account, clock, 3, "same")
     again = spend(session, account, clock, 3, "same")
-    assert again.replayed and again.transaction.id == first.transaction.id
+    assert again.replayed and again.transaction_id == first.transaction_id
     assert balance(session, account) == 7 * YEN
     with pytest.raises(service.IdempotencyConflict):
         spend(session, account, clock, 4, "same")
