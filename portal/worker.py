@@ -48,6 +48,7 @@ def _deliver_one(message_id: int) -> None:
 
 
 SWEEP_EVERY = 60.0
+RECONCILE_EVERY = 24 * 3600.0
 
 
 def sweep_expiry(app: Flask) -> int:
@@ -60,14 +61,30 @@ def sweep_expiry(app: Flask) -> int:
     return lines
 
 
+def reconcile(app: Flask) -> int:
+    """The daily ledger check (R15): any drift is logged as an error for the operators."""
+    from portal.ledger.check import check
+
+    with app.app_context():
+        with db.job_session() as session:
+            problems, _ = check(session, now=clock.now())
+    for problem in problems:
+        log.error("ledger drift: %s", problem)
+    return len(problems)
+
+
 def run(app: Flask, *, interval: float = 1.0) -> None:
-    """Drain the outbox continuously and sweep expired credit once a minute."""
+    """Drain the outbox continuously, sweep expired credit once a minute and check the
+    ledger once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = 0.0
+    next_sweep = next_reconcile = 0.0
     while not stopping:
         try:
+            if time.monotonic() >= next_reconcile:
+                reconcile(app)
+                next_reconcile = time.monotonic() + RECONCILE_EVERY
             if time.monotonic() >= next_sweep:
                 sweep_expiry(app)
                 next_sweep = time.monotonic() + SWEEP_EVERY

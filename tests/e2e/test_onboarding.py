@@ -63,6 +63,7 @@ def test_a_visitor_signs_up_and_reaches_the_dashboard(browser, live_server, scre
     page.get_by_role("button", name=t["verify"], exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_contain_text(t["welcome"])
     expect(page.locator("main")).to_contain_text(t["verified"])
+    expect(page.get_by_test_id("available")).to_have_text("¥50")  # the trial credit
     screenshot(page, f"dashboard-{lang}")
     context.close()
 

@@ -62,3 +62,35 @@ def test_gives_up_after_twelve_attempts(app, clock):
         message = session.scalars(select(OutboxMessage)).one()
     assert message.failed_at is not None and message.attempts == 12 and "smtp down" in message.last_error
     assert worker.drain_once(app) == 0
+
+
+def test_the_worker_sweeps_expired_credit(app, clock):
+    from portal.ledger import service
+    from portal.ledger.models import CreditState
+    from tests.helpers import new_account
+
+    with db_session(app) as session:
+        account = new_account(session, clock())
+        service.grant_purchase(session=session, account_id=account, amount=5000, paid_at=clock(), payment_ref="pi", now=clock())
+    clock.advance(days=90)
+    assert worker.sweep_expiry(app) == 1
+    assert worker.sweep_expiry(app) == 0
+    with db_session(app) as session:
+        assert session.get(CreditState, account).balance == 0
+
+
+def test_the_daily_reconciliation_logs_drift_as_an_error(app, clock, caplog):
+    from sqlalchemy import text
+
+    from portal.ledger import service
+    from tests.helpers import new_account
+
+    with db_session(app) as session:
+        account = new_account(session, clock())
+        service.grant_purchase(session=session, account_id=account, amount=5000, paid_at=clock(), payment_ref="pi", now=clock())
+    assert worker.reconcile(app) == 0
+    with db_session(app) as session:
+        session.execute(text("UPDATE credit_states SET balance = 4999"))
+        session.commit()
+    assert worker.reconcile(app) == 1
+    assert f"ledger drift: account {account}: cached balance 4999" in caplog.text

@@ -184,3 +184,21 @@ def test_log_in_is_rate_limited_per_ip_with_retry_after(database_url, clock):
     other_ip = client.client.post("/login", data={}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert other_ip.status_code == 400  # not limited; refused only for its missing CSRF token
     app.extensions["portal.engine"].dispose()
+
+
+def test_rate_limits_are_shared_through_redis_when_configured(database_url, clock):
+    import redis
+
+    url = "redis://127.0.0.1:6379/15"
+    connection = redis.Redis.from_url(url)
+    connection.flushdb()
+    app = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
+    other_process = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
+    first, second = PageClient(app.test_client(), app), PageClient(other_process.test_client(), other_process)
+    statuses = [c.post("/login", {"email": "a@example.com", "password": "wrong password here"}).status_code
+                for c in (first, second, first)]
+    assert statuses == [422, 422, 429]
+    assert connection.keys("LIMITS*")
+    connection.flushdb()
+    for each in (app, other_process):
+        each.extensions["portal.engine"].dispose()
