@@ -15,33 +15,21 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from portal.accounts.models import Account  # noqa: E402
-from portal.config import normalise_database_url  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.ledger import service  # noqa: E402
 from portal.ledger.check import check  # noqa: E402
-from portal.migrate import upgrade  # noqa: E402
+from portal.migrate import scratch_database  # noqa: E402
 
 SERVER = os.environ.get("PORTAL_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def scratch_database():
-    server = make_url(normalise_database_url(SERVER))
-    name = f"chotto_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    return admin, name, server.set(database=name).render_as_string(hide_password=False)
 
 
 def prepare(engine, now):
@@ -83,9 +71,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--per-round", type=int, default=300)
     args = parser.parse_args()
-    admin, name, url = scratch_database()
-    try:
-        upgrade(url)
+    with scratch_database(SERVER, "chotto_bench") as url:
         engine = make_engine(url)
         now = datetime.now(timezone.utc)
         account_id = prepare(engine, now)
@@ -106,10 +92,6 @@ def main():
         engine.dispose()
         print(f"ledger check after the run: {'passed' if not problems else problems}")
         print(f"median ratio service/bare: {statistics.median(ratios):.2f} (goal >= 0.5)")
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

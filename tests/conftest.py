@@ -4,18 +4,15 @@ so tests that use real threads and connections see committed data like productio
 
 import os
 import shutil
-import uuid
 from pathlib import Path
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from portal import create_app
 from portal.clock import FrozenClock
-from portal.config import normalise_database_url
-from portal.migrate import upgrade
+from portal.migrate import scratch_database, upgrade
 from portal.models import metadata
 
 from tests.helpers import PageClient
@@ -34,21 +31,8 @@ def database_url(request, tmp_path_factory):
         shutil.copyfile(folder / "template.sqlite3", folder / "portal.sqlite3")
         yield f"sqlite:///{folder / 'portal.sqlite3'}"
         return
-    yield from _postgres_database()
-
-
-def _postgres_database():
-    server = make_url(normalise_database_url(PG_URL))
-    name = f"chotto_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = server.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(PG_URL, "chotto_test") as url:
+        yield url
 
 
 @pytest.fixture

@@ -126,6 +126,12 @@ def lots_of(session: Session, account_id: int) -> list[LiveLot]:
     return [LiveLot(*row) for row in session.execute(_LOTS_WITH_CREDIT, {"account_id": account_id})]
 
 
+def _start(session: Session, account_id: int, key: str, request_hash: str) -> tuple[State, list[LiveLot], Result | None]:
+    """Lock, read, and tell whether `key` was already booked for this same request."""
+    state, lots = lock(session, account_id, key)
+    return state, lots, _replay(state, request_hash, key)
+
+
 def _replay(state: State, request_hash: str, key: str) -> Result | None:
     if state.previous is None:
         return None
@@ -295,9 +301,8 @@ def grant_purchase(*, session: Session, account_id: int, amount: int, paid_at: d
 
 def debit(*, session: Session, account_id: int, amount: int, idempotency_key: str, reason: str, now: datetime) -> Result:
     """Spend `amount` from the live lots in burn order, or InsufficientCredit and no change."""
-    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="debit", amount=amount)
-    replay = _replay(state, request_hash, idempotency_key)
+    state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         session.commit()
         return replay
@@ -318,9 +323,8 @@ def hold(
     lifetime: timedelta = HOLD_LIFETIME,
 ) -> Hold:
     """Set `amount` aside from the live lots; the available balance drops by it at once."""
-    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="hold", amount=amount)
-    replay = _replay(state, request_hash, idempotency_key)
+    state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         return _hold_of(session, replay)
     write_off_due(session, state, lots, now)
@@ -416,9 +420,8 @@ def refund_lot(*, session: Session, lot_id: int, idempotency_key: str, reason: s
     account_id = session.scalar(select(LOTS.c.account_id).where(LOTS.c.id == lot_id))
     if account_id is None:
         raise NothingToRefund(lot_id)
-    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="refund", lot=lot_id)
-    replay = _replay(state, request_hash, idempotency_key)
+    state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         session.commit()
         return replay

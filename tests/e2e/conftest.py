@@ -79,3 +79,17 @@ def screenshot(request):
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{engine}.png"), full_page=True)
 
     return take
+
+
+@pytest.fixture
+def console_errors():
+    """Pages report CSP violations and script errors to the console; a test ends with none."""
+    errors = []
+
+    def watch(page):
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        return page
+
+    yield watch
+    assert errors == []

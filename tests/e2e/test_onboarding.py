@@ -25,10 +25,10 @@ TEXT = {
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
-def test_a_visitor_signs_up_and_reaches_the_dashboard(browser, live_server, screenshot, lang):
+def test_a_visitor_signs_up_and_reaches_the_dashboard(browser, live_server, screenshot, console_errors, lang):
     t = TEXT[lang]
     context = browser.new_context(locale="ja-JP" if lang == "ja" else "en-GB", base_url=live_server.url)
-    page = context.new_page()
+    page = console_errors(context.new_page())
     page.goto("/signup")
     expect(page.get_by_role("heading", level=1)).to_contain_text(t["signup"])
     screenshot(page, f"signup-{lang}")
@@ -52,7 +52,7 @@ def test_a_visitor_signs_up_and_reaches_the_dashboard(browser, live_server, scre
     expect(page.get_by_role("heading", level=1)).to_have_text(t["code"])
     screenshot(page, f"enter-code-{lang}")
 
-    inbox = context.new_page()
+    inbox = console_errors(context.new_page())
     inbox.goto("/test-inbox")
     message = inbox.locator("#inbox-messages .message-body").first
     expect(message).to_contain_text("Chotto", timeout=15000)  # the panel polls until the SMS lands

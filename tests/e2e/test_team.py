@@ -8,9 +8,9 @@ from tests.e2e.test_onboarding import _wait_for_mail
 from tests.helpers import PASSWORD, make_user
 
 
-def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, live_server, screenshot):
+def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, live_server, screenshot, console_errors):
     make_user(live_server.app, "owner@example.com", name="Olivia Owner")
-    owner = browser.new_context(locale="en-GB", base_url=live_server.url).new_page()
+    owner = console_errors(browser.new_context(locale="en-GB", base_url=live_server.url).new_page())
     owner.goto("/login")
     owner.get_by_label("E-mail address").fill("owner@example.com")
     owner.get_by_label("Password").fill(PASSWORD)
@@ -23,7 +23,7 @@ def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, liv
     screenshot(owner, "team-with-invitation")
 
     invitee_context = browser.new_context(locale="en-GB", base_url=live_server.url)
-    invitee = invitee_context.new_page()
+    invitee = console_errors(invitee_context.new_page())
     invitee.goto("/dev/mailbox/")
     subject = "Olivia Owner invites you to Olivia Owner on Chotto"
     assert _wait_for_mail(invitee, subject), "the invitation never arrived"
