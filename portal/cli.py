@@ -11,8 +11,12 @@ from portal import clock, db
 
 def _create_app():
     from portal import create_app
+    from portal.config import UnsafeConfiguration
 
-    return create_app()
+    try:
+        return create_app()
+    except UnsafeConfiguration as error:
+        raise click.ClickException(f"{error}. On a development machine, set PORTAL_ENV=development.") from None
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False, load_dotenv=False)

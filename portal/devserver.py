@@ -13,7 +13,7 @@ BANNER = """
     - open {base}/signup and create an account; the verification e-mail is in the
       development mailbox ({base}/dev/mailbox) and the SMS code in the Test inbox page, or
     - create one from another terminal:
-        echo 'a long passphrase of yours' | .venv/bin/portal accounts create you@example.com \\
+        echo 'a long passphrase of yours' | PORTAL_ENV=development .venv/bin/portal accounts create you@example.com \\
              --password-stdin --verified --phone +819012345678
       then sign in at {base}/login.
 

@@ -36,3 +36,15 @@ def test_worker_once_delivers_the_outbox(app, client):
 def test_db_upgrade_is_idempotent(app):
     result = app.test_cli_runner().invoke(args=["db", "upgrade"])
     assert result.exit_code == 0 and "database at head" in result.output
+
+
+def test_the_command_explains_an_unsafe_production_configuration(monkeypatch):
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    for name in ("PORTAL_ENV", "PORTAL_SECRET_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(main, ["ledger", "check"])
+    assert result.exit_code == 1
+    assert "PORTAL_SECRET_KEY must be set" in result.output and "PORTAL_ENV=development" in result.output
