@@ -104,15 +104,10 @@ def role_required(*roles: str):
     return decorate
 
 
-def recent_login_required(view):
-    """Sensitive changes ask for the password again when the last one is over 10 minutes old."""
-
-    @wraps(view)
-    @login_required
-    def guarded(*args, **kwargs):
-        if not sessions.is_fresh(current_user.row, clock.now()):
-            flash(_("Please confirm your password to continue."), "info")
-            return redirect(url_for("auth.reauthenticate", next=request.full_path))
-        return view(*args, **kwargs)
-
-    return guarded
+def reauthentication_redirect():
+    """A redirect to the password prompt when the last sign-in is over 10 minutes old (for
+    changes of the phone number, password, and later API keys); None when it is recent."""
+    if sessions.is_fresh(current_user.row, clock.now()):
+        return None
+    flash(_("Please confirm your password to continue."), "info")
+    return redirect(url_for("auth.reauthenticate", next=request.full_path))

@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal import clock, db
-from portal.accounts import phone, sessions
+from portal.accounts import phone
 from portal.accounts.errors import (
     ChallengeLocked,
     CodeExpired,
@@ -16,7 +16,7 @@ from portal.accounts.errors import (
     TooManyCodes,
     WrongCode,
 )
-from portal.web.current import verified_email_required
+from portal.web.current import reauthentication_redirect, verified_email_required
 from portal.web.extensions import limiter
 from portal.web.forms import ActionForm, CodeForm, PhoneForm
 
@@ -43,9 +43,8 @@ def start():
     if user.phone_verified_at is not None:
         if request.args.get("change") != "1":
             return redirect(url_for("dashboard.show"))
-        if not sessions.is_fresh(current_user.row, clock.now()):
-            flash(_("Please confirm your password to continue."), "info")
-            return redirect(url_for("auth.reauthenticate", next=request.full_path))
+        if (prompt := reauthentication_redirect()) is not None:
+            return prompt
     form = PhoneForm()
     if form.validate_on_submit():
         try:
