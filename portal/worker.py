@@ -73,7 +73,7 @@ def reconcile(app: Flask) -> int:
     return len(problems)
 
 
-def run(app: Flask, *, interval: float = 1.0) -> None:
+def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     """Drain the outbox continuously, sweep expired credit once a minute and check the
     ledger once a day."""
     stopping = []
@@ -93,5 +93,5 @@ def run(app: Flask, *, interval: float = 1.0) -> None:
             log.exception("worker loop failed; retrying")
             handled = 0
         if not handled:
-            time.sleep(interval)
+            time.sleep(idle_sleep_seconds)
     log.info("worker stopped")
