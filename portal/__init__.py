@@ -31,6 +31,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.extensions["portal.mailer"] = settings.get("MAILER") or mailer_for(settings)
     app.extensions["portal.carrier"] = settings.get("CARRIER_IMPL") or carrier_for(settings["CARRIER"])
 
+    if settings["ENV"] == "production" and settings["CARRIER"] == "test-inbox":
+        logging.getLogger("portal").warning(
+            "PORTAL_CARRIER=test-inbox in production: no SMS reaches a phone, and verification codes are shown nowhere"
+        )
+
     from portal import web
 
     web.init_app(app)

@@ -78,3 +78,5 @@ def _check(config: dict) -> None:
         raise UnsafeConfiguration("PORTAL_BASE_URL must be an https:// address in production")
     if config.get("DEBUG"):
         raise UnsafeConfiguration("DEBUG must be off in production")
+    if not config["SMTP_URL"]:
+        raise UnsafeConfiguration("PORTAL_SMTP_URL must be set in production: the development mailbox is not served there")

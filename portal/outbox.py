@@ -43,7 +43,7 @@ def enqueue(session: Session, *, kind: str, payload: dict, now: datetime) -> Out
     return message
 
 
-def claim(session: Session, *, now: datetime, limit: int = 20) -> list[OutboxMessage]:
+def claim(session: Session, *, now: datetime, limit: int = 10) -> list[OutboxMessage]:
     """Lease up to `limit` due messages to this worker and commit the lease."""
     query = (
         select(OutboxMessage)
@@ -63,6 +63,20 @@ def claim(session: Session, *, now: datetime, limit: int = 20) -> list[OutboxMes
     return messages
 
 
+def mark_sent(session: Session, *, message_id: int, lease: datetime, now: datetime) -> None:
+    """Record delivery and drop what the payload carried (links, codes): it served its purpose."""
+    message = session.get(OutboxMessage, message_id)
+    if message.leased_until == lease:
+        message.sent_at, message.leased_until = now, None
+        message.payload = _redacted(message.payload)
+    session.commit()
+
+
+def _redacted(payload: str) -> str:
+    data = json.loads(payload)
+    return json.dumps({key: data[key] for key in ("to", "subject", "recipient", "account_id") if key in data})
+
+
 def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime) -> None:
     """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up."""
     message = session.get(OutboxMessage, message_id)
@@ -70,6 +84,7 @@ def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: d
     message.leased_until = None
     if message.attempts >= MAX_ATTEMPTS:
         message.failed_at = now
+        message.payload = _redacted(message.payload)
     else:
         message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
     session.commit()

@@ -27,24 +27,30 @@ def drain_once(app: Flask) -> int:
     """Deliver every message due now; returns how many were handled."""
     with app.app_context():
         with db.job_session() as session:
-            claimed = [m.id for m in outbox.claim(session, now=clock.now())]
-        for message_id in claimed:
-            _deliver_one(message_id)
+            claimed = [(m.id, m.leased_until) for m in outbox.claim(session, now=clock.now())]
+        for message_id, lease in claimed:
+            _deliver_one(message_id, lease)
         return len(claimed)
 
 
-def _deliver_one(message_id: int) -> None:
+def _deliver_one(message_id: int, lease) -> None:
+    """Deliver one claimed message. The row is read in a short transaction, the carrier or
+    SMTP server is talked to outside any transaction, and the result is recorded after
+    checking that no other worker took the message over meanwhile."""
     with db.job_session() as session:
         message = session.get(outbox.OutboxMessage, message_id)
+        mine = message.sent_at is None and message.leased_until == lease
+        session.commit()
+        if not mine:
+            return
         try:
             deliver(session, message, clock.now())
-            message.sent_at = clock.now()
-            message.leased_until = None
-            session.commit()
         except Exception as error:  # one bad message must not stop the others
             session.rollback()
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
             outbox.mark_failed_attempt(session, message_id=message_id, error=repr(error), now=clock.now())
+            return
+        outbox.mark_sent(session, message_id=message_id, lease=lease, now=clock.now())
 
 
 SWEEP_EVERY = 60.0
@@ -73,6 +79,15 @@ def reconcile(app: Flask) -> int:
     return len(problems)
 
 
+def _guarded(task: str, job, app: Flask):
+    """One failing task must not stop the others: it is logged and tried again later."""
+    try:
+        return job(app)
+    except Exception:
+        log.exception("%s failed; will try again", task)
+        return None
+
+
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     """Drain the outbox continuously, sweep expired credit once a minute and check the
     ledger once a day."""
@@ -81,17 +96,13 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     log.info("worker started")
     next_sweep = next_reconcile = 0.0
     while not stopping:
-        try:
-            if time.monotonic() >= next_reconcile:
-                reconcile(app)
-                next_reconcile = time.monotonic() + RECONCILE_EVERY
-            if time.monotonic() >= next_sweep:
-                sweep_expiry(app)
-                next_sweep = time.monotonic() + SWEEP_EVERY
-            handled = drain_once(app)
-        except Exception:
-            log.exception("worker loop failed; retrying")
-            handled = 0
+        if time.monotonic() >= next_reconcile:
+            next_reconcile = time.monotonic() + RECONCILE_EVERY
+            _guarded("ledger reconciliation", reconcile, app)
+        if time.monotonic() >= next_sweep:
+            next_sweep = time.monotonic() + SWEEP_EVERY
+            _guarded("expiry sweep", sweep_expiry, app)
+        handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:
             time.sleep(idle_sleep_seconds)
     log.info("worker stopped")

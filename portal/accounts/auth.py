@@ -4,7 +4,8 @@ import hashlib
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from portal import mail
@@ -42,47 +43,59 @@ def _email_key(email: str) -> str:
 
 
 def authenticate(*, session: Session, email: str, password: str, now: datetime) -> User:
-    """The user whose password this is, or InvalidCredentials; throttled per address."""
+    """The user whose password this is, or InvalidCredentials; throttled per address.
+
+    The attempt is counted as a failure under the address's row lock before the password is
+    checked, so parallel guesses cannot slip past the delays; a right password then clears
+    the count. Two short transactions: argon2 runs in neither, so a burst of log-ins never
+    holds the database (on SQLite, the whole database) while hashing."""
     try:
         email = normalise_email(email)
     except InvalidEmail:
         passwords.verify_password(passwords.DUMMY_HASH, password)
         raise InvalidCredentials() from None
-    throttle = session.scalars(select(LoginThrottle).where(LoginThrottle.email_hash == _email_key(email))).first()
-    _refuse_if_throttled(throttle, now)
-    user = user_by_email(session, email)
-    if user is None or user.disabled_at is not None:
-        passwords.verify_password(passwords.DUMMY_HASH, password)
-        ok = False
-    else:
-        ok = passwords.verify_password(user.password_hash, password)
-    if not ok:
-        _record_failure(session, throttle, email=email, now=now)
+    key = _email_key(email)
+    throttle = _locked_throttle(session, key, now)
+    try:
+        _refuse_if_throttled(throttle, now)
+    except (LoginLocked, LoginThrottled):
         session.commit()
-        log.info("login failed email_hash=%s", _email_key(email)[:12])
+        raise
+    _record_failure(throttle, now)
+    user = user_by_email(session, email)
+    stored = user.password_hash if user is not None and user.disabled_at is None else None
+    session.commit()
+    if not passwords.verify_password(stored or passwords.DUMMY_HASH, password) or stored is None:
+        log.info("login failed email_hash=%s", key[:12])
         raise InvalidCredentials()
-    if throttle is not None:
-        session.delete(throttle)
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+    session.execute(delete(LoginThrottle).where(LoginThrottle.email_hash == key))
+    if passwords.needs_rehash(stored):
+        session.execute(update(User).where(User.id == user.id).values(password_hash=passwords.hash_password(password)))
     session.commit()
     log.info("login succeeded user_id=%s", user.id)
     return user
 
 
-def _refuse_if_throttled(throttle: LoginThrottle | None, now: datetime) -> None:
-    if throttle is None:
-        return
+def _locked_throttle(session: Session, key: str, now: datetime) -> LoginThrottle:
+    """The address's throttle row, created if missing, locked until the transaction ends."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    session.execute(
+        insert(LoginThrottle).values(email_hash=key, failures=0, last_failure_at=now).on_conflict_do_nothing()
+    )
+    query = select(LoginThrottle).where(LoginThrottle.email_hash == key).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalars(query).one()
+
+
+def _refuse_if_throttled(throttle: LoginThrottle, now: datetime) -> None:
     if throttle.failures >= HARD_CAP:
         raise LoginLocked()
     if throttle.blocked_until is not None and throttle.blocked_until > now:
         raise LoginThrottled(int((throttle.blocked_until - now).total_seconds()) + 1)
 
 
-def _record_failure(session: Session, throttle: LoginThrottle | None, *, email: str, now: datetime) -> None:
-    if throttle is None:
-        throttle = LoginThrottle(email_hash=_email_key(email), failures=0, last_failure_at=now)
-        session.add(throttle)
+def _record_failure(throttle: LoginThrottle, now: datetime) -> None:
     throttle.failures += 1
     throttle.last_failure_at = now
     delay = throttle_delay(throttle.failures)
@@ -160,8 +173,9 @@ def check_reset_token(*, session: Session, token: str, now: datetime) -> User:
 def reset_password(*, session: Session, token: str, new_password: str, now: datetime) -> User:
     """Set a new password from a reset link: ends every session, clears the log-in throttle,
     and tells the owner by mail. It does not sign anyone in."""
-    record = _use_token(session, token=token, purpose="reset_password", now=now)
-    user = session.get(User, record.user_id)
+    user = check_reset_token(session=session, token=token, now=now)
+    _check_new_password(user, new_password)  # before anything is written: a refusal uses up nothing
+    _use_token(session, token=token, purpose="reset_password", now=now)
     _set_password(session, user=user, new_password=new_password, now=now)
     end_sessions(session, user_id=user.id, now=now)
     session.execute(LoginThrottle.__table__.delete().where(LoginThrottle.email_hash == _email_key(user.email)))
@@ -194,10 +208,14 @@ def change_password(
     log.info("password changed user_id=%s", user.id)
 
 
-def _set_password(session: Session, *, user: User, new_password: str, now: datetime) -> None:
+def _check_new_password(user: User, new_password: str) -> None:
     reasons = passwords.problems(new_password, context_words=(user.email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
+
+
+def _set_password(session: Session, *, user: User, new_password: str, now: datetime) -> None:
+    _check_new_password(user, new_password)
     user.password_hash = passwords.hash_password(new_password)
     user.password_changed_at = now
 

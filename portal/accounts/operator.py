@@ -27,7 +27,7 @@ def create_account(
         raise ValueError(f"{email} already has a login")
     name = name or email.split("@")[0]
     account = Account(name=name, kind="individual", language=language, tax_residency="JP", created_at=now)
-    user = new_user(email=email, name=name, password=password, language=language, now=now)
+    user = new_user(email=email, name=name, password_hash=passwords.hash_password(password), language=language, now=now)
     if verified:
         user.email_verified_at = now
     if phone:

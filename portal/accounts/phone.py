@@ -1,8 +1,9 @@
 """Mobile-number verification by a 6-digit SMS code.
 
-A code lives 10 minutes and is stored as a keyed hash. A challenge allows 5 wrong checks in
-all: asking for a new code replaces the code but keeps the failure count. After the fifth
-failure the challenge is closed and a new one can be started only an hour later.
+A code lives 10 minutes and is stored as a keyed hash. A user gets 5 codes and 5 wrong
+checks an hour, whatever the number: a new code, even for another number, replaces the
+code but keeps the failure count. After the fifth failure nothing is sent or checked for an
+hour.
 """
 
 import logging
@@ -11,7 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 
 import phonenumbers
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -66,24 +67,42 @@ def _code_hash(secret: str, challenge_key: str, code: str) -> str:
 
 def _open_challenge(session: Session, user_id: int) -> PhoneChallenge | None:
     query = select(PhoneChallenge).where(PhoneChallenge.user_id == user_id).order_by(PhoneChallenge.id.desc())
-    return session.scalars(query).first()
+    return session.scalars(query.execution_options(populate_existing=True)).first()
+
+
+def _lock_user(session: Session, user_id: int) -> None:
+    """Serialise one user's sends and checks (PostgreSQL row lock; SQLite: BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def _last_hour(session: Session, user_id: int, now: datetime) -> tuple[int, int]:
+    """Codes sent and wrong codes typed by this user in the last hour, whatever the number:
+    switching numbers resets neither."""
+    totals = select(func.coalesce(func.sum(PhoneChallenge.sends), 0), func.coalesce(func.sum(PhoneChallenge.failures), 0))
+    sends, failures = session.execute(
+        totals.where(PhoneChallenge.user_id == user_id, PhoneChallenge.created_at > now - LOCKED_FOR)
+    ).one()
+    return int(sends), int(failures)
 
 
 def send_code(*, session: Session, user_id: int, account_id: int | None, phone: str, secret: str, now: datetime) -> PhoneChallenge:
-    """Send a code to `phone` (raw input), starting a challenge or continuing the open one."""
+    """Send a code to `phone` (raw input), starting a challenge or continuing the open one.
+    `account_id` is the test inbox the code is shown in (None: in no test inbox)."""
     e164 = normalise_phone(phone)
+    _lock_user(session, user_id)
     if _verified_elsewhere(session, e164, user_id):
         raise PhoneTaken()
+    sends, failures = _last_hour(session, user_id, now)
+    if failures >= MAX_FAILURES:
+        raise ChallengeLocked()
+    if sends >= MAX_SENDS:
+        raise TooManyCodes()
     challenge = _open_challenge(session, user_id)
-    if challenge is not None and challenge.closed_at is not None and challenge.failures >= MAX_FAILURES:
-        if now < challenge.closed_at + LOCKED_FOR:
-            raise ChallengeLocked()
-    reuse = challenge is not None and challenge.closed_at is None and challenge.phone_e164 == e164
-    if reuse:
-        _check_can_resend(challenge, now)
-    else:
+    if challenge is not None:
+        _check_cooldown(challenge, now)  # switching numbers does not skip it either
+    if challenge is None or challenge.closed_at is not None or challenge.phone_e164 != e164:
         if challenge is not None and challenge.closed_at is None:
-            _check_can_resend(challenge, now)  # switching numbers does not skip the cooldown
             challenge.closed_at = now
         challenge = PhoneChallenge(
             user_id=user_id, phone_e164=e164, code_hash="", created_at=now, sent_at=now, expires_at=now, sends=0
@@ -100,9 +119,7 @@ def send_code(*, session: Session, user_id: int, account_id: int | None, phone: 
     return challenge
 
 
-def _check_can_resend(challenge: PhoneChallenge, now: datetime) -> None:
-    if challenge.sends >= MAX_SENDS:
-        raise TooManyCodes()
+def _check_cooldown(challenge: PhoneChallenge, now: datetime) -> None:
     wait = challenge.sent_at + RESEND_COOLDOWN - now
     if wait > timedelta(0):
         raise ResendTooSoon(int(wait.total_seconds()) + 1)
@@ -124,28 +141,32 @@ def check_code(
 ) -> User:
     """Verify the user's number with the code they typed. With the e-mail already verified,
     the account in use gets its trial credit (once per account, once per number)."""
+    _lock_user(session, user_id)
     challenge = _open_challenge(session, user_id)
     if challenge is None or challenge.verified_at is not None:
         raise NoChallenge()
+    _, failures = _last_hour(session, user_id, now)
+    if failures >= MAX_FAILURES:
+        raise ChallengeLocked()
     if challenge.closed_at is not None:
-        raise ChallengeLocked() if challenge.failures >= MAX_FAILURES else NoChallenge()
+        raise NoChallenge()
     if now >= challenge.expires_at:
         raise CodeExpired()
     expected = _code_hash(secret, f"{user_id}:{challenge.phone_e164}", code.strip())
     if not tokens.same(expected, challenge.code_hash):
-        return _fail(session, challenge, now)
+        return _fail(session, challenge, failures + 1, now)
     return _succeed(session, challenge, account_id=account_id, trial_amount=trial_amount, now=now)
 
 
-def _fail(session: Session, challenge: PhoneChallenge, now: datetime):
+def _fail(session: Session, challenge: PhoneChallenge, failures: int, now: datetime):
     challenge.failures += 1
-    if challenge.failures >= MAX_FAILURES:
+    if failures >= MAX_FAILURES:
         challenge.closed_at = now
     session.commit()
-    log.info("phone code wrong user_id=%s failures=%s", challenge.user_id, challenge.failures)
-    if challenge.closed_at is not None:
+    log.info("phone code wrong user_id=%s failures_last_hour=%s", challenge.user_id, failures)
+    if failures >= MAX_FAILURES:
         raise ChallengeLocked()
-    raise WrongCode(MAX_FAILURES - challenge.failures)
+    raise WrongCode(MAX_FAILURES - failures)
 
 
 def _succeed(session: Session, challenge: PhoneChallenge, *, account_id: int | None, trial_amount: int, now: datetime) -> User:

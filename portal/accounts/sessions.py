@@ -64,7 +64,7 @@ def resolve(*, session: Session, token: str, now: datetime) -> tuple[UserSession
         return None
     if now - row.last_seen_at >= TOUCH_EVERY:
         row.last_seen_at = now
-        session.commit()
+    session.commit()  # end the read at once: on SQLite every transaction holds the write lock
     return row, user
 
 
@@ -100,14 +100,18 @@ def is_fresh(row: UserSession, now: datetime) -> bool:
     return now - row.authenticated_at < FRESH_FOR
 
 
-def reauthenticate(*, session: Session, session_id: int, password: str, now: datetime) -> None:
+def reauthenticate(*, session: Session, session_id: int, password: str, now: datetime) -> str:
+    """Check the password again; the session gets a new token (returned) and a fresh time."""
     row = session.get(UserSession, session_id)
-    user = session.get(User, row.user_id)
-    if not passwords.verify_password(user.password_hash, password):
-        log.info("re-authentication failed user_id=%s", user.id)
-        raise WrongPassword()
-    row.authenticated_at = now
+    stored = session.get(User, row.user_id).password_hash
     session.commit()
+    if not passwords.verify_password(stored, password):
+        log.info("re-authentication failed user_id=%s", row.user_id)
+        raise WrongPassword()
+    token, token_hash = tokens.new_token()
+    row.authenticated_at, row.token_hash = now, token_hash
+    session.commit()
+    return token
 
 
 def switch_account(*, session: Session, session_id: int, account_id: int) -> None:

@@ -38,13 +38,13 @@ def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> User 
     reasons = passwords.problems(request.password, context_words=(email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
+    password_hash = passwords.hash_password(request.password)  # before any query: no lock held while hashing
     existing = user_by_email(session, email)
     if existing is not None:
-        passwords.verify_password(passwords.DUMMY_HASH, request.password)
         _mail_existing(session, user=existing, now=now)
         session.commit()
         return None
-    user = _create_owner(session, request=request, email=email, now=now)
+    user = _create_owner(session, request=request, email=email, password_hash=password_hash, now=now)
     try:
         session.commit()
     except IntegrityError:  # the same address signed up twice at the same moment
@@ -53,7 +53,7 @@ def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> User 
     return user
 
 
-def _create_owner(session: Session, *, request: SignUpRequest, email: str, now: datetime) -> User:
+def _create_owner(session: Session, *, request: SignUpRequest, email: str, password_hash: str, now: datetime) -> User:
     account = Account(
         name=request.account_name.strip() or request.name.strip(),
         kind=request.account_kind,
@@ -61,7 +61,7 @@ def _create_owner(session: Session, *, request: SignUpRequest, email: str, now: 
         tax_residency=request.tax_residency,
         created_at=now,
     )
-    user = new_user(email=email, name=request.name, password=request.password, language=request.language, now=now)
+    user = new_user(email=email, name=request.name, password_hash=password_hash, language=request.language, now=now)
     session.add_all([account, user])
     session.flush()
     session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
@@ -70,11 +70,11 @@ def _create_owner(session: Session, *, request: SignUpRequest, email: str, now: 
     return user
 
 
-def new_user(*, email: str, name: str, password: str, language: str, now: datetime) -> User:
+def new_user(*, email: str, name: str, password_hash: str, language: str, now: datetime) -> User:
     return User(
         email=email,
         name=name.strip(),
-        password_hash=passwords.hash_password(password),
+        password_hash=password_hash,
         language=language,
         created_at=now,
         password_changed_at=now,

@@ -124,7 +124,9 @@ def accept_as_new_user(*, session: Session, token: str, name: str, password: str
     reasons = passwords.problems(password, context_words=(invitation.email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
-    user = new_user(email=invitation.email, name=name, password=password, language=language, now=now)
+    user = new_user(
+        email=invitation.email, name=name, password_hash=passwords.hash_password(password), language=language, now=now
+    )
     user.email_verified_at = now
     session.add(user)
     session.flush()

@@ -27,6 +27,8 @@ def _sums(session: Session, column, *where, group=None):
 def check(session: Session, *, now: datetime, account_id: int | None = None) -> tuple[list[Problem], list[str]]:
     """(problems, notes) for every account, or one: problems break an invariant; notes are
     lots waiting for the expiry sweep."""
+    if session.get_bind().dialect.name == "postgresql":  # every figure from one snapshot
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     only = (lambda column: column == account_id) if account_id is not None else (lambda column: true())
     states = {s.account_id: s for s in session.scalars(select(CreditState).where(only(CreditState.account_id)))}
     lot_sums = _sums(session, Lot.remaining, only(Lot.account_id))

@@ -1,5 +1,6 @@
 """What operators do to the ledger from the command line."""
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import select
@@ -10,6 +11,9 @@ from portal.accounts.models import Membership
 from portal.accounts.queries import normalise_email, user_by_email
 from portal.ledger import rules, service
 from portal.ledger.models import Lot
+
+
+log = logging.getLogger("portal.ledger")
 
 
 class NoSuchAccount(LookupError):
@@ -48,8 +52,15 @@ def grant_credit(*, session: Session, email: str, yen: int, reason: str, account
 
 
 def sweep(*, engine: Engine, now: datetime) -> tuple[int, int]:
-    """Run the expiry for every account with due work, one transaction per account."""
+    """Run the expiry for every account with due work, one transaction per account; an
+    account that fails is logged and left for the next sweep, the others go on."""
+    lines = 0
     with Session(engine, expire_on_commit=False) as session:
         accounts = service.accounts_with_due_work(session=session, now=now)
-        lines = sum(service.expire(session=session, account_id=account_id, now=now) for account_id in accounts)
+        for account_id in accounts:
+            try:
+                lines += service.expire(session=session, account_id=account_id, now=now)
+            except Exception:
+                session.rollback()
+                log.exception("expiry sweep failed for account %s", account_id)
     return len(accounts), lines

@@ -54,8 +54,8 @@ def purchase_expiry(paid_at: datetime) -> datetime:
 
 
 def is_live(lot: LotLike, now: datetime) -> bool:
-    """Spendable until the second before `expires_at`, not at it."""
-    return lot.remaining > 0 and now < lot.expires_at
+    """Spendable until the second before `expires_at`, not at it; never once refunded."""
+    return lot.remaining > 0 and now < lot.expires_at and getattr(lot, "refunded_at", None) is None
 
 
 def is_due(lot: LotLike, now: datetime) -> bool:

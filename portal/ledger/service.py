@@ -75,6 +75,7 @@ class LiveLot:
     remaining: int
     issued_at: datetime
     expires_at: datetime
+    refunded_at: datetime | None = None
 
 
 def fingerprint(**request) -> str:
@@ -98,7 +99,8 @@ _LOCK = (
                                   & (JOURNAL.c.idempotency_key == bindparam("key"))))
     .where(STATES.c.account_id == bindparam("account_id"))
 )
-_LOT_COLUMNS = (LOTS.c.id, LOTS.c.kind, LOTS.c.amount, LOTS.c.remaining, LOTS.c.issued_at, LOTS.c.expires_at)
+_LOT_COLUMNS = (LOTS.c.id, LOTS.c.kind, LOTS.c.amount, LOTS.c.remaining, LOTS.c.issued_at, LOTS.c.expires_at,
+                LOTS.c.refunded_at)
 _LOTS_WITH_CREDIT = select(*_LOT_COLUMNS).where(LOTS.c.account_id == bindparam("account_id"), LOTS.c.remaining > 0)
 
 
@@ -126,8 +128,14 @@ def lots_of(session: Session, account_id: int) -> list[LiveLot]:
     return [LiveLot(*row) for row in session.execute(_LOTS_WITH_CREDIT, {"account_id": account_id})]
 
 
+class ReservedKey(ValueError):
+    """Keys starting with "~" belong to the ledger itself (trial, expiry, hold closing)."""
+
+
 def _start(session: Session, account_id: int, key: str, request_hash: str) -> tuple[State, list[LiveLot], Result | None]:
     """Lock, read, and tell whether `key` was already booked for this same request."""
+    if key.startswith("~"):
+        raise ReservedKey(key)
     state, lots = lock(session, account_id, key)
     return state, lots, _replay(state, request_hash, key)
 
@@ -208,19 +216,26 @@ def _write_in_one_statement(session: Session, state: State, changes, line: dict,
 
 
 def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> None:
-    """Book an expiry for every lot whose time has come, once per lot."""
+    """Book an expiry for every lot whose time has come, once per lot; credit that came back
+    to a refunded lot (from a call hold) is taken back the same way."""
     for lot in lots:
-        if rules.is_due(lot, now):
-            key = f"expire:lot:{lot.id}:{_expiries_of(session, lot.id) + 1}"
-            _book(session, state, kind="expire", changes=[(lot, -lot.remaining)], key=key,
-                  request_hash=fingerprint(lot=lot.id), reason=f"expired lot #{lot.id}", now=now)
+        if lot.refunded_at is not None and lot.remaining > 0:
+            kind = "refund"
+        elif rules.is_due(lot, now):
+            kind = "expire"
+        else:
+            continue
+        key = f"~{kind}:lot:{lot.id}:{_write_offs_of(session, lot.id, kind) + 1}"
+        _book(session, state, kind=kind, changes=[(lot, -lot.remaining)], key=key,
+              request_hash=fingerprint(lot=lot.id), reason=f"{kind} lot #{lot.id}", now=now)
+        if kind == "expire":
             session.execute(update(LOTS).where(LOTS.c.id == lot.id, LOTS.c.expired_at.is_(None)).values(expired_at=lot.expires_at))
 
 
-def _expiries_of(session: Session, lot_id: int) -> int:
+def _write_offs_of(session: Session, lot_id: int, kind: str) -> int:
     query = (
         select(func.count()).select_from(ENTRIES).join(JOURNAL, JOURNAL.c.id == ENTRIES.c.transaction_id)
-        .where(ENTRIES.c.lot_id == lot_id, JOURNAL.c.kind == "expire")
+        .where(ENTRIES.c.lot_id == lot_id, JOURNAL.c.kind == kind)
     )
     return session.scalar(query)
 
@@ -258,6 +273,8 @@ def grant_in(
         return replay
     if amount <= 0:
         raise ValueError("a grant must be positive")
+    if issued_at > now:
+        raise ValueError("a lot cannot be issued in the future")
     rules.check_lifetime(issued_at, expires_at)
     write_off_due(session, state, lots, now)
     lot_id = session.execute(
@@ -282,8 +299,8 @@ def grant(
     *, session: Session, account_id: int, kind: str, amount: int, expires_at: datetime, source_ref: str,
     idempotency_key: str, reason: str, now: datetime, issued_at: datetime | None = None,
 ) -> Result:
-    state, lots = lock(session, account_id, idempotency_key)
     request_hash = fingerprint(op="grant", kind=kind, amount=amount, expires_at=expires_at, source=source_ref)
+    state, lots, _ = _start(session, account_id, idempotency_key, request_hash)
     return _book_once(session, account_id, idempotency_key, request_hash, lambda: grant_in(
         session, state, lots, kind=kind, amount=amount, expires_at=expires_at, source_ref=source_ref,
         key=idempotency_key, reason=reason, now=now, issued_at=issued_at,
@@ -301,7 +318,7 @@ def grant_purchase(*, session: Session, account_id: int, amount: int, paid_at: d
 
 def debit(*, session: Session, account_id: int, amount: int, idempotency_key: str, reason: str, now: datetime) -> Result:
     """Spend `amount` from the live lots in burn order, or InsufficientCredit and no change."""
-    request_hash = fingerprint(op="debit", amount=amount)
+    request_hash = fingerprint(op="debit", amount=amount, reason=reason)
     state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         session.commit()
@@ -323,7 +340,7 @@ def hold(
     lifetime: timedelta = HOLD_LIFETIME,
 ) -> Hold:
     """Set `amount` aside from the live lots; the available balance drops by it at once."""
-    request_hash = fingerprint(op="hold", amount=amount)
+    request_hash = fingerprint(op="hold", amount=amount, reason=reason)
     state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         return _hold_of(session, replay)
@@ -386,7 +403,7 @@ def _close(session: Session, state: State, held: Hold, charged: int, now: dateti
     ordered = sorted(((lots[p.lot_id], p.amount) for p in parts), key=lambda pair: rules.burn_key(pair[0]))
     held.charged, held.closed_at = charged, now
     session.flush()
-    _book(session, state, kind="release", changes=rules.assign_charge(ordered, charged), key=f"hold:{held.id}:close",
+    _book(session, state, kind="release", changes=rules.assign_charge(ordered, charged), key=f"~hold:{held.id}:close",
           request_hash=fingerprint(hold=held.id, charged=charged),
           reason=f"{held.reason}: charged {charged}, released {held.amount - charged}", now=now,
           hold_id=held.id, held_change=-held.amount)
@@ -439,12 +456,12 @@ def refund_lot(*, session: Session, lot_id: int, idempotency_key: str, reason: s
 def grant_trial_in(session: Session, *, account_id: int, phone_e164: str, amount: int, now: datetime) -> Result | None:
     """Trial credit, once per account and once per mobile number; None when already given.
     Runs inside the caller's transaction (the one that verifies the number)."""
-    state, lots = lock(session, account_id, "trial")
+    state, lots = lock(session, account_id, "~trial")
     if state.previous is not None:
         return None
     if session.scalars(select(LOTS.c.id).where(LOTS.c.source_ref == f"trial:{phone_e164}")).first() is not None:
         return None
     return grant_in(
         session, state, lots, kind="trial", amount=amount, expires_at=now + rules.TRIAL_LIFETIME,
-        source_ref=f"trial:{phone_e164}", key="trial", reason="trial credit", now=now,
+        source_ref=f"trial:{phone_e164}", key="~trial", reason="trial credit", now=now,
     )

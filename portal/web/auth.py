@@ -182,11 +182,12 @@ def reset_password(token: str):
 
 @bp.route("/reauthenticate", methods=["GET", "POST"])
 @login_required
+@limiter.limit(_login_limit, methods=["POST"])
 def reauthenticate():
     form = ReauthenticateForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
         try:
-            sessions.reauthenticate(
+            session["sid"] = sessions.reauthenticate(
                 session=db.session(), session_id=current_user.row.id, password=form.password.data, now=clock.now()
             )
         except WrongPassword:

@@ -1,6 +1,6 @@
 """The person's own page: name, language, password, sign-in sessions, account switch."""
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
@@ -8,6 +8,7 @@ from portal import clock, db
 from portal.accounts import auth, profile, sessions
 from portal.accounts.errors import NotAMember, WeakPassword, WrongPassword
 from portal.web.auth import password_errors
+from portal.web.extensions import limiter
 from portal.web.current import accounts_of_current_user
 from portal.web.forms import ActionForm, ChangePasswordForm, ProfileForm
 from portal.web.fragments import render_page, wants_fragment
@@ -51,6 +52,7 @@ def update():
 
 @bp.post("/password")
 @login_required
+@limiter.limit(lambda: current_app.config["LOGIN_RATE_LIMIT"])
 def change_password():
     form = ChangePasswordForm()
     if not form.validate_on_submit():

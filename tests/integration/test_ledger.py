@@ -152,8 +152,8 @@ def test_stale_holds_are_released_by_the_sweep(session, account, clock):
 
 
 def test_refunding_a_lot_takes_back_only_its_unused_remainder_once(session, account, clock):
-    buy(session, account, clock, 100, "pi_a")
-    buy(session, account, clock, 100, "pi_b", paid_at=clock() + timedelta(seconds=1))
+    buy(session, account, clock, 100, "pi_a", paid_at=clock() - timedelta(seconds=1))
+    buy(session, account, clock, 100, "pi_b")
     spend(session, account, clock, 60, "use")
     lot = session.scalars(select(Lot).where(Lot.source_ref == "payment:pi_a")).one()
     service.refund_lot(session=session, lot_id=lot.id, idempotency_key="refund:pi_a", reason="refund", now=clock())
@@ -232,3 +232,35 @@ def test_the_check_reports_a_tampered_balance(session, account, clock):
     session.commit()
     problems, _ = check(session, now=clock())
     assert len(problems) == 1 and "cached balance 10001" in str(problems[0])
+
+
+def test_credit_a_hold_returns_to_a_refunded_lot_is_taken_back_too(session, account, clock):
+    buy(session, account, clock, 100, "pi_a")
+    held = service.hold(session=session, account_id=account, amount=80 * YEN, idempotency_key="c", reason="call", now=clock())
+    lot = session.scalars(select(Lot)).one()
+    service.refund_lot(session=session, lot_id=lot.id, idempotency_key="r", reason="refund", now=clock())
+    service.settle(session=session, hold_id=held.id, charged=10 * YEN, now=clock())
+    assert balance(session, account) == 0
+    with pytest.raises(InsufficientCredit):
+        spend(session, account, clock, 1, "after")
+    assert_consistent(session, clock)
+
+
+def test_the_ledgers_own_keys_cannot_be_used_by_callers(session, account, clock):
+    buy(session, account, clock, 10, "pi")
+    with pytest.raises(service.ReservedKey):
+        spend(session, account, clock, 1, "~trial")
+
+
+def test_the_same_key_for_a_different_purpose_is_a_conflict(session, account, clock):
+    buy(session, account, clock, 10, "pi")
+    service.debit(session=session, account_id=account, amount=YEN, idempotency_key="k", reason="sms to +8190…1", now=clock())
+    with pytest.raises(service.IdempotencyConflict):
+        service.debit(session=session, account_id=account, amount=YEN, idempotency_key="k", reason="sms to +8190…2", now=clock())
+
+
+def test_a_lot_cannot_be_issued_in_the_future(session, account, clock):
+    with pytest.raises(ValueError):
+        service.grant_purchase(session=session, account_id=account, amount=YEN, paid_at=clock() + timedelta(days=1),
+                               payment_ref="future", now=clock())
+    session.rollback()

@@ -29,6 +29,7 @@ class ModelLot:
     remaining: int
     issued_at: object
     expires_at: object
+    refunded: bool = False
 
 
 @dataclass
@@ -50,12 +51,12 @@ class Model:
         return sum(lot.remaining for lot in self.lots.values())
 
     def live(self, now):
-        lots = [lot for lot in self.lots.values() if lot.remaining > 0 and now < lot.expires_at]
+        lots = [lot for lot in self.lots.values() if lot.remaining > 0 and now < lot.expires_at and not lot.refunded]
         return sorted(lots, key=lambda l: (l.expires_at, l.kind != "trial", l.issued_at, l.id))
 
     def write_off(self, now):
         for lot in self.lots.values():
-            if lot.remaining > 0 and now >= lot.expires_at:
+            if lot.remaining > 0 and (now >= lot.expires_at or lot.refunded):
                 lot.remaining = 0
 
     def take(self, amount, now):
@@ -189,6 +190,7 @@ def test_the_ledger_matches_a_reference_model_over_ten_thousand_steps(app, clock
             if first_time:
                 self.model.write_off(self.now())
                 self.model.lots[lot_id].remaining = 0
+                self.model.lots[lot_id].refunded = True
                 self.model.keys[key] = (("refund", lot_id), None)
 
         # -- helpers -----------------------------------------------------------------------

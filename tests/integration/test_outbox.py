@@ -94,3 +94,30 @@ def test_the_daily_reconciliation_logs_drift_as_an_error(app, clock, caplog):
         session.commit()
     assert worker.reconcile(app) == 1
     assert f"ledger drift: account {account}: cached balance 4999" in caplog.text
+
+
+def test_a_delivered_message_keeps_no_link_or_code(app, client):
+    from tests.helpers import make_user
+
+    make_user(app)
+    client.post("/password/forgot", {"email": "owner@example.com"})
+    from tests.helpers import deliver_outbox
+
+    deliver_outbox(app)
+    with db_session(app) as session:
+        [message] = session.scalars(select(OutboxMessage)).all()
+    assert message.sent_at is not None
+    assert message.data() == {"to": "owner@example.com", "subject": "Choose a new Chotto password"}
+
+
+def test_a_message_taken_over_by_another_worker_is_not_sent_twice(app, clock):
+    mailer = FlakyMailer(failures=0)
+    app.extensions["portal.mailer"] = mailer
+    queue_mail(app, clock)
+    with db_session(app) as session:
+        [stale] = outbox.claim(session, now=clock())
+        stale_lease = stale.leased_until
+    clock.advance(minutes=5)
+    assert worker.drain_once(app) == 1  # the lease ran out: another worker delivered it
+    worker._deliver_one(stale.id, stale_lease)  # the first worker wakes up late
+    assert mailer.sent == ["a@example.com"]

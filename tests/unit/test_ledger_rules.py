@@ -16,6 +16,7 @@ class FakeLot:
     remaining: int
     issued_at: datetime
     expires_at: datetime
+    refunded_at: datetime | None = None
 
 
 def lot(id, remaining, *, expires, kind="purchase", issued=T):

@@ -82,3 +82,25 @@ def test_changing_the_password_can_keep_other_sessions(client, app):
     other.get("/dashboard", status=200)
     with db_session(app) as session:
         assert all(row.ended_at is None for row in session.scalars(select(UserSession)))
+
+
+def test_a_refused_new_password_does_not_use_up_the_reset_link(client, app):
+    make_user(app)
+    client.post("/password/forgot", {"email": "owner@example.com"})
+    link = last_link(app, "owner@example.com", "/reset-password/")
+    response = client.post(link, {"password": "too short"}, status=200)
+    assert "Use at least 15 characters" in response.get_data(as_text=True)
+    client.post(link, {"password": "a brand new long passphrase"}, status=302)
+
+
+def test_confirming_the_password_gives_the_session_a_new_token(client, app, clock):
+    make_user(app)
+    client.login("owner@example.com")
+    before = client.client.get_cookie("chotto_session").value
+    clock.advance(minutes=11)
+    client.post("/reauthenticate", {"password": PASSWORD, "next": "/profile/"}, status=302)
+    assert client.client.get_cookie("chotto_session").value != before
+    client.get("/dashboard", status=200)
+    stale = app.test_client()
+    stale.set_cookie("chotto_session", before)
+    assert stale.get("/dashboard").status_code == 302

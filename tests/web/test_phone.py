@@ -148,3 +148,52 @@ def test_the_test_inbox_panel_refreshes_itself_as_a_fragment(app):
     assert fragment.lstrip().startswith('<section id="inbox-messages"') and "<html" not in fragment
     restore = client.get("/test-inbox", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"})
     assert "<html" in restore.get_data(as_text=True)
+
+
+def test_switching_numbers_keeps_the_failure_count(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [first] = inbox_codes(app)
+    for _ in range(4):
+        client.post("/verify-phone/code", {"code": wrong(first)}, status=422)
+    clock.advance(seconds=61)
+    client.post("/verify-phone/", {"phone": "08011112222"}, status=302)
+    second = inbox_codes(app)[-1]
+    response = client.post("/verify-phone/code", {"code": wrong(second)}, status=422)
+    assert "Too many wrong codes" in response.get_data(as_text=True)
+    clock.advance(seconds=61)
+    response = client.post("/verify-phone/", {"phone": "07011112222"}, status=422)
+    assert "Too many wrong codes" in response.get_data(as_text=True)
+    clock.advance(hours=1)
+    client.post("/verify-phone/", {"phone": "07011112222"}, status=302)
+
+
+def test_at_most_five_codes_an_hour_whatever_the_number(app, clock):
+    client = signed_in(app)
+    for number in ("09011110001", "09011110002", "09011110003", "09011110004", "09011110005"):
+        client.post("/verify-phone/", {"phone": number}, status=302)
+        clock.advance(seconds=61)
+    response = client.post("/verify-phone/", {"phone": "09011110006"}, status=422)
+    assert "Too many codes" in response.get_data(as_text=True)
+    assert len(inbox_codes(app)) == 5
+
+
+def test_in_production_no_page_shows_a_verification_code(database_url, clock):
+    from tests.conftest import make_app
+    from tests.web.test_security import PRODUCTION
+
+    app = make_app(database_url, CLOCK=clock, **PRODUCTION, MAILER=_Discard())
+    make_user(app)
+    browser = app.test_client()
+    browser.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "portal.chotto.test"})
+    client = PageClient(browser, app)
+    client.login("owner@example.com")
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    assert code not in client.text("/test-inbox")
+    app.extensions["portal.engine"].dispose()
+
+
+class _Discard:
+    def send(self, *, session, payload, now):
+        pass

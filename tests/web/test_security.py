@@ -95,7 +95,7 @@ def test_a_cross_site_post_is_refused_even_with_a_token(app):
 
 
 def test_production_cookies_are_host_prefixed_secure_httponly_and_lax(database_url):
-    app = create_app({"ENV": "production", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url, "BASE_URL": "https://portal.chotto.test"})
+    app = create_app(PRODUCTION | {"DATABASE_URL": database_url})
     response = app.test_client().get("/login", base_url="https://portal.chotto.test")
     cookie = response.headers["Set-Cookie"]
     assert cookie.startswith("__Host-chotto=")
@@ -105,12 +105,19 @@ def test_production_cookies_are_host_prefixed_secure_httponly_and_lax(database_u
     app.extensions["portal.engine"].dispose()
 
 
+PRODUCTION = {
+    "ENV": "production", "SECRET_KEY": TEST_SECRET, "BASE_URL": "https://portal.chotto.test",
+    "SMTP_URL": "smtp://mail.chotto.test:587",
+}
+
+
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"SECRET_KEY": "short"}, {"BASE_URL": "http://portal.example"}, {"DEBUG": True}, {"ENV": "staging"}],
+    [{}, {"SECRET_KEY": "short"}, {"BASE_URL": "http://portal.example"}, {"DEBUG": True}, {"ENV": "staging"},
+     {"SMTP_URL": ""}],
 )
 def test_production_refuses_to_start_with_unsafe_settings(overrides):
-    settings = {"ENV": "production", "BASE_URL": "https://portal.example", "SECRET_KEY": TEST_SECRET} | overrides
+    settings = PRODUCTION | overrides
     if not overrides:
         settings.pop("SECRET_KEY")
     with pytest.raises(UnsafeConfiguration):
@@ -131,8 +138,8 @@ def test_an_unexpected_error_shows_a_generic_page_and_is_logged(app, caplog):
 
 
 def test_the_development_mailbox_does_not_exist_in_production(database_url):
-    app = create_app({"ENV": "production", "SECRET_KEY": TEST_SECRET, "DATABASE_URL": database_url, "BASE_URL": "https://p.example"})
-    assert app.test_client().get("/dev/mailbox/", base_url="https://p.example").status_code == 404
+    app = create_app(PRODUCTION | {"DATABASE_URL": database_url})
+    assert app.test_client().get("/dev/mailbox/", base_url="https://portal.chotto.test").status_code == 404
     app.extensions["portal.engine"].dispose()
 
 
