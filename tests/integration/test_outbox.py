@@ -119,5 +119,6 @@ def test_a_message_taken_over_by_another_worker_is_not_sent_twice(app, clock):
         stale_lease = stale.leased_until
     clock.advance(minutes=5)
     assert worker.drain_once(app) == 1  # the lease ran out: another worker delivered it
-    worker._deliver_one(stale.id, stale_lease)  # the first worker wakes up late
+    with app.app_context():
+        worker._deliver_one(stale.id, stale_lease)  # the first worker wakes up late
     assert mailer.sent == ["a@example.com"]
