@@ -28,6 +28,7 @@ def check(session: Session, *, now: datetime, account_id: int | None = None) -> 
     """(problems, notes) for every account, or one: problems break an invariant; notes are
     lots waiting for the expiry sweep."""
     if session.get_bind().dialect.name == "postgresql":  # every figure from one snapshot
+        session.commit()
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
     only = (lambda column: column == account_id) if account_id is not None else (lambda column: true())
     states = {s.account_id: s for s in session.scalars(select(CreditState).where(only(CreditState.account_id)))}

@@ -215,9 +215,10 @@ def _write_in_one_statement(session: Session, state: State, changes, line: dict,
     return session.execute(_ONE_STATEMENT, params).scalar_one()
 
 
-def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> None:
+def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> int:
     """Book an expiry for every lot whose time has come, once per lot; credit that came back
-    to a refunded lot (from a call hold) is taken back the same way."""
+    to a refunded lot (from a call hold) is taken back the same way. Returns the lines booked."""
+    booked = 0
     for lot in lots:
         if lot.refunded_at is not None and lot.remaining > 0:
             kind = "refund"
@@ -230,6 +231,8 @@ def write_off_due(session: Session, state: State, lots: list[LiveLot], now: date
               request_hash=fingerprint(lot=lot.id), reason=f"{kind} lot #{lot.id}", now=now)
         if kind == "expire":
             session.execute(update(LOTS).where(LOTS.c.id == lot.id, LOTS.c.expired_at.is_(None)).values(expired_at=lot.expires_at))
+        booked += 1
+    return booked
 
 
 def _write_offs_of(session: Session, lot_id: int, kind: str) -> int:
@@ -418,14 +421,15 @@ def expire(*, session: Session, account_id: int, now: datetime) -> int:
     ).all()
     for held in stale:
         _close(session, state, held, 0, now)
-    due = [lot for lot in lots_of(session, account_id) if rules.is_due(lot, now)]
-    write_off_due(session, state, due, now)
+    booked = write_off_due(session, state, lots_of(session, account_id), now)
     session.commit()
-    return len(due) + len(stale)
+    return booked + len(stale)
 
 
 def accounts_with_due_work(*, session: Session, now: datetime) -> list[int]:
-    due_lots = select(LOTS.c.account_id).where(LOTS.c.remaining > 0, LOTS.c.expires_at <= now)
+    due_lots = select(LOTS.c.account_id).where(
+        LOTS.c.remaining > 0, (LOTS.c.expires_at <= now) | LOTS.c.refunded_at.is_not(None)
+    )
     stale_holds = select(Hold.account_id).where(Hold.closed_at.is_(None), Hold.expires_at <= now)
     found = sorted(set(session.scalars(due_lots)) | set(session.scalars(stale_holds)))
     session.commit()

@@ -264,3 +264,15 @@ def test_a_lot_cannot_be_issued_in_the_future(session, account, clock):
         service.grant_purchase(session=session, account_id=account, amount=YEN, paid_at=clock() + timedelta(days=1),
                                payment_ref="future", now=clock())
     session.rollback()
+
+
+def test_the_sweep_takes_back_credit_a_stale_hold_returns_to_a_refunded_lot(session, account, clock):
+    """Found by the model test: hold ¥1, refund the lot, let the hold go stale, sweep."""
+    buy(session, account, clock, 1, "pi")
+    service.hold(session=session, account_id=account, amount=YEN, idempotency_key="c", reason="call", now=clock())
+    lot = session.scalars(select(Lot)).one()
+    service.refund_lot(session=session, lot_id=lot.id, idempotency_key="r", reason="refund", now=clock())
+    clock.advance(hours=2)
+    service.expire(session=session, account_id=account, now=clock())
+    assert balance(session, account) == 0
+    assert_consistent(session, clock)
