@@ -40,7 +40,7 @@ def prepare(engine, now):
         service.open_state(session, account_id=account.id, now=now)
         session.commit()
         for i in range(5):
-            service.grant_purchase(session=session, account_id=account.id, amount=10_000_000_000, paid_at=now + timedelta(seconds=i),
+            service.grant_purchase(session=session, account_id=account.id, amount=10_000_000_000, paid_at=now - timedelta(seconds=i),
                                    payment_ref=f"bench-{i}", now=now)
         session.execute(text("CREATE TABLE bench_counter (id int PRIMARY KEY, value bigint NOT NULL)"))
         session.execute(text("INSERT INTO bench_counter VALUES (1, 0)"))
@@ -66,11 +66,11 @@ def bare_round(engine, count) -> float:
         return count / (time.perf_counter() - started)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--per-round", type=int, default=300)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     with scratch_database(SERVER, "chotto_bench") as url:
         engine = make_engine(url)
         now = datetime.now(timezone.utc)

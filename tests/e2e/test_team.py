@@ -46,4 +46,11 @@ def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, liv
     owner.reload()
     expect(owner.locator("#members")).to_contain_text("finance@example.com")
     screenshot(owner, "team-members")
+
+    owner.get_by_role("button", name="日本語").click()  # the footer's language switch
+    expect(owner.get_by_role("heading", level=1)).to_have_text("チーム")
+    screenshot(owner, "team-members-ja")
+    owner.get_by_role("link", name="Olivia Owner").first.click()
+    expect(owner.locator("#sessions")).to_contain_text("このブラウザ")
+    screenshot(owner, "profile-ja")
     invitee_context.close()

@@ -1,0 +1,19 @@
+"""The benchmarks keep working: each runs once, tiny, against the test PostgreSQL server."""
+
+import runpy
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_URL
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+@pytest.mark.skipif(not PG_URL, reason="the ledger benchmark measures PostgreSQL; set PORTAL_TEST_DATABASE_URL")
+def test_the_ledger_benchmark_runs_and_leaves_a_consistent_ledger(monkeypatch, capsys):
+    monkeypatch.setenv("PORTAL_BENCH_DATABASE_URL", PG_URL)
+    bench = runpy.run_path(str(BENCH / "ledger_debit.py"))
+    bench["main"](["--rounds", "2", "--per-round", "5"])
+    output = capsys.readouterr().out
+    assert "ledger check after the run: passed" in output and "median ratio service/bare:" in output
