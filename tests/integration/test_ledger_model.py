@@ -4,6 +4,7 @@ settle, expire, refund, the clock moving and idempotency keys replayed, with eve
 checked after every step. A failure prints its steps and a @reproduce_failure blob; the
 example database replays it on the next run."""
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,6 +20,9 @@ from portal.ledger.rules import InsufficientCredit
 from tests.helpers import new_account
 
 STEPS_WANTED = 10_000
+# CI replays the same derived seed every run, so a red build is always reproducible; set
+# PORTAL_LEDGER_MODEL_RANDOM=1 (a nightly job) to explore new seeds.
+RANDOM = os.environ.get("PORTAL_LEDGER_MODEL_RANDOM") == "1"
 KEYS = [f"key-{i}" for i in range(12)]
 
 
@@ -240,7 +244,8 @@ def test_the_ledger_matches_a_reference_model_over_ten_thousand_steps(app, clock
             run_state_machine_as_test(
                 LedgerMachine,
                 settings=settings(
-                    max_examples=55, stateful_step_count=100, deadline=None, print_blob=True,
+                    max_examples=110, stateful_step_count=100, deadline=None, print_blob=True,
+                    derandomize=not RANDOM, database=None if not RANDOM else settings.default.database,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
                 ),
             )
