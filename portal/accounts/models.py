@@ -6,9 +6,7 @@ from sqlmodel import Field, SQLModel
 from portal.db import UTCDateTime
 
 ROLES = ("owner", "developer", "billing")
-ACCOUNT_KINDS = ("company", "individual")
 LANGUAGES = ("ja", "en")
-TAX_RESIDENCIES = ("JP", "overseas")
 
 
 def utc_column(nullable: bool = False) -> Column:

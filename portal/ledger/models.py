@@ -7,9 +7,6 @@ from sqlmodel import Field, SQLModel
 
 from portal.accounts.models import utc_column
 
-LOT_KINDS = ("trial", "purchase", "grant", "adjustment")
-TRANSACTION_KINDS = ("grant", "debit", "hold", "release", "expire", "refund")
-
 
 def money(nullable: bool = False, **kwargs) -> Column:
     return Column(BigInteger, nullable=nullable, **kwargs)
