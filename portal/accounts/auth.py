@@ -175,8 +175,11 @@ def reset_password(*, session: Session, token: str, new_password: str, now: date
     and tells the owner by mail. It does not sign anyone in."""
     user = check_reset_token(session=session, token=token, now=now)
     _check_new_password(user, new_password)  # before anything is written: a refusal uses up nothing
+    session.commit()  # argon2 below runs outside any transaction
+    password_hash = passwords.hash_password(new_password)
     _use_token(session, token=token, purpose="reset_password", now=now)
-    _set_password(session, user=user, new_password=new_password, now=now)
+    user = session.get(User, user.id)
+    user.password_hash, user.password_changed_at = password_hash, now
     end_sessions(session, user_id=user.id, now=now)
     session.execute(LoginThrottle.__table__.delete().where(LoginThrottle.email_hash == _email_key(user.email)))
     if user.email_verified_at is None:
@@ -198,9 +201,13 @@ def change_password(
     now: datetime,
 ) -> None:
     user = session.get(User, user_id)
+    session.commit()  # argon2 below runs outside any transaction
     if not passwords.verify_password(user.password_hash, current_password):
         raise WrongPassword()
-    _set_password(session, user=user, new_password=new_password, now=now)
+    _check_new_password(user, new_password)
+    password_hash = passwords.hash_password(new_password)
+    user = session.get(User, user_id)
+    user.password_hash, user.password_changed_at = password_hash, now
     if end_other_sessions:
         end_sessions(session, user_id=user.id, now=now, except_id=keep_session_id)
     mail.queue(session, to=user.email, template="password_changed", language=user.language, now=now, user=user)
@@ -212,12 +219,6 @@ def _check_new_password(user: User, new_password: str) -> None:
     reasons = passwords.problems(new_password, context_words=(user.email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
-
-
-def _set_password(session: Session, *, user: User, new_password: str, now: datetime) -> None:
-    _check_new_password(user, new_password)
-    user.password_hash = passwords.hash_password(new_password)
-    user.password_changed_at = now
 
 
 def end_sessions(session: Session, *, user_id: int, now: datetime, except_id: int | None = None) -> None:

@@ -4,6 +4,7 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import mail
@@ -124,12 +125,16 @@ def accept_as_new_user(*, session: Session, token: str, name: str, password: str
     reasons = passwords.problems(password, context_words=(invitation.email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
-    user = new_user(
-        email=invitation.email, name=name, password_hash=passwords.hash_password(password), language=language, now=now
-    )
+    session.commit()  # argon2 below runs outside any transaction; _join re-checks the invitation
+    password_hash = passwords.hash_password(password)
+    user = new_user(email=invitation.email, name=name, password_hash=password_hash, language=language, now=now)
     user.email_verified_at = now
     session.add(user)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same address accepted at the same moment
+        session.rollback()
+        raise EmailTaken() from None
     _join(session, invitation=invitation, user=user, now=now)
     session.commit()
     return user
