@@ -1,6 +1,6 @@
 """Members, roles and invitations of the account in use."""
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -20,7 +20,7 @@ from portal.web.auth import password_errors, sign_in
 from portal.web.current import role_required
 from portal.web.extensions import limiter
 from portal.web.forms import ROLE_LABELS, AcceptInvitationForm, ActionForm, InviteForm, RoleForm
-from portal.web.fragments import render_page
+from portal.web.fragments import render_page, wants_fragment
 
 bp = Blueprint("team", __name__)
 
@@ -121,13 +121,10 @@ def remove(membership_id: int):
 
 
 def _after_change():
-    if current_user.membership is None or membership_gone():
+    """An owner who removed or demoted themselves goes to the dashboard; htmx gets the table."""
+    if membership(db.session(), account_id=current_user.account.id, user_id=current_user.id) is None:
         return redirect(url_for("dashboard.show"))
-    return _page() if request.headers.get("HX-Request") else redirect(url_for("team.show"))
-
-
-def membership_gone() -> bool:
-    return membership(db.session(), account_id=current_user.account.id, user_id=current_user.id) is None
+    return _page() if wants_fragment() else redirect(url_for("team.show"))
 
 
 @bp.route("/invitations/<token>", methods=["GET", "POST"])
