@@ -6,7 +6,14 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PORTAL_ENV ?= development
 
-.PHONY: run test install translations translations-extract clean
+.PHONY: run test install system-packages translations translations-extract clean
+
+# Receipts are PDFs rendered by WeasyPrint (Pango) in Noto Sans CJK JP.
+system-packages:
+	@{ fc-list 2>/dev/null | grep -q "Noto Sans CJK JP" && ldconfig -p | grep -q libpangoft2; } || { \
+	  echo "Installing Debian's fonts-noto-cjk and Pango for the PDF receipts"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    fonts-noto-cjk libpango-1.0-0 libpangoft2-1.0-0 fontconfig; }
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -19,7 +26,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@touch $@
 
-install: $(STAMP) translations
+install: $(STAMP) translations system-packages
 
 translations: $(STAMP)
 	@$(BIN)/pybabel compile -d translations >/dev/null
@@ -36,8 +43,8 @@ run: install
 
 test: install
 	@command -v chromium >/dev/null || { \
-	  echo "Installing Debian's chromium and fonts-noto-cjk for the browser tests"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 	PORTAL_ENV=test $(BIN)/pytest $(PYTEST_ARGS)
 
 clean:

@@ -36,6 +36,8 @@ def create_app(overrides: dict | None = None) -> Flask:
             "PORTAL_CARRIER=test-inbox in production: no SMS reaches a phone, and verification codes are shown nowhere"
         )
 
+    _payments(app, settings)
+
     from portal import web
 
     web.init_app(app)
@@ -44,6 +46,26 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     register(app)
     return app
+
+
+def _payments(app: Flask, settings: dict) -> None:
+    """Stripe when a secret key is configured; otherwise the local sandbox, which signs its
+    events with a secret derived from SECRET_KEY (production refuses to start without Stripe)."""
+    import hashlib
+    import hmac
+
+    from portal import clock
+    from portal.billing.gateway import SandboxGateway, StripeGateway
+
+    if settings["STRIPE_SECRET_KEY"]:
+        gateway = StripeGateway(settings["STRIPE_SECRET_KEY"], http_client=settings.get("STRIPE_HTTP_CLIENT"))
+        secrets = list(settings["STRIPE_WEBHOOK_SECRETS"])
+    else:
+        gateway = SandboxGateway(db.session, settings["BASE_URL"], clock.now)
+        derived = hmac.new(settings["SECRET_KEY"].encode(), b"sandbox webhook", hashlib.sha256).hexdigest()
+        secrets = [f"whsec_sandbox_{derived}"]
+    app.extensions["portal.gateway"] = gateway
+    app.extensions["portal.webhook_secrets"] = secrets
 
 
 class _RedactSecrets(logging.Filter):

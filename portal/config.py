@@ -5,6 +5,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-secret-key-never-use-in-production"
+SAMPLE_ISSUER = "Chotto sample issuer (development only)"
+SAMPLE_REGISTRATION_NUMBER = "T7123456789012"
 ENVIRONMENTS = ("development", "test", "production")
 
 
@@ -27,10 +29,20 @@ def _defaults() -> dict:
         "RATELIMIT_ENABLED": True,
         "LOGIN_RATE_LIMIT": "10 per minute;100 per hour",
         "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
+        "STRIPE_SECRET_KEY": "",
+        "STRIPE_WEBHOOK_SECRET": "",
+        "MIN_PURCHASE_YEN": 1000,
+        "ISSUER_NAME": SAMPLE_ISSUER,
+        "ISSUER_REGISTRATION_NUMBER": SAMPLE_REGISTRATION_NUMBER,
+        "LEGAL_REPRESENTATIVE": "",
+        "LEGAL_ADDRESS": "",
+        "LEGAL_PHONE": "",
+        "LEGAL_EMAIL": "",
     }
 
 
-_INTEGERS = {"TRIAL_CREDIT_YEN", "PROXY_HOPS"}
+_INTEGERS = {"TRIAL_CREDIT_YEN", "PROXY_HOPS", "MIN_PURCHASE_YEN"}
+LEGAL_KEYS = ("LEGAL_REPRESENTATIVE", "LEGAL_ADDRESS", "LEGAL_PHONE", "LEGAL_EMAIL")
 _BOOLEANS = {"RATELIMIT_ENABLED"}
 
 
@@ -61,13 +73,20 @@ def load(overrides: dict | None = None, environ=os.environ) -> dict:
     config = _defaults() | _from_environment(environ) | (overrides or {})
     config["DATABASE_URL"] = normalise_database_url(config["DATABASE_URL"])
     config["BASE_URL"] = config["BASE_URL"].rstrip("/")
+    config["STRIPE_WEBHOOK_SECRETS"] = [s.strip() for s in config["STRIPE_WEBHOOK_SECRET"].split(",") if s.strip()]
     _check(config)
     return config
 
 
 def _check(config: dict) -> None:
+    from portal.billing.rules import valid_registration_number
+
     if config["ENV"] not in ENVIRONMENTS:
         raise UnsafeConfiguration(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if not valid_registration_number(config["ISSUER_REGISTRATION_NUMBER"]):
+        raise UnsafeConfiguration("PORTAL_ISSUER_REGISTRATION_NUMBER must be T and 13 digits with a valid check digit")
+    if not 1 <= config["MIN_PURCHASE_YEN"] <= 1_000_000:
+        raise UnsafeConfiguration("PORTAL_MIN_PURCHASE_YEN must be between 1 and 1,000,000")
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEV_SECRET or len(config["SECRET_KEY"]) < 32:
@@ -80,3 +99,13 @@ def _check(config: dict) -> None:
         raise UnsafeConfiguration("DEBUG must be off in production")
     if not config["SMTP_URL"]:
         raise UnsafeConfiguration("PORTAL_SMTP_URL must be set in production: the development mailbox is not served there")
+    if not config["STRIPE_SECRET_KEY"] or not config["STRIPE_WEBHOOK_SECRETS"]:
+        raise UnsafeConfiguration(
+            "PORTAL_STRIPE_SECRET_KEY and PORTAL_STRIPE_WEBHOOK_SECRET must be set in production: "
+            "the payment sandbox grants credit without money"
+        )
+    if config["ISSUER_REGISTRATION_NUMBER"] == SAMPLE_REGISTRATION_NUMBER or config["ISSUER_NAME"] == SAMPLE_ISSUER:
+        raise UnsafeConfiguration("PORTAL_ISSUER_NAME and PORTAL_ISSUER_REGISTRATION_NUMBER must be set in production")
+    missing = [f"PORTAL_{key}" for key in LEGAL_KEYS if not config[key].strip()]
+    if missing:
+        raise UnsafeConfiguration(f"{', '.join(missing)} must be set in production (the legal notice page shows them)")

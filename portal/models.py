@@ -12,6 +12,16 @@ from portal.accounts.models import (  # noqa: F401
     User,
     UserSession,
 )
+from portal.billing.models import (  # noqa: F401
+    BillingProfile,
+    DocumentCounter,
+    Invoice,
+    InvoiceRendition,
+    PaymentRefund,
+    Purchase,
+    SandboxPayment,
+    WebhookEvent,
+)
 from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401
 from portal.mail import DevMail  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401

@@ -469,3 +469,53 @@ def grant_trial_in(session: Session, *, account_id: int, phone_e164: str, amount
         session, state, lots, kind="trial", amount=amount, expires_at=now + rules.TRIAL_LIFETIME,
         source_ref=f"trial:{phone_e164}", key="~trial", reason="trial credit", now=now,
     )
+
+
+# -- in-transaction steps for payments (the caller locked the account and commits) -------------
+
+
+def take_back_in(
+    session: Session, state: State, lots: list[LiveLot], *, lot_id: int, amount: int, key: str, reason: str,
+    now: datetime,
+) -> int:
+    """Take up to `amount` back from one lot's unused remainder (a refunded payment); the
+    spent part stays spent and the balance never goes negative. Returns what was taken."""
+    write_off_due(session, state, lots, now)
+    lot = next((lot for lot in lots if lot.id == lot_id and rules.is_live(lot, now)), None)
+    taken = min(amount, lot.remaining) if lot is not None else 0
+    if taken > 0:
+        _book(session, state, kind="refund", changes=[(lot, -taken)], key=key,
+              request_hash=fingerprint(op="take_back", lot=lot_id, amount=amount), reason=reason, now=now)
+    return taken
+
+
+def freeze_lot_in(session: Session, state: State, lots: list[LiveLot], *, lot_id: int, key: str, reason: str,
+                  now: datetime) -> Hold | None:
+    """Set a lot's whole unused remainder aside (a disputed payment) until `close_hold_in`.
+    The hold lasts until the lot's own expiry: if still open then, the sweep releases it into
+    the expired lot, which writes it off. None when the lot has nothing left."""
+    write_off_due(session, state, lots, now)
+    lot = next((lot for lot in lots if lot.id == lot_id and rules.is_live(lot, now)), None)
+    if lot is None or lot.remaining == 0:
+        return None
+    held = Hold(account_id=state.account_id, amount=lot.remaining, reason=reason[:300], created_at=now,
+                expires_at=lot.expires_at)
+    session.add(held)
+    session.flush()
+    session.add(HoldPart(hold_id=held.id, lot_id=lot.id, amount=lot.remaining))
+    session.flush()
+    _book(session, state, kind="hold", changes=[(lot, -lot.remaining)], key=key,
+          request_hash=fingerprint(op="freeze", lot=lot_id), reason=reason, now=now, hold_id=held.id,
+          held_change=held.amount)
+    return held
+
+
+def close_hold_in(session: Session, state: State, *, hold_id: int, now: datetime, write_off_lot: int | None = None) -> None:
+    """Release a hold back to its lots (if still open); with `write_off_lot`, that lot is then
+    marked refunded and its remainder written off (a dispute lost)."""
+    held = session.get(Hold, hold_id, populate_existing=True)
+    if held is not None and held.closed_at is None:
+        _close(session, state, held, 0, now)
+    if write_off_lot is not None:
+        session.execute(update(LOTS).where(LOTS.c.id == write_off_lot, LOTS.c.refunded_at.is_(None)).values(refunded_at=now))
+    write_off_due(session, state, lots_of(session, state.account_id), now)

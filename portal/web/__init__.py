@@ -61,10 +61,15 @@ def _translations() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from portal.web import auth, dashboard, devmail, inbox, phone, profile, public, team
+    from portal import webhooks
+    from portal.web import auth, billing, dashboard, devmail, inbox, phone, profile, public, sandbox, team
 
-    for module in (public, auth, phone, dashboard, team, inbox, profile, devmail):
+    for module in (public, auth, phone, dashboard, billing, team, inbox, profile, devmail, webhooks):
         app.register_blueprint(module.bp)
+    if app.extensions["portal.gateway"].name == "sandbox":
+        app.register_blueprint(sandbox.bp)
+    csrf.exempt(webhooks.stripe_webhook)
+    limiter.exempt(webhooks.bp)
 
 
 def _register_errors(app: Flask) -> None:
@@ -101,6 +106,16 @@ def _register_template_helpers(app: Flask) -> None:
         whole, fraction = divmod(abs(milli_yen), 1000)
         text = f"{sign}¥{whole:,}"
         return text + f".{fraction:03d}".rstrip("0") if fraction else text
+
+    @app.template_filter("jst_date")
+    def jst_date(value) -> str:
+        """A calendar date in Japan time (invoices): 2026年11月27日 / 27 November 2026."""
+        from babel.dates import format_date
+        from flask_babel import get_locale
+
+        from portal.clock import JST
+
+        return format_date(value.astimezone(JST).date(), "long", locale=str(get_locale() or "ja")) if value else ""
 
     @app.template_filter("jst")
     def jst(value, format="medium"):

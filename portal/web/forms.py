@@ -111,3 +111,41 @@ class ProfileForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button that only needs the CSRF token."""
+
+
+class BillingProfileForm(FlaskForm):
+    legal_name = StringField(
+        _l("Legal name"), validators=[InputRequired(), Length(max=200)],
+        description=_l("The company's registered name, or your full name: invoices are addressed to it."),
+    )
+    postal_code = StringField(_l("Postal code"), validators=[InputRequired(), Length(max=20)])
+    address = StringField(_l("Address"), validators=[InputRequired(), Length(max=300)])
+    billing_email = EmailField(
+        _l("Billing e-mail"), validators=[InputRequired(), Email(), Length(max=254)],
+        description=_l("Receipts and payment notices go to this address."),
+    )
+    tax_residency = RadioField(
+        _l("Tax residency"),
+        choices=[SelectChoice("JP", _l("Japan (10% consumption tax is added)")),
+                 SelectChoice("overseas", _l("Outside Japan (no Japanese consumption tax)"))],
+        default="JP", validators=[InputRequired()],
+    )
+    registration_number = StringField(
+        _l("Qualified invoice registration number (optional)"),
+        validators=[Optional(), Regexp(r"^\s*[Tt]\s*\d{13}\s*$", message=_l("Enter T followed by 13 digits, for example T1234567890123."))],
+        description=_l("Only if your business is a registered qualified invoice issuer."),
+    )
+    next = HiddenField()
+
+
+class AmountForm(FlaskForm):
+    """The amount of credit to buy; GET (no CSRF) so the confirmation screen has an address."""
+
+    class Meta:
+        csrf = False
+
+    amount = StringField(_l("Amount of credit (yen, tax excluded)"), validators=[InputRequired()])
+
+
+class PayForm(FlaskForm):
+    amount = HiddenField(validators=[InputRequired()])

@@ -28,6 +28,19 @@ def pricing():
     return render_template("public/pricing.html", prices=PRICES)
 
 
+@bp.get("/legal/commercial-transactions")
+def legal():
+    """特定商取引法に基づく表記: the seller's details come from configuration."""
+    from flask import current_app
+
+    from portal.config import LEGAL_KEYS
+
+    details = {key.removeprefix("LEGAL_").lower(): current_app.config[key] for key in LEGAL_KEYS}
+    return render_template("public/legal.html", details=details, issuer=current_app.config["ISSUER_NAME"],
+                           registration_number=current_app.config["ISSUER_REGISTRATION_NUMBER"],
+                           minimum=current_app.config["MIN_PURCHASE_YEN"])
+
+
 @bp.post("/language/<lang>")
 def set_language(lang: str):
     if lang not in LANGUAGES or not ActionForm().validate_on_submit():

@@ -1,0 +1,256 @@
+"""The payment gateway protocol and its two implementations.
+
+Stripe: a hosted Checkout Session in JPY (card and konbini). The local sandbox: a checkout
+page inside the portal, plainly labelled, used only when no Stripe key is configured; it
+sends signed events to the same webhook code as Stripe does.
+
+Fulfilment never trusts an event's body or the browser's return: it asks the gateway for
+the payment's facts (`fetch`) and applies them.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from sqlmodel import Session, select
+
+from portal.billing.models import SandboxPayment
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    purchase_ref: str
+    account_id: int
+    amount_yen: int
+    tax_yen: int
+    tax_rate: int
+    total_yen: int
+    konbini_allowed: bool
+    description: str
+    tax_description: str
+    customer_email: str
+    language: str
+    success_url: str
+    cancel_url: str
+
+
+@dataclass(frozen=True)
+class Checkout:
+    session_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class RefundFact:
+    id: str
+    amount_yen: int
+    created: datetime
+
+
+@dataclass(frozen=True)
+class PaymentFacts:
+    """The gateway's present view of one checkout, in our terms."""
+
+    session_id: str
+    purchase_ref: str | None
+    status: str  # open, awaiting, paid, failed, expired
+    amount_total: int | None
+    currency: str | None
+    payment_intent_id: str | None = None
+    method: str | None = None
+    paid_at: datetime | None = None
+    voucher_expires_at: datetime | None = None
+    refunds: tuple[RefundFact, ...] = ()
+    dispute_id: str | None = None
+    dispute_status: str | None = None  # open, won, lost
+    extra: dict = field(default_factory=dict)
+
+
+class Gateway(Protocol):
+    name: str
+
+    def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout: ...
+
+    def fetch(self, session_id: str) -> PaymentFacts: ...
+
+    def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None: ...
+
+
+def _utc(timestamp: int | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc) if timestamp else None
+
+
+# -- Stripe ----------------------------------------------------------------------------------
+
+_CLOSED_DISPUTE = {"won": "won", "lost": "lost", "warning_closed": "won", "prevented": "won"}
+
+
+class StripeGateway:
+    name = "stripe"
+
+    def __init__(self, api_key: str, http_client=None):
+        import stripe
+
+        self.client = stripe.StripeClient(api_key, http_client=http_client, max_network_retries=2)
+
+    def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout:
+        line_items = [_line(request.amount_yen, request.description)]
+        if request.tax_yen:
+            line_items.append(_line(request.tax_yen, request.tax_description))
+        metadata = {"purchase": request.purchase_ref, "account": str(request.account_id)}
+        params = {
+            "mode": "payment",
+            "currency": "jpy",
+            "line_items": line_items,
+            "payment_method_types": ["card", "konbini"] if request.konbini_allowed else ["card"],
+            "client_reference_id": request.purchase_ref,
+            "metadata": metadata,
+            "payment_intent_data": {"metadata": metadata, "description": request.description},
+            "customer_email": request.customer_email,
+            "locale": request.language,
+            "success_url": request.success_url,
+            "cancel_url": request.cancel_url,
+        }
+        if request.konbini_allowed:
+            params["payment_method_options"] = {"konbini": {"expires_after_days": 3}}
+        session = self.client.v1.checkout.sessions.create(params, {"idempotency_key": idempotency_key})
+        return Checkout(session.id, session.url)
+
+    def fetch(self, session_id: str) -> PaymentFacts:
+        session = self.client.v1.checkout.sessions.retrieve(
+            session_id, {"expand": ["payment_intent", "payment_intent.latest_charge"]}
+        )
+        intent = session.payment_intent
+        metadata = session.metadata.to_dict() if session.metadata else {}
+        facts = {
+            "session_id": session.id, "purchase_ref": metadata.get("purchase"), "amount_total": session.amount_total,
+            "currency": session.currency,
+        }
+        if intent is None or isinstance(intent, str):
+            status = "expired" if session.status == "expired" else "open"
+            return PaymentFacts(status=status, payment_intent_id=intent, **facts)
+        charge = intent.latest_charge if not isinstance(intent.latest_charge, str) else None
+        method = _method_of(intent, charge)
+        voucher = None
+        if intent.next_action is not None and getattr(intent.next_action, "konbini_display_details", None):
+            voucher = _utc(intent.next_action.konbini_display_details.expires_at)
+        if session.payment_status == "paid" or intent.status == "succeeded":
+            status = "paid"
+        elif intent.status == "requires_action" and session.status == "complete":
+            status = "awaiting"
+        elif intent.status in ("requires_payment_method", "canceled") and session.status in ("complete", "expired"):
+            status = "failed"
+        elif session.status == "expired":
+            status = "expired"
+        else:
+            status = "open"
+        paid_at = _utc(charge.created) if status == "paid" and charge is not None else None
+        refunds, dispute = (), (None, None)
+        if status == "paid":
+            refunds = self._refunds(intent.id)
+            dispute = self._dispute(intent.id)
+        return PaymentFacts(
+            status=status, payment_intent_id=intent.id, method=method, paid_at=paid_at, voucher_expires_at=voucher,
+            refunds=refunds, dispute_id=dispute[0], dispute_status=dispute[1], **facts,
+        )
+
+    def _refunds(self, payment_intent_id: str) -> tuple[RefundFact, ...]:
+        listed = self.client.v1.refunds.list({"payment_intent": payment_intent_id, "limit": 100})
+        return tuple(
+            RefundFact(refund.id, refund.amount, _utc(refund.created))
+            for refund in listed.auto_paging_iter() if refund.status in ("succeeded", "pending")
+        )
+
+    def _dispute(self, payment_intent_id: str) -> tuple[str | None, str | None]:
+        listed = self.client.v1.disputes.list({"payment_intent": payment_intent_id, "limit": 10})
+        disputes = list(listed.data)
+        if not disputes:
+            return None, None
+        latest = max(disputes, key=lambda d: d.created)
+        return latest.id, _CLOSED_DISPUTE.get(latest.status, "open")
+
+    def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None:
+        intent = self.client.v1.payment_intents.retrieve(payment_intent_id)
+        metadata = intent.metadata.to_dict() if intent.metadata else {}
+        return metadata.get("purchase")
+
+
+def _line(amount_yen: int, name: str) -> dict:
+    return {"quantity": 1, "price_data": {"currency": "jpy", "unit_amount": amount_yen, "product_data": {"name": name}}}
+
+
+def _method_of(intent, charge) -> str | None:
+    if charge is not None and charge.payment_method_details is not None:
+        return charge.payment_method_details.type
+    types = list(intent.payment_method_types or [])
+    return types[0] if len(types) == 1 else None
+
+
+# -- the local sandbox -------------------------------------------------------------------------
+
+KONBINI_DAYS = 3
+
+
+class SandboxGateway:
+    """Checkout without real money, for development and a first look at the product. Its
+    records live in `sandbox_payments`; `portal.billing.sandbox` acts the payer's part."""
+
+    name = "sandbox"
+
+    def __init__(self, session_factory, base_url: str, clock):
+        self._session = session_factory
+        self._base_url = base_url
+        self._clock = clock
+
+    def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout:
+        import secrets
+
+        session = self._session()
+        found = session.exec(select(SandboxPayment).where(SandboxPayment.purchase_ref == request.purchase_ref)).first()
+        if found is None:
+            token = secrets.token_hex(12)
+            found = SandboxPayment(
+                session_id=f"cs_sandbox_{token}", payment_intent_id=f"pi_sandbox_{token}",
+                purchase_ref=request.purchase_ref, amount_total=request.total_yen, description=request.description,
+                konbini_allowed=request.konbini_allowed, status="open", payment_status="unpaid",
+                intent_status="requires_payment_method", created_at=self._clock(),
+            )
+            session.add(found)
+        session.commit()
+        return Checkout(found.session_id, f"{self._base_url}/sandbox/checkout/{found.session_id}")
+
+    def fetch(self, session_id: str) -> PaymentFacts:
+        session = self._session()
+        found = session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)).first()
+        session.commit()
+        if found is None:
+            raise LookupError(session_id)
+        return facts_of_sandbox(found)
+
+    def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None:
+        session = self._session()
+        found = session.exec(select(SandboxPayment).where(SandboxPayment.payment_intent_id == payment_intent_id)).first()
+        session.commit()
+        return found.purchase_ref if found else None
+
+
+def facts_of_sandbox(payment: SandboxPayment) -> PaymentFacts:
+    if payment.payment_status == "paid":
+        status = "paid"
+    elif payment.intent_status == "requires_action":
+        status = "awaiting"
+    elif payment.intent_status == "canceled":
+        status = "failed"
+    elif payment.status == "expired":
+        status = "expired"
+    else:
+        status = "open"
+    return PaymentFacts(
+        session_id=payment.session_id, purchase_ref=payment.purchase_ref, status=status,
+        amount_total=payment.amount_total, currency="jpy", payment_intent_id=payment.payment_intent_id,
+        method=payment.method, paid_at=payment.paid_at, voucher_expires_at=payment.voucher_expires_at,
+    )
+
+
+def voucher_deadline(now: datetime) -> datetime:
+    return now + timedelta(days=KONBINI_DAYS)

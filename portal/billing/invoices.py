@@ -1,0 +1,160 @@
+"""Qualified invoices (適格請求書) and return invoices (返還インボイス).
+
+An invoice row is written, with the next number of its series, in the transaction that
+confirms the payment or records the refund: every figure the law asks for is frozen there.
+Its PDF is rendered afterwards (outside any lock), stored once per language, and served
+unchanged ever after. A re-issue is a new invoice, with a new number, that names the one it
+replaces."""
+
+import hashlib
+from datetime import datetime
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from portal.billing import rules
+from portal.billing.models import DocumentCounter, Invoice, InvoiceRendition, PaymentRefund, Purchase
+
+SERIES = {"invoice": "INV", "return": "RET"}
+LANGUAGES = ("ja", "en")
+
+
+class UnknownInvoice(LookupError):
+    pass
+
+
+def next_number(session: Session, series: str) -> str:
+    """Bump the series' counter in the caller's transaction: the row stays locked until it
+    commits, and a rollback gives the number back, so numbers have no gaps."""
+    table = DocumentCounter.__table__
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(series=series, last_number=1)
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.series], set_={"last_number": table.c.last_number + 1}
+    ).returning(table.c.last_number)
+    number = session.execute(statement).scalar_one()
+    return f"{series}-{number:08d}"
+
+
+def issue_in(session: Session, *, purchase: Purchase, issuer, now: datetime) -> Invoice:
+    """The qualified invoice for a confirmed payment (inside the fulfilment transaction)."""
+    invoice = Invoice(
+        number=next_number(session, SERIES["invoice"]), kind="invoice", account_id=purchase.account_id,
+        purchase_id=purchase.id, issued_at=now, transaction_date=purchase.paid_at, issuer_name=issuer.name,
+        issuer_registration_number=issuer.registration_number, recipient_name=purchase.recipient_name,
+        recipient_address=purchase.recipient_address,
+        recipient_registration_number=purchase.recipient_registration_number, credit_yen=purchase.amount_yen,
+        amount_yen=purchase.amount_yen, tax_rate=purchase.tax_rate, tax_yen=purchase.tax_yen,
+        total_yen=purchase.total_yen,
+    )
+    session.add(invoice)
+    session.flush()
+    return invoice
+
+
+def issue_return_in(session: Session, *, purchase: Purchase, refund: PaymentRefund, issuer, now: datetime) -> Invoice:
+    """A return invoice for a refund (tax included) of ¥10,000 or more."""
+    tax = rules.tax_within(refund.amount_yen, purchase.tax_rate)
+    invoice = Invoice(
+        number=next_number(session, SERIES["return"]), kind="return", account_id=purchase.account_id,
+        purchase_id=purchase.id, refund_id=refund.id, issued_at=now, transaction_date=refund.refunded_at,
+        original_date=purchase.paid_at, issuer_name=issuer.name, issuer_registration_number=issuer.registration_number,
+        recipient_name=purchase.recipient_name, recipient_address=purchase.recipient_address,
+        recipient_registration_number=purchase.recipient_registration_number, credit_yen=purchase.amount_yen,
+        amount_yen=refund.amount_yen - tax, tax_rate=purchase.tax_rate, tax_yen=tax, total_yen=refund.amount_yen,
+    )
+    session.add(invoice)
+    session.flush()
+    return invoice
+
+
+def reissue(*, session: Session, number: str, reason: str, recipient_name: str | None, issuer, now: datetime) -> Invoice:
+    """Issue a corrected copy under a new number (for example after the customer's legal name
+    changed); the original stays as it was."""
+    original = session.scalars(select(Invoice).where(Invoice.number == number)).first()
+    if original is None:
+        session.rollback()
+        raise UnknownInvoice(number)
+    copy = Invoice(
+        **{column: getattr(original, column) for column in (
+            "kind", "account_id", "purchase_id", "refund_id", "transaction_date", "original_date",
+            "recipient_address", "recipient_registration_number", "credit_yen", "amount_yen", "tax_rate",
+            "tax_yen", "total_yen")},
+        number=next_number(session, SERIES[original.kind]), reissue_of=original.id, reissue_reason=reason[:300],
+        issued_at=now, issuer_name=issuer.name, issuer_registration_number=issuer.registration_number,
+        recipient_name=recipient_name or original.recipient_name,
+    )
+    session.add(copy)
+    session.commit()
+    return copy
+
+
+def invoices_of(session: Session, *, account_id: int) -> list[tuple[Invoice, str | None]]:
+    """The account's invoices, newest first, each with the number it re-issues (if any)."""
+    rows = session.scalars(select(Invoice).where(Invoice.account_id == account_id).order_by(Invoice.id.desc())).all()
+    numbers = {row.id: row.number for row in rows}
+    session.commit()
+    return [(row, numbers.get(row.reissue_of)) for row in rows]
+
+
+def invoices_of_purchase(session: Session, *, purchase_id: int) -> list[Invoice]:
+    rows = session.scalars(select(Invoice).where(Invoice.purchase_id == purchase_id).order_by(Invoice.id)).all()
+    session.commit()
+    return list(rows)
+
+
+def invoice_of(session: Session, *, account_id: int, number: str) -> Invoice | None:
+    found = session.scalars(select(Invoice).where(Invoice.number == number, Invoice.account_id == account_id)).first()
+    session.commit()
+    return found
+
+
+def stored_pdf(session: Session, *, invoice_id: int, language: str) -> bytes | None:
+    found = session.scalar(select(InvoiceRendition.pdf).where(InvoiceRendition.invoice_id == invoice_id,
+                                                              InvoiceRendition.language == language))
+    session.commit()
+    return found
+
+
+def store_pdf(session: Session, *, invoice_id: int, language: str, pdf: bytes, now: datetime) -> bytes:
+    """Keep the first rendition; if another process stored one meanwhile, that one wins and
+    is returned, so every download of a document is byte-identical."""
+    try:
+        session.execute(insert(InvoiceRendition.__table__).values(
+            invoice_id=invoice_id, language=language, pdf=pdf, sha256=hashlib.sha256(pdf).hexdigest(), rendered_at=now,
+        ))
+        session.commit()
+        return pdf
+    except IntegrityError:
+        session.rollback()
+        return stored_pdf(session, invoice_id=invoice_id, language=language)
+
+
+def unrendered(session: Session, *, limit: int = 20) -> list[int]:
+    """Invoices without their Japanese PDF yet (the worker renders them)."""
+    done = select(InvoiceRendition.invoice_id).where(InvoiceRendition.language == "ja")
+    found = session.scalars(select(Invoice.id).where(Invoice.id.not_in(done)).order_by(Invoice.id).limit(limit)).all()
+    session.commit()
+    return list(found)
+
+
+def get(session: Session, *, invoice_id: int) -> Invoice:
+    found = session.get(Invoice, invoice_id)
+    session.commit()
+    return found
+
+
+def replaced_number(session: Session, invoice: Invoice) -> str | None:
+    if invoice.reissue_of is None:
+        return None
+    found = session.scalar(select(Invoice.number).where(Invoice.id == invoice.reissue_of))
+    session.commit()
+    return found
+
+
+def count(session: Session) -> int:
+    found = session.scalar(select(func.count()).select_from(Invoice))
+    session.commit()
+    return found

@@ -1,0 +1,184 @@
+"""Billing tables: profiles, purchases and what the payment gateway told us about them,
+qualified invoices with their stored PDFs, and the local sandbox's payments. Payments and
+invoices are in whole yen (the ledger works in milli-yen)."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from portal.accounts.models import utc_column
+
+PURCHASE_STATUSES = ("open", "awaiting", "paid", "failed", "expired")
+DISPUTE_STATUSES = ("open", "won", "lost")
+
+
+class BillingProfile(SQLModel, table=True):
+    """Who the invoices are addressed to. The tax residency lives on the account."""
+
+    __tablename__ = "billing_profiles"
+
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), primary_key=True))
+    legal_name: str = Field(sa_column=Column(String(200), nullable=False))
+    postal_code: str = Field(sa_column=Column(String(20), nullable=False))
+    address: str = Field(sa_column=Column(String(300), nullable=False))
+    billing_email: str = Field(sa_column=Column(String(254), nullable=False))
+    registration_number: str | None = Field(default=None, sa_column=Column(String(14), nullable=True))
+    updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Purchase(SQLModel, table=True):
+    """One top-up: the quote the customer confirmed, then the payment's life at the gateway."""
+
+    __tablename__ = "purchases"
+    __table_args__ = (
+        CheckConstraint("amount_yen > 0 AND amount_yen <= 1000000", name="purchase_amount_range"),
+        CheckConstraint("tax_rate IN (0, 10)", name="purchase_tax_rate"),
+        CheckConstraint("total_yen = amount_yen + tax_yen", name="purchase_total"),
+        CheckConstraint("status IN ('open', 'awaiting', 'paid', 'failed', 'expired')", name="purchase_status"),
+        CheckConstraint("refunded_yen >= 0 AND refunded_yen <= total_yen", name="purchase_refund_range"),
+        CheckConstraint("dispute_status IS NULL OR dispute_status IN ('open', 'won', 'lost')", name="purchase_dispute"),
+        CheckConstraint("status = 'paid' OR lot_id IS NULL", name="purchase_lot_only_when_paid"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    public_id: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    created_by: int = Field(sa_column=Column(Integer, ForeignKey("users.id"), nullable=False))
+    amount_yen: int
+    tax_rate: int
+    tax_yen: int
+    total_yen: int
+    recipient_name: str = Field(sa_column=Column(String(200), nullable=False))
+    recipient_address: str = Field(sa_column=Column(String(330), nullable=False))
+    recipient_registration_number: str | None = Field(default=None, sa_column=Column(String(14), nullable=True))
+    language: str = Field(sa_column=Column(String(2), nullable=False))
+    gateway: str = Field(sa_column=Column(String(20), nullable=False))
+    status: str = Field(sa_column=Column(String(10), nullable=False))
+    checkout_session_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True, unique=True))
+    checkout_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    payment_intent_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True, unique=True))
+    method: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    voucher_expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    paid_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    lot_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("credit_lots.id"), nullable=True,
+                                                               unique=True))
+    refunded_yen: int = 0
+    taken_back: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # milli-yen, for refunds
+    dispute_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    dispute_status: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    dispute_hold_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("credit_holds.id"),
+                                                                        nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    updated_at: datetime = Field(sa_column=utc_column())
+
+
+class PaymentRefund(SQLModel, table=True):
+    """A refund the gateway reports for a purchase, recorded once by its gateway id."""
+
+    __tablename__ = "payment_refunds"
+    __table_args__ = (CheckConstraint("amount_yen > 0", name="refund_amount_positive"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    purchase_id: int = Field(sa_column=Column(Integer, ForeignKey("purchases.id"), nullable=False, index=True))
+    gateway_refund_id: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    amount_yen: int
+    refunded_at: datetime = Field(sa_column=utc_column())
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Every gateway event id, stored once: a redelivery is recognised and changes nothing."""
+
+    __tablename__ = "webhook_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(sa_column=Column(String(255), nullable=False, unique=True))
+    type: str = Field(sa_column=Column(String(100), nullable=False))
+    purchase_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("purchases.id"), nullable=True))
+    received_at: datetime = Field(sa_column=utc_column())
+
+
+class DocumentCounter(SQLModel, table=True):
+    """The last number used in a series of documents: locked and bumped in the transaction
+    that issues a document, so numbers have no gaps."""
+
+    __tablename__ = "document_counters"
+
+    series: str = Field(sa_column=Column(String(10), primary_key=True))
+    last_number: int = 0
+
+
+class Invoice(SQLModel, table=True):
+    """A qualified invoice (適格請求書) or a return invoice (返還インボイス): every field the
+    law asks for, frozen at issue. Never updated; a re-issue is a new row that points back."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint("kind IN ('invoice', 'return')", name="invoice_kind"),
+        CheckConstraint("tax_rate IN (0, 10)", name="invoice_tax_rate"),
+        CheckConstraint("total_yen = amount_yen + tax_yen", name="invoice_total"),
+        Index("uq_invoice_per_purchase", "purchase_id", unique=True,
+              sqlite_where=text("kind = 'invoice' AND reissue_of IS NULL"),
+              postgresql_where=text("kind = 'invoice' AND reissue_of IS NULL")),
+        Index("uq_return_invoice_per_refund", "refund_id", unique=True,
+              sqlite_where=text("kind = 'return' AND reissue_of IS NULL"),
+              postgresql_where=text("kind = 'return' AND reissue_of IS NULL")),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
+    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    purchase_id: int = Field(sa_column=Column(Integer, ForeignKey("purchases.id"), nullable=False))
+    refund_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("payment_refunds.id"), nullable=True))
+    reissue_of: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("invoices.id"), nullable=True))
+    reissue_reason: str | None = Field(default=None, sa_column=Column(String(300), nullable=True))
+    issued_at: datetime = Field(sa_column=utc_column())
+    transaction_date: datetime = Field(sa_column=utc_column())
+    original_date: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    issuer_name: str = Field(sa_column=Column(String(200), nullable=False))
+    issuer_registration_number: str = Field(sa_column=Column(String(14), nullable=False))
+    recipient_name: str = Field(sa_column=Column(String(200), nullable=False))
+    recipient_address: str = Field(sa_column=Column(String(330), nullable=False))
+    recipient_registration_number: str | None = Field(default=None, sa_column=Column(String(14), nullable=True))
+    credit_yen: int
+    amount_yen: int
+    tax_rate: int
+    tax_yen: int
+    total_yen: int
+
+
+class InvoiceRendition(SQLModel, table=True):
+    """An invoice's PDF in one language, rendered once and served unchanged ever after."""
+
+    __tablename__ = "invoice_renditions"
+    __table_args__ = (UniqueConstraint("invoice_id", "language", name="uq_invoice_rendition"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_id: int = Field(sa_column=Column(Integer, ForeignKey("invoices.id"), nullable=False))
+    language: str = Field(sa_column=Column(String(2), nullable=False))
+    pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    rendered_at: datetime = Field(sa_column=utc_column())
+
+
+class SandboxPayment(SQLModel, table=True):
+    """The local sandbox gateway's own record of a checkout (no real money): what Stripe would
+    hold for a Checkout Session and its payment intent."""
+
+    __tablename__ = "sandbox_payments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    session_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    payment_intent_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    purchase_ref: str = Field(sa_column=Column(String(40), nullable=False, unique=True))
+    amount_total: int
+    description: str = Field(sa_column=Column(String(200), nullable=False))
+    konbini_allowed: bool = True
+    status: str = Field(sa_column=Column(String(10), nullable=False))  # open, complete, expired
+    payment_status: str = Field(sa_column=Column(String(10), nullable=False))  # unpaid, paid
+    intent_status: str = Field(sa_column=Column(String(30), nullable=False))
+    method: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
+    paid_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    voucher_expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())

@@ -1,0 +1,110 @@
+"""Billing rules as pure functions: quotes and consumption tax, purchase status, refunds
+turned into credit, registration numbers. No database, no Flask, no gateway."""
+
+import re
+from dataclasses import dataclass
+
+from portal.ledger.rules import MILLI_YEN
+
+JAPAN_TAX_RATE = 10
+MAX_PURCHASE_YEN = 1_000_000
+KONBINI_MAX_YEN = 300_000  # Stripe's ceiling for a convenience-store payment
+RETURN_INVOICE_THRESHOLD_YEN = 10_000  # below this a return invoice is not required (small returns)
+REGISTRATION_NUMBER = re.compile(r"T\d{13}")
+
+
+class AmountError(ValueError):
+    """The amount cannot be bought; `reason` is "not_whole", "too_small" or "too_large"."""
+
+    def __init__(self, reason: str, minimum: int, maximum: int):
+        super().__init__(reason)
+        self.reason, self.minimum, self.maximum = reason, minimum, maximum
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What the customer confirms: credit granted (= price without tax), tax, total."""
+
+    amount_yen: int
+    tax_rate: int
+    tax_yen: int
+    total_yen: int
+
+    @property
+    def credit(self) -> int:
+        """The credit granted, in milli-yen: 1 credit = ¥1 excluding tax."""
+        return self.amount_yen * MILLI_YEN
+
+    @property
+    def konbini_allowed(self) -> bool:
+        return self.total_yen <= KONBINI_MAX_YEN
+
+
+def tax_rate_for(residency: str) -> int:
+    return JAPAN_TAX_RATE if residency == "JP" else 0
+
+
+def tax_on(amount_yen: int, rate: int) -> int:
+    """Consumption tax on a tax-excluded amount, rounded down once per document and rate."""
+    return amount_yen * rate // 100
+
+
+def tax_within(total_yen: int, rate: int) -> int:
+    """The tax contained in a tax-included amount (for refunds), rounded down."""
+    return total_yen * rate // (100 + rate)
+
+
+def parse_amount(raw: str) -> int:
+    """Whole yen from what a person typed: "1000", "1,000", "¥1,000", full-width digits."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKC", raw or "").strip().replace(",", "").replace("¥", "").replace("円", "")
+    if not re.fullmatch(r"\d{1,9}", text):
+        raise ValueError("not a whole number of yen")
+    return int(text)
+
+
+def quote(*, amount_yen: int, residency: str, minimum: int, maximum: int = MAX_PURCHASE_YEN) -> Quote:
+    if amount_yen < minimum:
+        raise AmountError("too_small", minimum, maximum)
+    if amount_yen > maximum:
+        raise AmountError("too_large", minimum, maximum)
+    rate = tax_rate_for(residency)
+    tax = tax_on(amount_yen, rate)
+    return Quote(amount_yen, rate, tax, amount_yen + tax)
+
+
+def credit_to_take_back(*, refunded_yen: int, total_yen: int, amount_yen: int) -> int:
+    """Credit (milli-yen) that a cumulative refund of `refunded_yen` of a payment of
+    `total_yen` (tax included) stands for, rounded up and never more than the credit bought:
+    a full refund takes back all of it, half a refund half of it."""
+    if refunded_yen >= total_yen:
+        return amount_yen * MILLI_YEN
+    return min(amount_yen * MILLI_YEN, -(-refunded_yen * amount_yen * MILLI_YEN // total_yen))
+
+
+_RANK = {"open": 0, "awaiting": 1, "failed": 2, "expired": 2, "paid": 3}
+
+
+def next_status(current: str, reported: str) -> str:
+    """Purchase status only moves forward, so events handled in any order agree: a paid
+    purchase stays paid; a failure never overwrites a payment."""
+    return reported if _RANK[reported] > _RANK[current] else current
+
+
+_DISPUTE_RANK = {None: 0, "open": 1, "won": 2, "lost": 2}
+
+
+def next_dispute_status(current: str | None, reported: str | None) -> str | None:
+    return reported if _DISPUTE_RANK[reported] > _DISPUTE_RANK[current] else current
+
+
+def valid_registration_number(number: str) -> bool:
+    """A qualified invoice issuer number: "T" and 13 digits; for a corporation the digits are
+    its corporate number, whose first digit is a check digit (個人 numbers use the same rule)."""
+    if not REGISTRATION_NUMBER.fullmatch(number):
+        return False
+    digits = [int(d) for d in number[1:]]
+    body = digits[1:]
+    total = sum(d * (1 if i % 2 == 0 else 2) for i, d in enumerate(reversed(body)))
+    return digits[0] == 9 - total % 9

@@ -1,0 +1,308 @@
+"""Billing services: the billing profile, starting a purchase, and fulfilment — applying what
+the gateway says about a payment to the purchase, the ledger and the invoices, in one
+transaction that locks the account's credit row first (so deliveries of the same or related
+events, in any order and at the same time, are applied one after the other)."""
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from portal.accounts.models import Account
+from portal.billing import invoices, rules
+from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
+from portal.billing.models import BillingProfile, PaymentRefund, Purchase, WebhookEvent
+from portal.ledger import rules as ledger_rules
+from portal.ledger import service as ledger
+from portal.ledger.models import Lot
+
+log = logging.getLogger("portal.billing")
+
+
+class NoBillingProfile(Exception):
+    """A purchase needs the billing profile first (invoices are addressed from it)."""
+
+
+class GatewayUnavailable(Exception):
+    """The payment service did not answer; the purchase is marked failed and nothing was charged."""
+
+
+@dataclass(frozen=True)
+class Issuer:
+    name: str
+    registration_number: str
+
+
+# -- billing profile ----------------------------------------------------------------------------
+
+
+def profile_of(session: Session, *, account_id: int) -> BillingProfile | None:
+    return session.get(BillingProfile, account_id)
+
+
+def save_profile(
+    *, session: Session, account_id: int, legal_name: str, postal_code: str, address: str, billing_email: str,
+    residency: str, registration_number: str | None, now: datetime,
+) -> BillingProfile:
+    if residency not in ("JP", "overseas"):
+        raise ValueError("residency must be JP or overseas")
+    if registration_number and not rules.valid_registration_number(registration_number):
+        raise ValueError("invalid registration number")
+    profile = session.get(BillingProfile, account_id) or BillingProfile(account_id=account_id)
+    profile.legal_name, profile.postal_code, profile.address = legal_name, postal_code, address
+    profile.billing_email, profile.registration_number, profile.updated_at = billing_email, registration_number or None, now
+    session.add(profile)
+    account = session.get(Account, account_id)
+    account.tax_residency = residency
+    session.commit()
+    return profile
+
+
+def residency_of(session: Session, *, account_id: int) -> str:
+    return session.get(Account, account_id).tax_residency
+
+
+# -- buying ---------------------------------------------------------------------------------------
+
+
+_DESCRIPTIONS = {
+    "ja": ("Chotto 前払いクレジット {credit}（支払い確認から90日間有効）", "消費税 {rate}%"),
+    "en": ("Chotto prepaid credit {credit} (valid for 90 days from payment)", "Consumption tax {rate}%"),
+}
+
+
+def describe(amount_yen: int, tax_rate: int, language: str) -> tuple[str, str]:
+    credit, tax = _DESCRIPTIONS.get(language, _DESCRIPTIONS["en"])
+    return credit.format(credit=f"¥{amount_yen:,}"), tax.format(rate=tax_rate)
+
+
+def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: int) -> rules.Quote:
+    """The quote for `amount_yen` of credit at the account's tax residency (or AmountError)."""
+    residency = residency_of(session, account_id=account_id)
+    session.commit()
+    return rules.quote(amount_yen=amount_yen, residency=residency, minimum=minimum)
+
+
+def start_purchase(
+    *, session: Session, gateway: Gateway, account_id: int, user_id: int, amount_yen: int, minimum: int,
+    language: str, base_url: str, now: datetime,
+) -> Purchase:
+    """Record the confirmed quote, open a checkout at the gateway, and return the purchase
+    with the checkout's address. Two short transactions around the gateway call, so no lock
+    is held while the network is slow; the gateway call is keyed by the purchase, so a retry
+    can never open a second checkout for it."""
+    profile = session.get(BillingProfile, account_id)
+    if profile is None:
+        session.rollback()
+        raise NoBillingProfile(account_id)
+    residency = residency_of(session, account_id=account_id)
+    quote = rules.quote(amount_yen=amount_yen, residency=residency, minimum=minimum)
+    purchase = Purchase(
+        public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
+        tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=profile.legal_name,
+        recipient_address=f"〒{profile.postal_code} {profile.address}",
+        recipient_registration_number=profile.registration_number, language=language, gateway=gateway.name,
+        status="open", created_at=now, updated_at=now,
+    )
+    session.add(purchase)
+    session.commit()
+    description, tax_description = describe(quote.amount_yen, quote.tax_rate, language)
+    page = f"{base_url}/credit/purchases/{purchase.public_id}"
+    request = CheckoutRequest(
+        purchase_ref=purchase.public_id, account_id=account_id, amount_yen=quote.amount_yen, tax_yen=quote.tax_yen,
+        tax_rate=quote.tax_rate, total_yen=quote.total_yen, konbini_allowed=quote.konbini_allowed,
+        description=description, tax_description=tax_description, customer_email=profile.billing_email,
+        language=language, success_url=page + "?returned=1", cancel_url=page + "?canceled=1",
+    )
+    try:
+        checkout = gateway.create_checkout(request, idempotency_key=f"chotto-checkout-{purchase.public_id}")
+    except Exception as error:
+        log.warning("checkout for purchase %s failed: %s", purchase.public_id, type(error).__name__)
+        session.rollback()
+        purchase = session.get(Purchase, purchase.id, populate_existing=True)
+        purchase.status, purchase.updated_at = "failed", now
+        session.commit()
+        raise GatewayUnavailable(purchase.public_id) from error
+    purchase = session.get(Purchase, purchase.id, populate_existing=True)
+    purchase.checkout_session_id, purchase.checkout_url = checkout.session_id, checkout.url
+    session.commit()
+    return purchase
+
+
+def purchase_of(session: Session, *, account_id: int, public_id: str) -> Purchase | None:
+    found = session.scalars(select(Purchase).where(Purchase.public_id == public_id, Purchase.account_id == account_id)).first()
+    session.commit()
+    return found
+
+
+def purchases_of(session: Session, *, account_id: int, page: int = 1, per_page: int = 20) -> tuple[list[Purchase], int]:
+    query = select(Purchase).where(Purchase.account_id == account_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = session.scalars(query.order_by(Purchase.id.desc()).offset((max(page, 1) - 1) * per_page).limit(per_page)).all()
+    session.commit()
+    return list(rows), total
+
+
+# -- fulfilment -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # applied, duplicate, ignored, mismatch
+    purchase_id: int | None = None
+    new_invoices: tuple[int, ...] = ()
+
+
+def record_unrelated(*, session: Session, event: Event, now: datetime) -> Outcome:
+    """An event that concerns no purchase of ours: remembered, so it is answered once."""
+    try:
+        session.add(WebhookEvent(event_id=event.id, type=event.type, received_at=now))
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        return Outcome("duplicate")
+    return Outcome("ignored")
+
+
+def seen(session: Session, *, event_id: str) -> bool:
+    found = session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event_id)) is not None
+    session.commit()
+    return found
+
+
+def purchase_ref_by_payment(session: Session, *, payment_intent_id: str) -> str | None:
+    found = session.scalar(select(Purchase.public_id).where(Purchase.payment_intent_id == payment_intent_id))
+    session.commit()
+    return found
+
+
+def checkout_of(session: Session, *, purchase_ref: str) -> str | None:
+    found = session.scalar(select(Purchase.checkout_session_id).where(Purchase.public_id == purchase_ref))
+    session.commit()
+    return found
+
+
+def apply_facts(
+    *, session: Session, purchase_ref: str, facts: PaymentFacts, event: Event | None, issuer: Issuer, now: datetime,
+) -> Outcome:
+    """Bring the purchase, its credit and its invoices in line with the gateway's facts.
+    Every step is monotonic (a payment stays paid, refunds are a growing set, a dispute only
+    moves from open to closed), so any order of events ends in the same state, and a repeated
+    event or fact changes nothing."""
+    account_id = session.scalar(select(Purchase.account_id).where(Purchase.public_id == purchase_ref))
+    if account_id is None:
+        session.rollback()
+        return record_unrelated(session=session, event=event, now=now) if event else Outcome("ignored")
+    state, lots = ledger.lock(session, account_id)
+    try:
+        if event is not None:
+            if session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id)) is not None:
+                session.commit()
+                return Outcome("duplicate")
+        purchase = session.scalars(
+            select(Purchase).where(Purchase.public_id == purchase_ref).execution_options(populate_existing=True)
+        ).one()
+        if event is not None:
+            session.add(WebhookEvent(event_id=event.id, type=event.type, purchase_id=purchase.id, received_at=now))
+        if facts.session_id != purchase.checkout_session_id or not _amount_matches(purchase, facts):
+            log.error("payment facts for purchase %s do not match it (session %s, %s %s); nothing granted",
+                      purchase.public_id, facts.session_id, facts.amount_total, facts.currency)
+            session.commit()
+            return Outcome("mismatch", purchase.id)
+        issued = _apply(session, state, lots, purchase, facts, issuer, now)
+        purchase.updated_at = now
+        session.commit()
+        return Outcome("applied", purchase.id, tuple(issued))
+    except IntegrityError:
+        session.rollback()
+        if event is not None and seen(session, event_id=event.id):
+            return Outcome("duplicate")
+        raise
+
+
+def _amount_matches(purchase: Purchase, facts: PaymentFacts) -> bool:
+    if facts.status != "paid":
+        return True
+    return facts.amount_total == purchase.total_yen and (facts.currency or "").lower() == "jpy"
+
+
+def _apply(session: Session, state, lots, purchase: Purchase, facts: PaymentFacts, issuer: Issuer, now: datetime) -> list[int]:
+    issued: list[int] = []
+    purchase.status = rules.next_status(purchase.status, facts.status)
+    purchase.payment_intent_id = purchase.payment_intent_id or facts.payment_intent_id
+    purchase.method = facts.method or purchase.method
+    if facts.voucher_expires_at:
+        purchase.voucher_expires_at = facts.voucher_expires_at
+    if purchase.status == "paid" and purchase.lot_id is None:
+        purchase.paid_at = facts.paid_at or now
+        purchase.lot_id = _grant(session, state, lots, purchase, now)
+        issued.append(invoices.issue_in(session, purchase=purchase, issuer=issuer, now=now).id)
+    if purchase.lot_id is None:
+        return issued
+    for refund in facts.refunds:
+        issued.extend(_record_refund(session, purchase, refund, issuer, now))
+    refunded = session.scalar(select(func.coalesce(func.sum(PaymentRefund.amount_yen), 0))
+                              .where(PaymentRefund.purchase_id == purchase.id))
+    purchase.refunded_yen = min(refunded, purchase.total_yen)
+    if facts.dispute_id:
+        purchase.dispute_id = purchase.dispute_id or facts.dispute_id
+        purchase.dispute_status = rules.next_dispute_status(purchase.dispute_status, facts.dispute_status)
+    _settle_credit(session, state, purchase, now)
+    return issued
+
+
+def _grant(session: Session, state, lots, purchase: Purchase, now: datetime) -> int:
+    paid_at = purchase.paid_at
+    source = f"payment:{purchase.payment_intent_id}"
+    ledger.grant_in(
+        session, state, lots, kind="purchase", amount=purchase.amount_yen * ledger_rules.MILLI_YEN,
+        expires_at=ledger_rules.purchase_expiry(paid_at), source_ref=source, key=f"purchase:{purchase.payment_intent_id}",
+        reason=f"purchase {purchase.public_id}", now=now, issued_at=min(paid_at, now),
+    )
+    return session.scalar(select(Lot.id).where(Lot.source_ref == source))
+
+
+def _record_refund(session: Session, purchase: Purchase, refund, issuer: Issuer, now: datetime) -> list[int]:
+    if session.scalar(select(PaymentRefund.id).where(PaymentRefund.gateway_refund_id == refund.id)) is not None:
+        return []
+    row = PaymentRefund(purchase_id=purchase.id, gateway_refund_id=refund.id, amount_yen=refund.amount_yen,
+                        refunded_at=refund.created or now)
+    session.add(row)
+    session.flush()
+    if refund.amount_yen >= rules.RETURN_INVOICE_THRESHOLD_YEN:
+        return [invoices.issue_return_in(session, purchase=purchase, refund=row, issuer=issuer, now=now).id]
+    return []
+
+
+def _settle_credit(session: Session, state, purchase: Purchase, now: datetime) -> None:
+    """The lot's credit follows the payment: frozen while a dispute is open, written off when
+    it is lost, and reduced by the credit each refund stands for (only what is left unused)."""
+    if purchase.dispute_status == "open":
+        if purchase.dispute_hold_id is None:
+            held = ledger.freeze_lot_in(session, state, ledger.lots_of(session, purchase.account_id), lot_id=purchase.lot_id,
+                                        key=f"dispute:{purchase.dispute_id}:freeze",
+                                        reason=f"dispute {purchase.dispute_id} on purchase {purchase.public_id}", now=now)
+            purchase.dispute_hold_id = held.id if held is not None else None
+        return
+    if purchase.dispute_status in ("won", "lost"):
+        lost = purchase.dispute_status == "lost"
+        if purchase.dispute_hold_id is not None or lost:
+            ledger.close_hold_in(session, state, hold_id=purchase.dispute_hold_id or 0, now=now,
+                                 write_off_lot=purchase.lot_id if lost else None)
+    target = rules.credit_to_take_back(refunded_yen=purchase.refunded_yen, total_yen=purchase.total_yen,
+                                       amount_yen=purchase.amount_yen)
+    if target > purchase.taken_back:
+        ledger.take_back_in(session, state, ledger.lots_of(session, purchase.account_id), lot_id=purchase.lot_id,
+                            amount=target - purchase.taken_back, key=f"refund:{purchase.public_id}:{target}",
+                            reason=f"refund of purchase {purchase.public_id}", now=now)
+        purchase.taken_back = target

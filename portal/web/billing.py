@@ -1,0 +1,207 @@
+"""Buying credit and billing: the billing profile, amount → final confirmation → checkout →
+status, purchase history, and the invoices (owners and billing members only)."""
+
+from flask import Blueprint, abort, current_app, flash, make_response, redirect, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from portal import clock, db
+from portal.accounts import sessions
+from portal.billing import documents, invoices, rules, service
+from portal.ledger.rules import purchase_expiry
+from portal.web import security
+from portal.web.auth import safe_next
+from portal.web.current import role_required
+from portal.web.forms import AmountForm, BillingProfileForm, PayForm
+from portal.web.fragments import render_page
+
+bp = Blueprint("billing", __name__)
+BUYERS = ("owner", "billing")
+QUICK_PICKS = (1000, 3000, 10000)
+STRIPE_CHECKOUT = "https://checkout.stripe.com"
+
+
+def _account_id() -> int:
+    return current_user.account.id
+
+
+def _minimum() -> int:
+    return current_app.config["MIN_PURCHASE_YEN"]
+
+
+# -- billing profile --------------------------------------------------------------------------
+
+
+def _profile_page(form: BillingProfileForm, status: int = 200):
+    existing = service.profile_of(db.session(), account_id=_account_id())
+    return render_page("billing/profile.html", form=form, existing=existing), status
+
+
+@bp.get("/billing/profile")
+@role_required(*BUYERS)
+def profile():
+    existing = service.profile_of(db.session(), account_id=_account_id())
+    account = current_user.account
+    if existing:
+        form = BillingProfileForm(
+            legal_name=existing.legal_name, postal_code=existing.postal_code, address=existing.address,
+            billing_email=existing.billing_email, tax_residency=account.tax_residency,
+            registration_number=existing.registration_number or "", next=request.args.get("next", ""),
+        )
+    else:
+        form = BillingProfileForm(
+            legal_name=account.name, billing_email=current_user.email, tax_residency=account.tax_residency,
+            next=request.args.get("next", ""),
+        )
+    return _profile_page(form)
+
+
+@bp.post("/billing/profile")
+@role_required(*BUYERS)
+def save_profile():
+    form = BillingProfileForm()
+    if not form.validate_on_submit():
+        return _profile_page(form, 422)
+    number = "".join((form.registration_number.data or "").split()).upper() or None
+    if number and not rules.valid_registration_number(number):
+        form.registration_number.errors = [_("This registration number is not valid: check the digits.")]
+        return _profile_page(form, 422)
+    existing = service.profile_of(db.session(), account_id=_account_id())
+    email = form.billing_email.data.strip()
+    if existing and existing.billing_email.lower() != email.lower() and not sessions.is_fresh(current_user.row, clock.now()):
+        form.billing_email.errors = [_("To change the billing e-mail, confirm your password first.")]
+        return render_page("billing/profile.html", form=form, existing=existing, needs_reauthentication=True), 403
+    service.save_profile(
+        session=db.session(), account_id=_account_id(), legal_name=form.legal_name.data.strip(),
+        postal_code=form.postal_code.data.strip(), address=form.address.data.strip(), billing_email=email,
+        residency=form.tax_residency.data, registration_number=number, now=clock.now(),
+    )
+    flash(_("Your billing details are saved."), "success")
+    return redirect(safe_next(form.next.data) or url_for("billing.buy"))
+
+
+# -- buying -------------------------------------------------------------------------------------
+
+
+def _amount_error(error: rules.AmountError | None) -> str:
+    if error is None:
+        return _("Enter a whole number of yen, for example 1000.")
+    if error.reason == "too_small":
+        return _("The smallest purchase is ¥%(yen)s.", yen=f"{error.minimum:,}")
+    return _("The largest purchase is ¥%(yen)s at a time.", yen=f"{error.maximum:,}")
+
+
+def _buy_page(form: AmountForm, status: int = 200):
+    return render_page("billing/buy.html", form=form, quick_picks=QUICK_PICKS, minimum=_minimum(),
+                       maximum=rules.MAX_PURCHASE_YEN), status
+
+
+def _quote_or_error(form: AmountForm):
+    try:
+        amount = rules.parse_amount(form.amount.data or "")
+        return service.quote_for(db.session(), account_id=_account_id(), amount_yen=amount, minimum=_minimum()), None
+    except rules.AmountError as error:
+        return None, _amount_error(error)
+    except ValueError:
+        return None, _amount_error(None)
+
+
+@bp.get("/credit/buy")
+@role_required(*BUYERS)
+def buy():
+    return _buy_page(AmountForm(request.args if "amount" in request.args else None))
+
+
+@bp.get("/credit/buy/confirm")
+@role_required(*BUYERS)
+def confirm():
+    form = AmountForm(request.args)
+    quote, error = _quote_or_error(form)
+    if error:
+        form.amount.errors = [error]
+        return _buy_page(form, 422)
+    profile = service.profile_of(db.session(), account_id=_account_id())
+    if profile is None:
+        flash(_("Before your first purchase, tell us who the receipts are for."), "info")
+        return redirect(url_for("billing.profile", next=request.full_path))
+    response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
+                                         form=PayForm(amount=str(quote.amount_yen))))
+    if current_app.extensions["portal.gateway"].name == "stripe":
+        security.allow_form_action(response, STRIPE_CHECKOUT)
+    return response
+
+
+@bp.post("/credit/buy/confirm")
+@role_required(*BUYERS)
+def pay():
+    form = PayForm()
+    if not form.validate_on_submit():
+        abort(400)
+    quote, error = _quote_or_error(form)
+    if error:
+        flash(error, "error")
+        return redirect(url_for("billing.buy"))
+    try:
+        purchase = service.start_purchase(
+            session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
+            user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(), language=str(get_locale() or "ja"),
+            base_url=current_app.config["BASE_URL"], now=clock.now(),
+        )
+    except service.NoBillingProfile:
+        return redirect(url_for("billing.profile", next=url_for("billing.confirm", amount=quote.amount_yen)))
+    except service.GatewayUnavailable as failed:
+        flash(_("The payment service did not answer. Nothing was charged; please try again in a moment."), "error")
+        return redirect(url_for("billing.purchase", public_id=str(failed)))
+    return redirect(purchase.checkout_url, 303)
+
+
+# -- purchases ----------------------------------------------------------------------------------
+
+
+@bp.get("/credit/purchases")
+@role_required(*BUYERS)
+def purchases():
+    page = max(request.args.get("page", 1, type=int), 1)
+    rows, total = service.purchases_of(db.session(), account_id=_account_id(), page=page)
+    return render_page("billing/purchases.html", fragment="history", purchases=rows, page=page, total=total, per_page=20)
+
+
+@bp.get("/credit/purchases/<public_id>")
+@role_required(*BUYERS)
+def purchase(public_id: str):
+    found = service.purchase_of(db.session(), account_id=_account_id(), public_id=public_id)
+    if found is None:
+        abort(404)
+    if request.args.get("canceled") and found.status == "open":
+        flash(_("You left the payment page. Nothing was charged; you can pay from here or start again."), "info")
+    documents_of = invoices.invoices_of_purchase(db.session(), purchase_id=found.id)
+    return render_page("billing/purchase.html", fragment="status", purchase=found, invoices=documents_of,
+                       expires_at=purchase_expiry(found.paid_at) if found.paid_at else None,
+                       sandbox=current_app.extensions["portal.gateway"].name == "sandbox")
+
+
+# -- invoices -----------------------------------------------------------------------------------
+
+
+@bp.get("/billing/invoices")
+@role_required(*BUYERS)
+def invoice_list():
+    rows = invoices.invoices_of(db.session(), account_id=_account_id())
+    return render_page("billing/invoices.html", invoices=rows)
+
+
+@bp.get("/billing/invoices/<number>.pdf")
+@role_required(*BUYERS)
+def invoice_pdf(number: str):
+    found = invoices.invoice_of(db.session(), account_id=_account_id(), number=number)
+    language = request.args.get("lang", "ja")
+    if found is None or language not in invoices.LANGUAGES:
+        abort(404)
+    pdf = documents.pdf_of(db.session(), invoice_id=found.id, language=language, now=clock.now())
+    response = make_response(pdf)
+    response.headers["Content-Type"] = "application/pdf"
+    suffix = "" if language == "ja" else "-en"
+    response.headers["Content-Disposition"] = f'attachment; filename="{found.number}{suffix}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -1,0 +1,164 @@
+"""Buying credit in the browser with the sandbox gateway: profile, amount, final
+confirmation, sandbox checkout, status, history, receipts; boundaries and roles."""
+
+import io
+from datetime import timedelta
+
+import pytest
+from pypdf import PdfReader
+from sqlalchemy import select
+
+from portal.billing.models import Purchase
+from portal.ledger import queries
+from tests.helpers import PageClient, db_session, make_user
+from tests.web.test_dashboard import signed_in
+
+PROFILE = {"legal_name": "Example KK", "postal_code": "100-0001", "address": "1-1 Chiyoda, Chiyoda-ku, Tokyo",
+           "billing_email": "finance@example.com", "tax_residency": "JP", "registration_number": ""}
+
+
+def with_profile(app, **kwargs):
+    client, account_id = signed_in(app, **kwargs)
+    client.post("/billing/profile", PROFILE, status=302)
+    return client, account_id
+
+
+def pay_in_sandbox(client, amount, action="pay"):
+    response = client.post("/credit/buy/confirm", {"amount": str(amount)}, status=303)
+    checkout = response.headers["Location"]
+    assert "/sandbox/checkout/cs_sandbox_" in checkout
+    path = checkout.split("portal.chotto.test", 1)[1]
+    page = client.page(path)
+    assert "no real money" in page.get_text()
+    response = client.post(path, {"action": action}, status=302)
+    return response.headers["Location"]
+
+
+def available(app, account_id):
+    with db_session(app) as session:
+        return queries.summary(session, account_id=account_id, now=app.config["CLOCK"]()).available
+
+
+def test_the_first_purchase_asks_for_the_billing_profile_first(app):
+    client, _ = signed_in(app)
+    response = client.get("/credit/buy/confirm?amount=1000", status=302)
+    assert "/billing/profile" in response.headers["Location"]
+    assert "next=" in response.headers["Location"]
+
+
+def test_confirmation_screen_shows_credit_tax_total_validity_and_refund_policy(app):
+    client, _ = with_profile(app)
+    page = client.page("/credit/buy/confirm?amount=1000")
+    assert page.select_one("[data-testid=credit]").get_text(strip=True) == "¥1,000"
+    assert page.select_one("[data-testid=tax]").get_text(strip=True) == "¥100"
+    assert page.select_one("[data-testid=total]").get_text(strip=True) == "¥1,100"
+    text = page.get_text(" ", strip=True)
+    assert "Valid for 90 days from payment." in text
+    assert "cannot be cancelled" in text
+    assert page.select_one("a[href='/legal/commercial-transactions']") is not None
+
+
+@pytest.mark.parametrize("amount, total, tax", [(1000, "¥1,100", "¥100"), (1001, "¥1,101", "¥100"),
+                                                (1009, "¥1,109", "¥100"), (1010, "¥1,111", "¥101"),
+                                                (1000000, "¥1,100,000", "¥100,000")])
+def test_tax_is_ten_percent_rounded_down_once(app, amount, total, tax):
+    client, _ = with_profile(app)
+    page = client.page(f"/credit/buy/confirm?amount={amount}")
+    assert page.select_one("[data-testid=tax]").get_text(strip=True) == tax
+    assert page.select_one("[data-testid=total]").get_text(strip=True) == total
+
+
+@pytest.mark.parametrize("raw, message", [("999", "The smallest purchase is ¥1,000."),
+                                          ("1000001", "The largest purchase is ¥1,000,000 at a time."),
+                                          ("10.5", "Enter a whole number of yen"), ("", "Enter a whole number of yen"),
+                                          ("-1000", "Enter a whole number of yen"), ("abc", "Enter a whole number of yen")])
+def test_bad_amounts_are_refused_with_a_message(app, raw, message):
+    client, _ = with_profile(app)
+    page = client.page(f"/credit/buy/confirm?amount={raw}", status=422)
+    assert message in page.select_one(".field-error").get_text()
+
+
+def test_amounts_as_people_type_them_are_understood(app):
+    client, _ = with_profile(app)
+    page = client.page("/credit/buy/confirm?amount=%EF%BC%91%2C%EF%BC%90%EF%BC%90%EF%BC%90")  # "１,０００"
+    assert page.select_one("[data-testid=credit]").get_text(strip=True) == "¥1,000"
+
+
+def test_overseas_customers_pay_no_japanese_consumption_tax(app):
+    client, _ = signed_in(app)
+    client.post("/billing/profile", PROFILE | {"tax_residency": "overseas"}, status=302)
+    page = client.page("/credit/buy/confirm?amount=1000")
+    assert page.select_one("[data-testid=tax]").get_text(strip=True) == "¥0"
+    assert page.select_one("[data-testid=total]").get_text(strip=True) == "¥1,000"
+
+
+def test_a_sandbox_card_payment_grants_a_lot_valid_90_days_and_a_receipt(app, clock):
+    client, account_id = with_profile(app)
+    status_url = pay_in_sandbox(client, 1000)
+    page = client.page(status_url.split("portal.chotto.test", 1)[-1])
+    assert page.select_one("[data-testid=status]").get_text(strip=True) == "Credited"
+    assert page.select_one("#purchase-status").get("hx-trigger") is None  # polling stops once settled
+    assert available(app, account_id) == 1000 * 1000
+    with db_session(app) as session:
+        purchase = session.scalars(select(Purchase)).one()
+        summary = queries.summary(session, account_id=account_id, now=clock())
+    [lot] = summary.live_lots
+    assert lot.expires_at == clock() + timedelta(days=90)
+    invoices = client.page("/billing/invoices")
+    link = invoices.select_one("a[data-testid^=download-]")["href"]
+    response = client.get(link)
+    assert response.headers["Content-Type"] == "application/pdf"
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(response.data)).pages)
+    for expected in ("T7123456789012", "¥1,000", "10%", "¥100", "¥1,100", "Example KK", "適格請求書"):
+        assert expected in text, expected
+    assert client.get(link).data == response.data  # stored: served unchanged
+    assert purchase.status == "paid"
+
+
+def test_a_declined_card_says_so_and_grants_nothing(app):
+    client, account_id = with_profile(app)
+    status_url = pay_in_sandbox(client, 1000, action="decline")
+    page = client.page(status_url.split("portal.chotto.test", 1)[-1])
+    assert page.select_one("[data-testid=status]").get_text(strip=True) == "Payment failed"
+    assert available(app, account_id) == 0
+
+
+def test_konbini_waits_for_the_store_then_the_lot_runs_90_days_from_the_store_payment(app, clock):
+    client, account_id = with_profile(app)
+    status_url = pay_in_sandbox(client, 3000, action="konbini")
+    status_path = status_url.split("portal.chotto.test", 1)[-1]
+    page = client.page(status_path)
+    assert page.select_one("[data-testid=status]").get_text(strip=True) == "Waiting for konbini payment"
+    assert page.select_one("#purchase-status")["hx-trigger"] == "every 30s"
+    assert available(app, account_id) == 0
+    checkout = page.select_one(".dev-note a")["href"]
+    clock.advance(days=2, hours=5)
+    client.login("owner@example.com")  # the session timed out meanwhile
+    client.post(checkout, {"action": "konbini_paid"}, status=302)
+    page = client.page(status_path)
+    assert page.select_one("[data-testid=status]").get_text(strip=True) == "Credited"
+    with db_session(app) as session:
+        [lot] = queries.summary(session, account_id=account_id, now=clock()).live_lots
+        purchase = session.scalars(select(Purchase)).one()
+    assert lot.expires_at == clock() + timedelta(days=90)  # from the store payment, not the checkout
+    assert lot.expires_at - purchase.created_at == timedelta(days=92, hours=5)
+
+
+def test_developers_cannot_buy_or_download_receipts(app):
+    owner, account_id = with_profile(app)
+    pay_in_sandbox(owner, 1000)
+    number = owner.page("/billing/invoices").select_one("td").get_text(strip=True)
+    developer = make_user(app, email="dev@example.com")
+    with db_session(app) as session:
+        from portal.accounts.models import Membership
+        session.add(Membership(account_id=account_id, user_id=developer.id, role="developer",
+                               created_at=app.config["CLOCK"]()))
+        session.commit()
+    client = PageClient(app.test_client(), app)
+    client.login("dev@example.com")
+    client.post(f"/profile/account/{account_id}", {}, status=302)
+    assert "Billing" not in client.page("/dashboard").select_one("nav").get_text()
+    for path in ("/credit/buy", "/credit/buy/confirm?amount=1000", "/credit/purchases", "/billing/profile",
+                 "/billing/invoices", f"/billing/invoices/{number}.pdf"):
+        client.get(path, status=403)
+    client.post("/credit/buy/confirm", {"amount": "1000"}, status=403)
