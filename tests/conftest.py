@@ -86,3 +86,23 @@ def session(app):
 @pytest.fixture
 def client(app):
     return PageClient(app.test_client(), app)
+
+
+@pytest.fixture
+def stripe():
+    from tests.stripe_fake import FakeStripe
+
+    return FakeStripe()
+
+
+@pytest.fixture
+def stripe_app(database_url, clock, stripe):
+    """The portal with the Stripe gateway, talking to the recorded-object fake; webhooks
+    accept the suite's secret and an older one (a rotation in progress)."""
+    from tests.stripe_fake import WEBHOOK_SECRET
+
+    app = make_app(database_url, CLOCK=clock, STRIPE_SECRET_KEY="sk_test_chotto_suite", STRIPE_HTTP_CLIENT=stripe,
+                   STRIPE_WEBHOOK_SECRET=f"whsec_test_old_secret_being_rotated_out,{WEBHOOK_SECRET}")
+    yield app
+    _empty_tables(app.extensions["portal.engine"])
+    app.extensions["portal.engine"].dispose()

@@ -1,0 +1,399 @@
+"""The Stripe gateway through stripe-python's injectable HTTP client (recorded objects), and
+the webhook endpoint with locally signed events: parameters sent, signature checks,
+duplicates, every ordering of events, refunds and disputes, the 90-day boundary."""
+
+import itertools
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, text
+
+from portal.billing import service
+from portal.billing.models import Invoice, Purchase, WebhookEvent
+from portal.ledger import service as ledger
+from portal.ledger.check import check
+from portal.ledger.models import CreditState, Hold, Lot
+from portal.ledger.rules import InsufficientCredit
+from tests.helpers import PageClient, db_session, make_user
+from tests.stripe_fake import WEBHOOK_SECRET, signature
+
+YEN = 1000
+PROFILE = dict(legal_name="Example KK", postal_code="100-0001", address="1-1 Chiyoda, Tokyo",
+               billing_email="finance@example.com", residency="JP", registration_number=None)
+
+
+def customer(app, email="owner@example.com"):
+    user = make_user(app, email=email)
+    with db_session(app) as session:
+        from portal.accounts.models import Membership
+
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
+        service.save_profile(session=session, account_id=account_id, now=app.config["CLOCK"](), **PROFILE)
+    return user, account_id
+
+
+def start(app, user, account_id, amount=1000) -> Purchase:
+    with app.app_context(), db_session(app) as session:
+        return service.start_purchase(
+            session=session, gateway=app.extensions["portal.gateway"], account_id=account_id, user_id=user.id,
+            amount_yen=amount, minimum=1000, language="ja", base_url=app.config["BASE_URL"], now=app.config["CLOCK"](),
+        )
+
+
+def deliver(app, payload: bytes, header: str | None, client=None):
+    client = client or app.test_client()
+    headers = {"Content-Type": "application/json"} | ({"Stripe-Signature": header} if header else {})
+    return client.post("/webhooks/stripe", data=payload, headers=headers)
+
+
+def send(app, stripe, event_type, session_id, clock, **kwargs):
+    payload = stripe.event(event_type, session_id, clock(), **kwargs)
+    return deliver(app, payload, signature(payload, clock()))
+
+
+def snapshot(app, purchase_id):
+    """What "the same state" means: the purchase's fields, its lot, holds, the account's totals."""
+    with db_session(app) as session:
+        purchase = session.get(Purchase, purchase_id)
+        lot = session.get(Lot, purchase.lot_id) if purchase.lot_id else None
+        state = session.get(CreditState, purchase.account_id)
+        open_holds = session.scalars(select(Hold.amount).where(Hold.account_id == purchase.account_id,
+                                                                Hold.closed_at.is_(None))).all()
+        invoices = session.scalars(select(Invoice.kind).where(Invoice.purchase_id == purchase_id)).all()
+        return {
+            "status": purchase.status, "refunded": purchase.refunded_yen, "taken_back": purchase.taken_back,
+            "dispute": purchase.dispute_status, "paid_at": purchase.paid_at,
+            "lot": (lot.amount, lot.remaining, lot.expires_at, lot.refunded_at is not None) if lot else None,
+            "balance": state.balance, "held": state.held, "open_holds": sorted(open_holds),
+            "invoices": sorted(invoices),
+        }
+
+
+def ledger_ok(app):
+    with db_session(app) as session:
+        problems, _ = check(session, now=app.config["CLOCK"]())
+    assert problems == []
+
+
+# -- the Checkout Session we ask for ---------------------------------------------------------
+
+
+def test_checkout_sends_jpy_amounts_the_tax_line_methods_metadata_and_our_idempotency_key(stripe_app, stripe):
+    user, account_id = customer(stripe_app)
+    client = PageClient(stripe_app.test_client(), stripe_app)
+    client.login(user.email)
+    confirm = client.get("/credit/buy/confirm?amount=1000")
+    assert "form-action 'self' https://checkout.stripe.com" in confirm.headers["Content-Security-Policy"]
+    response = client.post("/credit/buy/confirm", {"amount": "1000"}, status=303)
+    assert response.headers["Location"].startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    [sent] = stripe.requests
+    with db_session(stripe_app) as session:
+        purchase = session.scalars(select(Purchase)).one()
+    assert (sent["method"], sent["path"]) == ("POST", "/v1/checkout/sessions")
+    assert sent["headers"]["Idempotency-Key"] == f"chotto-checkout-{purchase.public_id}"
+    assert sent["headers"]["Authorization"] == "Bearer sk_test_chotto_suite"
+    form = sent["form"]
+    assert form["mode"] == "payment" and form["currency"] == "jpy"
+    assert form["line_items[0][price_data][currency]"] == "jpy"
+    assert form["line_items[0][price_data][unit_amount]"] == "1000"
+    assert form["line_items[0][price_data][product_data][name]"] == "Chotto prepaid credit ¥1,000 (valid for 90 days from payment)"
+    assert form["line_items[1][price_data][unit_amount]"] == "100"
+    assert form["line_items[1][price_data][product_data][name]"] == "Consumption tax 10%"
+    assert form["locale"] == "en"
+    assert (form["payment_method_types[0]"], form["payment_method_types[1]"]) == ("card", "konbini")
+    assert form["payment_method_options[konbini][expires_after_days]"] == "3"
+    assert form["metadata[purchase]"] == purchase.public_id and form["metadata[account]"] == str(account_id)
+    assert form["payment_intent_data[metadata][purchase]"] == purchase.public_id
+    assert form["client_reference_id"] == purchase.public_id
+    assert form["success_url"] == f"https://portal.chotto.test/credit/purchases/{purchase.public_id}?returned=1"
+    assert purchase.checkout_session_id == stripe.last_session()["id"] and purchase.total_yen == 1100
+
+
+def test_totals_above_the_konbini_ceiling_offer_card_only_and_overseas_customers_no_tax_line(stripe_app, stripe):
+    user, account_id = customer(stripe_app)
+    start(stripe_app, user, account_id, amount=300_000)  # ¥330,000 with tax: over konbini's ¥300,000
+    form = stripe.requests[-1]["form"]
+    assert form["payment_method_types[0]"] == "card" and "payment_method_types[1]" not in form
+    assert "payment_method_options[konbini][expires_after_days]" not in form
+    with db_session(stripe_app) as session:
+        service.save_profile(session=session, account_id=account_id, now=stripe_app.config["CLOCK"](),
+                             **PROFILE | {"residency": "overseas"})
+    start(stripe_app, user, account_id, amount=1000)
+    form = stripe.requests[-1]["form"]
+    assert form["line_items[0][price_data][unit_amount]"] == "1000" and "line_items[1][price_data][unit_amount]" not in form
+
+
+def test_a_gateway_that_does_not_answer_leaves_a_failed_purchase_and_no_charge(stripe_app, stripe):
+    user, account_id = customer(stripe_app)
+    stripe.fail_next = 10
+    with pytest.raises(service.GatewayUnavailable):
+        start(stripe_app, user, account_id)
+    with db_session(stripe_app) as session:
+        purchase = session.scalars(select(Purchase)).one()
+    assert purchase.status == "failed" and purchase.checkout_session_id is None
+    keys = {r["headers"].get("Idempotency-Key") for r in stripe.requests}
+    assert keys == {f"chotto-checkout-{purchase.public_id}"}  # retries reuse our key: one session at most
+
+
+# -- fulfilment --------------------------------------------------------------------------------
+
+
+def test_a_card_payment_grants_one_lot_from_the_payment_time_and_a_receipt(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    session_id = purchase.checkout_session_id
+    clock.advance(minutes=3)
+    stripe.pay_by_card(session_id, clock())
+    assert send(stripe_app, stripe, "checkout.session.completed", session_id, clock).status_code == 200
+    state = snapshot(stripe_app, purchase.id)
+    assert state["status"] == "paid" and state["lot"] == (1000 * YEN, 1000 * YEN, clock() + timedelta(days=90), False)
+    assert state["invoices"] == ["invoice"] and state["paid_at"] == clock()
+    ledger_ok(stripe_app)
+
+
+def test_the_same_completed_event_10_times_at_once_and_10_times_in_a_row_grants_once(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    payload = stripe.event("checkout.session.completed", purchase.checkout_session_id, clock())
+    header = signature(payload, clock())
+    barrier = threading.Barrier(10)
+
+    def once(_):
+        client = stripe_app.test_client()
+        barrier.wait()
+        return deliver(stripe_app, payload, header, client).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        concurrent = list(pool.map(once, range(10)))
+    sequential = []
+    for _ in range(10):
+        clock.advance(seconds=0.3)
+        sequential.append(deliver(stripe_app, payload, signature(payload, clock())).status_code)
+    assert concurrent == [200] * 10 and sequential == [200] * 10
+    # another event about the same payment (a different id) changes nothing either
+    assert send(stripe_app, stripe, "payment_intent.succeeded", purchase.checkout_session_id, clock).status_code == 200
+    with db_session(stripe_app) as session:
+        assert len(session.scalars(select(Lot).where(Lot.kind == "purchase")).all()) == 1
+        assert len(session.scalars(select(Invoice)).all()) == 1
+        assert session.get(CreditState, account_id).balance == 1000 * YEN
+    ledger_ok(stripe_app)
+
+
+def test_payment_intent_and_event_ids_are_unique_in_the_database(stripe_app, stripe, clock):
+    with db_session(stripe_app) as session:
+        indexes = {c.name for c in Purchase.__table__.constraints} | {i.name for i in Purchase.__table__.indexes}
+    assert Purchase.__table__.c.payment_intent_id.unique and WebhookEvent.__table__.c.event_id.unique
+    assert Purchase.__table__.c.lot_id.unique and indexes
+
+
+@pytest.mark.parametrize("tamper", ["body", "wrong secret", "stale", "future", "missing header", "garbled header",
+                                    "no v1"])
+def test_a_bad_signature_gets_400_and_changes_nothing(stripe_app, stripe, clock, tamper):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    payload = stripe.event("checkout.session.completed", purchase.checkout_session_id, clock())
+    header = signature(payload, clock())
+    if tamper == "body":
+        payload = payload.replace(b'"amount_total": 1100', b'"amount_total": 110000')
+    elif tamper == "wrong secret":
+        header = signature(payload, clock(), secret="whsec_not_ours")
+    elif tamper == "stale":
+        header = signature(payload, clock() - timedelta(seconds=301))
+    elif tamper == "future":
+        header = signature(payload, clock() + timedelta(seconds=301))
+    elif tamper == "missing header":
+        header = None
+    elif tamper == "garbled header":
+        header = "t=abc,v1=zz"
+    elif tamper == "no v1":
+        header = header.split(",")[0]
+    response = deliver(stripe_app, payload, header)
+    assert response.status_code == 400
+    with db_session(stripe_app) as session:
+        assert session.scalars(select(WebhookEvent)).all() == []
+        assert session.get(CreditState, account_id).balance == 0
+        assert session.get(Purchase, purchase.id).status == "open"
+
+
+def test_signatures_within_300_seconds_and_with_the_old_secret_during_rotation_are_accepted(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    payload = stripe.event("checkout.session.completed", purchase.checkout_session_id, clock())
+    old = signature(payload, clock() - timedelta(seconds=300), secret="whsec_test_old_secret_being_rotated_out")
+    assert deliver(stripe_app, payload, old).status_code == 200
+    assert snapshot(stripe_app, purchase.id)["status"] == "paid"
+
+
+def test_the_amount_stripe_reports_must_match_the_quote(stripe_app, stripe, clock, caplog):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    stripe.sessions[purchase.checkout_session_id]["amount_total"] = 110
+    assert send(stripe_app, stripe, "checkout.session.completed", purchase.checkout_session_id, clock).status_code == 200
+    assert snapshot(stripe_app, purchase.id)["lot"] is None
+    assert "do not match" in caplog.text
+
+
+def test_events_for_payments_that_are_not_ours_are_acknowledged_once(stripe_app, stripe, clock):
+    payload = (b'{"id": "evt_foreign", "object": "event", "type": "checkout.session.completed", '
+               b'"data": {"object": {"id": "cs_other", "object": "checkout.session", "metadata": {}}}}')
+    assert deliver(stripe_app, payload, signature(payload, clock())).json == {"received": True, "result": "ignored"}
+    assert deliver(stripe_app, payload, signature(payload, clock())).json["duplicate"] is True
+
+
+# -- konbini and the 90 days -----------------------------------------------------------------
+
+
+def test_konbini_paid_days_later_runs_90_days_from_the_store_payment_to_the_second(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    session_id = purchase.checkout_session_id
+    stripe.konbini_voucher(session_id, clock(), clock() + timedelta(days=3))
+    send(stripe_app, stripe, "checkout.session.completed", session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["status"] == "awaiting" and state["lot"] is None and state["balance"] == 0
+    clock.advance(days=2, hours=7, seconds=13)
+    paid_at = clock()
+    stripe.konbini_paid(session_id, paid_at)
+    send(stripe_app, stripe, "checkout.session.async_payment_succeeded", session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["lot"][2] == paid_at + timedelta(days=90) and state["paid_at"] == paid_at
+    with db_session(stripe_app) as session:
+        ledger.debit(session=session, account_id=account_id, amount=1 * YEN, idempotency_key="last-second",
+                     reason="sms", now=paid_at + timedelta(days=90, seconds=-1))
+        with pytest.raises(InsufficientCredit):
+            ledger.debit(session=session, account_id=account_id, amount=1 * YEN, idempotency_key="too-late",
+                         reason="sms", now=paid_at + timedelta(days=90))
+
+
+def test_a_lapsed_konbini_voucher_marks_the_purchase_failed(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    session_id = purchase.checkout_session_id
+    stripe.konbini_voucher(session_id, clock(), clock() + timedelta(days=3))
+    send(stripe_app, stripe, "checkout.session.completed", session_id, clock)
+    clock.advance(days=3, seconds=1)
+    stripe.konbini_lapsed(session_id)
+    send(stripe_app, stripe, "checkout.session.async_payment_failed", session_id, clock)
+    assert snapshot(stripe_app, purchase.id)["status"] == "failed"
+
+
+# -- refunds and disputes ----------------------------------------------------------------------
+
+
+def paid_purchase(stripe_app, stripe, clock, amount=1000):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id, amount=amount)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    send(stripe_app, stripe, "checkout.session.completed", purchase.checkout_session_id, clock)
+    return purchase, account_id
+
+
+def spend(app, account_id, yen, key):
+    with db_session(app) as session:
+        ledger.debit(session=session, account_id=account_id, amount=yen * YEN, idempotency_key=key, reason="sms",
+                     now=app.config["CLOCK"]())
+
+
+def test_a_full_refund_after_60_percent_use_takes_back_only_the_unused_40_percent(stripe_app, stripe, clock):
+    purchase, account_id = paid_purchase(stripe_app, stripe, clock)
+    spend(stripe_app, account_id, 600, "use")
+    stripe.refund(purchase.checkout_session_id, 1100, clock())
+    for _ in range(2):  # a redelivery changes nothing
+        send(stripe_app, stripe, "charge.refunded", purchase.checkout_session_id, clock, event_id="evt_refund")
+    state = snapshot(stripe_app, purchase.id)
+    assert state["lot"][1] == 0 and state["balance"] == 0 and state["refunded"] == 1100
+    with db_session(stripe_app) as session:
+        kinds = session.execute(text("SELECT kind, amount FROM credit_transactions ORDER BY id")).all()
+    assert [tuple(k) for k in kinds] == [("grant", 1000 * YEN), ("debit", -600 * YEN), ("refund", -400 * YEN)]
+    ledger_ok(stripe_app)
+
+
+def test_partial_refunds_take_back_their_share_from_the_cumulative_amount(stripe_app, stripe, clock):
+    purchase, account_id = paid_purchase(stripe_app, stripe, clock)
+    stripe.refund(purchase.checkout_session_id, 550, clock())  # half of ¥1,100: ¥500 of credit
+    send(stripe_app, stripe, "charge.refunded", purchase.checkout_session_id, clock)
+    assert snapshot(stripe_app, purchase.id)["lot"][1] == 500 * YEN
+    spend(stripe_app, account_id, 300, "use")
+    stripe.refund(purchase.checkout_session_id, 550, clock())  # the rest: only ¥200 is left to take
+    send(stripe_app, stripe, "charge.refunded", purchase.checkout_session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["lot"][1] == 0 and state["balance"] == 0 and state["taken_back"] == 1000 * YEN
+    assert state["invoices"] == ["invoice"]  # refunds under ¥10,000: no return invoice
+    ledger_ok(stripe_app)
+
+
+def test_a_refund_of_10000_yen_or_more_gets_a_return_invoice(stripe_app, stripe, clock):
+    purchase, account_id = paid_purchase(stripe_app, stripe, clock, amount=20_000)
+    stripe.refund(purchase.checkout_session_id, 9_999, clock())
+    stripe.refund(purchase.checkout_session_id, 11_000, clock())
+    send(stripe_app, stripe, "charge.refunded", purchase.checkout_session_id, clock)
+    with db_session(stripe_app) as session:
+        [returned] = session.scalars(select(Invoice).where(Invoice.kind == "return")).all()
+    assert (returned.number, returned.total_yen, returned.amount_yen, returned.tax_yen) == ("RET-00000001", 11_000, 10_000, 1_000)
+
+
+def test_a_dispute_freezes_the_unused_credit_and_a_win_releases_it(stripe_app, stripe, clock):
+    purchase, account_id = paid_purchase(stripe_app, stripe, clock)
+    spend(stripe_app, account_id, 100, "use")
+    stripe.dispute(purchase.checkout_session_id, "needs_response", clock())
+    send(stripe_app, stripe, "charge.dispute.created", purchase.checkout_session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["dispute"] == "open" and state["open_holds"] == [900 * YEN] and state["balance"] == 0
+    with pytest.raises(InsufficientCredit):
+        spend(stripe_app, account_id, 1, "frozen")
+    stripe.dispute(purchase.checkout_session_id, "won", clock())
+    send(stripe_app, stripe, "charge.dispute.closed", purchase.checkout_session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["dispute"] == "won" and state["open_holds"] == [] and state["balance"] == 900 * YEN
+    ledger_ok(stripe_app)
+
+
+def test_a_lost_dispute_writes_the_frozen_credit_off(stripe_app, stripe, clock):
+    purchase, account_id = paid_purchase(stripe_app, stripe, clock)
+    stripe.dispute(purchase.checkout_session_id, "needs_response", clock())
+    send(stripe_app, stripe, "charge.dispute.created", purchase.checkout_session_id, clock)
+    stripe.dispute(purchase.checkout_session_id, "lost", clock())
+    send(stripe_app, stripe, "charge.dispute.closed", purchase.checkout_session_id, clock)
+    state = snapshot(stripe_app, purchase.id)
+    assert state["dispute"] == "lost" and state["lot"][1:] == (0, clock() + timedelta(days=90), True)
+    assert state["balance"] == 0 and state["held"] == 0
+    ledger_ok(stripe_app)
+
+
+# -- every ordering ----------------------------------------------------------------------------
+
+EVENTS = ("checkout.session.completed", "checkout.session.async_payment_succeeded", "charge.refunded",
+          "charge.dispute.created", "charge.dispute.closed")
+
+
+@pytest.mark.parametrize("outcome", ["won", "lost"])
+def test_every_ordering_of_the_five_events_ends_in_the_in_order_state(stripe_app, stripe, clock, outcome):
+    """A konbini payment paid at the store, refunded ¥550, disputed and the dispute closed:
+    all 120 orderings of the five deliveries end where the in-order delivery ends."""
+    user, account_id = customer(stripe_app)
+    orderings = list(itertools.permutations(EVENTS))
+    assert len(orderings) == 120
+    states = []
+    for order in [EVENTS] + orderings:
+        purchase = start(stripe_app, user, account_id)
+        session_id = purchase.checkout_session_id
+        stripe.konbini_voucher(session_id, clock(), clock() + timedelta(days=3))
+        stripe.konbini_paid(session_id, clock())
+        stripe.refund(session_id, 550, clock())
+        stripe.dispute(session_id, outcome, clock())
+        for event_type in order:
+            assert send(stripe_app, stripe, event_type, session_id, clock).status_code == 200
+        state = snapshot(stripe_app, purchase.id)
+        state.pop("balance"), state.pop("held")  # account-wide: grows with each purchase
+        states.append(state)
+    in_order = states[0]
+    assert in_order["status"] == "paid" and in_order["dispute"] == outcome and in_order["refunded"] == 550
+    assert in_order["lot"][1] == (500 * YEN if outcome == "won" else 0)
+    assert all(state == in_order for state in states[1:])
+    ledger_ok(stripe_app)
