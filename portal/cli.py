@@ -25,7 +25,7 @@ def main():
 
 
 def register(app) -> None:
-    for command in (database, worker, accounts, credits, ledger, expire):
+    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices):
         app.cli.add_command(command)
 
 
@@ -140,7 +140,10 @@ def check_ledger():
     """Verify the ledger's invariants for every account; exit 1 on any mismatch."""
     from portal.ledger.check import check
 
+    from portal.billing.operator import check_payments
+
     problems, notes = check(db.session(), now=clock.now())
+    problems = [*problems, *check_payments(db.session())]
     for note in notes:
         click.echo(f"note: {note}")
     for problem in problems:
@@ -148,6 +151,52 @@ def check_ledger():
     if problems:
         sys.exit(1)
     click.echo("ledger check passed")
+
+
+@click.group("payments")
+def payments():
+    """Payments at the gateway."""
+
+
+@payments.command("reconcile")
+@with_appcontext
+def reconcile_payments():
+    """Ask the gateway about purchases still waiting for payment and apply what it says."""
+    from flask import current_app
+
+    from portal.billing.operator import reconcile_pending
+    from portal.webhooks import issuer_of
+
+    applied = reconcile_pending(session=db.session(), gateway=current_app.extensions["portal.gateway"],
+                                issuer=issuer_of(current_app), now=clock.now())
+    click.echo(f"payments reconciled: {applied} purchases updated")
+
+
+@click.group("invoices")
+def invoices():
+    """Receipts and qualified invoices."""
+
+
+@invoices.command("reissue")
+@click.argument("number")
+@click.option("--reason", required=True, help="Why it is re-issued: printed on the new document.")
+@click.option("--recipient-name", default=None, help="The corrected recipient name (defaults to the original's).")
+@with_appcontext
+def reissue_invoice(number, reason, recipient_name):
+    """Issue a corrected copy of invoice NUMBER under a new number, marked as a re-issue."""
+    from flask import current_app
+
+    from portal.billing import documents
+    from portal.billing import invoices as billing_invoices
+    from portal.webhooks import issuer_of
+
+    try:
+        copy = billing_invoices.reissue(session=db.session(), number=number, reason=reason,
+                                        recipient_name=recipient_name, issuer=issuer_of(current_app), now=clock.now())
+    except billing_invoices.UnknownInvoice:
+        raise click.ClickException(f"no invoice numbered {number}")
+    documents.pdf_of(db.session(), invoice_id=copy.id, language="ja", now=clock.now())
+    click.echo(f"re-issued {number} as {copy.number}")
 
 
 if __name__ == "__main__":

@@ -67,13 +67,31 @@ def sweep_expiry(app: Flask) -> int:
     return lines
 
 
+def billing_round(app: Flask) -> int:
+    """Payments whose webhook has not come, and invoice PDFs not rendered yet."""
+    from portal.billing.documents import render_pending
+    from portal.billing.operator import reconcile_pending
+    from portal.webhooks import issuer_of
+
+    with app.app_context():
+        with db.job_session() as session:
+            applied = reconcile_pending(session=session, gateway=app.extensions["portal.gateway"],
+                                        issuer=issuer_of(app), now=clock.now())
+            rendered = render_pending(session, now=clock.now())
+    if applied or rendered:
+        log.info("billing: %s purchases reconciled, %s invoice PDFs rendered", applied, rendered)
+    return applied + rendered
+
+
 def reconcile(app: Flask) -> int:
     """The daily ledger check (R15): any drift is logged as an error for the operators."""
+    from portal.billing.operator import check_payments
     from portal.ledger.check import check
 
     with app.app_context():
         with db.job_session() as session:
             problems, _ = check(session, now=clock.now())
+            problems = [*problems, *check_payments(session)]
     for problem in problems:
         log.error("ledger drift: %s", problem)
     return len(problems)
@@ -102,6 +120,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
         if time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + SWEEP_EVERY
             _guarded("expiry sweep", sweep_expiry, app)
+            _guarded("billing", billing_round, app)
         handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:
             time.sleep(idle_sleep_seconds)

@@ -246,7 +246,9 @@ def _apply(session: Session, state, lots, purchase: Purchase, facts: PaymentFact
     if purchase.status == "paid" and purchase.lot_id is None:
         purchase.paid_at = facts.paid_at or now
         purchase.lot_id = _grant(session, state, lots, purchase, now)
-        issued.append(invoices.issue_in(session, purchase=purchase, issuer=issuer, now=now).id)
+        invoice = invoices.issue_in(session, purchase=purchase, issuer=issuer, now=now)
+        issued.append(invoice.id)
+        _tell_billing_contact(session, purchase, invoice, now)
     if purchase.lot_id is None:
         return issued
     for refund in facts.refunds:
@@ -259,6 +261,17 @@ def _apply(session: Session, state, lots, purchase: Purchase, facts: PaymentFact
         purchase.dispute_status = rules.next_dispute_status(purchase.dispute_status, facts.dispute_status)
     _settle_credit(session, state, purchase, now)
     return issued
+
+
+def _tell_billing_contact(session: Session, purchase: Purchase, invoice, now: datetime) -> None:
+    """The payment confirmation and receipt notice, through the outbox in this transaction."""
+    from portal import mail
+
+    profile = session.get(BillingProfile, purchase.account_id)
+    if profile is None:
+        return
+    mail.queue(session, to=profile.billing_email, template="payment_received", language=purchase.language, now=now,
+               purchase=purchase, invoice=invoice, expires_at=ledger_rules.purchase_expiry(purchase.paid_at))
 
 
 def _grant(session: Session, state, lots, purchase: Purchase, now: datetime) -> int:

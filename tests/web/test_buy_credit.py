@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal.billing.models import Purchase
 from portal.ledger import queries
-from tests.helpers import PageClient, db_session, make_user
+from tests.helpers import PageClient, db_session, deliver_outbox, mails_to, make_user
 from tests.web.test_dashboard import signed_in
 
 PROFILE = {"legal_name": "Example KK", "postal_code": "100-0001", "address": "1-1 Chiyoda, Chiyoda-ku, Tokyo",
@@ -113,6 +113,10 @@ def test_a_sandbox_card_payment_grants_a_lot_valid_90_days_and_a_receipt(app, cl
         assert expected in text, expected
     assert client.get(link).data == response.data  # stored: served unchanged
     assert purchase.status == "paid"
+    deliver_outbox(app)
+    [mail] = mails_to(app, "finance@example.com")
+    assert mail.subject == "Payment received: ¥1,000 of Chotto credit added"
+    assert f"https://portal.chotto.test{link}" in mail.text_body and "¥1,100" in mail.text_body
 
 
 def test_a_declined_card_says_so_and_grants_nothing(app):

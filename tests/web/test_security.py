@@ -24,6 +24,9 @@ ROUTES = [
     "/invitations/<token>", "/test-inbox", "/profile/", "/profile/password",
     "/profile/sessions/<int:session_id>/end", "/profile/account/<int:account_id>",
     "/dev/mailbox/", "/dev/mailbox/<int:mail_id>", "/static/<path:filename>",
+    "/legal/commercial-transactions", "/billing/profile", "/credit/buy", "/credit/buy/confirm", "/credit/purchases",
+    "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/webhooks/stripe",
+    "/sandbox/checkout/<session_id>",
 ]
 
 
@@ -107,14 +110,19 @@ def test_production_cookies_are_host_prefixed_secure_httponly_and_lax(database_u
 
 PRODUCTION = {
     "ENV": "production", "SECRET_KEY": TEST_SECRET, "BASE_URL": "https://portal.chotto.test",
-    "SMTP_URL": "smtp://mail.chotto.test:587",
+    "SMTP_URL": "smtp://mail.chotto.test:587", "STRIPE_SECRET_KEY": "sk_live_configured",
+    "STRIPE_WEBHOOK_SECRET": "whsec_configured", "ISSUER_NAME": "Chotto KK", "ISSUER_REGISTRATION_NUMBER": "T7000012050002",
+    "LEGAL_REPRESENTATIVE": "Hanako Yamada", "LEGAL_ADDRESS": "1-1 Chiyoda, Tokyo", "LEGAL_PHONE": "03-0000-0000",
+    "LEGAL_EMAIL": "support@chotto.test",
 }
 
 
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"SECRET_KEY": "short"}, {"BASE_URL": "http://portal.example"}, {"DEBUG": True}, {"ENV": "staging"},
-     {"SMTP_URL": ""}],
+     {"SMTP_URL": ""}, {"STRIPE_SECRET_KEY": ""}, {"STRIPE_WEBHOOK_SECRET": ""},
+     {"ISSUER_REGISTRATION_NUMBER": "T7123456789012"}, {"ISSUER_REGISTRATION_NUMBER": "T7000012050003"},
+     {"ISSUER_NAME": "Chotto sample issuer (development only)"}, {"LEGAL_ADDRESS": " "}, {"MIN_PURCHASE_YEN": 0}],
 )
 def test_production_refuses_to_start_with_unsafe_settings(overrides):
     settings = PRODUCTION | overrides
