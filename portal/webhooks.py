@@ -85,16 +85,19 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
         return {"received": True, "duplicate": True}, 200
     gateway = current_app.extensions["portal.gateway"]
     purchase_ref = _purchase_ref(session, gateway, event)
-    if purchase_ref is None:
-        outcome = service.record_unrelated(session=session, event=service.Event(event.id, event.type), now=now)
-        return {"received": True, "result": outcome.result}, 200
-    checkout = service.checkout_of(session, purchase_ref=purchase_ref)
+    checkout = service.checkout_of(session, purchase_ref=purchase_ref) if purchase_ref else None
     if checkout is None:
         outcome = service.record_unrelated(session=session, event=service.Event(event.id, event.type), now=now)
+        log.info("webhook %s (%s) concerns no purchase of ours: %s", event.id, event.type, outcome.result)
         return {"received": True, "result": outcome.result}, 200
-    facts = gateway.fetch(checkout)
+    try:
+        facts = gateway.fetch(checkout)
+    except Exception as error:  # Stripe retries the delivery later; nothing was changed
+        log.warning("webhook %s (%s): the gateway could not be asked: %s", event.id, event.type, type(error).__name__)
+        return {"error": "payment gateway unavailable; retry later"}, 503
     outcome = service.apply_facts(session=session, purchase_ref=purchase_ref, facts=facts,
                                   event=service.Event(event.id, event.type), issuer=issuer_of(current_app), now=now)
+    log.info("webhook %s (%s) for purchase %s: %s", event.id, event.type, purchase_ref, outcome.result)
     if outcome.new_invoices:
         try:
             render_pending(session, now=now)

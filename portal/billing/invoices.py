@@ -7,6 +7,7 @@ unchanged ever after. A re-issue is a new invoice, with a new number, that names
 replaces."""
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, insert, select
@@ -91,12 +92,35 @@ def reissue(*, session: Session, number: str, reason: str, recipient_name: str |
     return copy
 
 
-def invoices_of(session: Session, *, account_id: int) -> list[tuple[Invoice, str | None]]:
-    """The account's invoices, newest first, each with the number it re-issues (if any)."""
-    rows = session.scalars(select(Invoice).where(Invoice.account_id == account_id).order_by(Invoice.id.desc())).all()
-    numbers = {row.id: row.number for row in rows}
+@dataclass(frozen=True)
+class Search:
+    """Finance's filters: issue date range (UTC bounds), counterparty text, total range."""
+
+    issued_from: datetime | None = None
+    issued_before: datetime | None = None
+    counterparty: str = ""
+    min_total: int | None = None
+    max_total: int | None = None
+
+
+def invoices_of(session: Session, *, account_id: int, search: Search = Search()) -> list[tuple[Invoice, str | None]]:
+    """The account's invoices matching `search`, newest first, each with the number it
+    re-issues (if any)."""
+    query = select(Invoice).where(Invoice.account_id == account_id)
+    if search.issued_from:
+        query = query.where(Invoice.issued_at >= search.issued_from)
+    if search.issued_before:
+        query = query.where(Invoice.issued_at < search.issued_before)
+    if search.counterparty:
+        query = query.where(func.lower(Invoice.recipient_name).contains(search.counterparty.lower(), autoescape=True))
+    if search.min_total is not None:
+        query = query.where(Invoice.total_yen >= search.min_total)
+    if search.max_total is not None:
+        query = query.where(Invoice.total_yen <= search.max_total)
+    rows = session.scalars(query.order_by(Invoice.id.desc())).all()
+    all_numbers = dict(session.execute(select(Invoice.id, Invoice.number).where(Invoice.account_id == account_id)).all())
     session.commit()
-    return [(row, numbers.get(row.reissue_of)) for row in rows]
+    return [(row, all_numbers.get(row.reissue_of)) for row in rows]
 
 
 def invoices_of_purchase(session: Session, *, purchase_id: int) -> list[Invoice]:

@@ -1,6 +1,10 @@
 """Buying credit and billing: the billing profile, amount → final confirmation → checkout →
 status, purchase history, and the invoices (owners and billing members only)."""
 
+import csv
+import io
+from datetime import date, datetime, time, timedelta
+
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -9,10 +13,12 @@ from flask_login import current_user
 from portal import clock, db
 from portal.accounts import sessions
 from portal.billing import documents, invoices, rules, service
+from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
 from portal.web import security
 from portal.web.auth import safe_next
 from portal.web.current import role_required
+from portal.web.extensions import limiter
 from portal.web.forms import AmountForm, BillingProfileForm, PayForm
 from portal.web.fragments import render_page
 
@@ -134,6 +140,7 @@ def confirm():
 
 @bp.post("/credit/buy/confirm")
 @role_required(*BUYERS)
+@limiter.limit("20 per hour", key_func=lambda: f"pay:{current_user.id}")
 def pay():
     form = PayForm()
     if not form.validate_on_submit():
@@ -184,11 +191,61 @@ def purchase(public_id: str):
 # -- invoices -----------------------------------------------------------------------------------
 
 
+def _search() -> tuple[invoices.Search, dict[str, str]]:
+    """Filters from the query string: dates are Japan calendar days, amounts whole yen."""
+    args, errors, found = request.args, {}, {}
+    for name, field in (("from", "issued_from"), ("to", "issued_before")):
+        raw = (args.get(name) or "").strip()
+        if raw:
+            try:
+                day = date.fromisoformat(raw) + (timedelta(days=1) if name == "to" else timedelta())
+                found[field] = datetime.combine(day, time(), tzinfo=JST)
+            except ValueError:
+                errors[name] = _("Enter a date such as 2026-11-27.")
+    for name, field in (("min", "min_total"), ("max", "max_total")):
+        raw = (args.get(name) or "").strip()
+        if raw:
+            try:
+                found[field] = rules.parse_amount(raw)
+            except ValueError:
+                errors[name] = _("Enter a whole number of yen, for example 1000.")
+    found["counterparty"] = (args.get("q") or "").strip()[:200]
+    return invoices.Search(**found), errors
+
+
 @bp.get("/billing/invoices")
 @role_required(*BUYERS)
 def invoice_list():
-    rows = invoices.invoices_of(db.session(), account_id=_account_id())
-    return render_page("billing/invoices.html", invoices=rows)
+    search, errors = _search()
+    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    filtered = any(request.args.get(name) for name in ("from", "to", "q", "min", "max"))
+    return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args)
+
+
+@bp.get("/billing/invoices.csv")
+@role_required(*BUYERS)
+def invoice_export():
+    search, errors = _search()
+    if errors:
+        abort(400)
+    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["number", "document", "issued_at_jst", "transaction_date_jst", "recipient_name",
+                     "recipient_registration_number", "amount_excluding_tax_yen", "tax_rate_percent", "tax_yen",
+                     "total_yen", "reissue_of", "issuer_registration_number"])
+    for invoice, replaces in rows:
+        writer.writerow([
+            invoice.number, invoice.kind, invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
+            invoice.transaction_date.astimezone(JST).strftime("%Y-%m-%d"), invoice.recipient_name,
+            invoice.recipient_registration_number or "", invoice.amount_yen, invoice.tax_rate, invoice.tax_yen,
+            invoice.total_yen, replaces or "", invoice.issuer_registration_number,
+        ])
+    response = make_response("\ufeff" + out.getvalue())  # a BOM, so spreadsheet software reads UTF-8
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = 'attachment; filename="chotto-invoices.csv"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.get("/billing/invoices/<number>.pdf")

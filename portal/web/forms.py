@@ -126,7 +126,7 @@ class BillingProfileForm(FlaskForm):
     )
     tax_residency = RadioField(
         _l("Tax residency"),
-        choices=[SelectChoice("JP", _l("Japan (10% consumption tax is added)")),
+        choices=[SelectChoice("JP", _l("Japan (%(rate)s%% consumption tax is added)", rate=10)),
                  SelectChoice("overseas", _l("Outside Japan (no Japanese consumption tax)"))],
         default="JP", validators=[InputRequired()],
     )

@@ -60,7 +60,7 @@ def test_buying_1000_yen_with_the_sandbox_credits_the_account_and_issues_a_recei
     page.get_by_role("button", name="Go to the dashboard").click()
     expect(page.get_by_test_id("available")).to_have_text("¥1,050")
 
-    page.get_by_role("link", name="Billing").click()
+    page.get_by_role("link", name="Credit and billing").click()
     page.get_by_role("link", name="Receipts and invoices").click()
     screenshot(page, "invoices")
     with page.expect_download() as download_info:

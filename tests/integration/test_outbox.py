@@ -80,6 +80,8 @@ def test_the_worker_sweeps_expired_credit(app, clock):
 
 
 def test_the_daily_reconciliation_logs_drift_as_an_error(app, clock, caplog):
+    from datetime import timedelta
+
     from sqlalchemy import text
 
     from portal.ledger import service
@@ -87,7 +89,8 @@ def test_the_daily_reconciliation_logs_drift_as_an_error(app, clock, caplog):
 
     with db_session(app) as session:
         account = new_account(session, clock())
-        service.grant_purchase(session=session, account_id=account, amount=5000, paid_at=clock(), payment_ref="pi", now=clock())
+        service.grant(session=session, account_id=account, kind="grant", amount=5000, expires_at=clock() + timedelta(days=90),
+                      source_ref="operator:1", idempotency_key="grant-1", reason="goodwill", now=clock())
     assert worker.reconcile(app) == 0
     with db_session(app) as session:
         session.execute(text("UPDATE credit_states SET balance = 4999"))

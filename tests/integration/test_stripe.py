@@ -397,3 +397,16 @@ def test_every_ordering_of_the_five_events_ends_in_the_in_order_state(stripe_app
     assert in_order["lot"][1] == (500 * YEN if outcome == "won" else 0)
     assert all(state == in_order for state in states[1:])
     ledger_ok(stripe_app)
+
+
+def test_a_webhook_while_stripe_cannot_be_asked_gets_503_and_the_redelivery_works(stripe_app, stripe, clock):
+    user, account_id = customer(stripe_app)
+    purchase = start(stripe_app, user, account_id)
+    stripe.pay_by_card(purchase.checkout_session_id, clock())
+    payload = stripe.event("checkout.session.completed", purchase.checkout_session_id, clock())
+    stripe.fail_next = 100
+    assert deliver(stripe_app, payload, signature(payload, clock())).status_code == 503
+    assert snapshot(stripe_app, purchase.id)["status"] == "open"
+    stripe.fail_next = 0
+    assert deliver(stripe_app, payload, signature(payload, clock())).status_code == 200
+    assert snapshot(stripe_app, purchase.id)["status"] == "paid"

@@ -161,8 +161,90 @@ def test_developers_cannot_buy_or_download_receipts(app):
     client = PageClient(app.test_client(), app)
     client.login("dev@example.com")
     client.post(f"/profile/account/{account_id}", {}, status=302)
-    assert "Billing" not in client.page("/dashboard").select_one("nav").get_text()
+    assert "Credit and billing" not in client.page("/dashboard").select_one("nav").get_text()
     for path in ("/credit/buy", "/credit/buy/confirm?amount=1000", "/credit/purchases", "/billing/profile",
                  "/billing/invoices", f"/billing/invoices/{number}.pdf"):
         client.get(path, status=403)
     client.post("/credit/buy/confirm", {"amount": "1000"}, status=403)
+
+
+def test_the_billing_profile_explains_what_is_wrong_and_keeps_nothing_half_saved(app):
+    client, account_id = signed_in(app)
+    page = client.page("/billing/profile")
+    assert page.select_one("#legal_name")["value"] and page.select_one("#billing_email")["value"] == "owner@example.com"
+    response = client.post("/billing/profile", PROFILE | {"legal_name": "", "registration_number": "T12345"}, status=422)
+    text = response.get_data(as_text=True)
+    assert "Enter T followed by 13 digits" in text and "This field is required." in text
+    response = client.post("/billing/profile", PROFILE | {"registration_number": "T7000012050003"}, status=422)
+    assert "check the digits" in response.get_data(as_text=True)
+    with db_session(app) as session:
+        from portal.billing.service import profile_of
+        assert profile_of(session, account_id=account_id) is None
+    client.post("/billing/profile", PROFILE | {"registration_number": " t 7000012050002 "}, status=302)
+    with db_session(app) as session:
+        assert profile_of(session, account_id=account_id).registration_number == "T7000012050002"
+
+
+def test_changing_the_billing_email_later_needs_a_fresh_password(app, clock):
+    client, account_id = with_profile(app)
+    clock.advance(minutes=11)
+    client.get("/dashboard")  # the session is still alive, but the sign-in is no longer recent
+    response = client.post("/billing/profile", PROFILE | {"billing_email": "attacker@example.net"}, status=403)
+    assert "confirm your password first" in response.get_data(as_text=True)
+    client.post("/billing/profile", PROFILE | {"legal_name": "Example Holdings KK"}, status=302)  # same address: fine
+    client.post("/reauthenticate", {"password": "correct horse battery staple", "next": "/billing/profile"}, status=302)
+    client.post("/billing/profile", PROFILE | {"billing_email": "new-finance@example.com"}, status=302)
+    with db_session(app) as session:
+        from portal.billing.service import profile_of
+        profile = profile_of(session, account_id=account_id)
+    assert (profile.legal_name, profile.billing_email) == ("Example KK", "new-finance@example.com")
+
+
+def test_the_legal_notice_is_public_and_linked_from_every_page(app):
+    client = PageClient(app.test_client(), app)
+    page = client.page("/legal/commercial-transactions")
+    text = page.get_text(" ", strip=True)
+    for expected in ("Chotto sample issuer", "T7123456789012", "90 days", "Not configured (development)"):
+        assert expected in text
+    assert client.page("/").select_one("footer a[href='/legal/commercial-transactions']") is not None
+
+
+def test_purchases_of_another_account_are_not_found(app):
+    owner, _ = with_profile(app)
+    pay_in_sandbox(owner, 1000)
+    path = owner.page("/credit/purchases").select_one("tbody a")["href"]
+    stranger, _ = with_profile(app, email="stranger@example.com")
+    stranger.get(path, status=404)
+    number = owner.page("/billing/invoices").select_one("td").get_text(strip=True)
+    stranger.get(f"/billing/invoices/{number}.pdf", status=404)
+
+
+def test_finance_searches_invoices_by_date_amount_and_counterparty_and_exports_csv(app, clock):
+    client, _ = with_profile(app)
+    pay_in_sandbox(client, 1000)
+    clock.advance(days=1)
+    client.login("owner@example.com")
+    pay_in_sandbox(client, 3000)
+
+    def numbers(query):
+        page = client.page(f"/billing/invoices?{query}")
+        return [row.select_one("td").get_text(strip=True) for row in page.select("tbody tr")]
+
+    assert numbers("") == ["INV-00000002", "INV-00000001"]
+    assert numbers("min=2000") == ["INV-00000002"]
+    assert numbers("max=1,100") == ["INV-00000001"]
+    assert numbers("q=example+kk") == ["INV-00000002", "INV-00000001"]
+    today = (clock() + timedelta(hours=9)).date().isoformat()  # Japan's calendar day
+    assert numbers(f"from={today}&to={today}") == ["INV-00000002"]
+    page = client.page("/billing/invoices?q=nobody")
+    assert "No document matches these filters." in page.get_text()
+    page = client.page("/billing/invoices?from=27-11-2026&min=abc")
+    errors = [e.get_text(strip=True) for e in page.select(".filter-error")]
+    assert errors == ["Enter a date such as 2026-11-27.", "Enter a whole number of yen, for example 1000."]
+    response = client.get("/billing/invoices.csv?min=2000")
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    body = response.get_data(as_text=True)
+    assert body.startswith("\ufeffnumber,document,issued_at_jst")
+    lines = body.strip().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("INV-00000002,invoice,") and ",3000,10,300,3300," in lines[1]
+    client.get("/billing/invoices.csv?from=nonsense", status=400)

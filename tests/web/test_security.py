@@ -25,7 +25,8 @@ ROUTES = [
     "/profile/sessions/<int:session_id>/end", "/profile/account/<int:account_id>",
     "/dev/mailbox/", "/dev/mailbox/<int:mail_id>", "/static/<path:filename>",
     "/legal/commercial-transactions", "/billing/profile", "/credit/buy", "/credit/buy/confirm", "/credit/purchases",
-    "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/webhooks/stripe",
+    "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/billing/invoices.csv",
+    "/webhooks/stripe",
     "/sandbox/checkout/<session_id>",
 ]
 
