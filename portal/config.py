@@ -85,8 +85,8 @@ def _check(config: dict) -> None:
         raise UnsafeConfiguration(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}")
     if not valid_registration_number(config["ISSUER_REGISTRATION_NUMBER"]):
         raise UnsafeConfiguration("PORTAL_ISSUER_REGISTRATION_NUMBER must be T and 13 digits with a valid check digit")
-    if not 1 <= config["MIN_PURCHASE_YEN"] <= 1_000_000:
-        raise UnsafeConfiguration("PORTAL_MIN_PURCHASE_YEN must be between 1 and 1,000,000")
+    if not 120 <= config["MIN_PURCHASE_YEN"] <= 1_000_000:  # ¥120: Stripe's smallest konbini payment
+        raise UnsafeConfiguration("PORTAL_MIN_PURCHASE_YEN must be between 120 and 1,000,000")
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEV_SECRET or len(config["SECRET_KEY"]) < 32:
@@ -104,6 +104,8 @@ def _check(config: dict) -> None:
             "PORTAL_STRIPE_SECRET_KEY and PORTAL_STRIPE_WEBHOOK_SECRET must be set in production: "
             "the payment sandbox grants credit without money"
         )
+    if not config["STRIPE_SECRET_KEY"].startswith(("sk_live_", "rk_live_")):
+        raise UnsafeConfiguration("PORTAL_STRIPE_SECRET_KEY must be a live-mode key (sk_live_… or rk_live_…) in production")
     if config["ISSUER_REGISTRATION_NUMBER"] == SAMPLE_REGISTRATION_NUMBER or config["ISSUER_NAME"] == SAMPLE_ISSUER:
         raise UnsafeConfiguration("PORTAL_ISSUER_NAME and PORTAL_ISSUER_REGISTRATION_NUMBER must be set in production")
     missing = [f"PORTAL_{key}" for key in LEGAL_KEYS if not config[key].strip()]

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,10 +18,11 @@ from flask import Blueprint, current_app, jsonify, request
 
 from portal import clock, db
 from portal.billing import service
-from portal.billing.documents import render_pending
+from portal.billing.documents import pdf_of
 
 log = logging.getLogger("portal.webhooks")
 TOLERANCE_SECONDS = 300
+HEX64, DIGITS = re.compile(r"[0-9a-f]{64}"), re.compile(r"[0-9]{1,12}")
 bp = Blueprint("webhooks", __name__)
 
 CHECKOUT_EVENTS = {
@@ -51,9 +53,9 @@ def verify(payload: bytes, header: str | None, secrets: list[str], now: datetime
     if not header or not secrets:
         raise InvalidSignature("missing signature header" if not header else "no webhook secret configured")
     parts = [item.split("=", 1) for item in header.split(",") if "=" in item]
-    timestamps = [value for key, value in parts if key.strip() == "t"]
-    signatures = [value.strip() for key, value in parts if key.strip() == "v1"]
-    if len(timestamps) != 1 or not timestamps[0].strip().isdigit() or not signatures:
+    timestamps = [value.strip() for key, value in parts if key.strip() == "t"]
+    signatures = [value.strip() for key, value in parts if key.strip() == "v1" and HEX64.fullmatch(value.strip())]
+    if len(timestamps) != 1 or not DIGITS.fullmatch(timestamps[0]) or not signatures:
         raise InvalidSignature("malformed signature header")
     timestamp = int(timestamps[0])
     if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
@@ -84,7 +86,13 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
     if service.seen(session, event_id=event.id):
         return {"received": True, "duplicate": True}, 200
     gateway = current_app.extensions["portal.gateway"]
-    purchase_ref = _purchase_ref(session, gateway, event)
+    try:
+        purchase_ref = _purchase_ref(session, gateway, event)
+    except LookupError:
+        purchase_ref = None
+    except Exception as error:  # the gateway could not be asked: Stripe delivers again later
+        log.warning("webhook %s (%s): the gateway could not be asked: %s", event.id, event.type, type(error).__name__)
+        return {"error": "payment gateway unavailable; retry later"}, 503
     checkout = service.checkout_of(session, purchase_ref=purchase_ref) if purchase_ref else None
     if checkout is None:
         outcome = service.record_unrelated(session=session, event=service.Event(event.id, event.type), now=now)
@@ -98,12 +106,12 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
     outcome = service.apply_facts(session=session, purchase_ref=purchase_ref, facts=facts,
                                   event=service.Event(event.id, event.type), issuer=issuer_of(current_app), now=now)
     log.info("webhook %s (%s) for purchase %s: %s", event.id, event.type, purchase_ref, outcome.result)
-    if outcome.new_invoices:
+    for invoice_id in outcome.new_invoices:  # the worker renders any that fail here
         try:
-            render_pending(session, now=now)
-        except Exception:  # the worker renders it later; the payment is applied either way
+            pdf_of(session, invoice_id=invoice_id, language="ja", now=now)
+        except Exception:
             session.rollback()
-            log.exception("rendering invoice PDFs failed; the worker will retry")
+            log.exception("rendering the PDF of invoice %s failed; the worker will retry", invoice_id)
     return {"received": True, "result": outcome.result}, 200
 
 

@@ -178,12 +178,12 @@ class FakeStripe(HTTPClient):
     def expire(self, session_id: str) -> None:
         self.sessions[session_id]["status"] = "expired"
 
-    def refund(self, session_id: str, amount: int, at: datetime) -> dict:
+    def refund(self, session_id: str, amount: int, at: datetime, status: str = "succeeded") -> dict:
         intent = self.intents[self.sessions[session_id]["payment_intent"]]
         charge = self.charges[intent["latest_charge"]]
         refund = fixture("refund")
         refund.update({"id": f"re_test_{secrets.token_hex(12)}", "amount": amount, "created": _ts(at),
-                       "charge": charge["id"], "payment_intent": intent["id"]})
+                       "charge": charge["id"], "payment_intent": intent["id"], "status": status})
         self.refunds.append(refund)
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]

@@ -8,7 +8,7 @@ Fulfilment never trusts an event's body or the browser's return: it asks the gat
 the payment's facts (`fetch`) and applies them.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -63,7 +63,7 @@ class PaymentFacts:
     refunds: tuple[RefundFact, ...] = ()
     dispute_id: str | None = None
     dispute_status: str | None = None  # open, won, lost
-    extra: dict = field(default_factory=dict)
+    livemode_matches: bool = True  # a test-mode payment never counts for a live-mode portal
 
 
 class Gateway(Protocol):
@@ -82,6 +82,9 @@ def _utc(timestamp: int | None) -> datetime | None:
 
 # -- Stripe ----------------------------------------------------------------------------------
 
+# Stripe's dispute statuses: won/lost close it; warning_closed (an inquiry that never became a
+# chargeback) and prevented count as won; everything else (needs_response, under_review,
+# warning_*, appeal_*) is open.
 _CLOSED_DISPUTE = {"won": "won", "lost": "lost", "warning_closed": "won", "prevented": "won"}
 
 
@@ -92,6 +95,7 @@ class StripeGateway:
         import stripe
 
         self.client = stripe.StripeClient(api_key, http_client=http_client, max_network_retries=2)
+        self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
 
     def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout:
         line_items = [_line(request.amount_yen, request.description)]
@@ -124,7 +128,7 @@ class StripeGateway:
         metadata = session.metadata.to_dict() if session.metadata else {}
         facts = {
             "session_id": session.id, "purchase_ref": metadata.get("purchase"), "amount_total": session.amount_total,
-            "currency": session.currency,
+            "currency": session.currency, "livemode_matches": bool(session.livemode) == self.livemode,
         }
         if intent is None or isinstance(intent, str):
             status = "expired" if session.status == "expired" else "open"
@@ -158,7 +162,7 @@ class StripeGateway:
         listed = self.client.v1.refunds.list({"payment_intent": payment_intent_id, "limit": 100})
         return tuple(
             RefundFact(refund.id, refund.amount, _utc(refund.created))
-            for refund in listed.auto_paging_iter() if refund.status in ("succeeded", "pending")
+            for refund in listed.auto_paging_iter() if refund.status == "succeeded"
         )
 
     def _dispute(self, payment_intent_id: str) -> tuple[str | None, str | None]:
@@ -170,7 +174,14 @@ class StripeGateway:
         return latest.id, _CLOSED_DISPUTE.get(latest.status, "open")
 
     def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None:
-        intent = self.client.v1.payment_intents.retrieve(payment_intent_id)
+        import stripe
+
+        try:
+            intent = self.client.v1.payment_intents.retrieve(payment_intent_id)
+        except stripe.InvalidRequestError as error:
+            if error.code == "resource_missing":
+                raise LookupError(payment_intent_id) from error
+            raise
         metadata = intent.metadata.to_dict() if intent.metadata else {}
         return metadata.get("purchase")
 

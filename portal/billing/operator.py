@@ -21,12 +21,14 @@ WATCH_FOR = timedelta(days=5)  # a Checkout Session lasts 24 h, a konbini vouche
 def reconcile_pending(*, session: Session, gateway, issuer: service.Issuer, now: datetime) -> int:
     """Ask the gateway about purchases still open or awaiting payment that heard nothing for
     10 minutes, and apply what it says (the same code as a webhook, without an event): a
-    lost or misconfigured webhook delays credit by minutes, never loses it."""
+    lost or misconfigured webhook delays credit by minutes, never loses it. Each purchase is
+    asked at most every 10 minutes, whatever the answer, so none can block the others."""
     due = session.scalars(
-        select(Purchase.public_id, ).where(
+        select(Purchase.public_id).where(
             Purchase.status.in_(("open", "awaiting")), Purchase.checkout_session_id.is_not(None),
-            Purchase.updated_at <= now - QUIET_FOR, Purchase.created_at >= now - WATCH_FOR,
-        ).order_by(Purchase.id).limit(50)
+            Purchase.gateway == gateway.name, Purchase.updated_at <= now - QUIET_FOR,
+            Purchase.created_at >= now - WATCH_FOR,
+        ).order_by(Purchase.updated_at, Purchase.id).limit(50)
     ).all()
     pending = [(ref, service.checkout_of(session, purchase_ref=ref)) for ref in due]
     session.commit()
@@ -34,12 +36,12 @@ def reconcile_pending(*, session: Session, gateway, issuer: service.Issuer, now:
     for ref, checkout in pending:
         try:
             facts = gateway.fetch(checkout)
-        except Exception as error:  # the gateway is down: try again next round
-            log.warning("could not fetch checkout for purchase %s: %s", ref, type(error).__name__)
-            continue
-        outcome = service.apply_facts(session=session, purchase_ref=ref, facts=facts, event=None, issuer=issuer, now=now)
-        if outcome.result == "applied":
-            applied += 1
+            outcome = service.apply_facts(session=session, purchase_ref=ref, facts=facts, event=None, issuer=issuer,
+                                          now=now)
+            applied += outcome.result == "applied"
+        except Exception as error:  # the gateway is down or the purchase is odd: next round
+            session.rollback()
+            log.warning("could not reconcile purchase %s: %s", ref, type(error).__name__)
         _touch(session, ref, now)
     return applied
 

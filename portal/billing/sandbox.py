@@ -29,6 +29,7 @@ def act(*, session: Session, session_id: str, action: str, now: datetime) -> byt
     """Apply the payer's `action` and return the JSON body of the resulting event."""
     payment = session.exec(
         select(SandboxPayment).where(SandboxPayment.session_id == session_id).with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
     if payment is None or action not in ACTIONS:
         session.rollback()

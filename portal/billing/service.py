@@ -214,7 +214,8 @@ def apply_facts(
         ).one()
         if event is not None:
             session.add(WebhookEvent(event_id=event.id, type=event.type, purchase_id=purchase.id, received_at=now))
-        if facts.session_id != purchase.checkout_session_id or not _amount_matches(purchase, facts):
+        if (facts.session_id != purchase.checkout_session_id or not facts.livemode_matches
+                or not _amount_matches(purchase, facts)):
             log.error("payment facts for purchase %s do not match it (session %s, %s %s); nothing granted",
                       purchase.public_id, facts.session_id, facts.amount_total, facts.currency)
             session.commit()
@@ -319,3 +320,5 @@ def _settle_credit(session: Session, state, purchase: Purchase, now: datetime) -
                             amount=target - purchase.taken_back, key=f"refund:{purchase.public_id}:{target}",
                             reason=f"refund of purchase {purchase.public_id}", now=now)
         purchase.taken_back = target
+        if target == purchase.amount_yen * ledger_rules.MILLI_YEN:  # refunded in full: credit a call still holds
+            ledger.mark_refunded_in(session, state, lot_id=purchase.lot_id, now=now)  # is written off when it returns

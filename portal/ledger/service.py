@@ -510,6 +510,13 @@ def freeze_lot_in(session: Session, state: State, lots: list[LiveLot], *, lot_id
     return held
 
 
+def mark_refunded_in(session: Session, state: State, *, lot_id: int, now: datetime) -> None:
+    """The lot's payment was refunded in full: whatever comes back to it later (a call's
+    hold settling) is written off, never spendable again."""
+    session.execute(update(LOTS).where(LOTS.c.id == lot_id, LOTS.c.refunded_at.is_(None)).values(refunded_at=now))
+    write_off_due(session, state, lots_of(session, state.account_id), now)
+
+
 def close_hold_in(session: Session, state: State, *, hold_id: int, now: datetime, write_off_lot: int | None = None) -> None:
     """Release a hold back to its lots (if still open); with `write_off_lot`, that lot is then
     marked refunded and its remainder written off (a dispute lost)."""

@@ -132,7 +132,7 @@ def confirm():
         flash(_("Before your first purchase, tell us who the receipts are for."), "info")
         return redirect(url_for("billing.profile", next=request.full_path))
     response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
-                                         form=PayForm(amount=str(quote.amount_yen))))
+                                         form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen))))
     if current_app.extensions["portal.gateway"].name == "stripe":
         security.allow_form_action(response, STRIPE_CHECKOUT)
     return response
@@ -149,6 +149,9 @@ def pay():
     if error:
         flash(error, "error")
         return redirect(url_for("billing.buy"))
+    if str(quote.total_yen) != form.total.data:  # the tax residency changed since the confirmation screen
+        flash(_("The total changed since you confirmed it. Please check the new total before paying."), "error")
+        return redirect(url_for("billing.confirm", amount=quote.amount_yen))
     try:
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
@@ -222,6 +225,11 @@ def invoice_list():
     return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args)
 
 
+def _cell(value):
+    """Text a spreadsheet would run as a formula is quoted (CSV injection)."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 @bp.get("/billing/invoices.csv")
 @role_required(*BUYERS)
 def invoice_export():
@@ -235,12 +243,12 @@ def invoice_export():
                      "recipient_registration_number", "amount_excluding_tax_yen", "tax_rate_percent", "tax_yen",
                      "total_yen", "reissue_of", "issuer_registration_number"])
     for invoice, replaces in rows:
-        writer.writerow([
+        writer.writerow([_cell(value) for value in [
             invoice.number, invoice.kind, invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
             invoice.transaction_date.astimezone(JST).strftime("%Y-%m-%d"), invoice.recipient_name,
             invoice.recipient_registration_number or "", invoice.amount_yen, invoice.tax_rate, invoice.tax_yen,
             invoice.total_yen, replaces or "", invoice.issuer_registration_number,
-        ])
+        ]])
     response = make_response("\ufeff" + out.getvalue())  # a BOM, so spreadsheet software reads UTF-8
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = 'attachment; filename="chotto-invoices.csv"'

@@ -149,3 +149,4 @@ class AmountForm(FlaskForm):
 
 class PayForm(FlaskForm):
     amount = HiddenField(validators=[InputRequired()])
+    total = HiddenField(validators=[InputRequired()])  # what the customer confirmed

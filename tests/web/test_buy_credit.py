@@ -23,8 +23,14 @@ def with_profile(app, **kwargs):
     return client, account_id
 
 
+def confirmed(client, amount) -> dict:
+    """The hidden fields of the confirmation screen: what the customer confirms by paying."""
+    page = client.page(f"/credit/buy/confirm?amount={amount}")
+    return {name: page.select_one(f"input[name={name}]")["value"] for name in ("amount", "total")}
+
+
 def pay_in_sandbox(client, amount, action="pay"):
-    response = client.post("/credit/buy/confirm", {"amount": str(amount)}, status=303)
+    response = client.post("/credit/buy/confirm", confirmed(client, amount), status=303)
     checkout = response.headers["Location"]
     assert "/sandbox/checkout/cs_sandbox_" in checkout
     path = checkout.split("portal.chotto.test", 1)[1]
@@ -165,7 +171,7 @@ def test_developers_cannot_buy_or_download_receipts(app):
     for path in ("/credit/buy", "/credit/buy/confirm?amount=1000", "/credit/purchases", "/billing/profile",
                  "/billing/invoices", f"/billing/invoices/{number}.pdf"):
         client.get(path, status=403)
-    client.post("/credit/buy/confirm", {"amount": "1000"}, status=403)
+    client.post("/credit/buy/confirm", {"amount": "1000", "total": "1100"}, status=403)
 
 
 def test_the_billing_profile_explains_what_is_wrong_and_keeps_nothing_half_saved(app):
@@ -248,3 +254,25 @@ def test_finance_searches_invoices_by_date_amount_and_counterparty_and_exports_c
     lines = body.strip().splitlines()
     assert len(lines) == 2 and lines[1].startswith("INV-00000002,invoice,") and ",3000,10,300,3300," in lines[1]
     client.get("/billing/invoices.csv?from=nonsense", status=400)
+
+
+def test_paying_is_refused_when_the_total_changed_after_the_confirmation_screen(app):
+    client, account_id = with_profile(app)
+    fields = confirmed(client, 1000)
+    assert fields == {"amount": "1000", "total": "1100"}
+    client.post("/billing/profile", PROFILE | {"tax_residency": "overseas"}, status=302)  # another tab, meanwhile
+    response = client.post("/credit/buy/confirm", fields, status=302)
+    assert response.headers["Location"] == "/credit/buy/confirm?amount=1000"
+    assert "The total changed since you confirmed it" in client.page("/credit/buy/confirm?amount=1000").get_text()
+    with db_session(app) as session:
+        assert session.scalars(select(Purchase)).all() == []
+
+
+def test_the_sandbox_checkout_of_another_account_is_not_found(app):
+    owner, _ = with_profile(app)
+    response = owner.post("/credit/buy/confirm", confirmed(owner, 1000), status=303)
+    path = response.headers["Location"].split("portal.chotto.test", 1)[1]
+    stranger, _ = with_profile(app, email="stranger@example.com")
+    stranger.get(path, status=404)
+    stranger.post(path, {"action": "pay"}, status=404)
+    assert owner.page(path).select_one("[data-testid=sandbox-pay]") is not None

@@ -121,9 +121,10 @@ PRODUCTION = {
 @pytest.mark.parametrize(
     "overrides",
     [{}, {"SECRET_KEY": "short"}, {"BASE_URL": "http://portal.example"}, {"DEBUG": True}, {"ENV": "staging"},
-     {"SMTP_URL": ""}, {"STRIPE_SECRET_KEY": ""}, {"STRIPE_WEBHOOK_SECRET": ""},
+     {"SMTP_URL": ""}, {"STRIPE_SECRET_KEY": ""}, {"STRIPE_SECRET_KEY": "sk_test_a_test_mode_key"},
+     {"STRIPE_WEBHOOK_SECRET": ""},
      {"ISSUER_REGISTRATION_NUMBER": "T7123456789012"}, {"ISSUER_REGISTRATION_NUMBER": "T7000012050003"},
-     {"ISSUER_NAME": "Chotto sample issuer (development only)"}, {"LEGAL_ADDRESS": " "}, {"MIN_PURCHASE_YEN": 0}],
+     {"ISSUER_NAME": "Chotto sample issuer (development only)"}, {"LEGAL_ADDRESS": " "}, {"MIN_PURCHASE_YEN": 119}],
 )
 def test_production_refuses_to_start_with_unsafe_settings(overrides):
     settings = PRODUCTION | overrides
