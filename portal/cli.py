@@ -25,7 +25,7 @@ def main():
 
 
 def register(app) -> None:
-    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices):
+    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys):
         app.cli.add_command(command)
 
 
@@ -170,6 +170,46 @@ def reconcile_payments():
     applied = reconcile_pending(session=db.session(), gateway=current_app.extensions["portal.gateway"],
                                 issuer=issuer_of(current_app), now=clock.now())
     click.echo(f"payments reconciled: {applied} purchases updated")
+
+
+@click.group("keys")
+def keys():
+    """API credentials."""
+
+
+@keys.command("create")
+@click.argument("email")
+@click.option("--name", required=True, help="What the credential is for.")
+@click.option("--test", "test_mode", is_flag=True, help="A test credential: checked and recorded, never sent or charged.")
+@click.option("--scopes", default="sms,voice,otp,read", show_default=True, help="Comma-separated scopes.")
+@click.option("--account", "account_id", type=int, default=None, help="Account id, when EMAIL belongs to several.")
+@with_appcontext
+def create_key(email, name, test_mode, scopes, account_id):
+    """Create an API credential for EMAIL's account; prints the SID and the token once."""
+    from portal.accounts.queries import memberships_of, normalise_email
+    from portal.accounts.models import User
+    from portal.credentials import service
+    from sqlalchemy import select
+
+    session = db.session()
+    user = session.scalars(select(User).where(User.email == normalise_email(email))).first()
+    pairs = memberships_of(session, user_id=user.id) if user else []
+    pairs = [(m, a) for m, a in pairs if account_id is None or a.id == account_id]
+    if not pairs:
+        raise click.ClickException(f"no account found for {email}")
+    if len(pairs) > 1:
+        raise click.ClickException(f"{email} belongs to several accounts: pass --account with one of "
+                                   + ", ".join(str(a.id) for _, a in pairs))
+    _, account = pairs[0]
+    try:
+        credential, token = service.create(
+            session=session, account_id=account.id, user_id=user.id, name=name, mode="test" if test_mode else "live",
+            scopes=[s.strip() for s in scopes.split(",") if s.strip()], networks=[], monthly_cap=None, now=clock.now())
+    except service.InvalidCredential as invalid:
+        raise click.ClickException(f"invalid {invalid.field}: {invalid}")
+    click.echo(f"SID:   {credential.sid}")
+    click.echo(f"Token: {token}")
+    click.echo("The token is shown only this once; store it now.")
 
 
 @click.group("invoices")

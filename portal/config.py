@@ -38,6 +38,8 @@ def _defaults() -> dict:
         "LEGAL_ADDRESS": "",
         "LEGAL_PHONE": "",
         "LEGAL_EMAIL": "",
+        "API_SEND_RATE_LIMIT": "20 per second;1200 per minute",
+        "API_ACCOUNT_RATE_LIMIT": "50 per second;3000 per minute",
     }
 
 

@@ -8,6 +8,7 @@ from flask import Flask
 
 from portal import clock, db, outbox
 from portal.mail import current_mailer
+from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS, current_carrier
 
 log = logging.getLogger("portal.worker")
@@ -19,6 +20,12 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         current_mailer().send(session=session, payload=payload, now=now)
     elif message.kind == "sms":
         current_carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
+    elif message.kind == "api_sms":
+        delivery.deliver_sms(session, message_id=payload["message_id"], now=now)
+    elif message.kind == "api_call":
+        delivery.place_call(session, call_id=payload["call_id"], now=now)
+    elif message.kind == "callback":
+        delivery.post_callback(payload, now)
     else:
         raise ValueError(f"unknown outbox kind {message.kind!r}")
 

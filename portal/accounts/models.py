@@ -27,6 +27,7 @@ class Account(SQLModel, table=True):
     language: str = Field(sa_column=Column(String(2), nullable=False))
     tax_residency: str = Field(sa_column=Column(String(10), nullable=False))
     created_at: datetime = Field(sa_column=utc_column())
+    allowed_countries: str = Field(default="JP", sa_column=Column(String(100), nullable=False, server_default="JP"))
 
 
 class User(SQLModel, table=True):

@@ -24,11 +24,31 @@ class OutgoingSMS:
     recipient: str
     sender: str
     body: str
+    reference: str | None = None  # our id: the carrier's idempotency key, so a retry never sends twice
+
+
+@dataclass(frozen=True)
+class OutgoingCall:
+    account_id: int
+    caller: str
+    recipient: str
+    tts_message: str | None
+    tts_lang: str | None
+    recording_url: str | None
+    reference: str
+
+
+class CarrierRejected(Exception):
+    """The carrier definitely did not deliver (invalid or unreachable number): the send is
+    refunded. Any other exception means the outcome is unknown and the send is retried."""
 
 
 class Carrier(Protocol):
     def send_sms(self, *, session: Session, sms: OutgoingSMS, now: datetime) -> str:
         """Hand the message over; returns the carrier's reference."""
+
+    def place_call(self, *, session: Session, call: OutgoingCall, now: datetime) -> int:
+        """Make the call and play it back; returns the answered duration in seconds."""
 
 
 class TestInboxCarrier:
@@ -45,6 +65,18 @@ class TestInboxCarrier:
         session.flush()
         log.info("test inbox: SMS to %s recorded as #%s", sms.recipient[:-4] + "****", record.id)
         return f"inbox-{record.id}"
+
+    def place_call(self, *, session: Session, call: OutgoingCall, now: datetime) -> int:
+        """Record the call's playback; the "duration" is what reading it out would take
+        (about 8 characters a second, plus 2 seconds to answer), or 30 s for a recording."""
+        if call.tts_message:
+            body, duration = f"TTS ({call.tts_lang}): {call.tts_message}", 2 + -(-len(call.tts_message) // 8)
+        else:
+            body, duration = f"Recording: {call.recording_url}", 30
+        session.add(TestInboxMessage(account_id=call.account_id, channel="voice", recipient=call.recipient,
+                                     sender=call.caller, body=f"{body} [{duration} s]", created_at=now))
+        session.flush()
+        return duration
 
 
 CARRIERS = {"test-inbox": TestInboxCarrier}

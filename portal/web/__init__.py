@@ -61,14 +61,17 @@ def _translations() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from portal import webhooks
-    from portal.web import auth, billing, dashboard, devmail, inbox, phone, profile, public, sandbox, team
+    from portal import api, webhooks
+    from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox,
+                            team)
 
-    for module in (public, auth, phone, dashboard, billing, team, inbox, profile, devmail, webhooks):
+    for module in (public, auth, phone, dashboard, billing, credentials, team, inbox, profile, devmail, webhooks):
         app.register_blueprint(module.bp)
     if app.extensions["portal.gateway"].name == "sandbox":
         app.register_blueprint(sandbox.bp)
     csrf.exempt(webhooks.stripe_webhook)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)
     limiter.exempt(webhooks.bp)
 
 
@@ -79,8 +82,12 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
+        from portal import api
+
         if error.code is None or error.code < 400:
             return error
+        if api.is_api_request():
+            return api.api_error(error)
         response = error.get_response()
         response.data = render_template("errors/error.html", code=error.code, kind="http")
         response.content_type = "text/html; charset=utf-8"
@@ -88,7 +95,11 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
+        from portal import api
+
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if api.is_api_request():
+            return api._json({"detail": "Internal error. Nothing was charged if no answer said otherwise."}, 500)
         return render_template("errors/error.html", code=500, kind="http"), 500
 
 

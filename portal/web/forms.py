@@ -3,7 +3,8 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
-from wtforms import BooleanField, EmailField, HiddenField, PasswordField, RadioField, SelectField, StringField, TelField
+from wtforms import (BooleanField, EmailField, HiddenField, PasswordField, RadioField, SelectField, SelectMultipleField,
+                     StringField, TelField, TextAreaField)
 from wtforms.validators import Email, InputRequired, Length, Optional, Regexp
 
 from portal.accounts.passwords import MAX_LENGTH
@@ -150,3 +151,37 @@ class AmountForm(FlaskForm):
 class PayForm(FlaskForm):
     amount = HiddenField(validators=[InputRequired()])
     total = HiddenField(validators=[InputRequired()])  # what the customer confirmed
+
+
+class CredentialForm(FlaskForm):
+    name = StringField(_l("Name"), validators=[InputRequired(), Length(max=100)],
+                       description=_l("Where it is used, for example: production web server."))
+    mode = RadioField(
+        _l("Kind"),
+        choices=[SelectChoice("test", _l("Test: everything is checked and recorded in the test inbox; nothing is sent or charged")),
+                 SelectChoice("live", _l("Live: messages and calls are sent and charged"))],
+        default="test", validators=[InputRequired()],
+    )
+    scopes = SelectMultipleField(
+        _l("Scopes"),
+        choices=[SelectChoice("sms", _l("SMS")), SelectChoice("voice", _l("Voice calls")),
+                 SelectChoice("otp", _l("OTP")), SelectChoice("read", _l("Read (status, lists, credit)"))],
+        default=["sms", "voice", "read"], validators=[InputRequired(message=_l("Choose at least one scope."))],
+    )
+    networks = TextAreaField(
+        _l("Allowed IP addresses (optional)"), validators=[Optional(), Length(max=4000)],
+        description=_l("One address or CIDR range per line, e.g. 203.0.113.0/24. Empty: any address."),
+    )
+    monthly_cap = StringField(
+        _l("Monthly spend cap in yen (optional)"), validators=[Optional(), Length(max=12)],
+        description=_l("Sends that would take this credential over the cap in a calendar month are refused."),
+    )
+
+
+class RotateForm(FlaskForm):
+    overlap = SelectField(
+        _l("Keep the current token working for"),
+        choices=[SelectChoice("0", _l("No overlap: stop it now")), SelectChoice("1", _l("1 hour")),
+                 SelectChoice("24", _l("1 day")), SelectChoice("72", _l("3 days")), SelectChoice("168", _l("7 days"))],
+        default="24",
+    )

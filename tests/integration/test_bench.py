@@ -17,3 +17,12 @@ def test_the_ledger_benchmark_runs_and_leaves_a_consistent_ledger(monkeypatch, c
     bench["main"](["--rounds", "2", "--per-round", "5"])
     output = capsys.readouterr().out
     assert "ledger check after the run: passed" in output and "median ratio service/bare:" in output
+
+
+@pytest.mark.skipif(not PG_URL, reason="the API benchmark measures PostgreSQL under gunicorn; set PORTAL_TEST_DATABASE_URL")
+def test_the_api_benchmark_runs_and_leaves_a_consistent_ledger(monkeypatch, capsys):
+    monkeypatch.setenv("PORTAL_BENCH_DATABASE_URL", PG_URL)
+    bench = runpy.run_path(str(BENCH / "api_send.py"))
+    bench["main"](["--rounds", "2", "--per-round", "16", "--clients", "4"])
+    output = capsys.readouterr().out
+    assert "ledger check after the run: passed" in output and "median ratio send/bare:" in output

@@ -27,7 +27,10 @@ ROUTES = [
     "/legal/commercial-transactions", "/billing/profile", "/credit/buy", "/credit/buy/confirm", "/credit/purchases",
     "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/billing/invoices.csv",
     "/webhooks/stripe",
-    "/sandbox/checkout/<session_id>",
+    "/sandbox/checkout/<session_id>", "/credentials", "/credentials/<int:credential_id>/rotate",
+    "/credentials/<int:credential_id>/revoke", "/api/docs", "/api/openapi.json",
+    "/sms/messages/", "/sms/messages", "/sms/messages/<msgid>", "/sms/messages/<msgid>/", "/voice/simple/playbacks/",
+    "/voice/simple/playbacks", "/voice/calls/<callid>", "/voice/calls/<callid>/", "/you/credits/", "/you/credits",
 ]
 
 

@@ -1,0 +1,209 @@
+"""The customer API, wire-compatible with Xoxzo: HTTP Basic with a credential's SID and token
+(never a cookie, never the query string), form or JSON bodies, paths with or without the
+trailing slash, and Xoxzo's answer shapes: 401 {"detail"}, 400 keyed by field, 402, 403,
+404, 422 for a reused Idempotency-Key, 429 with Retry-After."""
+
+import json
+import logging
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from portal import clock, db
+from portal.credentials import service as credentials
+from portal.credentials import tokens
+from portal.ledger.rules import InsufficientCredit
+from portal.messaging import rules
+from portal.messaging import service as messaging
+from portal.web.extensions import limiter
+
+log = logging.getLogger("portal.api")
+bp = Blueprint("api", __name__)
+JSON = "application/json"
+
+
+def _json(body, status: int, **headers) -> Response:
+    response = Response(json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body, status=status,
+                        mimetype=JSON)
+    response.headers.update(headers)
+    return response
+
+
+def _unauthorized(detail: str = "Invalid username/password.") -> Response:
+    return _json({"detail": detail}, 401, **{"WWW-Authenticate": 'Basic realm="Chotto API"'})
+
+
+def authenticated(view):
+    """Basic auth only: cookies are ignored here, and a token in the URL is refused outright."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if any(tokens.PATTERN.search(value) for value in request.args.values()) or any(
+                key.lower() in ("api_key", "token", "auth_token", "access_token") for key in request.args):
+            log.warning("api: a credential was sent in the URL and refused (%s %s)", request.method, request.path)
+            return _unauthorized("Credentials are accepted only in the Authorization header.")
+        auth = request.authorization
+        if auth is None or auth.type != "basic" or not auth.username or not auth.password:
+            return _unauthorized("Authentication credentials were not provided.")
+        try:
+            g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
+                                                   ip=request.remote_addr or "", now=clock.now())
+        except credentials.Unauthenticated:
+            log.info("api: authentication failed for sid=%s", auth.username[:32])
+            return _unauthorized()
+        except credentials.NotFromHere:
+            log.info("api: sid=%s refused from %s (IP allow-list)", auth.username[:32], request.remote_addr)
+            return _json({"detail": "This credential may not be used from this address."}, 403)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def fields() -> dict:
+    """Form fields or a JSON object, whichever the client sent."""
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise messaging.Refused(400, {"non_field_errors": ["The body must be a JSON object."]})
+        return {key: value for key, value in body.items() if value is not None}
+    return {key: value for key, value in request.form.items()}
+
+
+def _idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise messaging.Refused(400, {"Idempotency-Key": ["Use 1 to 255 characters."]})
+    return key
+
+
+def _principal_key() -> str:
+    principal = g.get("principal")
+    return f"api:{principal.sid}" if principal else f"ip:{request.remote_addr}"
+
+
+def _account_key() -> str:
+    principal = g.get("principal")
+    return f"account:{principal.account_id}" if principal else f"ip:{request.remote_addr}"
+
+
+def _send_limits():
+    return [limiter.limit(lambda: current_app.config["API_SEND_RATE_LIMIT"], key_func=_principal_key),
+            limiter.limit(lambda: current_app.config["API_ACCOUNT_RATE_LIMIT"], key_func=_account_key,
+                          scope="api-account")]
+
+
+def sending(view):
+    """A paid request: authenticated, rate limited per credential and per account, and
+    answered in the API's error shapes."""
+    limited = view
+    for limit in _send_limits():
+        limited = limit(limited)
+    return authenticated(limited)
+
+
+def answer(work) -> Response:
+    try:
+        result = work()
+    except messaging.Refused as refused:
+        return _json(refused.body, refused.status)
+    except rules.Invalid as invalid:
+        return _json({invalid.field: [invalid.message]}, 400)
+    except InsufficientCredit:
+        return _json({"detail": "Insufficient credit. Buy credit in the portal to continue."}, 402)
+    except messaging.KeyReused:
+        return _json({"detail": "This Idempotency-Key was already used for a different request."}, 422)
+    return _json(result.body, result.status)
+
+
+def route(rule: str, **options):
+    """Register `rule` with and without its trailing slash (Xoxzo's clients use both)."""
+
+    def decorate(view):
+        bp.add_url_rule(rule, view_func=view, **options)
+        other = rule.rstrip("/") if rule.endswith("/") else rule + "/"
+        bp.add_url_rule(other, endpoint=f"{view.__name__}_alt", view_func=view, **options)
+        return view
+
+    return decorate
+
+
+@route("/sms/messages/", methods=["POST"])
+@sending
+def send_sms():
+    now = clock.now()
+    return answer(lambda: messaging.send_sms(session=db.session(), principal=g.principal, fields=fields(),
+                                             idempotency_key=_idempotency_key(),
+                                             base_url=current_app.config["BASE_URL"], now=now))
+
+
+@route("/sms/messages/", methods=["GET"])
+@authenticated
+def list_sms():
+    def work():
+        today = clock.now().astimezone(rules.JST).date()
+        date_filter = rules.sent_date(request.args.to_dict(), today)
+        rows = messaging.messages_of(db.session(), principal=g.principal, date_filter=date_filter, now=clock.now())
+        base = current_app.config["BASE_URL"]
+        return messaging.Answer(200, json.dumps([messaging.message_json(m, base) for m in rows], ensure_ascii=False))
+
+    return answer(work)
+
+
+@route("/sms/messages/<msgid>", methods=["GET"])
+@authenticated
+def get_sms(msgid: str):
+    found = messaging.message_of(db.session(), principal=g.principal, msgid=msgid)
+    if found is None:
+        return _json({"detail": "Not found."}, 404)
+    return _json(messaging.message_json(found, current_app.config["BASE_URL"]), 200)
+
+
+@route("/voice/simple/playbacks/", methods=["POST"])
+@sending
+def start_call():
+    now = clock.now()
+    return answer(lambda: messaging.start_call(session=db.session(), principal=g.principal, fields=fields(),
+                                               idempotency_key=_idempotency_key(), now=now))
+
+
+@route("/voice/calls/<callid>", methods=["GET"])
+@authenticated
+def get_call(callid: str):
+    found = messaging.call_of(db.session(), principal=g.principal, callid=callid)
+    if found is None:
+        return _json({"detail": "Not found."}, 404)
+    return _json(messaging.call_json(found), 200)
+
+
+@route("/you/credits/", methods=["GET"])
+@authenticated
+def credits_view():
+    return _json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now()), 200)
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    from portal.api.openapi import document
+
+    return jsonify(document(current_app.config["BASE_URL"]))
+
+
+def api_error(error: HTTPException) -> Response:
+    """Errors on API paths are JSON, never the HTML error page."""
+    if error.code == 429:
+        response = _json({"detail": "Request was throttled. Try again later."}, 429)
+        retry = getattr(error, "retry_after", None) or error.get_response().headers.get("Retry-After") or 1
+        response.headers["Retry-After"] = str(retry)
+        return response
+    return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500)
+
+
+API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")
+
+
+def is_api_request() -> bool:
+    return request.path.startswith(API_PREFIXES)

@@ -1,0 +1,240 @@
+"""API credentials: create, rotate, revoke, list, and authenticate a request.
+
+A token is shown once, at creation or rotation; the database holds its SHA-256 digest, a
+display prefix and its last four characters. Revocation takes effect on the next request
+(every request reads the database; nothing is cached). "Last used" is written at most once a
+minute per credential, by one conditional UPDATE."""
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlmodel import Session
+
+from portal import audit
+from portal.accounts.models import Account, Membership, User
+from portal.credentials import tokens
+from portal.credentials.models import SCOPES, Credential, CredentialSecret
+from portal.ledger.models import CreditState
+
+log = logging.getLogger("portal.credentials")
+MAX_OVERLAP = timedelta(days=7)
+LAST_USED_EVERY = timedelta(minutes=1)
+MAX_NETWORKS = 50
+
+
+class InvalidCredential(ValueError):
+    """`field` names what is wrong: name, scopes, networks, monthly_cap, overlap."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownCredential(LookupError):
+    pass
+
+
+class Unauthenticated(Exception):
+    """No valid SID and token: answered 401 without saying which half was wrong."""
+
+
+class NotFromHere(Exception):
+    """The credential's IP allow-list does not include the caller."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling the API: the credential and its account."""
+
+    credential_id: int
+    sid: str
+    account_id: int
+    mode: str
+    scopes: frozenset[str]
+    monthly_cap: int | None
+    allowed_countries: tuple[str, ...] = ("JP",)
+    has_purchased: bool = False  # read before the account is locked: it only ever turns true
+
+
+def parse_networks(text: str) -> list[str]:
+    networks = []
+    for raw in (text or "").replace(",", "\n").splitlines():
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(raw, strict=False)))
+        except ValueError:
+            raise InvalidCredential("networks", raw) from None
+    if len(networks) > MAX_NETWORKS:
+        raise InvalidCredential("networks", f"at most {MAX_NETWORKS}")
+    return networks
+
+
+def _check(name: str, scopes: list[str], monthly_cap: int | None) -> None:
+    if not name.strip() or len(name) > 100:
+        raise InvalidCredential("name", name)
+    if not scopes or any(scope not in SCOPES for scope in scopes):
+        raise InvalidCredential("scopes", ",".join(scopes))
+    if monthly_cap is not None and monthly_cap <= 0:
+        raise InvalidCredential("monthly_cap", str(monthly_cap))
+
+
+def create(
+    *, session: Session, account_id: int, user_id: int, name: str, mode: str, scopes: list[str],
+    networks: list[str], monthly_cap: int | None, now: datetime,
+) -> tuple[Credential, str]:
+    """A new credential and its token (the only time the token exists outside the caller)."""
+    _check(name, scopes, monthly_cap)
+    if mode not in tokens.PREFIXES:
+        raise InvalidCredential("mode", mode)
+    credential = Credential(
+        sid=tokens.new_sid(), account_id=account_id, name=name.strip(), mode=mode,
+        scopes=",".join(s for s in SCOPES if s in scopes), allowed_networks="\n".join(networks),
+        monthly_cap=monthly_cap, created_by=user_id, created_at=now,
+    )
+    session.add(credential)
+    session.flush()
+    token = _add_secret(session, credential, now)
+    audit.record(session, account_id=account_id, user_id=user_id, action="credential.created",
+                 detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
+    _tell_owners(session, account_id, "credential_created", credential, user_id, now)
+    session.commit()
+    log.info("api credential created sid=%s prefix=%s account=%s by user=%s", credential.sid,
+             tokens.PREFIXES[mode], account_id, user_id)
+    return credential, token
+
+
+def _add_secret(session: Session, credential: Credential, now: datetime) -> str:
+    token = tokens.new_token(credential.mode)
+    session.add(CredentialSecret(credential_id=credential.id, digest=tokens.digest(token),
+                                 prefix=tokens.PREFIXES[credential.mode], last4=token[-4:], created_at=now))
+    return token
+
+
+def _owned(session: Session, account_id: int, credential_id: int) -> Credential:
+    credential = session.scalars(
+        select(Credential).where(Credential.id == credential_id, Credential.account_id == account_id)
+        .with_for_update()
+    ).first()
+    if credential is None or credential.revoked_at is not None:
+        session.rollback()
+        raise UnknownCredential(credential_id)
+    return credential
+
+
+def rotate(*, session: Session, account_id: int, user_id: int, credential_id: int, overlap: timedelta,
+           now: datetime) -> tuple[Credential, str]:
+    """A new token; the current ones keep working for `overlap` (0 to 7 days), then stop."""
+    if not timedelta(0) <= overlap <= MAX_OVERLAP:
+        raise InvalidCredential("overlap", str(overlap))
+    credential = _owned(session, account_id, credential_id)
+    ends = now + overlap
+    session.execute(
+        update(CredentialSecret).where(
+            CredentialSecret.credential_id == credential.id,
+            or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > ends),
+        ).values(expires_at=ends)
+    )
+    token = _add_secret(session, credential, now)
+    audit.record(session, account_id=account_id, user_id=user_id, action="credential.rotated",
+                 detail=f"{credential.name} ({credential.sid}); old token valid for {overlap}", now=now)
+    session.commit()
+    log.info("api credential rotated sid=%s overlap=%s by user=%s", credential.sid, overlap, user_id)
+    return credential, token
+
+
+def revoke(*, session: Session, account_id: int, user_id: int, credential_id: int, now: datetime) -> Credential:
+    credential = _owned(session, account_id, credential_id)
+    credential.revoked_at = now
+    audit.record(session, account_id=account_id, user_id=user_id, action="credential.revoked",
+                 detail=f"{credential.name} ({credential.sid})", now=now)
+    _tell_owners(session, account_id, "credential_revoked", credential, user_id, now)
+    session.commit()
+    log.info("api credential revoked sid=%s by user=%s", credential.sid, user_id)
+    return credential
+
+
+def _tell_owners(session: Session, account_id: int, template: str, credential: Credential, user_id: int,
+                 now: datetime) -> None:
+    from portal import mail
+
+    actor = session.get(User, user_id)
+    owners = session.scalars(select(User).join(Membership, Membership.user_id == User.id)
+                             .where(Membership.account_id == account_id, Membership.role == "owner")).all()
+    account = session.get(Account, account_id)
+    for owner in owners:
+        mail.queue(session, to=owner.email, template=template, language=owner.language, now=now,
+                   credential=credential, actor=actor, account=account)
+
+
+@dataclass(frozen=True)
+class Listed:
+    credential: Credential
+    secrets: list[CredentialSecret]
+
+
+def credentials_of(session: Session, *, account_id: int, now: datetime) -> list[Listed]:
+    rows = session.scalars(select(Credential).where(Credential.account_id == account_id)
+                           .order_by(Credential.revoked_at.is_not(None), Credential.id.desc())).all()
+    secrets = session.scalars(select(CredentialSecret).where(
+        CredentialSecret.credential_id.in_([row.id for row in rows]),
+        or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > now),
+    ).order_by(CredentialSecret.id)).all()
+    session.commit()
+    return [Listed(row, [s for s in secrets if s.credential_id == row.id]) for row in rows]
+
+
+def callback_secret(secret_key: str, sid: str) -> str:
+    """The key that signs this credential's status callbacks (shown to the customer)."""
+    return "whsec_" + hmac.new(secret_key.encode(), f"callback:{sid}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+_CREDENTIALS, _SECRETS = Credential.__table__, CredentialSecret.__table__
+_AUTHENTICATE = (  # Core, not ORM: this runs on every API request
+    select(_CREDENTIALS.c.id, _CREDENTIALS.c.sid, _CREDENTIALS.c.account_id, _CREDENTIALS.c.mode, _CREDENTIALS.c.scopes,
+           _CREDENTIALS.c.monthly_cap, _CREDENTIALS.c.allowed_networks, _CREDENTIALS.c.last_used_at,
+           Account.__table__.c.allowed_countries, CreditState.__table__.c.has_purchased)
+    .select_from(_CREDENTIALS.join(_SECRETS, _SECRETS.c.credential_id == _CREDENTIALS.c.id)
+                 .join(Account.__table__, Account.__table__.c.id == _CREDENTIALS.c.account_id)
+                 .join(CreditState.__table__, CreditState.__table__.c.account_id == _CREDENTIALS.c.account_id))
+    .where(_SECRETS.c.digest == bindparam("digest"), _CREDENTIALS.c.sid == bindparam("sid"),
+           _CREDENTIALS.c.revoked_at.is_(None),
+           or_(_SECRETS.c.expires_at.is_(None), _SECRETS.c.expires_at > bindparam("now")))
+)
+
+
+def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime) -> Principal:
+    if not tokens.well_formed(token) or len(sid) != 32:
+        raise Unauthenticated()
+    row = session.execute(_AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now}).first()
+    if row is None:
+        session.rollback()
+        raise Unauthenticated()
+    if row.allowed_networks and not _allowed(ip, row.allowed_networks):
+        session.rollback()
+        raise NotFromHere()
+    if row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY:
+        session.execute(update(Credential).where(
+            Credential.id == row.id,
+            or_(Credential.last_used_at.is_(None), Credential.last_used_at <= now - LAST_USED_EVERY),
+        ).values(last_used_at=now, last_used_ip=ip[:45]))
+        session.commit()
+    return Principal(row.id, row.sid, row.account_id, row.mode, frozenset(row.scopes.split(",")), row.monthly_cap,
+                     tuple(c for c in (row.allowed_countries or "JP").split(",") if c), bool(row.has_purchased))
+
+
+def _allowed(ip: str, networks: str) -> bool:
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net) for net in networks.splitlines() if net)

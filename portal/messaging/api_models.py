@@ -1,0 +1,106 @@
+"""Messages and calls sent through the customer API, their prices, and the API's idempotency
+records. Amounts are milli-yen."""
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from portal.accounts.models import utc_column
+
+SMS_STATUSES = ("QUEUED", "DELIVERING", "DELIVERED", "FAIL")
+CALL_STATUSES = ("QUEUED", "IN PROGRESS", "ANSWERED", "FAILED")
+
+
+class Price(SQLModel, table=True):
+    """The price of one unit (SMS segment, OTP message, started voice minute) to a country."""
+
+    __tablename__ = "prices"
+    __table_args__ = (
+        UniqueConstraint("product", "country", name="uq_price"),
+        CheckConstraint("product IN ('sms', 'otp', 'voice')", name="price_product"),
+        CheckConstraint("unit_price > 0", name="price_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    product: str = Field(sa_column=Column(String(10), nullable=False))
+    country: str = Field(sa_column=Column(String(2), nullable=False))
+    unit_price: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "sms_messages"
+    __table_args__ = (
+        CheckConstraint("status IN ('QUEUED', 'DELIVERING', 'DELIVERED', 'FAIL')", name="sms_status"),
+        CheckConstraint("mode IN ('live', 'test')", name="sms_mode"),
+        CheckConstraint("segments BETWEEN 1 AND 10", name="sms_segments"),
+        CheckConstraint("cost >= 0", name="sms_cost"),
+        Index("ix_sms_messages_account_time", "account_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    msgid: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), nullable=False, index=True))
+    mode: str = Field(sa_column=Column(String(4), nullable=False))
+    sender: str = Field(sa_column=Column(String(16), nullable=False))
+    recipient: str = Field(sa_column=Column(String(16), nullable=False))
+    country: str = Field(sa_column=Column(String(2), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    encoding: str = Field(sa_column=Column(String(5), nullable=False))
+    segments: int
+    cost: int = Field(sa_column=Column(BigInteger, nullable=False))
+    status: str = Field(sa_column=Column(String(10), nullable=False))
+    tags: str = Field(default="", sa_column=Column(String(500), nullable=False))
+    callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    carrier_ref: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
+    refunded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    updated_at: datetime = Field(sa_column=utc_column())
+
+
+class Call(SQLModel, table=True):
+    __tablename__ = "voice_calls"
+    __table_args__ = (
+        CheckConstraint("status IN ('QUEUED', 'IN PROGRESS', 'ANSWERED', 'FAILED')", name="call_status"),
+        CheckConstraint("mode IN ('live', 'test')", name="call_mode"),
+        CheckConstraint("cost >= 0", name="call_cost"),
+        Index("ix_voice_calls_account_time", "account_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    callid: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), nullable=False, index=True))
+    mode: str = Field(sa_column=Column(String(4), nullable=False))
+    caller: str = Field(sa_column=Column(String(16), nullable=False))
+    recipient: str = Field(sa_column=Column(String(16), nullable=False))
+    country: str = Field(sa_column=Column(String(2), nullable=False))
+    tts_message: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    tts_lang: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    recording_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    unit_price: int = Field(sa_column=Column(BigInteger, nullable=False))
+    hold_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("credit_holds.id"), nullable=True))
+    status: str = Field(sa_column=Column(String(12), nullable=False))
+    duration: int | None = None  # seconds
+    cost: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    tags: str = Field(default="", sa_column=Column(String(500), nullable=False))
+    callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    started_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class ApiIdempotency(SQLModel, table=True):
+    """The first answer to a request sent with an Idempotency-Key, replayed byte for byte."""
+
+    __tablename__ = "api_idempotency"
+    __table_args__ = (UniqueConstraint("account_id", "key", name="uq_api_idempotency"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    key: str = Field(sa_column=Column(String(255), nullable=False))
+    request_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    status: int
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())

@@ -1,0 +1,153 @@
+"""Pure rules of the customer API: phone numbers, sender ids, tags, the `sent_date` filter,
+callback addresses, and what a call costs. No database, no Flask."""
+
+import ipaddress
+import math
+import re
+import socket
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from portal.clock import JST
+
+HISTORY_DAYS = 90
+CALL_MINIMUM_HOLD = 50_000  # milli-yen: a call needs at least ¥50 available
+MAX_TAGS, MAX_TAG_LENGTH = 10, 50
+SENDER = re.compile(r"[A-Za-z0-9]{1,10}|\d{1,15}")
+
+
+class Invalid(ValueError):
+    """A field's value is wrong; `field` names it and the message says why."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class Number:
+    e164: str
+    country: str  # ISO 3166 region, e.g. "JP"
+
+
+def phone_number(field: str, raw: str) -> Number:
+    """A valid number in E.164 ("+819012345678"), or a Japanese national one ("090-1234-5678").
+    An international number must be written exactly: "+8109012345678" (the trunk 0 kept
+    after +81) is refused rather than silently corrected."""
+    text = (raw or "").strip()
+    if not text:
+        raise Invalid(field, "This field is required.")
+    digits = re.sub(r"[\s\-().]", "", text)
+    if not re.fullmatch(r"\+?\d{4,16}", digits):
+        raise Invalid(field, "Enter a phone number in E.164 form, such as +819012345678.")
+    try:
+        parsed = phonenumbers.parse(digits, None if digits.startswith("+") else "JP")
+    except phonenumbers.NumberParseException:
+        raise Invalid(field, "Enter a phone number in E.164 form, such as +819012345678.") from None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not phonenumbers.is_valid_number(parsed) or (digits.startswith("+") and digits != e164):
+        raise Invalid(field, f"{text} is not a valid phone number.")
+    return Number(e164, phonenumbers.region_code_for_number(parsed))
+
+
+def caller_number(raw: str) -> str:
+    """A voice caller: a number with or without "+" (Xoxzo's rule)."""
+    text = (raw or "").strip()
+    if not text:
+        raise Invalid("caller", "This field is required.")
+    return phone_number("caller", text if text.startswith("+") or text.startswith("0") else "+" + text).e164
+
+
+def sender_id(raw: str) -> str:
+    text = (raw or "").strip().removeprefix("+")
+    if not text:
+        raise Invalid("sender", "This field is required.")
+    if not SENDER.fullmatch(text):
+        raise Invalid("sender", "Use up to 10 letters and digits, or up to 15 digits.")
+    return text
+
+
+def tags_of(raw) -> list[str]:
+    if raw in (None, ""):
+        return []
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    tags = [str(item).strip() for item in items if str(item).strip()]
+    if len(tags) > MAX_TAGS or any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+        raise Invalid("tags", f"Use at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters.")
+    return tags
+
+
+def callback_url(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > 2000:
+        raise Invalid("callbackurl", "Enter an http:// or https:// address.")
+    return text
+
+
+def callback_target_allowed(url: str, *, allow_private: bool) -> bool:
+    """Status callbacks never go to the provider's own network (SSRF): every address the host
+    resolves to must be public, unless private addresses are allowed (development, tests)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not allow_private and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+                                  or ip.is_multicast or ip.is_unspecified):
+            return False
+    return bool(addresses)
+
+
+@dataclass(frozen=True)
+class DateFilter:
+    operator: str  # ==, >=, >, <=, <
+    day: date
+
+    def bounds(self) -> tuple[datetime | None, datetime | None]:
+        """UTC bounds [start, end) for Japan's calendar days."""
+        start = datetime.combine(self.day, time(), tzinfo=JST)
+        end = start + timedelta(days=1)
+        return {"==": (start, end), ">=": (start, None), ">": (end, None), "<": (None, start), "<=": (None, end)}[
+            self.operator]
+
+
+def sent_date(args: dict, today: date) -> DateFilter | None:
+    """`sent_date=2026-10-31`, `sent_date=>=2026-10-31` (also `<`, `<=`, `>`), or the operator
+    moved into the parameter name by clients that build `?sent_date>=2026-10-31`. A date more
+    than 90 days back is refused (Xoxzo's rule)."""
+    found = [(key, value) for key, value in args.items() if key.startswith("sent_date")]
+    if not found:
+        return None
+    key, value = found[0]
+    text = (f"{key}={value}" if value != "" else key)[len("sent_date"):]
+    if key == "sent_date":
+        text = text[1:]  # the "=" between name and value
+    match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*(\d{4}-\d{2}-\d{2})\s*", text)
+    if not match:
+        raise Invalid("sent_date", "Use a date such as 2026-10-31, optionally after >=, >, <= or <.")
+    operator = {"=": "==", None: "=="}.get(match.group(1), match.group(1))
+    try:
+        day = date.fromisoformat(match.group(2))
+    except ValueError:
+        raise Invalid("sent_date", f"{match.group(2)} is not a date.") from None
+    if day < today - timedelta(days=HISTORY_DAYS):
+        raise Invalid("sent_date", f"Only the last {HISTORY_DAYS} days can be listed.")
+    return DateFilter(operator, day)
+
+
+def call_minutes(duration_seconds: int) -> int:
+    """Voice is priced per started minute; an unanswered call (0 s) costs nothing."""
+    return math.ceil(max(duration_seconds, 0) / 60)
+
+
+def call_hold(unit_price: int) -> int:
+    """The credit set aside when a call starts: at least ¥50 (and at least one minute)."""
+    return max(CALL_MINIMUM_HOLD, unit_price)

@@ -1,0 +1,306 @@
+"""Sending through the customer API: each send is validated, priced, paid and recorded in
+one transaction that locks the account's credit row first (with the idempotency record and
+the outbox job that hands it to the carrier), then delivered by the worker.
+
+Test credentials go through every check and land in the test inbox, but charge nothing."""
+
+import hashlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, select, text
+from sqlmodel import Session
+
+from portal import outbox
+from portal.accounts.models import Membership, User
+from portal.clock import JST
+from portal.credentials.service import Principal
+from portal.ledger import service as ledger
+from portal.ledger.models import CreditState
+from portal.ledger.rules import MILLI_YEN, InsufficientCredit
+from portal.messaging import rules, segments
+from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
+
+log = logging.getLogger("portal.messaging")
+IDEMPOTENCY_RETENTION = timedelta(hours=24)
+
+
+class KeyReused(Exception):
+    """The Idempotency-Key was used before with a different request."""
+
+
+class Refused(Exception):
+    """An answer other than success: `status` and a JSON `body` in the API's error shapes."""
+
+    def __init__(self, status: int, body: dict):
+        super().__init__(status)
+        self.status, self.body = status, body
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str  # JSON text, replayed byte for byte
+
+
+def request_hash(**fields) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def yen(milli: int) -> float:
+    return milli / MILLI_YEN
+
+
+# -- the shared frame of a paid request ---------------------------------------------------------
+
+
+def _idempotent(session: Session, principal: Principal, key: str | None, fingerprint: str, now: datetime, work) -> Answer:
+    """Lock the account, replay a stored answer for `key`, or run `work` (which returns the
+    answer and changes the database) and store its answer in the same transaction."""
+    state, lots = ledger.lock(session, principal.account_id)
+    if key:
+        stored = session.scalars(select(ApiIdempotency).where(ApiIdempotency.account_id == principal.account_id,
+                                                              ApiIdempotency.key == key)).first()
+        if stored is not None and stored.created_at <= now - IDEMPOTENCY_RETENTION:
+            session.delete(stored)
+            session.flush()
+            stored = None
+        if stored is not None:
+            session.commit()
+            if stored.request_hash != fingerprint:
+                raise KeyReused(key)
+            return Answer(stored.status, stored.body)
+    try:
+        answer = work(state, lots)
+    except (Refused, rules.Invalid, segments.TooLong, InsufficientCredit):
+        session.rollback()
+        raise
+    if key:
+        session.add(ApiIdempotency(account_id=principal.account_id, key=key, request_hash=fingerprint,
+                                   status=answer.status, body=answer.body, created_at=now))
+    session.commit()
+    return answer
+
+
+_PRICES: dict[str, tuple[float, dict[tuple[str, str], int]]] = {}
+PRICE_CACHE_SECONDS = 10.0
+
+
+def _price(session: Session, product: str, country: str, field: str) -> int:
+    """A unit price from the price table, read at most every 10 seconds per process (prices
+    change rarely; the hot path saves a round trip)."""
+    url = str(session.get_bind().url)
+    loaded_at, table = _PRICES.get(url, (0.0, {}))
+    if time.monotonic() - loaded_at > PRICE_CACHE_SECONDS:
+        rows = session.execute(select(Price.product, Price.country, Price.unit_price))
+        table = {(product, country): price for product, country, price in rows}
+        _PRICES[url] = (time.monotonic(), table)
+    price = table.get((product, country))
+    if price is None:
+        raise rules.Invalid(field, f"Sending to {country} is not available.")
+    return price
+
+
+def _check_destination(session: Session, principal: Principal, number: rules.Number, field: str) -> None:
+    if number.country not in principal.allowed_countries:
+        raise rules.Invalid(field, f"Sending to {number.country} is not enabled for this account.")
+    if principal.mode == "test" or principal.has_purchased:
+        return
+    own = session.scalars(select(User.phone_e164).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == principal.account_id, User.phone_verified_at.is_not(None))).all()
+    if number.e164 not in own:
+        raise rules.Invalid(field, "Until the first purchase, live messages go only to the account's verified "
+                                   "mobile numbers.")
+
+
+def _check_cap(session: Session, principal: Principal, cost: int, now: datetime) -> None:
+    """A credential's monthly spend cap (calendar month in Japan time)."""
+    if principal.monthly_cap is None or principal.mode == "test":
+        return
+    local = now.astimezone(JST)
+    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    spent = (session.scalar(select(func.coalesce(func.sum(Message.cost), 0)).where(
+        Message.credential_id == principal.credential_id, Message.created_at >= month_start, Message.refunded_at.is_(None)))
+        + session.scalar(select(func.coalesce(func.sum(Call.cost), 0)).where(
+            Call.credential_id == principal.credential_id, Call.created_at >= month_start)))
+    if spent + cost > principal.monthly_cap:
+        raise Refused(403, {"detail": f"This credential's monthly spend cap of ¥{principal.monthly_cap // MILLI_YEN:,} "
+                                      "would be exceeded."})
+
+
+def _require(principal: Principal, scope: str) -> None:
+    if scope not in principal.scopes:
+        raise Refused(403, {"detail": f"This credential does not have the {scope} scope."})
+
+
+def _required(fields: dict, *names: str) -> None:
+    missing = {name: ["This field is required."] for name in names if not str(fields.get(name) or "").strip()}
+    if missing:
+        raise Refused(400, missing)
+
+
+# -- SMS -----------------------------------------------------------------------------------------
+
+
+def send_sms(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, base_url: str,
+             now: datetime) -> Answer:
+    _require(principal, "sms")
+    _required(fields, "recipient", "sender", "message")
+    number = rules.phone_number("recipient", fields["recipient"])
+    sender = rules.sender_id(fields["sender"])
+    body = str(fields["message"])
+    try:
+        split = segments.split(body)
+    except segments.TooLong as error:
+        raise rules.Invalid("message", f"The message needs {error.parts} parts; at most {segments.MAX_PARTS}.") from None
+    callback = rules.callback_url(fields.get("callbackurl"))
+    tags = rules.tags_of(fields.get("tags"))
+    fingerprint = request_hash(op="sms", recipient=number.e164, sender=sender, message=body, callback=callback, tags=tags)
+
+    def work(state, lots) -> Answer:
+        _check_destination(session, principal, number, "recipient")
+        cost = _price(session, "sms", number.country, "recipient") * split.parts if principal.mode == "live" else 0
+        _check_cap(session, principal, cost, now)
+        msgid = secrets.token_hex(16)
+        values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
+                      mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
+                      encoding=split.encoding, segments=split.parts, cost=cost, status="QUEUED", tags=",".join(tags),
+                      callback_url=callback, created_at=now, updated_at=now)
+        if cost:  # the message and its delivery job ride in the debit's statement
+            rider = ledger.Rider(_RECORD_CTE, {f"r_{k}": v for k, v in values.items()},
+                                 lambda db: _record(db, values, now))
+            ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}", reason=f"SMS {msgid}", now=now,
+                            rider=rider)
+        else:
+            _record(session, values, now)
+        return Answer(201, json.dumps([{"msgid": msgid}]))
+
+    return _idempotent(session, principal, idempotency_key, fingerprint, now, work)
+
+
+MESSAGES, OUTBOX = Message.__table__, outbox.OutboxMessage.__table__
+_RECORD_CTE = """message AS (
+    INSERT INTO sms_messages (msgid, account_id, credential_id, mode, sender, recipient, country, body, encoding,
+                              segments, cost, status, tags, callback_url, created_at, updated_at)
+    VALUES (:r_msgid, :r_account_id, :r_credential_id, :r_mode, :r_sender, :r_recipient, :r_country, :r_body,
+            :r_encoding, :r_segments, :r_cost, :r_status, :r_tags, :r_callback_url, :r_created_at, :r_updated_at)
+    RETURNING id
+), job AS (
+    INSERT INTO outbox (kind, payload, created_at, available_at, attempts)
+    SELECT 'api_sms', '{"message_id": ' || message.id || '}', :r_created_at, :r_created_at, 0 FROM message
+    RETURNING id
+)"""
+
+
+def _record(session: Session, values: dict, now: datetime) -> None:
+    """The message and the outbox job that hands it to the carrier."""
+    message_id = session.execute(insert(MESSAGES).returning(MESSAGES.c.id), values).scalar_one()
+    outbox.enqueue(session, kind="api_sms", payload={"message_id": message_id}, now=now)
+
+
+def message_json(message: Message, base_url: str) -> dict:
+    return {
+        "msgid": message.msgid, "status": message.status,
+        "sent_time": message.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
+        "cost": yen(message.cost), "sender": message.sender, "recipient": message.recipient,
+        "url": f"{base_url}/sms/messages/{message.msgid}/", "tags": [t for t in message.tags.split(",") if t],
+        "segments": message.segments, "encoding": message.encoding, "test": message.mode == "test",
+    }
+
+
+def message_of(session: Session, *, principal: Principal, msgid: str) -> Message | None:
+    found = session.scalars(select(Message).where(Message.msgid == msgid, Message.account_id == principal.account_id)).first()
+    session.commit()
+    return found
+
+
+def messages_of(session: Session, *, principal: Principal, date_filter: rules.DateFilter | None, now: datetime,
+                limit: int = 1000) -> list[Message]:
+    query = select(Message).where(Message.account_id == principal.account_id,
+                                  Message.created_at >= now - timedelta(days=rules.HISTORY_DAYS))
+    if date_filter is not None:
+        start, end = date_filter.bounds()
+        if start is not None:
+            query = query.where(Message.created_at >= start)
+        if end is not None:
+            query = query.where(Message.created_at < end)
+    rows = session.scalars(query.order_by(Message.id.desc()).limit(limit)).all()
+    session.commit()
+    return list(rows)
+
+
+# -- voice ---------------------------------------------------------------------------------------
+
+
+def start_call(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, now: datetime) -> Answer:
+    _require(principal, "voice")
+    _required(fields, "caller", "recipient")
+    caller = rules.caller_number(fields["caller"])
+    number = rules.phone_number("recipient", fields["recipient"])
+    recording, tts = (fields.get("recording_url") or "").strip(), str(fields.get("tts_message") or "").strip()
+    if bool(recording) == bool(tts):
+        raise Refused(400, {"recording_url": ["Give either recording_url or tts_message (with tts_lang)."]})
+    if recording:
+        try:
+            rules.callback_url(recording)
+        except rules.Invalid:
+            raise Refused(400, {"recording_url": ["Enter the http:// or https:// address of an MP3 file."]}) from None
+    language = (fields.get("tts_lang") or "").strip()
+    if tts and language not in ("ja", "en", "zh", "ko", "es", "fr", "de", "it", "pt", "ru"):
+        raise Refused(400, {"tts_lang": ["Use a language code such as ja or en."]})
+    callback = rules.callback_url(fields.get("callbackurl"))
+    tags = rules.tags_of(fields.get("tags"))
+    fingerprint = request_hash(op="call", caller=caller, recipient=number.e164, recording=recording, tts=tts,
+                               language=language, callback=callback, tags=tags)
+
+    def work(state, lots) -> Answer:
+        _check_destination(session, principal, number, "recipient")
+        unit_price = _price(session, "voice", number.country, "recipient")
+        callid = secrets.token_hex(16)
+        hold_id = None
+        if principal.mode == "live":
+            hold = rules.call_hold(unit_price)
+            _check_cap(session, principal, hold, now)
+            hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
+                                     now=now).id
+        call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
+                    mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
+                    tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
+                    unit_price=unit_price, hold_id=hold_id, status="QUEUED", tags=",".join(tags), callback_url=callback,
+                    created_at=now)
+        session.add(call)
+        session.flush()
+        outbox.enqueue(session, kind="api_call", payload={"call_id": call.id}, now=now)
+        return Answer(201, json.dumps([{"callid": callid}]))
+
+    return _idempotent(session, principal, idempotency_key, fingerprint, now, work)
+
+
+def call_json(call: Call) -> dict:
+    def local(moment):
+        return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S") if moment else None
+
+    return {"callid": call.callid, "status": call.status, "duration": call.duration, "cost": yen(call.cost),
+            "caller": call.caller, "recipient": call.recipient, "start_time": local(call.started_at),
+            "end_time": local(call.ended_at), "tags": [t for t in call.tags.split(",") if t],
+            "test": call.mode == "test"}
+
+
+def call_of(session: Session, *, principal: Principal, callid: str) -> Call | None:
+    found = session.scalars(select(Call).where(Call.callid == callid, Call.account_id == principal.account_id)).first()
+    session.commit()
+    return found
+
+
+def credits_of(session: Session, *, principal: Principal, now: datetime) -> dict:
+    from portal.ledger import queries
+
+    summary = queries.summary(session, account_id=principal.account_id, now=now)
+    session.commit()
+    return {"credits": yen(summary.available), "held": yen(summary.held), "lots": [
+        {"kind": lot.kind, "remaining": yen(lot.remaining), "expires_at": lot.expires_at.astimezone(JST).isoformat()}
+        for lot in summary.live_lots]}

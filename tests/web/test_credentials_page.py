@@ -1,0 +1,97 @@
+"""The API credentials page: owners and developers create (after a recent password), see the
+token once, rotate and revoke; billing members cannot."""
+
+import re
+
+from sqlalchemy import select
+
+from portal.accounts.models import Membership
+from portal.credentials import tokens
+from portal.credentials.models import Credential
+from tests.helpers import PASSWORD, PageClient, db_session, make_user
+
+NEW = {"name": "production web", "mode": "live", "scopes": ["sms", "read"], "networks": "", "monthly_cap": ""}
+
+
+def signed_in(app, email="owner@example.com"):
+    make_user(app, email=email)
+    client = PageClient(app.test_client(), app)
+    client.login(email)
+    return client
+
+
+def test_a_token_is_shown_once_and_the_list_shows_only_its_prefix_and_last_four(app):
+    client = signed_in(app)
+    response = client.post("/credentials", NEW, status=200)
+    assert response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
+    token = re.search(r'data-testid="token">([^<]+)<', html).group(1)
+    sid = re.search(r'data-testid="sid">([^<]+)<', html).group(1)
+    assert tokens.well_formed(token) and token.startswith("chotto_live_")
+    listing = client.get("/credentials").get_data(as_text=True)
+    assert token not in listing and f"chotto_live_…{token[-4:]}" in listing and sid in listing
+    assert "sms, read" in listing
+    response = client.client.get("/you/credits/", auth=(sid, token))
+    assert response.status_code == 200
+
+
+def test_creating_needs_a_recent_password(app, clock):
+    client = signed_in(app)
+    clock.advance(minutes=11)
+    client.get("/dashboard")
+    page = client.page("/credentials")
+    assert page.select_one("form[action='/credentials']") is None and "needs your password again" in page.get_text()
+    response = client.post("/credentials", NEW, status=302)
+    assert response.headers["Location"].startswith("/reauthenticate")
+    client.post("/reauthenticate", {"password": PASSWORD, "next": "/credentials"}, status=302)
+    assert client.post("/credentials", NEW).status_code == 200
+
+
+def test_bad_input_is_explained(app):
+    client = signed_in(app)
+    response = client.post("/credentials", NEW | {"name": "", "scopes": [], "networks": "10.0.0.0/33\nnot-an-ip",
+                                                  "monthly_cap": "-5"}, status=422)
+    text = response.get_data(as_text=True)
+    assert "This field is required." in text and "Choose at least one scope." in text
+    response = client.post("/credentials", NEW | {"networks": "10.0.0.0/33"}, status=422)
+    assert "10.0.0.0/33 is not an IP address or CIDR range." in response.get_data(as_text=True)
+    response = client.post("/credentials", NEW | {"monthly_cap": "zero"}, status=422)
+    assert "above zero" in response.get_data(as_text=True)
+    with db_session(app) as session:
+        assert session.scalars(select(Credential)).all() == []
+
+
+def test_rotate_and_revoke_from_the_page(app):
+    client = signed_in(app)
+    html = client.post("/credentials", NEW).get_data(as_text=True)
+    sid, first = (re.search(rf'data-testid="{name}">([^<]+)<', html).group(1) for name in ("sid", "token"))
+    with db_session(app) as session:
+        credential_id = session.scalars(select(Credential.id)).one()
+    html = client.post(f"/credentials/{credential_id}/rotate", {"overlap": "0"}).get_data(as_text=True)
+    second = re.search(r'data-testid="token">([^<]+)<', html).group(1)
+    assert second != first
+    assert client.client.get("/you/credits/", auth=(sid, first)).status_code == 401
+    assert client.client.get("/you/credits/", auth=(sid, second)).status_code == 200
+    client.post(f"/credentials/{credential_id}/revoke", {}, status=302)
+    assert client.client.get("/you/credits/", auth=(sid, second)).status_code == 401
+    assert "Revoked" in client.get("/credentials").get_data(as_text=True)
+    client.post(f"/credentials/{credential_id}/rotate", {"overlap": "0"}, status=404)
+
+
+def test_billing_members_cannot_manage_credentials_and_nobody_reaches_another_accounts(app):
+    owner = signed_in(app)
+    owner.post("/credentials", NEW)
+    with db_session(app) as session:
+        credential = session.scalars(select(Credential)).one()
+    billing = make_user(app, email="billing@example.com")
+    with db_session(app) as session:
+        session.add(Membership(account_id=credential.account_id, user_id=billing.id, role="billing",
+                               created_at=app.config["CLOCK"]()))
+        session.commit()
+    client = PageClient(app.test_client(), app)
+    client.login("billing@example.com")
+    client.post(f"/profile/account/{credential.account_id}", {}, status=302)
+    client.get("/credentials", status=403)
+    client.post(f"/credentials/{credential.id}/revoke", {}, status=403)
+    stranger = signed_in(app, email="stranger@example.com")
+    stranger.post(f"/credentials/{credential.id}/revoke", {}, status=404)
