@@ -72,14 +72,16 @@ class _RedactSecrets(logging.Filter):
     """Last line of defence: no Authorization header, password or link token reaches a log."""
 
     MARKERS = ("authorization:", "password=", "token=")
+    API_TOKEN = re.compile(r"chotto_(live|test)_[0-9A-Za-z]+")
     LINK = re.compile(r"/(verify-email|reset-password|invitations)/[A-Za-z0-9_-]{16,}")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(marker in message.lower() for marker in self.MARKERS):
             record.msg, record.args = "[redacted: the log line carried a secret]", ()
-        elif self.LINK.search(message):
-            record.msg, record.args = self.LINK.sub(r"/\1/[redacted]", message), ()
+        elif self.LINK.search(message) or self.API_TOKEN.search(message):
+            message = self.LINK.sub(r"/\1/[redacted]", message)
+            record.msg, record.args = self.API_TOKEN.sub(r"chotto_\1_[redacted]", message), ()
         return True
 
 

@@ -7,7 +7,8 @@ import sys
 from portal import create_app
 
 BANNER = """
-  Chotto is running on {base}  (development mode: test-inbox carrier, development mailbox)
+  Chotto is running on {base}  (development mode: test-inbox carrier, development mailbox,
+  payment sandbox: Credit and billing → Buy credit works without real money)
 
   To log in, either
     - open {base}/signup and create an account; the verification e-mail is in the
@@ -16,6 +17,10 @@ BANNER = """
         echo 'a long passphrase of yours' | PORTAL_ENV=development .venv/bin/portal accounts create you@example.com \\
              --password-stdin --verified --phone +819012345678
       then sign in at {base}/login.
+
+  API: create a credential at {base}/credentials (or `.venv/bin/portal keys create you@example.com
+  --name dev --test`), then e.g.  curl -u SID:TOKEN -d recipient=+819012345678 -d sender=Chotto \
+  -d message=hello {base}/sms/messages/   Reference: {base}/api/docs
 
   Stop with Ctrl+C.
 """

@@ -5,6 +5,7 @@ trailing slash, and Xoxzo's answer shapes: 401 {"detail"}, 400 keyed by field, 4
 
 import json
 import logging
+import re
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -34,6 +35,11 @@ def _unauthorized(detail: str = "Invalid username/password.") -> Response:
     return _json({"detail": detail}, 401, **{"WWW-Authenticate": 'Basic realm="Chotto API"'})
 
 
+def _shown(username: str) -> str:
+    """A SID may be logged; anything else (a token pasted as the user name) may not."""
+    return username if re.fullmatch(r"[0-9a-f]{32}", username) else "(not a SID)"
+
+
 def authenticated(view):
     """Basic auth only: cookies are ignored here, and a token in the URL is refused outright."""
 
@@ -50,10 +56,10 @@ def authenticated(view):
             g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
                                                    ip=request.remote_addr or "", now=clock.now())
         except credentials.Unauthenticated:
-            log.info("api: authentication failed for sid=%s", auth.username[:32])
+            log.info("api: authentication failed for sid=%s", _shown(auth.username))
             return _unauthorized()
         except credentials.NotFromHere:
-            log.info("api: sid=%s refused from %s (IP allow-list)", auth.username[:32], request.remote_addr)
+            log.info("api: sid=%s refused from %s (IP allow-list)", _shown(auth.username), request.remote_addr)
             return _json({"detail": "This credential may not be used from this address."}, 403)
         return view(*args, **kwargs)
 
@@ -66,6 +72,11 @@ def fields() -> dict:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise messaging.Refused(400, {"non_field_errors": ["The body must be a JSON object."]})
+        wrong = {key: ["Must be a string."] for key, value in body.items()
+                 if value is not None and not isinstance(value, str) and not (key == "tags" and isinstance(value, list)
+                                                                          and all(isinstance(t, str) for t in value))}
+        if wrong:
+            raise messaging.Refused(400, wrong)
         return {key: value for key, value in body.items() if value is not None}
     return {key: value for key, value in request.form.items()}
 
@@ -119,6 +130,23 @@ def answer(work) -> Response:
     return _json(result.body, result.status)
 
 
+def _daily_cap() -> int | None:
+    yen = current_app.config["API_DAILY_SPEND_CAP_YEN"]
+    return yen * 1000 if yen else None
+
+
+def reader(view):
+    """A GET route: authenticated, and the credential needs the read scope."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if "read" not in g.principal.scopes:
+            return _json({"detail": "This credential does not have the read scope."}, 403)
+        return view(*args, **kwargs)
+
+    return authenticated(guarded)
+
+
 def route(rule: str, **options):
     """Register `rule` with and without its trailing slash (Xoxzo's clients use both)."""
 
@@ -137,11 +165,11 @@ def send_sms():
     now = clock.now()
     return answer(lambda: messaging.send_sms(session=db.session(), principal=g.principal, fields=fields(),
                                              idempotency_key=_idempotency_key(),
-                                             base_url=current_app.config["BASE_URL"], now=now))
+                                             base_url=current_app.config["BASE_URL"], now=now, daily_cap=_daily_cap()))
 
 
 @route("/sms/messages/", methods=["GET"])
-@authenticated
+@reader
 def list_sms():
     def work():
         today = clock.now().astimezone(rules.JST).date()
@@ -154,7 +182,7 @@ def list_sms():
 
 
 @route("/sms/messages/<msgid>", methods=["GET"])
-@authenticated
+@reader
 def get_sms(msgid: str):
     found = messaging.message_of(db.session(), principal=g.principal, msgid=msgid)
     if found is None:
@@ -167,11 +195,11 @@ def get_sms(msgid: str):
 def start_call():
     now = clock.now()
     return answer(lambda: messaging.start_call(session=db.session(), principal=g.principal, fields=fields(),
-                                               idempotency_key=_idempotency_key(), now=now))
+                                               idempotency_key=_idempotency_key(), now=now, daily_cap=_daily_cap()))
 
 
 @route("/voice/calls/<callid>", methods=["GET"])
-@authenticated
+@reader
 def get_call(callid: str):
     found = messaging.call_of(db.session(), principal=g.principal, callid=callid)
     if found is None:
@@ -180,7 +208,7 @@ def get_call(callid: str):
 
 
 @route("/you/credits/", methods=["GET"])
-@authenticated
+@reader
 def credits_view():
     return _json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now()), 200)
 

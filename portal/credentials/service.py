@@ -87,7 +87,7 @@ def _check(name: str, scopes: list[str], monthly_cap: int | None) -> None:
 
 def create(
     *, session: Session, account_id: int, user_id: int, name: str, mode: str, scopes: list[str],
-    networks: list[str], monthly_cap: int | None, now: datetime,
+    networks: list[str], monthly_cap: int | None, now: datetime, expires_at: datetime | None = None,
 ) -> tuple[Credential, str]:
     """A new credential and its token (the only time the token exists outside the caller)."""
     _check(name, scopes, monthly_cap)
@@ -98,9 +98,11 @@ def create(
         scopes=",".join(s for s in SCOPES if s in scopes), allowed_networks="\n".join(networks),
         monthly_cap=monthly_cap, created_by=user_id, created_at=now,
     )
+    if expires_at is not None and expires_at <= now:
+        raise InvalidCredential("expires_at", str(expires_at))
     session.add(credential)
     session.flush()
-    token = _add_secret(session, credential, now)
+    token = _add_secret(session, credential, now, expires_at)
     audit.record(session, account_id=account_id, user_id=user_id, action="credential.created",
                  detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
     _tell_owners(session, account_id, "credential_created", credential, user_id, now)
@@ -110,10 +112,11 @@ def create(
     return credential, token
 
 
-def _add_secret(session: Session, credential: Credential, now: datetime) -> str:
+def _add_secret(session: Session, credential: Credential, now: datetime, expires_at: datetime | None = None) -> str:
     token = tokens.new_token(credential.mode)
     session.add(CredentialSecret(credential_id=credential.id, digest=tokens.digest(token),
-                                 prefix=tokens.PREFIXES[credential.mode], last4=token[-4:], created_at=now))
+                                 prefix=tokens.PREFIXES[credential.mode], last4=token[-4:], created_at=now,
+                                 expires_at=expires_at))
     return token
 
 
@@ -135,13 +138,16 @@ def rotate(*, session: Session, account_id: int, user_id: int, credential_id: in
         raise InvalidCredential("overlap", str(overlap))
     credential = _owned(session, account_id, credential_id)
     ends = now + overlap
+    current_expiry = session.scalar(select(CredentialSecret.expires_at).where(
+        CredentialSecret.credential_id == credential.id, CredentialSecret.expires_at.is_not(None),
+        CredentialSecret.expires_at > now).order_by(CredentialSecret.expires_at.desc()))
     session.execute(
         update(CredentialSecret).where(
             CredentialSecret.credential_id == credential.id,
             or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > ends),
         ).values(expires_at=ends)
     )
-    token = _add_secret(session, credential, now)
+    token = _add_secret(session, credential, now, current_expiry if current_expiry and current_expiry > ends else None)
     audit.record(session, account_id=account_id, user_id=user_id, action="credential.rotated",
                  detail=f"{credential.name} ({credential.sid}); old token valid for {overlap}", now=now)
     session.commit()

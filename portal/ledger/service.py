@@ -238,6 +238,8 @@ def _write_in_one_statement(session: Session, state: State, changes, line: dict,
         statement = _WITH_RIDERS.get(rider.cte)
         if statement is None:
             sql = _ONE_STATEMENT.text.replace("\nSELECT line.id FROM line", f",\n{rider.cte}\nSELECT line.id FROM line")
+            if sql == _ONE_STATEMENT.text:  # the rider must ride, or the debit would be booked without it
+                raise RuntimeError("could not attach the rider to the ledger statement")
             statement = _WITH_RIDERS[rider.cte] = text(sql)
         params |= rider.params
     return session.execute(statement, params).scalar_one()
@@ -584,22 +586,23 @@ def hold_in(session: Session, state: State, lots: list[LiveLot], *, amount: int,
     return held
 
 
-def reverse(*, session: Session, account_id: int, transaction_id: int, key: str, reason: str, now: datetime) -> Result:
-    """Give a debit back to the lots it came from (a message the carrier refused), once per
-    key; a lot that expired or was refunded meanwhile has the credit written off at once."""
-    request_hash = fingerprint(op="reverse", transaction=transaction_id)
-    state, _, replay = _start(session, account_id, key, request_hash)
-    if replay is not None:
-        session.commit()
-        return replay
+def reverse_in(session: Session, state: State, *, transaction_id: int, key: str, reason: str, now: datetime) -> None:
+    """Give a debit back to the lots it came from, inside the caller's transaction (the
+    caller locked the account); a lot that expired or was refunded meanwhile has the credit
+    written off at once. The journal's unique key makes a second reversal impossible."""
     parts = session.execute(select(ENTRIES.c.lot_id, ENTRIES.c.amount).where(ENTRIES.c.transaction_id == transaction_id)).all()
     lots = {row.id: LiveLot(*row) for row in session.execute(
-        select(*_LOT_COLUMNS).where(LOTS.c.id.in_([p.lot_id for p in parts]), LOTS.c.account_id == account_id))}
+        select(*_LOT_COLUMNS).where(LOTS.c.id.in_([p.lot_id for p in parts]), LOTS.c.account_id == state.account_id))}
+    _book(session, state, kind="refund", changes=[(lots[p.lot_id], -p.amount) for p in parts if p.amount < 0],
+          key=key, request_hash=fingerprint(op="reverse", transaction=transaction_id), reason=reason, now=now)
+    write_off_due(session, state, lots_of(session, state.account_id), now)
 
-    def book() -> Result:
-        result = _book(session, state, kind="refund", changes=[(lots[p.lot_id], -p.amount) for p in parts if p.amount < 0],
-                       key=key, request_hash=request_hash, reason=reason, now=now)
-        write_off_due(session, state, lots_of(session, account_id), now)
-        return result
 
-    return _book_once(session, account_id, key, request_hash, book)
+def settle_in(session: Session, state: State, *, hold_id: int, charged: int, now: datetime) -> None:
+    """Close a hold inside the caller's transaction (the caller locked the account): keep
+    `charged`, give the rest back. A hold the sweep already released stays released."""
+    held = session.get(Hold, hold_id, populate_existing=True)
+    if held.closed_at is not None:
+        return
+    _close(session, state, held, min(charged, held.amount), now)
+    write_off_due(session, state, lots_of(session, state.account_id), now)

@@ -51,7 +51,7 @@ class Message(SQLModel, table=True):
     segments: int
     cost: int = Field(sa_column=Column(BigInteger, nullable=False))
     status: str = Field(sa_column=Column(String(10), nullable=False))
-    tags: str = Field(default="", sa_column=Column(String(500), nullable=False))
+    tags: str = Field(default="", sa_column=Column(Text, nullable=False))
     callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     carrier_ref: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     refunded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
@@ -84,7 +84,7 @@ class Call(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(12), nullable=False))
     duration: int | None = None  # seconds
     cost: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
-    tags: str = Field(default="", sa_column=Column(String(500), nullable=False))
+    tags: str = Field(default="", sa_column=Column(Text, nullable=False))
     callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
     started_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -36,6 +36,7 @@ class OutgoingCall:
     tts_lang: str | None
     recording_url: str | None
     reference: str
+    max_seconds: int = 600  # the carrier ends the call there: the hold pays for no more
 
 
 class CarrierRejected(Exception):
@@ -73,6 +74,7 @@ class TestInboxCarrier:
             body, duration = f"TTS ({call.tts_lang}): {call.tts_message}", 2 + -(-len(call.tts_message) // 8)
         else:
             body, duration = f"Recording: {call.recording_url}", 30
+        duration = min(duration, call.max_seconds)
         session.add(TestInboxMessage(account_id=call.account_id, channel="voice", recipient=call.recipient,
                                      sender=call.caller, body=f"{body} [{duration} s]", created_at=now))
         session.flush()

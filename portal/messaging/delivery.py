@@ -8,6 +8,7 @@ import urllib.request
 from datetime import datetime
 
 from flask import current_app
+from sqlalchemy import select
 from sqlmodel import Session
 
 from portal import outbox
@@ -17,11 +18,16 @@ from portal.credentials.service import callback_secret
 from portal.ledger import service as ledger
 from portal.messaging import rules
 from portal.messaging.api_models import Call, Message
-from portal.messaging.carrier import CarrierRejected, OutgoingCall, OutgoingSMS, current_carrier
+from portal.messaging.carrier import CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier, current_carrier
 from portal.webhooks import sign
 
 log = logging.getLogger("portal.messaging")
 CALLBACK_TIMEOUT = 5
+
+
+def _carrier_for(mode: str):
+    """Test credentials never reach a real network, whatever carrier is configured."""
+    return TestInboxCarrier() if mode == "test" else current_carrier()
 
 
 def deliver_sms(session: Session, *, message_id: int, now: datetime) -> None:
@@ -32,7 +38,7 @@ def deliver_sms(session: Session, *, message_id: int, now: datetime) -> None:
     sms = OutgoingSMS(account_id=message.account_id, recipient=message.recipient, sender=message.sender,
                       body=message.body, reference=message.msgid)
     try:
-        message.carrier_ref = current_carrier().send_sms(session=session, sms=sms, now=now)
+        message.carrier_ref = _carrier_for(message.mode).send_sms(session=session, sms=sms, now=now)
     except CarrierRejected as rejected:
         session.rollback()
         fail_sms(session, message_id=message_id, reason=str(rejected), now=now)
@@ -44,26 +50,26 @@ def deliver_sms(session: Session, *, message_id: int, now: datetime) -> None:
 
 
 def fail_sms(session: Session, *, message_id: int, reason: str, now: datetime) -> None:
-    """A definite failure: FAIL, and the debit given back once (the journal key guarantees it)."""
+    """A definite failure: FAIL and the debit given back, in one transaction (the account
+    locked first); decided by `refunded_at`, so a crash in between is repaired by a retry, and
+    the journal's key makes a second refund impossible."""
+    account_id = session.scalar(select(Message.account_id).where(Message.id == message_id))
+    state, _ = ledger.lock(session, account_id)
     message = session.get(Message, message_id, populate_existing=True)
-    if message.status == "FAIL":
+    if message.refunded_at is not None or (message.status == "FAIL" and not message.cost):
         session.commit()
         return
-    _set_status(session, message, "FAIL", now)
-    session.commit()
-    if message.cost and message.refunded_at is None:
-        debit = _debit_of(session, message)
-        ledger.reverse(session=session, account_id=message.account_id, transaction_id=debit,
-                       key=f"refund:sms:{message.msgid}", reason=f"refund of failed SMS {message.msgid}", now=now)
-        message = session.get(Message, message_id, populate_existing=True)
+    if message.status != "FAIL":
+        _set_status(session, message, "FAIL", now)
+    if message.cost:
+        ledger.reverse_in(session, state, transaction_id=_debit_of(session, message), key=f"refund:sms:{message.msgid}",
+                          reason=f"refund of failed SMS {message.msgid}", now=now)
         message.refunded_at = now
-        session.commit()
+    session.commit()
     log.info("SMS %s failed at the carrier: %s", message.msgid, reason[:200])
 
 
 def _debit_of(session: Session, message: Message) -> int:
-    from sqlalchemy import select
-
     from portal.ledger.models import Transaction
 
     return session.scalar(select(Transaction.id).where(Transaction.account_id == message.account_id,
@@ -80,34 +86,43 @@ def _set_status(session: Session, message: Message, status: str, now: datetime) 
 
 
 def place_call(session: Session, *, call_id: int, now: datetime) -> None:
+    """Place a queued call, then in one transaction (the account locked first) record how it
+    ended and settle its hold to the started minutes. If the worker dies during the call, the
+    retry places it again with the same reference (the carrier's idempotency key)."""
     from portal.messaging.service import call_json
 
     call = session.get(Call, call_id, populate_existing=True)
     if call is None or call.status != "QUEUED":
         session.commit()
         return
+    session.commit()
+    longest = (_hold_amount(session, call) // call.unit_price) * 60 if call.hold_id else MAX_TEST_CALL_SECONDS
+    outgoing = OutgoingCall(account_id=call.account_id, caller=call.caller, recipient=call.recipient,
+                            tts_message=call.tts_message, tts_lang=call.tts_lang, recording_url=call.recording_url,
+                            reference=call.callid, max_seconds=longest)
+    try:
+        duration, status = min(_carrier_for(call.mode).place_call(session=session, call=outgoing, now=now), longest), "ANSWERED"
+    except CarrierRejected:
+        session.rollback()
+        duration, status = 0, "FAILED"
+    state, _ = ledger.lock(session, call.account_id)
+    call = session.get(Call, call_id, populate_existing=True)
+    if call.status != "QUEUED":  # another worker finished it meanwhile
+        session.rollback()
+        return
+    charge = min(rules.call_minutes(duration) * call.unit_price, _hold_amount(session, call)) if call.hold_id else 0
     call.status, call.started_at = "IN PROGRESS", now
     if call.callback_url:
         _queue_callback(session, call.credential_id, call.callback_url, call_json(call), now)
-    session.commit()
-    outgoing = OutgoingCall(account_id=call.account_id, caller=call.caller, recipient=call.recipient,
-                            tts_message=call.tts_message, tts_lang=call.tts_lang, recording_url=call.recording_url,
-                            reference=call.callid)
-    try:
-        duration = current_carrier().place_call(session=session, call=outgoing, now=now)
-        status = "ANSWERED"
-    except CarrierRejected:
-        session.rollback()
-        call = session.get(Call, call_id, populate_existing=True)
-        duration, status = 0, "FAILED"
-    minutes = rules.call_minutes(duration)
-    charge = min(minutes * call.unit_price, _hold_amount(session, call)) if call.hold_id else 0
     call.status, call.duration, call.cost, call.ended_at = status, duration, charge, now
+    if call.hold_id:
+        ledger.settle_in(session, state, hold_id=call.hold_id, charged=charge, now=now)
     if call.callback_url:
         _queue_callback(session, call.credential_id, call.callback_url, call_json(call), now)
     session.commit()
-    if call.hold_id:
-        ledger.settle(session=session, hold_id=call.hold_id, charged=charge, now=now)
+
+
+MAX_TEST_CALL_SECONDS = 600
 
 
 def _hold_amount(session: Session, call: Call) -> int:
@@ -132,8 +147,18 @@ def post_callback(payload: dict, now: datetime) -> None:
         "Content-Type": "application/json", "User-Agent": "Chotto-Callbacks/1",
         "X-Chotto-Signature": sign(body, secret, int(now.timestamp())),
     })
-    with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT) as response:  # noqa: S310 (checked above)
+    with _NO_REDIRECTS.open(request, timeout=CALLBACK_TIMEOUT) as response:  # the address was checked above
         if not 200 <= response.status < 300:
             raise ValueError(f"callback answered {response.status}")
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect could point the POST anywhere, past the address check: it counts as a failure."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
 
 

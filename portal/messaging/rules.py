@@ -75,6 +75,8 @@ def tags_of(raw) -> list[str]:
         return []
     items = raw if isinstance(raw, list) else str(raw).split(",")
     tags = [str(item).strip() for item in items if str(item).strip()]
+    if any("," in tag for tag in tags):
+        raise Invalid("tags", "A tag cannot contain a comma.")
     if len(tags) > MAX_TAGS or any(len(tag) > MAX_TAG_LENGTH for tag in tags):
         raise Invalid("tags", f"Use at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters.")
     return tags
@@ -100,8 +102,7 @@ def callback_target_allowed(url: str, *, allow_private: bool) -> bool:
         return False
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-                                  or ip.is_multicast or ip.is_unspecified):
+        if not allow_private and not ip.is_global:
             return False
     return bool(addresses)
 
@@ -127,9 +128,13 @@ def sent_date(args: dict, today: date) -> DateFilter | None:
     if not found:
         return None
     key, value = found[0]
-    text = (f"{key}={value}" if value != "" else key)[len("sent_date"):]
-    if key == "sent_date":
-        text = text[1:]  # the "=" between name and value
+    operator = key[len("sent_date"):]  # "", or an operator the client put in the name ("sent_date>=…")
+    if value == "":
+        text = operator
+    elif operator in ("", ">=", "<=", "=") or operator.endswith("="):
+        text = operator + value  # "sent_date=>=2026-10-31" or an encoded "sent_date%3E%3D=2026-10-31"
+    else:
+        text = operator + "=" + value  # "sent_date>=2026-10-31" read as name "sent_date>", value "2026-10-31"
     match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*(\d{4}-\d{2}-\d{2})\s*", text)
     if not match:
         raise Invalid("sent_date", "Use a date such as 2026-10-31, optionally after >=, >, <= or <.")

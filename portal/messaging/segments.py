@@ -31,14 +31,23 @@ class Split:
 
 
 def split(text: str) -> Split:
+    """Count parts the way a handset splits: a part holds 153 septets (GSM-7) or 67 UTF-16
+    units (UCS-2) once split, and an extension character (two septets) or a surrogate pair
+    (two units) never straddles two parts."""
     if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
-        units = sum(2 if ch in GSM7_EXTENSION else 1 for ch in text)
-        parts = 1 if units <= 160 else -(-units // 153)
-        encoding = "GSM-7"
+        encoding, single, multi = "GSM-7", 160, 153
+        sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
     else:
-        units = len(text.encode("utf-16-le")) // 2
-        parts = 1 if units <= 70 else -(-units // 67)
-        encoding = "UCS-2"
+        encoding, single, multi = "UCS-2", 70, 67
+        sizes = [len(ch.encode("utf-16-le")) // 2 for ch in text]
+    units = sum(sizes)
+    if units <= single:
+        return Split(encoding, units, 1)
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > multi:
+            parts, used = parts + 1, 0
+        used += size
     if parts > MAX_PARTS:
         raise TooLong(parts)
-    return Split(encoding, units, max(parts, 1))
+    return Split(encoding, units, parts)

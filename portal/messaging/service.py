@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import case, func, insert, select, text
 from sqlmodel import Session
 
 from portal import outbox
@@ -27,6 +27,7 @@ from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
 
 log = logging.getLogger("portal.messaging")
 IDEMPOTENCY_RETENTION = timedelta(hours=24)
+CALL_HOLD_LIFETIME = timedelta(hours=24)  # longer than any queue plus the longest call
 
 
 class KeyReused(Exception):
@@ -117,17 +118,33 @@ def _check_destination(session: Session, principal: Principal, number: rules.Num
                                    "mobile numbers.")
 
 
-def _check_cap(session: Session, principal: Principal, cost: int, now: datetime) -> None:
-    """A credential's monthly spend cap (calendar month in Japan time)."""
-    if principal.monthly_cap is None or principal.mode == "test":
+def _spent_since(session: Session, since: datetime, **where) -> int:
+    """What messages and calls cost since `since`: a call still going counts its whole hold."""
+    from portal.ledger.models import Hold
+
+    messages = session.scalar(select(func.coalesce(func.sum(Message.cost), 0)).where(
+        Message.created_at >= since, Message.refunded_at.is_(None),
+        *[getattr(Message, column) == value for column, value in where.items()]))
+    calls = session.scalar(
+        select(func.coalesce(func.sum(case((Call.ended_at.is_(None), func.coalesce(Hold.amount, 0)), else_=Call.cost)), 0))
+        .select_from(Call).outerjoin(Hold, Hold.id == Call.hold_id)
+        .where(Call.created_at >= since, *[getattr(Call, column) == value for column, value in where.items()]))
+    return int(messages) + int(calls)
+
+
+def _check_cap(session: Session, principal: Principal, cost: int, now: datetime, daily_cap: int | None = None) -> None:
+    """The credential's monthly spend cap and the account's daily one (Japan's calendar)."""
+    if principal.mode == "test":
         return
     local = now.astimezone(JST)
-    month_start = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    spent = (session.scalar(select(func.coalesce(func.sum(Message.cost), 0)).where(
-        Message.credential_id == principal.credential_id, Message.created_at >= month_start, Message.refunded_at.is_(None)))
-        + session.scalar(select(func.coalesce(func.sum(Call.cost), 0)).where(
-            Call.credential_id == principal.credential_id, Call.created_at >= month_start)))
-    if spent + cost > principal.monthly_cap:
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if daily_cap is not None and _spent_since(session, day_start, account_id=principal.account_id) + cost > daily_cap:
+        raise Refused(403, {"detail": f"This account's daily spend limit of ¥{daily_cap // MILLI_YEN:,} would be "
+                                      "exceeded. Ask support to raise it."})
+    if principal.monthly_cap is None:
+        return
+    month_start = day_start.replace(day=1)
+    if _spent_since(session, month_start, credential_id=principal.credential_id) + cost > principal.monthly_cap:
         raise Refused(403, {"detail": f"This credential's monthly spend cap of ¥{principal.monthly_cap // MILLI_YEN:,} "
                                       "would be exceeded."})
 
@@ -147,7 +164,7 @@ def _required(fields: dict, *names: str) -> None:
 
 
 def send_sms(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, base_url: str,
-             now: datetime) -> Answer:
+             now: datetime, daily_cap: int | None = None) -> Answer:
     _require(principal, "sms")
     _required(fields, "recipient", "sender", "message")
     number = rules.phone_number("recipient", fields["recipient"])
@@ -159,12 +176,13 @@ def send_sms(*, session: Session, principal: Principal, fields: dict, idempotenc
         raise rules.Invalid("message", f"The message needs {error.parts} parts; at most {segments.MAX_PARTS}.") from None
     callback = rules.callback_url(fields.get("callbackurl"))
     tags = rules.tags_of(fields.get("tags"))
-    fingerprint = request_hash(op="sms", recipient=number.e164, sender=sender, message=body, callback=callback, tags=tags)
+    fingerprint = request_hash(op="sms", credential=principal.credential_id, mode=principal.mode, recipient=number.e164,
+                               sender=sender, message=body, callback=callback, tags=tags)
 
     def work(state, lots) -> Answer:
         _check_destination(session, principal, number, "recipient")
         cost = _price(session, "sms", number.country, "recipient") * split.parts if principal.mode == "live" else 0
-        _check_cap(session, principal, cost, now)
+        _check_cap(session, principal, cost, now, daily_cap)
         msgid = secrets.token_hex(16)
         values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
                       mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
@@ -209,6 +227,7 @@ def message_json(message: Message, base_url: str) -> dict:
         "cost": yen(message.cost), "sender": message.sender, "recipient": message.recipient,
         "url": f"{base_url}/sms/messages/{message.msgid}/", "tags": [t for t in message.tags.split(",") if t],
         "segments": message.segments, "encoding": message.encoding, "test": message.mode == "test",
+        "status_time": message.updated_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
@@ -236,7 +255,8 @@ def messages_of(session: Session, *, principal: Principal, date_filter: rules.Da
 # -- voice ---------------------------------------------------------------------------------------
 
 
-def start_call(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, now: datetime) -> Answer:
+def start_call(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, now: datetime,
+               daily_cap: int | None = None) -> Answer:
     _require(principal, "voice")
     _required(fields, "caller", "recipient")
     caller = rules.caller_number(fields["caller"])
@@ -254,7 +274,7 @@ def start_call(*, session: Session, principal: Principal, fields: dict, idempote
         raise Refused(400, {"tts_lang": ["Use a language code such as ja or en."]})
     callback = rules.callback_url(fields.get("callbackurl"))
     tags = rules.tags_of(fields.get("tags"))
-    fingerprint = request_hash(op="call", caller=caller, recipient=number.e164, recording=recording, tts=tts,
+    fingerprint = request_hash(op="call", credential=principal.credential_id, mode=principal.mode, caller=caller, recipient=number.e164, recording=recording, tts=tts,
                                language=language, callback=callback, tags=tags)
 
     def work(state, lots) -> Answer:
@@ -264,9 +284,9 @@ def start_call(*, session: Session, principal: Principal, fields: dict, idempote
         hold_id = None
         if principal.mode == "live":
             hold = rules.call_hold(unit_price)
-            _check_cap(session, principal, hold, now)
+            _check_cap(session, principal, hold, now, daily_cap)
             hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
-                                     now=now).id
+                                     now=now, lifetime=CALL_HOLD_LIFETIME).id
         call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
                     mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
                     tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
@@ -284,7 +304,8 @@ def call_json(call: Call) -> dict:
     def local(moment):
         return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S") if moment else None
 
-    return {"callid": call.callid, "status": call.status, "duration": call.duration, "cost": yen(call.cost),
+    return {"callid": call.callid, "status": call.status, "duration": call.duration,
+            "cost": yen(call.cost) if call.ended_at else 0.0,
             "caller": call.caller, "recipient": call.recipient, "start_time": local(call.started_at),
             "end_time": local(call.ended_at), "tags": [t for t in call.tags.split(",") if t],
             "test": call.mode == "test"}

@@ -69,6 +69,7 @@ def create():
     credential, token = service.create(
         session=db.session(), account_id=current_user.account.id, user_id=current_user.id, name=form.name.data,
         mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap, now=clock.now(),
+        expires_at=clock.now() + timedelta(days=int(form.expires.data)) if form.expires.data != "0" else None,
     )
     return _shown_once(credential, token, rotated=False)
 

@@ -172,6 +172,13 @@ class CredentialForm(FlaskForm):
         _l("Allowed IP addresses (optional)"), validators=[Optional(), Length(max=4000)],
         description=_l("One address or CIDR range per line, e.g. 203.0.113.0/24. Empty: any address."),
     )
+    expires = SelectField(
+        _l("Expires"),
+        choices=[SelectChoice("0", _l("Never (revoke it when it is no longer needed)")),
+                 SelectChoice("30", _l("In 30 days")), SelectChoice("90", _l("In 90 days")),
+                 SelectChoice("365", _l("In a year"))],
+        default="0",
+    )
     monthly_cap = StringField(
         _l("Monthly spend cap in yen (optional)"), validators=[Optional(), Length(max=12)],
         description=_l("Sends that would take this credential over the cap in a calendar month are refused."),
