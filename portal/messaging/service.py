@@ -119,17 +119,19 @@ def _check_destination(session: Session, principal: Principal, number: rules.Num
 
 
 def _spent_since(session: Session, since: datetime, **where) -> int:
-    """What messages and calls cost since `since`: a call still going counts its whole hold."""
+    """What messages and calls cost since `since`, in one round trip: a call still going
+    counts its whole hold."""
     from portal.ledger.models import Hold
 
-    messages = session.scalar(select(func.coalesce(func.sum(Message.cost), 0)).where(
+    messages = select(func.coalesce(func.sum(Message.cost), 0)).where(
         Message.created_at >= since, Message.refunded_at.is_(None),
-        *[getattr(Message, column) == value for column, value in where.items()]))
-    calls = session.scalar(
-        select(func.coalesce(func.sum(case((Call.ended_at.is_(None), func.coalesce(Hold.amount, 0)), else_=Call.cost)), 0))
-        .select_from(Call).outerjoin(Hold, Hold.id == Call.hold_id)
-        .where(Call.created_at >= since, *[getattr(Call, column) == value for column, value in where.items()]))
-    return int(messages) + int(calls)
+        *[getattr(Message, column) == value for column, value in where.items()])
+    calls = (select(func.coalesce(func.sum(case((Call.ended_at.is_(None), func.coalesce(Hold.amount, 0)),
+                                                else_=Call.cost)), 0))
+             .select_from(Call).outerjoin(Hold, Hold.id == Call.hold_id)
+             .where(Call.created_at >= since, *[getattr(Call, column) == value for column, value in where.items()]))
+    spent_on_messages, spent_on_calls = session.execute(select(messages.scalar_subquery(), calls.scalar_subquery())).one()
+    return int(spent_on_messages) + int(spent_on_calls)
 
 
 def _check_cap(session: Session, principal: Principal, cost: int, now: datetime, daily_cap: int | None = None) -> None:
