@@ -167,6 +167,12 @@ def upgrade() -> None:
         batch_op.create_index('ix_voice_calls_account_time', ['account_id', 'created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_voice_calls_credential_id'), ['credential_id'], unique=False)
 
+    op.create_table('spend_counters',
+    sa.Column('scope', sa.String(length=40), nullable=False),
+    sa.Column('period', sa.String(length=10), nullable=False),
+    sa.Column('spent', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('scope', 'period')
+    )
     op.add_column('accounts', sa.Column('allowed_countries', sa.String(length=100), server_default='JP', nullable=False))
     # The default price table (milli-yen per unit): operators edit it; an unlisted country is refused.
     prices = sa.table('prices', sa.column('product', sa.String), sa.column('country', sa.String),
@@ -185,6 +191,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_voice_calls_credential_id'))
         batch_op.drop_index('ix_voice_calls_account_time')
 
+    op.drop_table('spend_counters')
     op.drop_table('voice_calls')
     with op.batch_alter_table('sms_messages', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_sms_messages_credential_id'))

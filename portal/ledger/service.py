@@ -10,7 +10,7 @@ handful of statements and no unit-of-work bookkeeping.
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, func, insert, select, text, update
@@ -153,11 +153,15 @@ def _replay(state: State, request_hash: str, key: str) -> Result | None:
 class Rider:
     """Rows the caller writes with a ledger line, in the same statement on PostgreSQL (one
     round trip less on a hot path): `cte` is one or more `name AS (INSERT …)` clauses whose
-    parameters are prefixed `r_`; `fallback` writes the same rows on other databases."""
+    parameters are prefixed `r_`, and `selects` optional expressions read back with the line
+    (their values land in `results`); `fallback` does the same on other databases and returns
+    those values."""
 
     cte: str
     params: dict
-    fallback: object  # Callable[[Session], None]
+    fallback: object  # Callable[[Session], tuple]
+    selects: str = ""
+    results: list = field(default_factory=list)
 
 
 def _book(
@@ -180,7 +184,7 @@ def _book(
                       replayed=False)
     transaction_id = _write_statement_by_statement(session, state, changes, line, now)
     if rider is not None:
-        rider.fallback(session)
+        rider.results[:] = rider.fallback(session) or ()
     return Result(transaction_id, amount, state.balance, replayed=False)
 
 
@@ -227,22 +231,24 @@ SELECT line.id FROM line
 """)
 
 
-_WITH_RIDERS: dict[str, object] = {}
+_WITH_RIDERS: dict[tuple[str, str], object] = {}
 
 
 def _write_in_one_statement(session: Session, state: State, changes, line: dict, now: datetime,
                             rider: Rider | None = None) -> int:
     params = line | {"lot_ids": [lot.id for lot, _ in changes], "lot_changes": [change for _, change in changes]}
-    statement = _ONE_STATEMENT
-    if rider is not None:
-        statement = _WITH_RIDERS.get(rider.cte)
-        if statement is None:
-            sql = _ONE_STATEMENT.text.replace("\nSELECT line.id FROM line", f",\n{rider.cte}\nSELECT line.id FROM line")
-            if sql == _ONE_STATEMENT.text:  # the rider must ride, or the debit would be booked without it
-                raise RuntimeError("could not attach the rider to the ledger statement")
-            statement = _WITH_RIDERS[rider.cte] = text(sql)
-        params |= rider.params
-    return session.execute(statement, params).scalar_one()
+    if rider is None:
+        return session.execute(_ONE_STATEMENT, params).scalar_one()
+    statement = _WITH_RIDERS.get((rider.cte, rider.selects))
+    if statement is None:
+        selects = f", {rider.selects}" if rider.selects else ""
+        sql = _ONE_STATEMENT.text.replace("\nSELECT line.id FROM line", f",\n{rider.cte}\nSELECT line.id{selects} FROM line")
+        if sql == _ONE_STATEMENT.text:  # the rider must ride, or the debit would be booked without it
+            raise RuntimeError("could not attach the rider to the ledger statement")
+        statement = _WITH_RIDERS[(rider.cte, rider.selects)] = text(sql)
+    row = session.execute(statement, params | rider.params).one()
+    rider.results[:] = row[1:]
+    return row[0]
 
 
 def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> int:

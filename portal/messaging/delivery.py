@@ -16,7 +16,7 @@ from portal.credentials.models import Credential
 from portal.credentials.service import callback_secret
 
 from portal.ledger import service as ledger
-from portal.messaging import rules
+from portal.messaging import rules, spend
 from portal.messaging.api_models import Call, Message
 from portal.messaging.carrier import CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier, current_carrier
 from portal.webhooks import sign
@@ -64,6 +64,8 @@ def fail_sms(session: Session, *, message_id: int, reason: str, now: datetime) -
     if message.cost:
         ledger.reverse_in(session, state, transaction_id=_debit_of(session, message), key=f"refund:sms:{message.msgid}",
                           reason=f"refund of failed SMS {message.msgid}", now=now)
+        spend.add(session, spend.keys(account_id=message.account_id, credential_id=message.credential_id,
+                                      at=message.created_at), -message.cost)
         message.refunded_at = now
     session.commit()
     log.info("SMS %s failed at the carrier: %s", message.msgid, reason[:200])
@@ -117,6 +119,8 @@ def place_call(session: Session, *, call_id: int, now: datetime) -> None:
     call.status, call.duration, call.cost, call.ended_at = status, duration, charge, now
     if call.hold_id:
         ledger.settle_in(session, state, hold_id=call.hold_id, charged=charge, now=now)
+        spend.add(session, spend.keys(account_id=call.account_id, credential_id=call.credential_id, at=call.created_at),
+                  charge - _hold_amount(session, call))  # the limits counted the whole hold
     if call.callback_url:
         _queue_callback(session, call.credential_id, call.callback_url, call_json(call), now)
     session.commit()

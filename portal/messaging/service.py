@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlmodel import Session
 
 from portal import outbox
@@ -22,7 +22,7 @@ from portal.credentials.service import Principal
 from portal.ledger import service as ledger
 from portal.ledger.models import CreditState
 from portal.ledger.rules import MILLI_YEN, InsufficientCredit
-from portal.messaging import rules, segments
+from portal.messaging import rules, segments, spend
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
 
 log = logging.getLogger("portal.messaging")
@@ -118,37 +118,19 @@ def _check_destination(session: Session, principal: Principal, number: rules.Num
                                    "mobile numbers.")
 
 
-def _spent_since(session: Session, since: datetime, **where) -> int:
-    """What messages and calls cost since `since`, in one round trip: a call still going
-    counts its whole hold."""
-    from portal.ledger.models import Hold
-
-    messages = select(func.coalesce(func.sum(Message.cost), 0)).where(
-        Message.created_at >= since, Message.refunded_at.is_(None),
-        *[getattr(Message, column) == value for column, value in where.items()])
-    calls = (select(func.coalesce(func.sum(case((Call.ended_at.is_(None), func.coalesce(Hold.amount, 0)),
-                                                else_=Call.cost)), 0))
-             .select_from(Call).outerjoin(Hold, Hold.id == Call.hold_id)
-             .where(Call.created_at >= since, *[getattr(Call, column) == value for column, value in where.items()]))
-    spent_on_messages, spent_on_calls = session.execute(select(messages.scalar_subquery(), calls.scalar_subquery())).one()
-    return int(spent_on_messages) + int(spent_on_calls)
-
-
-def _check_cap(session: Session, principal: Principal, cost: int, now: datetime, daily_cap: int | None = None) -> None:
-    """The credential's monthly spend cap and the account's daily one (Japan's calendar)."""
-    if principal.mode == "test":
-        return
-    local = now.astimezone(JST)
-    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    if daily_cap is not None and _spent_since(session, day_start, account_id=principal.account_id) + cost > daily_cap:
+def _check_limits(principal: Principal, totals: list[int], daily_cap: int | None) -> None:
+    """After the spending is counted (the account is locked, so the totals are exact): over a
+    limit, the caller's transaction is rolled back and nothing was spent."""
+    day_total, month_total = totals
+    if daily_cap is not None and day_total > daily_cap:
         raise Refused(403, {"detail": f"This account's daily spend limit of ¥{daily_cap // MILLI_YEN:,} would be "
                                       "exceeded. Ask support to raise it."})
-    if principal.monthly_cap is None:
-        return
-    month_start = day_start.replace(day=1)
-    if _spent_since(session, month_start, credential_id=principal.credential_id) + cost > principal.monthly_cap:
+    if principal.monthly_cap is not None and month_total > principal.monthly_cap:
         raise Refused(403, {"detail": f"This credential's monthly spend cap of ¥{principal.monthly_cap // MILLI_YEN:,} "
                                       "would be exceeded."})
+
+
+_SPEND_CTE, _SPEND_SELECTS = spend.cte(2)
 
 
 def _require(principal: Principal, scope: str) -> None:
@@ -184,17 +166,24 @@ def send_sms(*, session: Session, principal: Principal, fields: dict, idempotenc
     def work(state, lots) -> Answer:
         _check_destination(session, principal, number, "recipient")
         cost = _price(session, "sms", number.country, "recipient") * split.parts if principal.mode == "live" else 0
-        _check_cap(session, principal, cost, now, daily_cap)
         msgid = secrets.token_hex(16)
         values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
                       mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
                       encoding=split.encoding, segments=split.parts, cost=cost, status="QUEUED", tags=",".join(tags),
                       callback_url=callback, created_at=now, updated_at=now)
-        if cost:  # the message and its delivery job ride in the debit's statement
-            rider = ledger.Rider(_RECORD_CTE, {f"r_{k}": v for k, v in values.items()},
-                                 lambda db: _record(db, values, now))
+        if cost:  # the message, its delivery job and the spend counters ride in the debit's statement
+            counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
+
+            def fallback(db):
+                _record(db, values, now)
+                return spend.add(db, counters, cost)
+
+            rider = ledger.Rider(_RECORD_CTE + ",\n" + _SPEND_CTE,
+                                 {f"r_{k}": v for k, v in values.items()} | spend.params(counters, cost), fallback,
+                                 selects=_SPEND_SELECTS)
             ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}", reason=f"SMS {msgid}", now=now,
                             rider=rider)
+            _check_limits(principal, rider.results, daily_cap)
         else:
             _record(session, values, now)
         return Answer(201, json.dumps([{"msgid": msgid}]))
@@ -286,9 +275,10 @@ def start_call(*, session: Session, principal: Principal, fields: dict, idempote
         hold_id = None
         if principal.mode == "live":
             hold = rules.call_hold(unit_price)
-            _check_cap(session, principal, hold, now, daily_cap)
             hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
                                      now=now, lifetime=CALL_HOLD_LIFETIME).id
+            counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
+            _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
         call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
                     mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
                     tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
