@@ -18,9 +18,11 @@ BANNER = """
              --password-stdin --verified --phone +819012345678
       then sign in at {base}/login.
 
-  API: create a credential at {base}/credentials (or `.venv/bin/portal keys create you@example.com
-  --name dev --test`), then e.g.  curl -u SID:TOKEN -d recipient=+819012345678 -d sender=Chotto \
-  -d message=hello {base}/sms/messages/   Reference: {base}/api/docs
+  API: create a credential at {base}/credentials, or
+        .venv/bin/portal keys create you@example.com --name dev --test
+      then send a test SMS (it lands in the Test inbox):
+        curl -u SID:TOKEN -d recipient=+819012345678 -d sender=Chotto -d message=hello {base}/sms/messages/
+      Reference: {base}/api/docs
 
   Stop with Ctrl+C.
 """
