@@ -71,3 +71,12 @@ def test_buying_1000_yen_with_the_sandbox_credits_the_account_and_issues_a_recei
         assert expected in text, expected
     rendered = pypdfium2.PdfDocument(pdf)[0].render(scale=1.5).to_pil()
     rendered.save(SCREENSHOTS / "receipt-INV-00000001.png")
+
+    page.goto("/credit/buy/confirm?amount=3000")
+    page.get_by_role("button", name="日本語").click()  # the footer's language switch
+    expect(page.get_by_role("heading", level=1)).to_have_text("ご購入内容の確認")
+    expect(page.get_by_test_id("total")).to_have_text("¥3,300")
+    expect(page.locator("main")).to_contain_text("お支払いから90日間有効です。")
+    screenshot(page, "purchase-confirmation-ja")
+    page.goto("/credentials")
+    screenshot(page, "credentials-ja")
