@@ -87,7 +87,10 @@ def test_the_sweep_racing_debits_at_the_expiry_boundary_never_spends_expired_cre
 
     outcomes = parallel(engine, list(range(8)), work)
     assert outcomes[0::2] == ["refused"] * 4
-    assert sorted(outcomes[1::2]) == [0, 0, 0, 1]  # written off exactly once
+    # A refused debit writes the due lot off too (lazily, in its own transaction), so the sweep
+    # may find nothing left to do: at most one of the sweeps books the expiry, and the journal
+    # below holds exactly one.
+    assert sum(outcomes[1::2]) <= 1
     expiries = session.scalars(select(Transaction).where(Transaction.kind == "expire")).all()
     assert [e.amount for e in expiries] == [-100 * YEN]
     assert check(session, now=clock()) == ([], [])
