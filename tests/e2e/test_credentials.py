@@ -44,3 +44,9 @@ def test_create_a_test_credential_copy_the_token_and_call_the_api(browser, live_
     screenshot(page, "test-inbox-api-message")
     page.get_by_role("link", name="API credentials").click()
     screenshot(page, "credentials-list")
+
+    page.get_by_text("Manage").click()
+    page.get_by_text("Revoke…").click()  # a second step: nothing is revoked by a single click
+    page.get_by_role("button", name="Revoke now").click()
+    expect(page.locator(".flash-success")).to_contain_text("staging server is revoked")
+    assert requests.get(f"{live_server.url}/you/credits/", auth=(sid, token)).status_code == 401
