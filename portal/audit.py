@@ -3,7 +3,7 @@ Written in the same transaction as the change it records."""
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, select
+from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, Session, SQLModel
 
 from portal.accounts.models import utc_column
@@ -24,9 +24,3 @@ class AuditEvent(SQLModel, table=True):
 def record(session: Session, *, account_id: int, user_id: int | None, action: str, detail: str, now: datetime) -> None:
     session.add(AuditEvent(account_id=account_id, user_id=user_id, action=action, detail=detail[:300], occurred_at=now))
 
-
-def events_of(session: Session, *, account_id: int, limit: int = 50) -> list[AuditEvent]:
-    rows = session.scalars(select(AuditEvent).where(AuditEvent.account_id == account_id)
-                           .order_by(AuditEvent.id.desc()).limit(limit)).all()
-    session.commit()
-    return list(rows)

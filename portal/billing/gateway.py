@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from portal.billing.models import SandboxPayment
 

@@ -177,8 +177,3 @@ def replaced_number(session: Session, invoice: Invoice) -> str | None:
     session.commit()
     return found
 
-
-def count(session: Session) -> int:
-    found = session.scalar(select(func.count()).select_from(Invoice))
-    session.commit()
-    return found

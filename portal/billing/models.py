@@ -9,9 +9,6 @@ from sqlmodel import Field, SQLModel
 
 from portal.accounts.models import utc_column
 
-PURCHASE_STATUSES = ("open", "awaiting", "paid", "failed", "expired")
-DISPUTE_STATUSES = ("open", "won", "lost")
-
 
 class BillingProfile(SQLModel, table=True):
     """Who the invoices are addressed to. The tax residency lives on the account."""

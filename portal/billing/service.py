@@ -69,15 +69,14 @@ def residency_of(session: Session, *, account_id: int) -> str:
 # -- buying ---------------------------------------------------------------------------------------
 
 
-_DESCRIPTIONS = {
-    "ja": ("Chotto 前払いクレジット {credit}（支払い確認から90日間有効）", "消費税 {rate}%"),
-    "en": ("Chotto prepaid credit {credit} (valid for 90 days from payment)", "Consumption tax {rate}%"),
-}
-
-
 def describe(amount_yen: int, tax_rate: int, language: str) -> tuple[str, str]:
-    credit, tax = _DESCRIPTIONS.get(language, _DESCRIPTIONS["en"])
-    return credit.format(credit=f"¥{amount_yen:,}"), tax.format(rate=tax_rate)
+    """The checkout's line items in the customer's language, from the same catalog as the receipt."""
+    from flask_babel import force_locale
+    from flask_babel import gettext as _
+
+    with force_locale(language):
+        return (_("Chotto prepaid credit %(credit)s (valid for 90 days from payment)", credit=f"¥{amount_yen:,}"),
+                _("Consumption tax %(rate)s%%", rate=tax_rate))
 
 
 def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: int) -> rules.Quote:
@@ -311,7 +310,7 @@ def _settle_credit(session: Session, state, purchase: Purchase, now: datetime) -
     if purchase.dispute_status in ("won", "lost"):
         lost = purchase.dispute_status == "lost"
         if purchase.dispute_hold_id is not None or lost:
-            ledger.close_hold_in(session, state, hold_id=purchase.dispute_hold_id or 0, now=now,
+            ledger.close_hold_in(session, state, hold_id=purchase.dispute_hold_id, now=now,
                                  write_off_lot=purchase.lot_id if lost else None)
     target = rules.credit_to_take_back(refunded_yen=purchase.refunded_yen, total_yen=purchase.total_yen,
                                        amount_yen=purchase.amount_yen)

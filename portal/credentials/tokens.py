@@ -38,10 +38,6 @@ def well_formed(token: str) -> bool:
     return checksum(token[:-CHECKSUM_LENGTH]) == token[-CHECKSUM_LENGTH:]
 
 
-def mode_of(token: str) -> str:
-    return "test" if token.startswith(PREFIXES["test"]) else "live"
-
-
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 

@@ -362,16 +362,12 @@ def debit(*, session: Session, account_id: int, amount: int, idempotency_key: st
     if replay is not None:
         session.commit()
         return replay
-    write_off_due(session, state, lots, now)
     try:
-        takes = rules.split(lots, amount, now)
+        return _book_once(session, account_id, idempotency_key, request_hash, lambda: debit_in(
+            session, state, lots, amount=amount, key=idempotency_key, reason=reason, now=now))
     except InsufficientCredit:
         session.commit()  # keep the write-offs: they are true whatever happens to this debit
         raise
-    return _book_once(session, account_id, idempotency_key, request_hash, lambda: _book(
-        session, state, kind="debit", changes=[(t.lot, -t.amount) for t in takes],
-        key=idempotency_key, request_hash=request_hash, reason=reason, now=now,
-    ))
 
 
 def hold(
@@ -383,24 +379,13 @@ def hold(
     state, lots, replay = _start(session, account_id, idempotency_key, request_hash)
     if replay is not None:
         return _hold_of(session, replay)
-    write_off_due(session, state, lots, now)
     try:
-        takes = rules.split(lots, amount, now)
+        outcome = _book_once(session, account_id, idempotency_key, request_hash, lambda: hold_in(
+            session, state, lots, amount=amount, key=idempotency_key, reason=reason, now=now, lifetime=lifetime))
     except InsufficientCredit:
         session.commit()
         raise
-    held = Hold(account_id=account_id, amount=amount, reason=reason[:300], created_at=now, expires_at=now + lifetime)
-
-    def book() -> Result:
-        session.add(held)
-        session.flush()
-        session.add_all(HoldPart(hold_id=held.id, lot_id=t.lot.id, amount=t.amount) for t in takes)
-        session.flush()
-        return _book(session, state, kind="hold", changes=[(t.lot, -t.amount) for t in takes], key=idempotency_key,
-                     request_hash=request_hash, reason=reason, now=now, hold_id=held.id, held_change=amount)
-
-    result = _book_once(session, account_id, idempotency_key, request_hash, book)
-    return held if not result.replayed else _hold_of(session, result)
+    return outcome if isinstance(outcome, Hold) else _hold_of(session, outcome)  # a clash: the first one's hold
 
 
 def _hold_of(session: Session, result: Result) -> Hold:
@@ -510,6 +495,10 @@ def grant_trial_in(session: Session, *, account_id: int, phone_e164: str, amount
 # -- in-transaction steps for payments (the caller locked the account and commits) -------------
 
 
+def _live(lots: list[LiveLot], lot_id: int, now: datetime) -> LiveLot | None:
+    return next((lot for lot in lots if lot.id == lot_id and rules.is_live(lot, now)), None)
+
+
 def take_back_in(
     session: Session, state: State, lots: list[LiveLot], *, lot_id: int, amount: int, key: str, reason: str,
     now: datetime,
@@ -517,7 +506,7 @@ def take_back_in(
     """Take up to `amount` back from one lot's unused remainder (a refunded payment); the
     spent part stays spent and the balance never goes negative. Returns what was taken."""
     write_off_due(session, state, lots, now)
-    lot = next((lot for lot in lots if lot.id == lot_id and rules.is_live(lot, now)), None)
+    lot = _live(lots, lot_id, now)
     taken = min(amount, lot.remaining) if lot is not None else 0
     if taken > 0:
         _book(session, state, kind="refund", changes=[(lot, -taken)], key=key,
@@ -531,7 +520,7 @@ def freeze_lot_in(session: Session, state: State, lots: list[LiveLot], *, lot_id
     The hold lasts until the lot's own expiry: if still open then, the sweep releases it into
     the expired lot, which writes it off. None when the lot has nothing left."""
     write_off_due(session, state, lots, now)
-    lot = next((lot for lot in lots if lot.id == lot_id and rules.is_live(lot, now)), None)
+    lot = _live(lots, lot_id, now)
     if lot is None or lot.remaining == 0:
         return None
     held = Hold(account_id=state.account_id, amount=lot.remaining, reason=reason[:300], created_at=now,
@@ -553,10 +542,11 @@ def mark_refunded_in(session: Session, state: State, *, lot_id: int, now: dateti
     write_off_due(session, state, lots_of(session, state.account_id), now)
 
 
-def close_hold_in(session: Session, state: State, *, hold_id: int, now: datetime, write_off_lot: int | None = None) -> None:
-    """Release a hold back to its lots (if still open); with `write_off_lot`, that lot is then
-    marked refunded and its remainder written off (a dispute lost)."""
-    held = session.get(Hold, hold_id, populate_existing=True)
+def close_hold_in(session: Session, state: State, *, hold_id: int | None, now: datetime,
+                  write_off_lot: int | None = None) -> None:
+    """Release a hold (if any, and still open) back to its lots; with `write_off_lot`, that
+    lot is then marked refunded and its remainder written off (a dispute lost)."""
+    held = session.get(Hold, hold_id, populate_existing=True) if hold_id is not None else None
     if held is not None and held.closed_at is None:
         _close(session, state, held, 0, now)
     if write_off_lot is not None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select
 from sqlmodel import Session
 
 from portal import outbox
@@ -20,8 +20,7 @@ from portal.accounts.models import Membership, User
 from portal.clock import JST
 from portal.credentials.service import Principal
 from portal.ledger import service as ledger
-from portal.ledger.models import CreditState
-from portal.ledger.rules import MILLI_YEN, InsufficientCredit
+from portal.ledger.rules import MILLI_YEN
 from portal.messaging import rules, segments, spend
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
 
@@ -77,7 +76,7 @@ def _idempotent(session: Session, principal: Principal, key: str | None, fingerp
             return Answer(stored.status, stored.body)
     try:
         answer = work(state, lots)
-    except (Refused, rules.Invalid, segments.TooLong, InsufficientCredit):
+    except Exception:  # refused, invalid or short of credit: nothing of this request stays
         session.rollback()
         raise
     if key:

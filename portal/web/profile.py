@@ -1,6 +1,6 @@
 """The person's own page: name, language, password, sign-in sessions, account switch."""
 
-from flask import Blueprint, current_app, flash, redirect, render_template, session, url_for
+from flask import Blueprint, current_app, flash, redirect, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 

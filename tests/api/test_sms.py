@@ -2,7 +2,6 @@
 trial limits, idempotency, delivery and refunds."""
 
 import json
-from datetime import timedelta
 
 import pytest
 from sqlalchemy import select, text, update

@@ -12,8 +12,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DatabaseError
 
 from portal import worker
-from portal.billing import invoices, service
-from portal.billing.models import Invoice, InvoiceRendition, Purchase
+from portal.billing import invoices
+from portal.billing.models import Invoice, InvoiceRendition
 from portal.billing.operator import check_payments
 from portal.ledger import service as ledger
 from tests.helpers import db_session

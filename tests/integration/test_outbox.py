@@ -80,8 +80,6 @@ def test_the_worker_sweeps_expired_credit(app, clock):
 
 
 def test_the_daily_reconciliation_logs_drift_as_an_error(app, clock, caplog):
-    from datetime import timedelta
-
     from sqlalchemy import text
 
     from portal.ledger import service

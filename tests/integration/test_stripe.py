@@ -17,7 +17,7 @@ from portal.ledger.check import check
 from portal.ledger.models import CreditState, Hold, Lot
 from portal.ledger.rules import InsufficientCredit
 from tests.helpers import PageClient, db_session, make_user
-from tests.stripe_fake import WEBHOOK_SECRET, signature
+from tests.stripe_fake import signature
 
 YEN = 1000
 PROFILE = dict(legal_name="Example KK", postal_code="100-0001", address="1-1 Chiyoda, Tokyo",

@@ -276,3 +276,14 @@ def test_the_sandbox_checkout_of_another_account_is_not_found(app):
     stranger.get(path, status=404)
     stranger.post(path, {"action": "pay"}, status=404)
     assert owner.page(path).select_one("[data-testid=sandbox-pay]") is not None
+
+
+def test_a_sandbox_step_that_no_longer_fits_is_explained(app):
+    client, account_id = with_profile(app)
+    response = client.post("/credit/buy/confirm", confirmed(client, 1000), status=303)
+    path = response.headers["Location"].split("portal.chotto.test", 1)[1]
+    client.post(path, {"action": "pay"}, status=302)
+    response = client.post(path, {"action": "pay"}, status=302)  # paying twice, e.g. from a second tab
+    assert response.headers["Location"] == path
+    assert "That step does not fit this checkout any more." in client.page(path).get_text()
+    assert available(app, account_id) == 1000 * 1000

@@ -1,9 +1,7 @@
-from datetime import timedelta
-
 from sqlalchemy import select
 
 from portal.accounts.models import User, UserSession
-from tests.helpers import PASSWORD, PageClient, db_session, last_link, make_user, mails_to
+from tests.helpers import PASSWORD, PageClient, db_session, last_link, make_user
 
 
 def test_signs_in_and_out(client, app):

@@ -2,7 +2,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import Membership
-from tests.helpers import PASSWORD, PageClient, db_session, last_link, make_user, mails_to
+from tests.helpers import PageClient, db_session, last_link, make_user, mails_to
 
 
 @pytest.fixture
