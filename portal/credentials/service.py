@@ -157,13 +157,26 @@ def rotate(*, session: Session, account_id: int, user_id: int, credential_id: in
 
 def revoke(*, session: Session, account_id: int, user_id: int, credential_id: int, now: datetime) -> Credential:
     credential = _owned(session, account_id, credential_id)
-    credential.revoked_at = now
-    audit.record(session, account_id=account_id, user_id=user_id, action="credential.revoked",
-                 detail=f"{credential.name} ({credential.sid})", now=now)
+    revoke_in_transaction(session, credential=credential, user_id=user_id, now=now)
     _tell_owners(session, account_id, "credential_revoked", credential, user_id, now)
     session.commit()
-    log.info("api credential revoked sid=%s by user=%s", credential.sid, user_id)
     return credential
+
+
+def revoke_in_transaction(session: Session, *, credential: Credential, user_id: int, now: datetime) -> None:
+    """Revoke a credential the caller has locked, in the caller's transaction (the caller commits
+    and tells the owners): refused from the next request on, with its audit event."""
+    credential.revoked_at = now
+    audit.record(session, account_id=credential.account_id, user_id=user_id, action="credential.revoked",
+                 detail=f"{credential.name} ({credential.sid})", now=now)
+    log.info("api credential revoked sid=%s by user=%s", credential.sid, user_id)
+
+
+def live_created_by(session: Session, *, account_id: int, user_id: int, lock: bool = False) -> list[Credential]:
+    """The credentials `user_id` created in the account that are not revoked (`lock`: FOR UPDATE)."""
+    query = select(Credential).where(Credential.account_id == account_id, Credential.created_by == user_id,
+                                     Credential.revoked_at.is_(None)).order_by(Credential.id)
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
 def _tell_owners(session: Session, account_id: int, template: str, credential: Credential, user_id: int,
