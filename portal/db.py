@@ -2,13 +2,19 @@
 
 SQLite runs in WAL mode and every transaction starts with BEGIN IMMEDIATE, so two writers queue
 on the database lock instead of failing with "database is locked" half-way through.
+
+PostgreSQL fails fast when it cannot answer (connect and statement timeouts, TCP keepalives, a
+short wait for a pooled connection), so a request gets a 503 within seconds instead of hanging;
+a connection found dead is invalidated with its pool, so the next request connects afresh.
+Neither engine puts statement parameters into its errors (they carry phone numbers and bodies).
 """
 
+import traceback
 from contextlib import contextmanager
 from datetime import timezone
 
 from flask import current_app, g
-from sqlalchemy import DateTime, create_engine, event
+from sqlalchemy import DateTime, create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
@@ -36,28 +42,46 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(timezone.utc)
 
 
-def make_engine(url: str) -> Engine:
+CONNECT_TIMEOUT_SECONDS = 3
+STATEMENT_TIMEOUT_MS = 4000
+POOL_TIMEOUT_SECONDS = 3
+SQLITE_BUSY_TIMEOUT_MS = 30000
+UNAVAILABLE_SQLITE = ("database is locked", "database table is locked", "disk i/o error", "unable to open database",
+                      "database or disk is full")
+
+
+def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
+                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-        _make_sqlite_serial(engine)
+        engine = create_engine(url, hide_parameters=True,
+                               connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
+        _make_sqlite_serial(engine, busy_timeout_ms)
         return engine
     return create_engine(
         url,
+        hide_parameters=True,
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
-        connect_args={"connect_timeout": 5},
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        pool_recycle=1800,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3,
+            "tcp_user_timeout": statement_timeout_ms + 1000,
+        },
     )
 
 
-def _make_sqlite_serial(engine: Engine) -> None:
+def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -66,7 +90,11 @@ def _make_sqlite_serial(engine: Engine) -> None:
 
 
 def init_app(app) -> None:
-    app.extensions["portal.engine"] = make_engine(app.config["DATABASE_URL"])
+    app.extensions["portal.engine"] = make_engine(
+        app.config["DATABASE_URL"],
+        statement_timeout_ms=app.config.get("DATABASE_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS),
+        busy_timeout_ms=app.config.get("SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS),
+    )
     app.teardown_appcontext(_close_request_session)
 
 
@@ -79,6 +107,68 @@ def session() -> Session:
     if "db_session" not in g:
         g.db_session = Session(engine(), expire_on_commit=False)
     return g.db_session
+
+
+def rollback_request_session() -> None:
+    """Before an error page is rendered: a failed transaction must not fail the page too. A
+    session whose connection cannot even roll back is dropped; the next use opens a new one."""
+    db_session = g.get("db_session")
+    if db_session is None:
+        return
+    try:
+        db_session.rollback()
+    except Exception:
+        g.pop("db_session", None)
+        try:
+            db_session.invalidate()
+        except Exception:
+            pass
+
+
+def unavailable(error: BaseException) -> bool:
+    """The database cannot answer right now (down, restarting, unreachable, too slow, locked
+    past the busy timeout, or no pooled connection free): try again later, not a bug."""
+    for cause in _chain(error):
+        if isinstance(cause, exc.TimeoutError) or getattr(cause, "code", None) == "8s2b":
+            return True  # the pool's wait, or a transaction whose connection was lost
+        if isinstance(cause, exc.DBAPIError):
+            if cause.connection_invalidated or isinstance(cause, exc.InterfaceError):
+                return True
+            if isinstance(cause, exc.OperationalError):
+                sqlite = type(cause.orig).__module__.startswith("sqlite3")
+                return not sqlite or str(cause.orig).lower().startswith(UNAVAILABLE_SQLITE)
+    return False
+
+
+def is_database_error(error: BaseException) -> bool:
+    return any(isinstance(cause, exc.SQLAlchemyError) for cause in _chain(error))
+
+
+def describe(error: BaseException) -> str:
+    """A database error for the log: its class, SQLSTATE and constraint, and where it was
+    raised, never its message (PostgreSQL's DETAIL repeats the offending values)."""
+    parts = []
+    for cause in _chain(error):
+        diag = getattr(cause, "diag", None)
+        facts = [type(cause).__name__]
+        for name in ("sqlstate", "constraint_name", "table_name", "column_name"):
+            value = getattr(diag, name, None) or (getattr(cause, name, None) if name == "sqlstate" else None)
+            if value:
+                facts.append(f"{name}={value}")
+        parts.append(" ".join(facts))
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    return " <- ".join(parts) + ("\nTraceback (values omitted):\n" + frames if frames else "")
+
+
+def _chain(error: BaseException | None):
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        if isinstance(error, exc.StatementError) and error.orig is not None and id(error.orig) not in seen:
+            yield error.orig
+            seen.add(id(error.orig))
+        error = error.__cause__ or error.__context__
 
 
 def _close_request_session(_exc):

@@ -2,13 +2,14 @@
 
 import logging
 
-from flask import Flask, current_app, render_template, request
+from flask import Flask, Response, current_app, g, render_template, request
 from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from portal.web import security
+from portal import db
+from portal.web import bad_input, security
 from portal.web.extensions import babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone
 
 log = logging.getLogger("portal.web")
@@ -16,9 +17,13 @@ log = logging.getLogger("portal.web")
 
 def init_app(app: Flask) -> None:
     _configure(app)
+    app.before_request(bad_input.refuse_unstorable_text)
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     csrf.init_app(app)
     htmx.init_app(app)
+    from portal.api import whole_retry_after
+
+    app.after_request(whole_retry_after)  # before the limiter's hook, so it runs after it
     limiter.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -75,32 +80,85 @@ def _register_blueprints(app: Flask) -> None:
     limiter.exempt(webhooks.bp)
 
 
+RETRY_AFTER_SECONDS = 5
+LAST_RESORT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Chotto: please try again</title></head>
+<body><main><h1>Please try again in a moment</h1><p>しばらくしてから、もう一度お試しください。</p>
+<p><a href="/">Chotto</a></p></main></body></html>
+"""
+
+
 def _register_errors(app: Flask) -> None:
+    from portal import api
+
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return render_template("errors/error.html", code=400, kind="csrf"), 400
+        return _page(400, kind="csrf")
+
+    @app.errorhandler(bad_input.BadInput)
+    def refused_input(error: bad_input.BadInput):
+        if api.is_api_request():
+            return _secured(api._json({error.field: [bad_input.API_MESSAGES[error.problem]]}, 400))
+        return _page(400, kind="bad_input", field=error.field, problem=error.problem)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        from portal import api
-
         if error.code is None or error.code < 400:
             return error
         if api.is_api_request():
-            return api.api_error(error)
+            return _secured(api.api_error(error))
         response = error.get_response()
-        response.data = render_template("errors/error.html", code=error.code, kind="http")
-        response.content_type = "text/html; charset=utf-8"
-        return response
+        page = _page(error.code, kind="http")
+        response.set_data(page.get_data())
+        response.content_type = page.content_type
+        return _secured(response)
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
-        from portal import api
-
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        db.rollback_request_session()
+        if db.unavailable(error):
+            log.warning("database unavailable on %s %s: %s", request.method, request.path,
+                        db.describe(error).split("\n")[0])
+            return _unavailable()
+        if db.is_database_error(error):
+            log.error("unhandled database error on %s %s: %s", request.method, request.path, db.describe(error))
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
         if api.is_api_request():
-            return api._json({"detail": "Internal error. Nothing was charged if no answer said otherwise."}, 500)
-        return render_template("errors/error.html", code=500, kind="http"), 500
+            return _secured(api._json({"detail": "Internal error. Nothing was charged if no answer said otherwise."},
+                                      500))
+        return _page(500, kind="http")
+
+
+def _unavailable() -> Response:
+    """The database cannot answer: 503 with Retry-After, rendered without touching it again."""
+    from portal import api
+
+    if api.is_api_request():
+        response = api._json({"detail": "The service is briefly unavailable. Nothing was done and nothing was "
+                                        "charged. Try again in a few seconds."}, 503)
+    else:
+        g._login_user = current_app.login_manager.anonymous_user()  # loading the signed-in user needs the database
+        response = _page(503, kind="unavailable")
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def _page(code: int, **context) -> Response:
+    """An error page that cannot itself fail: if rendering it raises, a static page is sent."""
+    try:
+        body = render_template("errors/error.html", code=code, **context)
+    except Exception as error:
+        log.error("the %s page could not be rendered: %s", code, db.describe(error).split("\n")[0]
+                  if db.is_database_error(error) else type(error).__name__)
+        db.rollback_request_session()
+        body = LAST_RESORT_PAGE
+    return _secured(Response(body, status=code, mimetype="text/html"))
+
+
+def _secured(response: Response) -> Response:
+    """Error answers carry the page-wide headers even when after_request hooks do not run."""
+    return security.add_headers(response)
 
 
 def _register_template_helpers(app: Flask) -> None:

@@ -17,6 +17,7 @@ from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
 from portal.web import security
 from portal.web.auth import safe_next
+from portal.web.bad_input import page_number
 from portal.web.current import role_required
 from portal.web.extensions import limiter
 from portal.web.forms import AmountForm, BillingProfileForm, PayForm
@@ -26,6 +27,7 @@ bp = Blueprint("billing", __name__)
 BUYERS = ("owner", "billing")
 QUICK_PICKS = (1000, 3000, 10000)
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
+SEARCHABLE_DAYS = (date(2000, 1, 1), date(2099, 12, 31))
 
 
 def _account_id() -> int:
@@ -172,7 +174,7 @@ def pay():
 @bp.get("/credit/purchases")
 @role_required(*BUYERS)
 def purchases():
-    page = max(request.args.get("page", 1, type=int), 1)
+    page = page_number()
     rows, total = service.purchases_of(db.session(), account_id=_account_id(), page=page)
     return render_page("billing/purchases.html", fragment="history", purchases=rows, page=page, total=total, per_page=20)
 
@@ -201,10 +203,16 @@ def _search() -> tuple[invoices.Search, dict[str, str]]:
         raw = (args.get(name) or "").strip()
         if raw:
             try:
-                day = date.fromisoformat(raw) + (timedelta(days=1) if name == "to" else timedelta())
-                found[field] = datetime.combine(day, time(), tzinfo=JST)
+                day = date.fromisoformat(raw)
             except ValueError:
                 errors[name] = _("Enter a date such as 2026-11-27.")
+                continue
+            if not SEARCHABLE_DAYS[0] <= day <= SEARCHABLE_DAYS[1]:
+                errors[name] = _("Enter a date between %(first)s and %(last)s.", first=SEARCHABLE_DAYS[0].isoformat(),
+                                 last=SEARCHABLE_DAYS[1].isoformat())
+                continue
+            day += timedelta(days=1) if name == "to" else timedelta()
+            found[field] = datetime.combine(day, time(), tzinfo=JST)
     for name, field in (("min", "min_total"), ("max", "max_total")):
         raw = (args.get(name) or "").strip()
         if raw:

@@ -1,10 +1,11 @@
 """The dashboard: balance, lots and their expiry, burn rate and forecast, and the statement."""
 
-from flask import Blueprint, request
+from flask import Blueprint
 from flask_login import current_user
 
 from portal import clock, db
 from portal.ledger import queries
+from portal.web.bad_input import page_number
 from portal.web.current import verified_email_required
 from portal.web.fragments import render_page
 
@@ -33,5 +34,5 @@ def show():
 def statement():
     if current_user.membership is None:
         return render_page("dashboard/statement.html", statement=None)
-    page = queries.statement(db.session(), account_id=current_user.account.id, page=request.args.get("page", 1, type=int))
+    page = queries.statement(db.session(), account_id=current_user.account.id, page=page_number())
     return render_page("dashboard/statement.html", fragment="statement", statement=page)
