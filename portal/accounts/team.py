@@ -1,13 +1,17 @@
-"""Members, roles and invitations. An account always keeps at least one owner."""
+"""Members, roles and invitations. An account always keeps at least one owner. Owners are
+mailed when an owner is invited, a role changes or a member is removed; removing a member
+revokes the API credentials they created unless the owner keeps each one."""
 
 import logging
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import mail
+from portal import audit, mail
 from portal.accounts import passwords, tokens
 from portal.accounts.errors import (
     AlreadyMember,
@@ -21,6 +25,8 @@ from portal.accounts.errors import (
 from portal.accounts.models import ROLES, Account, Invitation, Membership, User, UserSession
 from portal.accounts.queries import lock_account, membership, normalise_email, user_by_email
 from portal.accounts.signup import new_user
+from portal.credentials import service as credentials
+from portal.credentials.models import Credential
 
 log = logging.getLogger("portal.auth")
 
@@ -73,6 +79,10 @@ def invite(*, session: Session, account_id: int, inviter_id: int, email: str, ro
         session, to=email, template="invitation", language=language, now=now,
         account=account, inviter=inviter, role=role, token=token, expires_at=invitation.expires_at,
     )
+    if role == "owner":
+        audit.record(session, account_id=account_id, user_id=inviter_id, action="team.owner_invited", detail=email, now=now)
+        _tell(session, _owners(session, account_id), template="team_owner_invited", now=now,
+              account=account, actor=inviter, email=email)
     session.commit()
     log.info("invitation sent account_id=%s invitation_id=%s role=%s", account_id, invitation.id, role)
     return invitation
@@ -164,28 +174,95 @@ def _owner_count(session: Session, account_id: int) -> int:
     return session.scalar(query)
 
 
-def change_role(*, session: Session, account_id: int, membership_id: int, role: str) -> Membership:
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
-    lock_account(session, account_id)
+def _owners(session: Session, account_id: int) -> list[User]:
+    query = (
+        select(User)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.account_id == account_id, Membership.role == "owner")
+        .order_by(User.id)
+    )
+    return list(session.scalars(query))
+
+
+def _tell(session: Session, recipients: Iterable[User], *, template: str, now: datetime, **context) -> None:
+    """One mail per person, in their own language, through the outbox (same transaction)."""
+    told = set()
+    for user in recipients:
+        if user.id not in told:
+            told.add(user.id)
+            mail.queue(session, to=user.email, template=template, language=user.language, now=now, **context)
+
+
+def _target(session: Session, account_id: int, membership_id: int) -> tuple[Membership, User]:
     target = session.get(Membership, membership_id)
     if target is None or target.account_id != account_id:
         raise NotAMember()
-    if target.role == "owner" and role != "owner" and _owner_count(session, account_id) <= 1:
+    return target, session.get(User, target.user_id)
+
+
+def change_role(
+    *, session: Session, account_id: int, membership_id: int, role: str, actor_id: int, now: datetime
+) -> Membership:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    account = lock_account(session, account_id)
+    target, user = _target(session, account_id, membership_id)
+    if target.role == role:
+        session.commit()
+        return target
+    if target.role == "owner" and _owner_count(session, account_id) <= 1:
         raise LastOwner()
+    owners_before, previous = _owners(session, account_id), target.role
     target.role = role
+    session.flush()
+    audit.record(session, account_id=account_id, user_id=actor_id, action="team.role_changed",
+                 detail=f"{user.email}: {previous} -> {role}", now=now)
+    _tell(session, [*owners_before, *_owners(session, account_id)], template="team_role_changed", now=now,
+          account=account, actor=session.get(User, actor_id), member=user, previous=previous, role=role)
     session.commit()
     log.info("role changed account_id=%s membership_id=%s role=%s", account_id, membership_id, role)
     return target
 
 
-def remove_member(*, session: Session, account_id: int, membership_id: int) -> None:
-    lock_account(session, account_id)
-    target = session.get(Membership, membership_id)
-    if target is None or target.account_id != account_id:
-        raise NotAMember()
+def member_and_credentials(
+    session: Session, *, account_id: int, membership_id: int
+) -> tuple[Membership, User, list[Credential]]:
+    """What the owner confirms before a removal: the member and the live credentials they created."""
+    target, user = _target(session, account_id, membership_id)
+    return target, user, credentials.live_created_by(session, account_id=account_id, user_id=user.id)
+
+
+@dataclass(frozen=True)
+class Removal:
+    user: User
+    revoked: list[Credential]
+    kept: list[Credential]
+
+
+def remove_member(
+    *, session: Session, account_id: int, membership_id: int, actor_id: int, keep: Collection[int], now: datetime
+) -> Removal:
+    """Remove the member and, in the same transaction, revoke every live credential they created
+    in the account except those in `keep` (ids the owner chose to keep, one by one). A credential
+    created after the owner saw the list is not in `keep`, so it is revoked too."""
+    account = lock_account(session, account_id)
+    target, user = _target(session, account_id, membership_id)
     if target.role == "owner" and _owner_count(session, account_id) <= 1:
         raise LastOwner()
+    owners_before = _owners(session, account_id)
+    revoked, kept = [], []
+    for credential in credentials.live_created_by(session, account_id=account_id, user_id=user.id, lock=True):
+        if credential.id in keep:
+            kept.append(credential)
+        else:
+            credentials.revoke_in_transaction(session, credential=credential, user_id=actor_id, now=now)
+            revoked.append(credential)
     session.delete(target)
+    audit.record(session, account_id=account_id, user_id=actor_id, action="team.member_removed",
+                 detail=f"{user.email}; revoked {len(revoked)}, kept {len(kept)}", now=now)
+    _tell(session, owners_before, template="team_member_removed", now=now, account=account,
+          actor=session.get(User, actor_id), member=user, revoked=revoked, kept=kept)
     session.commit()
-    log.info("member removed account_id=%s membership_id=%s", account_id, membership_id)
+    log.info("member removed account_id=%s membership_id=%s revoked=%s kept=%s", account_id, membership_id,
+             len(revoked), len(kept))
+    return Removal(user=user, revoked=revoked, kept=kept)

@@ -1,11 +1,14 @@
-"""Members, roles and invitations of the account in use."""
+"""Members, roles and invitations of the account in use. Inviting an owner, changing a role and
+removing a member need a password confirmed in the last 10 minutes; a removal first shows the
+credentials the member created, each revoked unless the owner ticks "keep"."""
 
-from flask import Blueprint, flash, redirect, render_template, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_htmx.responses import HTMXResponseClientRedirect
 from flask_login import current_user
 
 from portal import clock, db
-from portal.accounts import team
+from portal.accounts import sessions, team
 from portal.accounts.errors import (
     AlreadyMember,
     EmailTaken,
@@ -15,11 +18,12 @@ from portal.accounts.errors import (
     TokenInvalid,
     WeakPassword,
 )
-from portal.accounts.queries import InvalidEmail, membership, user_by_email
+from portal.accounts.queries import InvalidEmail, user_by_email
 from portal.web.auth import password_errors, sign_in
-from portal.web.current import role_required
+from portal.web.current import reauthentication_redirect, role_required
 from portal.web.extensions import limiter
 from portal.web.forms import ROLE_LABELS, AcceptInvitationForm, ActionForm, InviteForm, RoleForm
+from portal.web.extensions import htmx
 from portal.web.fragments import render_page, wants_fragment
 
 bp = Blueprint("team", __name__)
@@ -36,6 +40,7 @@ def _page(invite_form: InviteForm | None = None, status: int = 200):
             invite_form=invite_form or InviteForm(),
             action_form=ActionForm(),
             role_labels=ROLE_LABELS,
+            fresh=sessions.is_fresh(current_user.row, clock.now()),
         ),
         status,
     )
@@ -54,6 +59,9 @@ def invite():
     form = InviteForm()
     if not form.validate_on_submit():
         return _page(form, 422)
+    stale = form.role.data == "owner" and reauthentication_redirect()
+    if stale:
+        return _go(stale)
     try:
         team.invite(
             session=db.session(),
@@ -87,14 +95,26 @@ def revoke(invitation_id: int):
     return redirect(url_for("team.show"))
 
 
+@bp.get("/team/invitations")
+@bp.get("/team/members/<int:membership_id>/role")
+@role_required("owner")
+def back_to_team(membership_id: int | None = None):
+    """Where the password prompt sends an owner back to after a refused POST."""
+    return redirect(url_for("team.show"))
+
+
 @bp.post("/team/members/<int:membership_id>/role")
 @role_required("owner")
 def change_role(membership_id: int):
+    stale = reauthentication_redirect()
+    if stale:
+        return _go(stale)
     form = RoleForm()
     if form.validate_on_submit():
         try:
-            team.change_role(
-                session=db.session(), account_id=current_user.account.id, membership_id=membership_id, role=form.role.data
+            changed = team.change_role(
+                session=db.session(), account_id=current_user.account.id, membership_id=membership_id,
+                role=form.role.data, actor_id=current_user.id, now=clock.now(),
             )
         except LastOwner:
             flash(_("An account needs at least one owner. Make someone else an owner first."), "error")
@@ -102,29 +122,52 @@ def change_role(membership_id: int):
             flash(_("That person is no longer a member."), "error")
         else:
             flash(_("Role changed."), "success")
-    return _after_change()
+            if changed.user_id == current_user.id and changed.role != "owner":
+                return _go(redirect(url_for("team.show")))  # the page was drawn for an owner
+    return _page() if wants_fragment() else redirect(url_for("team.show"))
 
 
-@bp.post("/team/members/<int:membership_id>/remove")
+@bp.route("/team/members/<int:membership_id>/remove", methods=["GET", "POST"])
 @role_required("owner")
 def remove(membership_id: int):
-    if ActionForm().validate_on_submit():
+    """A confirmation step listing the member's credentials, then the removal."""
+    stale = reauthentication_redirect()
+    if stale:
+        return _go(stale)
+    form = ActionForm()
+    if form.validate_on_submit():
+        keep = {int(value) for value in request.form.getlist("keep") if value.isdigit()}
         try:
-            team.remove_member(session=db.session(), account_id=current_user.account.id, membership_id=membership_id)
+            removal = team.remove_member(
+                session=db.session(), account_id=current_user.account.id, membership_id=membership_id,
+                actor_id=current_user.id, keep=keep, now=clock.now(),
+            )
         except LastOwner:
             flash(_("An account needs at least one owner. Make someone else an owner first."), "error")
         except NotAMember:
             flash(_("That person is no longer a member."), "error")
         else:
-            flash(_("Member removed."), "success")
-    return _after_change()
+            flash(_("%(name)s was removed. API credentials revoked: %(revoked)d; kept: %(kept)d.",
+                    name=removal.user.name, revoked=len(removal.revoked), kept=len(removal.kept)), "success")
+            if removal.user.id == current_user.id:
+                return _go(redirect(url_for("dashboard.show")))
+        return _go(redirect(url_for("team.show")))
+    try:
+        member, user, credentials = team.member_and_credentials(
+            db.session(), account_id=current_user.account.id, membership_id=membership_id
+        )
+    except NotAMember:
+        flash(_("That person is no longer a member."), "error")
+        return _go(redirect(url_for("team.show")))
+    return render_template("team/remove.html", form=form, member=member, user=user, credentials=credentials,
+                           role_labels=ROLE_LABELS)
 
 
-def _after_change():
-    """An owner who removed or demoted themselves goes to the dashboard; htmx gets the table."""
-    if membership(db.session(), account_id=current_user.account.id, user_id=current_user.id) is None:
-        return redirect(url_for("dashboard.show"))
-    return _page() if wants_fragment() else redirect(url_for("team.show"))
+def _go(response):
+    """A redirect, or for htmx the same target as a full-page visit (not swapped into a table)."""
+    if htmx:
+        return HTMXResponseClientRedirect(response.location)
+    return response
 
 
 @bp.route("/invitations/<token>", methods=["GET", "POST"])

@@ -1,8 +1,15 @@
+import base64
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 from sqlalchemy import select
 
-from portal.accounts.models import Membership
-from tests.helpers import PageClient, db_session, last_link, make_user, mails_to
+from portal.accounts import team
+from portal.accounts.models import Invitation, Membership, User
+from portal.audit import AuditEvent
+from portal.credentials import service as credentials
+from portal.credentials.models import Credential
+from tests.helpers import PASSWORD, PageClient, db_session, last_link, make_user, mails_to
 
 
 @pytest.fixture
@@ -148,3 +155,245 @@ def test_an_owner_cannot_touch_another_accounts_members(owner, app):
     owner.post(f"/team/members/{theirs.id}/role", {"role": "billing"}, status=302)
     assert roles(app) == ["owner", "owner"]
     assert "That person is no longer a member." in owner.text("/team")
+
+
+# -- issue 9 item 5: removal shows and revokes the member's credentials; recent password -------
+
+
+def join(owner, app, email, role, *, name="Dev Member", language="en"):
+    """A newcomer accepts an invitation; answers their client, membership id and user id."""
+    link = invite(owner, app, email, role)
+    member = PageClient(app.test_client(), app)
+    member.post(link, {"name": name, "password": "ledger lines and tea", "language": language}, status=302)
+    with db_session(app) as session:
+        user = session.scalars(select(User).where(User.email == email)).one()
+        theirs = session.scalars(select(Membership).where(Membership.user_id == user.id)).one()
+    return member, theirs.id, user.id
+
+
+def new_credential(app, user_id, name, mode="live"):
+    with db_session(app) as session:
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user_id)).first()
+        credential, token = credentials.create(
+            session=session, account_id=account_id, user_id=user_id, name=name, mode=mode,
+            scopes=["sms", "read"], networks=[], monthly_cap=None, now=app.config["CLOCK"](),
+        )
+    return credential.id, {"Authorization": "Basic " + base64.b64encode(f"{credential.sid}:{token}".encode()).decode()}
+
+
+def api_status(app, headers) -> int:
+    return app.test_client().get("/you/credits/", headers=headers).status_code
+
+
+def reauthenticate(client, next_path="/team"):
+    response = client.post("/reauthenticate", {"password": PASSWORD, "next": next_path}, status=302)
+    assert response.headers["Location"] == next_path.rstrip("?")
+
+
+def asks_for_password(response) -> bool:
+    location = response.headers.get("Location") or response.headers.get("HX-Redirect") or ""
+    return response.status_code in (200, 302) and location.startswith("/reauthenticate?next=")
+
+
+def test_removing_a_member_lists_their_credentials_and_revokes_all_but_those_kept(owner, app):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    kept_id, kept = new_credential(app, dev_id, "billing-sync")
+    dropped_id, dropped = new_credential(app, dev_id, "old-script", mode="test")
+    _, owners_own = new_credential(app, owner_id(app), "owner's own")
+    assert [api_status(app, h) for h in (kept, dropped, owners_own)] == [200, 200, 200]
+
+    page = owner.page(f"/team/members/{membership_id}/remove")
+    boxes = page.find_all("input", attrs={"name": "keep"})
+    assert sorted(int(box["value"]) for box in boxes) == sorted([kept_id, dropped_id])
+    assert not any(box.has_attr("checked") for box in boxes), "keeping must be an explicit choice"
+    text = " ".join(page.get_text(" ").split())
+    assert "billing-sync" in text and "old-script" in text and "owner's own" not in text
+
+    form = page.find("form", action=f"/team/members/{membership_id}/remove")
+    owner.post(form["action"], {"keep": str(kept_id)}, status=302)
+
+    assert roles(app) == ["owner"]
+    assert api_status(app, dropped) == 401
+    assert api_status(app, kept) == 200
+    assert api_status(app, owners_own) == 200
+    with db_session(app) as session:
+        events = session.scalars(select(AuditEvent.action).where(AuditEvent.action.like("%.re%"))).all()
+    assert events.count("credential.revoked") == 1
+
+
+def test_owners_are_mailed_who_was_removed_by_whom_and_which_credentials_were_revoked_or_kept(owner, app):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    kept_id, _ = new_credential(app, dev_id, "billing-sync")
+    new_credential(app, dev_id, "old-script")
+    owner.post(f"/team/members/{membership_id}/remove", {"keep": str(kept_id)}, status=302)
+    mail = mails_to(app, "owner@example.com")[-1]
+    assert mail.subject == "Dev Member was removed from Olivia Owner on Chotto"
+    body = " ".join(mail.text_body.split())
+    assert "Olivia Owner removed Dev Member (dev@example.com) from Olivia Owner." in body
+    revoked, kept = body.split("now revoked")[1].split("kept by choice")
+    assert "old-script" in revoked and "billing-sync" not in revoked
+    assert "billing-sync" in kept
+
+
+def test_an_unticked_list_revokes_every_credential_even_one_created_after_the_page_was_shown(owner, app):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    _, first = new_credential(app, dev_id, "first")
+    owner.get(f"/team/members/{membership_id}/remove")
+    _, late = new_credential(app, dev_id, "created while the owner was reading")
+    owner.post(f"/team/members/{membership_id}/remove", status=302)
+    assert [api_status(app, first), api_status(app, late)] == [401, 401]
+
+
+def test_a_refused_removal_revokes_nothing(owner, app):
+    _, mine = new_credential(app, owner_id(app), "mine")
+    with db_session(app) as session:
+        my_membership = session.scalars(select(Membership)).one()
+    owner.post(f"/team/members/{my_membership.id}/remove", status=302)
+    assert "An account needs at least one owner" in owner.text("/team")
+    assert api_status(app, mine) == 200
+
+
+def test_removal_and_revocations_commit_together_or_not_at_all(owner, app, monkeypatch):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    _, theirs = new_credential(app, dev_id, "theirs")
+
+    def mail_fails(*args, **kwargs):
+        raise RuntimeError("the outbox is unavailable")
+
+    monkeypatch.setattr(team, "_tell", mail_fails)
+    with db_session(app) as session, pytest.raises(RuntimeError):
+        team.remove_member(session=session, account_id=account_id(app), membership_id=membership_id,
+                           actor_id=owner_id(app), keep=(), now=app.config["CLOCK"]())
+    assert roles(app) == ["developer", "owner"]
+    assert api_status(app, theirs) == 200
+
+
+def test_a_member_without_credentials_is_removed_after_the_confirmation_step(owner, app):
+    _, membership_id, _ = join(owner, app, "dev@example.com", "developer")
+    team_page = owner.page("/team")
+    link = team_page.find("a", href=f"/team/members/{membership_id}/remove")
+    assert link is not None, "the Remove button leads to the confirmation step"
+    assert "Dev Member created no API credentials in this account." in owner.text(link["href"])
+    owner.post(link["href"], status=302)
+    assert roles(app) == ["owner"]
+
+
+def _invite_owner(owner, app, membership_id):
+    return owner.post("/team/invitations", {"email": "boss@example.com", "role": "owner"})
+
+
+def _change_role(owner, app, membership_id):
+    return owner.post(f"/team/members/{membership_id}/role", {"role": "billing"})
+
+
+def _remove(owner, app, membership_id):
+    return owner.post(f"/team/members/{membership_id}/remove")
+
+
+def _team_state(app):
+    with db_session(app) as session:
+        invited = session.scalars(select(Invitation.email).where(Invitation.revoked_at.is_(None))).all()
+        revoked = session.scalars(select(Credential.name).where(Credential.revoked_at.is_not(None))).all()
+    return roles(app), sorted(invited), revoked
+
+
+@pytest.mark.parametrize("action", [_invite_owner, _change_role, _remove])
+def test_owner_changes_without_a_recent_password_go_to_the_prompt_and_change_nothing(owner, app, clock, action):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    new_credential(app, dev_id, "theirs")
+    clock.advance(minutes=10, seconds=1)
+    before, mails_before = _team_state(app), len(mails_to(app, "owner@example.com"))
+    response = action(owner, app, membership_id)
+    assert asks_for_password(response)
+    assert _team_state(app) == before
+    assert len(mails_to(app, "owner@example.com")) == mails_before
+    assert mails_to(app, "boss@example.com") == []
+
+
+def test_the_removal_confirmation_page_itself_asks_for_the_password_and_comes_back(owner, app, clock):
+    _, membership_id, _ = join(owner, app, "dev@example.com", "developer")
+    clock.advance(minutes=11)
+    response = owner.get(f"/team/members/{membership_id}/remove", status=302)
+    assert asks_for_password(response)
+    back = parse_qs(urlsplit(response.headers["Location"]).query)["next"][0]
+    reauthenticate(owner, back)
+    owner.get(back, status=200)
+
+
+def test_an_htmx_role_change_without_a_recent_password_sends_the_whole_page_to_the_prompt(owner, app, clock):
+    _, membership_id, _ = join(owner, app, "dev@example.com", "developer")
+    clock.advance(minutes=10, seconds=1)
+    response = owner.post(f"/team/members/{membership_id}/role", {"role": "billing"},
+                          headers={"HX-Request": "true"}, status=200)
+    assert response.headers["HX-Redirect"].startswith("/reauthenticate?next=")
+    assert roles(app) == ["developer", "owner"]
+
+
+def test_inviting_a_developer_or_billing_member_needs_no_fresh_password(owner, app, clock):
+    clock.advance(minutes=30)
+    owner.post("/team/invitations", {"email": "dev@example.com", "role": "developer"}, status=302)
+    assert mails_to(app, "dev@example.com")
+
+
+@pytest.mark.parametrize("action", [_invite_owner, _change_role, _remove])
+def test_a_password_confirmed_within_ten_minutes_allows_the_change_and_ten_minutes_and_a_second_do_not(
+        owner, app, clock, action):
+    _, membership_id, _ = join(owner, app, "dev@example.com", "developer")
+    clock.advance(minutes=30)
+    prompt = action(owner, app, membership_id)
+    assert asks_for_password(prompt)
+    back = parse_qs(urlsplit(prompt.headers["Location"]).query)["next"][0]
+    reauthenticate(owner, back)
+    owner.get(back, status=200 if "/remove" in back else 302)  # the confirmation step, or the team page
+
+    clock.advance(minutes=10, seconds=1)
+    assert asks_for_password(action(owner, app, membership_id))
+    assert _team_state(app)[0] == ["developer", "owner"]
+
+    reauthenticate(owner)
+    clock.advance(minutes=9, seconds=59)
+    response = action(owner, app, membership_id)
+    assert response.status_code == 302 and response.headers["Location"] == "/team"
+    assert _team_state(app) != (["developer", "owner"], [], [])
+
+
+def test_the_team_page_tells_an_owner_when_changes_need_the_password_again(owner, app, clock):
+    assert "need your password again" not in owner.text("/team")
+    clock.advance(minutes=10)
+    page = owner.page("/team")
+    assert "need your password again" in page.get_text()
+    assert page.find("a", href="/reauthenticate?next=/team")
+
+
+def test_owners_are_mailed_in_their_own_language_about_owner_invitations_and_role_changes(owner, app):
+    _, second_id, _ = join(owner, app, "second@example.com", "owner", name="Sato", language="ja")
+    _, dev_membership, _ = join(owner, app, "dev@example.com", "developer")
+    owner.post("/team/invitations", {"email": "boss@example.com", "role": "owner"}, status=302)
+    for email in ("owner@example.com", "second@example.com"):
+        assert any("boss@example.com" in mail.text_body for mail in mails_to(app, email)), email
+
+    owner.post(f"/team/members/{dev_membership}/role", {"role": "billing"}, status=302)
+    english = mails_to(app, "owner@example.com")[-1]
+    assert "Olivia Owner changed the role of Dev Member (dev@example.com) in Olivia Owner from Developer to Billing." \
+        in " ".join(english.text_body.split())
+    japanese = mails_to(app, "second@example.com")[-1]
+    assert "開発者" in japanese.text_body and "dev@example.com" in japanese.text_body
+
+    owner.post(f"/team/members/{dev_membership}/role", {"role": "billing"}, status=302)
+    assert mails_to(app, "owner@example.com")[-1].id == english.id, "no change, no mail"
+
+
+def test_a_demoted_owner_is_told_about_it(owner, app):
+    _, second_id, second_user = join(owner, app, "second@example.com", "owner", name="Sato")
+    owner.post(f"/team/members/{second_id}/role", {"role": "developer"}, status=302)
+    assert "from Owner to Developer" in " ".join(mails_to(app, "second@example.com")[-1].text_body.split())
+
+
+def owner_id(app) -> int:
+    with db_session(app) as session:
+        return session.scalars(select(User.id).where(User.email == "owner@example.com")).one()
+
+
+def account_id(app) -> int:
+    with db_session(app) as session:
+        return session.scalars(select(Membership.account_id).where(Membership.user_id == owner_id(app))).one()
