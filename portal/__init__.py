@@ -69,13 +69,16 @@ def _payments(app: Flask, settings: dict) -> None:
 
 
 class _RedactSecrets(logging.Filter):
-    """Last line of defence: no Authorization header, password or link token reaches a log."""
+    """Last line of defence: no Authorization header, password or link token reaches a log, and
+    no database error's message (PostgreSQL repeats the offending values, such as a phone number
+    or a message body, in it): those are logged by class, SQLSTATE and constraint."""
 
     MARKERS = ("authorization:", "password=", "token=")
     API_TOKEN = re.compile(r"chotto_(live|test)_[0-9A-Za-z]+")
     LINK = re.compile(r"/(verify-email|reset-password|invitations)/[A-Za-z0-9_-]{16,}")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        self._describe_database_errors(record)
         message = record.getMessage()
         if any(marker in message.lower() for marker in self.MARKERS):
             record.msg, record.args = "[redacted: the log line carried a secret]", ()
@@ -83,6 +86,17 @@ class _RedactSecrets(logging.Filter):
             message = self.LINK.sub(r"/\1/[redacted]", message)
             record.msg, record.args = self.API_TOKEN.sub(r"chotto_\1_[redacted]", message), ()
         return True
+
+    @staticmethod
+    def _describe_database_errors(record: logging.LogRecord) -> None:
+        if isinstance(record.args, tuple) and any(isinstance(arg, BaseException) and db.is_database_error(arg)
+                                                  for arg in record.args):
+            record.args = tuple(db.describe(arg).split("\n")[0]
+                                if isinstance(arg, BaseException) and db.is_database_error(arg) else arg
+                                for arg in record.args)
+        error = record.exc_info[1] if record.exc_info else None
+        if error is not None and db.is_database_error(error):
+            record.exc_info, record.exc_text = None, db.describe(error)
 
 
 def _configure_logging(app: Flask) -> None:
