@@ -23,7 +23,7 @@ from portal.billing.models import (  # noqa: F401
     WebhookEvent,
 )
 from portal.audit import AuditEvent  # noqa: F401
-from portal.credentials.models import Credential, CredentialSecret  # noqa: F401
+from portal.credentials.models import CallbackSecret, Credential, CredentialSecret  # noqa: F401
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price  # noqa: F401
 from portal.messaging.spend import SpendCounter  # noqa: F401
 from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401

@@ -1,6 +1,6 @@
 """API credentials: a public SID and one or more secret tokens (several only while a rotation
 overlaps). Only SHA-256 digests of tokens are stored, with a display prefix and the last four
-characters."""
+characters. Each credential also has a callback signing secret, stored as it is."""
 
 from datetime import datetime
 
@@ -46,5 +46,18 @@ class CredentialSecret(SQLModel, table=True):
     digest: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     prefix: str = Field(sa_column=Column(String(12), nullable=False))
     last4: str = Field(sa_column=Column(String(4), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class CallbackSecret(SQLModel, table=True):
+    """The key that signs a credential's status callbacks. Kept as it is (the portal must sign
+    with it), never derived from the portal's own key; several only while a rotation overlaps."""
+
+    __tablename__ = "api_callback_secrets"
+
+    id: int | None = Field(default=None, primary_key=True)
+    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), nullable=False, index=True))
+    secret: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=utc_column())
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -3,10 +3,12 @@
 A token is shown once, at creation or rotation; the database holds its SHA-256 digest, a
 display prefix and its last four characters. Revocation takes effect on the next request
 (every request reads the database; nothing is cached). "Last used" is written at most once a
-minute per credential, by one conditional UPDATE."""
+minute per credential, by one conditional UPDATE.
 
-import hashlib
-import hmac
+A credential's callback signing secret is random and stored as it is (the worker signs with
+it); it is shown only on demand after a recent password, and rotates with an overlap during
+which callbacks carry one signature per secret."""
+
 import ipaddress
 import logging
 from dataclasses import dataclass
@@ -18,7 +20,7 @@ from sqlmodel import Session
 from portal import audit
 from portal.accounts.models import Account, Membership, User
 from portal.credentials import tokens
-from portal.credentials.models import SCOPES, Credential, CredentialSecret
+from portal.credentials.models import SCOPES, CallbackSecret, Credential, CredentialSecret
 from portal.ledger.models import CreditState
 
 log = logging.getLogger("portal.credentials")
@@ -103,6 +105,7 @@ def create(
     session.add(credential)
     session.flush()
     token = _add_secret(session, credential, now, expires_at)
+    _add_callback_secret(session, credential, now)
     audit.record(session, account_id=account_id, user_id=user_id, action="credential.created",
                  detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
     _tell_owners(session, account_id, "credential_created", credential, user_id, now)
@@ -209,9 +212,70 @@ def credentials_of(session: Session, *, account_id: int, now: datetime) -> list[
     return [Listed(row, [s for s in secrets if s.credential_id == row.id]) for row in rows]
 
 
-def callback_secret(secret_key: str, sid: str) -> str:
-    """The key that signs this credential's status callbacks (shown to the customer)."""
-    return "whsec_" + hmac.new(secret_key.encode(), f"callback:{sid}".encode(), hashlib.sha256).hexdigest()[:40]
+# -- callback signing secrets -----------------------------------------------------------------
+
+
+def _add_callback_secret(session: Session, credential: Credential, now: datetime) -> None:
+    session.add(CallbackSecret(credential_id=credential.id, secret=tokens.new_callback_secret(), created_at=now))
+
+
+def credential_of(*, session: Session, account_id: int, credential_id: int) -> Credential:
+    """One credential of the account, not revoked (for a page about it)."""
+    credential = session.scalars(select(Credential).where(
+        Credential.id == credential_id, Credential.account_id == account_id, Credential.revoked_at.is_(None))).first()
+    session.commit()
+    if credential is None:
+        raise UnknownCredential(credential_id)
+    return credential
+
+
+def _callback_secrets(session: Session, credential_id: int, now: datetime) -> list[CallbackSecret]:
+    """The secrets in force, newest first."""
+    return list(session.scalars(select(CallbackSecret).where(
+        CallbackSecret.credential_id == credential_id,
+        or_(CallbackSecret.expires_at.is_(None), CallbackSecret.expires_at > now),
+    ).order_by(CallbackSecret.id.desc())))
+
+
+def reveal_callback_secrets(*, session: Session, account_id: int, user_id: int, credential_id: int,
+                            now: datetime) -> tuple[Credential, list[CallbackSecret]]:
+    """The secrets in force, for the one answer that shows them; the showing is audited."""
+    credential = _owned(session, account_id, credential_id)
+    shown = _callback_secrets(session, credential.id, now)
+    audit.record(session, account_id=account_id, user_id=user_id, action="credential.callback_secret_shown",
+                 detail=f"{credential.name} ({credential.sid})", now=now)
+    session.commit()
+    log.info("callback secret shown sid=%s to user=%s", credential.sid, user_id)
+    return credential, shown
+
+
+def rotate_callback_secret(*, session: Session, account_id: int, user_id: int, credential_id: int,
+                           overlap: timedelta, now: datetime) -> tuple[Credential, list[CallbackSecret]]:
+    """A new secret; the current ones keep signing for `overlap` (0 to 7 days), then stop."""
+    if not timedelta(0) <= overlap <= MAX_OVERLAP:
+        raise InvalidCredential("overlap", str(overlap))
+    credential = _owned(session, account_id, credential_id)
+    ends = now + overlap
+    session.execute(update(CallbackSecret).where(
+        CallbackSecret.credential_id == credential.id,
+        or_(CallbackSecret.expires_at.is_(None), CallbackSecret.expires_at > ends),
+    ).values(expires_at=ends))
+    _add_callback_secret(session, credential, now)
+    session.flush()
+    shown = _callback_secrets(session, credential.id, now)
+    audit.record(session, account_id=account_id, user_id=user_id, action="credential.callback_secret_rotated",
+                 detail=f"{credential.name} ({credential.sid}); old secret signs for {overlap}", now=now)
+    session.commit()
+    log.info("callback secret rotated sid=%s overlap=%s by user=%s", credential.sid, overlap, user_id)
+    return credential, shown
+
+
+def callback_signing_secrets(*, session: Session, sid: str, now: datetime) -> list[str]:
+    """What signs a callback of credential `sid` now: one secret, two during an overlap."""
+    credential_id = session.scalar(select(Credential.id).where(Credential.sid == sid))
+    secrets = [row.secret for row in _callback_secrets(session, credential_id, now)] if credential_id else []
+    session.commit()
+    return secrets
 
 
 # -- authentication ---------------------------------------------------------------------------

@@ -45,3 +45,12 @@ def digest(token: str) -> str:
 def new_sid() -> str:
     """The public half of a credential (HTTP Basic user name), 32 hex characters like Xoxzo's."""
     return secrets.token_hex(16)
+
+
+CALLBACK_SECRET_PREFIX, CALLBACK_SECRET_LENGTH = "chotto_whsec_", 32
+CALLBACK_SECRET_PATTERN = re.compile(r"\bchotto_whsec_[0-9A-Za-z]{32}\b")
+
+
+def new_callback_secret() -> str:
+    """The key that signs status callbacks: 32 random base62 characters (≈190 bits)."""
+    return CALLBACK_SECRET_PREFIX + "".join(secrets.choice(BASE62) for _ in range(CALLBACK_SECRET_LENGTH))

@@ -1,10 +1,8 @@
 """Pure rules of the customer API: phone numbers, sender ids, tags, the `sent_date` filter,
-callback addresses, and what a call costs. No database, no Flask."""
+callback URLs, and what a call costs. No database, no Flask."""
 
-import ipaddress
 import math
 import re
-import socket
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from urllib.parse import urlsplit
@@ -90,21 +88,6 @@ def callback_url(raw: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > 2000:
         raise Invalid("callbackurl", "Enter an http:// or https:// address.")
     return text
-
-
-def callback_target_allowed(url: str, *, allow_private: bool) -> bool:
-    """Status callbacks never go to the provider's own network (SSRF): every address the host
-    resolves to must be public, unless private addresses are allowed (development, tests)."""
-    host = urlsplit(url).hostname or ""
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not allow_private and not ip.is_global:
-            return False
-    return bool(addresses)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """API credentials in the portal (owners and developers): create, rotate and revoke; a token
-is shown once. Creating or rotating needs a recent password (S13). Also the API reference."""
+is shown once. Creating or rotating needs a recent password (S13), and so does showing or
+rotating a callback signing secret, which appears in no page but the answer that shows it.
+Also the API reference."""
 
 from datetime import timedelta
 
@@ -22,8 +24,7 @@ def _page(form: CredentialForm | None = None, status: int = 200):
     listed = service.credentials_of(db.session(), account_id=current_user.account.id, now=clock.now())
     fresh = sessions.is_fresh(current_user.row, clock.now())
     return render_page("credentials/index.html", form=form or CredentialForm(), listed=listed, fresh=fresh,
-                       rotate_form=RotateForm(), action_form=ActionForm(),
-                       secret_key=current_app.config["SECRET_KEY"], callback_secret=service.callback_secret), status
+                       rotate_form=RotateForm(), action_form=ActionForm()), status
 
 
 @bp.get("/credentials")
@@ -35,8 +36,7 @@ def index():
 def _shown_once(credential, token: str, rotated: bool):
     """The token's only appearance: never cached, never stored anywhere but this answer."""
     response = make_response(render_template(
-        "credentials/created.html", credential=credential, token=token, rotated=rotated,
-        callback_secret=service.callback_secret(current_app.config["SECRET_KEY"], credential.sid)))
+        "credentials/created.html", credential=credential, token=token, rotated=rotated))
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -105,6 +105,72 @@ def revoke(credential_id: int):
         abort(404)
     flash(_("%(name)s is revoked: it is refused from the next request on.", name=credential.name), "success")
     return redirect(url_for("credentials.index"))
+
+
+@bp.get("/credentials/<int:credential_id>/callback-secret")
+@role_required(*MANAGERS)
+def callback_secret(credential_id: int):
+    """Where showing and rotating the callback secret start, and where a stale session comes
+    back to after the password prompt."""
+    stale = reauthentication_redirect()
+    if stale:
+        return stale
+    try:
+        credential = service.credential_of(session=db.session(), account_id=current_user.account.id,
+                                           credential_id=credential_id)
+    except service.UnknownCredential:
+        abort(404)
+    return render_template("credentials/callback_secret.html", credential=credential, secrets=None,
+                           rotate_form=RotateForm())
+
+
+def _stale(credential_id: int):
+    if sessions.is_fresh(current_user.row, clock.now()):
+        return None
+    return redirect(url_for("credentials.callback_secret", credential_id=credential_id))
+
+
+def _revealed(credential, secrets: list, rotated: bool = False):
+    """The one answer that carries the secret: never cached."""
+    response = make_response(render_template("credentials/callback_secret.html", credential=credential,
+                                             secrets=secrets, rotated=rotated, rotate_form=RotateForm()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/credentials/<int:credential_id>/callback-secret")
+@role_required(*MANAGERS)
+def reveal_callback_secret(credential_id: int):
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    stale = _stale(credential_id)
+    if stale:
+        return stale
+    try:
+        credential, secrets = service.reveal_callback_secrets(
+            session=db.session(), account_id=current_user.account.id, user_id=current_user.id,
+            credential_id=credential_id, now=clock.now())
+    except service.UnknownCredential:
+        abort(404)
+    return _revealed(credential, secrets)
+
+
+@bp.post("/credentials/<int:credential_id>/callback-secret/rotate")
+@role_required(*MANAGERS)
+def rotate_callback_secret(credential_id: int):
+    form = RotateForm()
+    if not form.validate_on_submit():
+        abort(400)
+    stale = _stale(credential_id)
+    if stale:
+        return stale
+    try:
+        credential, secrets = service.rotate_callback_secret(
+            session=db.session(), account_id=current_user.account.id, user_id=current_user.id,
+            credential_id=credential_id, overlap=timedelta(hours=int(form.overlap.data)), now=clock.now())
+    except service.UnknownCredential:
+        abort(404)
+    return _revealed(credential, secrets, rotated=True)
 
 
 @bp.get("/api/docs")

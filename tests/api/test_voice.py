@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from sqlalchemy import select
 
-from portal.credentials.service import callback_secret
+from portal.credentials.service import callback_signing_secrets
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.messaging.models import TestInboxMessage
@@ -121,7 +121,8 @@ def test_status_changes_are_posted_signed_to_the_callback_and_retried(app, api, 
     deliver_outbox(app)
     statuses = sorted(json.loads(body)["status"] for _, body in Receiver.received)
     assert statuses == ["DELIVERED", "DELIVERING"]
-    secret = callback_secret(app.config["SECRET_KEY"], key.sid)
+    with db_session(app) as session:
+        (secret,) = callback_signing_secrets(session=session, sid=key.sid, now=app.config["CLOCK"]())
     for headers, body in Receiver.received:
         timestamp, signature = (part.split("=", 1)[1] for part in headers["X-Chotto-Signature"].split(","))
         expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
@@ -129,12 +130,12 @@ def test_status_changes_are_posted_signed_to_the_callback_and_retried(app, api, 
 
 
 def test_callbacks_never_go_to_private_addresses_in_production(app):
-    from portal.messaging.rules import callback_target_allowed
+    from portal.messaging.callbacks import CallbackRefused, pin, resolve
 
-    assert not callback_target_allowed("http://127.0.0.1:8080/x", allow_private=False)
-    assert not callback_target_allowed("http://10.0.0.5/x", allow_private=False)
-    assert not callback_target_allowed("http://169.254.169.254/latest/meta-data", allow_private=False)
-    assert callback_target_allowed("http://127.0.0.1:8080/x", allow_private=True)
+    for url in ("http://127.0.0.1:8080/x", "http://10.0.0.5/x", "http://169.254.169.254/latest/meta-data"):
+        with pytest.raises(CallbackRefused):
+            pin(url, resolver=resolve, allow_private=False)
+    assert pin("http://127.0.0.1:8080/x", resolver=resolve, allow_private=True).address == "127.0.0.1"
 
 
 def test_the_openapi_document_and_the_reference_page(app, api):

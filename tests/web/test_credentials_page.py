@@ -1,13 +1,15 @@
 """The API credentials page: owners and developers create (after a recent password), see the
-token once, rotate and revoke; billing members cannot."""
+token once, rotate and revoke, and see or rotate the callback signing secret after a recent
+password (in that one answer only); billing members cannot."""
 
 import re
 
 from sqlalchemy import select
 
 from portal.accounts.models import Membership
+from portal.audit import AuditEvent
 from portal.credentials import tokens
-from portal.credentials.models import Credential
+from portal.credentials.models import CallbackSecret, Credential
 from tests.helpers import PASSWORD, PageClient, db_session, make_user
 
 NEW = {"name": "production web", "mode": "live", "scopes": ["sms", "read"], "networks": "", "monthly_cap": ""}
@@ -95,3 +97,94 @@ def test_billing_members_cannot_manage_credentials_and_nobody_reaches_another_ac
     client.post(f"/credentials/{credential.id}/revoke", {}, status=403)
     stranger = signed_in(app, email="stranger@example.com")
     stranger.post(f"/credentials/{credential.id}/revoke", {}, status=404)
+
+
+def _credential_id(app) -> int:
+    with db_session(app) as session:
+        return session.scalars(select(Credential.id)).one()
+
+
+def _stored_secrets(app) -> list[str]:
+    with db_session(app) as session:
+        return list(session.scalars(select(CallbackSecret.secret).order_by(CallbackSecret.id.desc())))
+
+
+def _audited(app) -> list[str]:
+    with db_session(app) as session:
+        return list(session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)))
+
+
+def test_the_callback_secret_is_shown_on_demand_only_after_a_recent_password(app, clock):
+    client = signed_in(app)
+    client.post("/credentials", NEW, status=200)
+    credential_id, (secret,) = _credential_id(app), _stored_secrets(app)
+    clock.advance(minutes=11)
+    page = f"/credentials/{credential_id}/callback-secret"
+    response = client.post(page, {}, status=302)
+    assert response.headers["Location"] == page and secret not in response.get_data(as_text=True)
+    response = client.get(page, status=302)
+    assert response.headers["Location"].startswith("/reauthenticate")
+    client.post("/reauthenticate", {"password": PASSWORD, "next": page}, status=302)
+    assert secret not in client.get(page).get_data(as_text=True)
+    response = client.post(page, {}, status=200)
+    assert response.headers["Cache-Control"] == "no-store"
+    assert re.findall(r'data-testid="callback-secret">([^<]+)<', response.get_data(as_text=True)) == [secret]
+    assert _audited(app)[-1] == "credential.callback_secret_shown"
+
+
+def test_no_other_page_ever_contains_the_callback_secret(app):
+    client = signed_in(app)
+    created = client.post("/credentials", NEW, status=200).get_data(as_text=True)
+    credential_id, (secret,) = _credential_id(app), _stored_secrets(app)
+    client.post(f"/credentials/{credential_id}/callback-secret", {}, status=200)
+    client.post(f"/credentials/{credential_id}/callback-secret/rotate", {"overlap": "24"}, status=200)
+    pages = [created, client.get("/credentials").get_data(as_text=True),
+             client.get(f"/credentials/{credential_id}/callback-secret").get_data(as_text=True),
+             client.get("/api/docs").get_data(as_text=True)]
+    for stored in [secret, *_stored_secrets(app)]:
+        assert all(stored not in html for html in pages)
+    assert not any(re.search(r"chotto_whsec_[0-9A-Za-z]{32}", html) for html in pages)
+
+
+def test_rotating_the_callback_secret_keeps_the_old_one_signing_for_the_overlap(app, clock):
+    client = signed_in(app)
+    client.post("/credentials", NEW, status=200)
+    credential_id, (old,) = _credential_id(app), _stored_secrets(app)
+    response = client.post(f"/credentials/{credential_id}/callback-secret/rotate", {"overlap": "24"}, status=200)
+    assert response.headers["Cache-Control"] == "no-store"
+    new, previous = _stored_secrets(app)
+    assert previous == old and new != old
+    assert re.findall(r'data-testid="callback-secret">([^<]+)<', response.get_data(as_text=True)) == [new, old]
+    assert _audited(app)[-1] == "credential.callback_secret_rotated"
+    clock.advance(hours=24)
+    client.login("owner@example.com")
+    shown = client.post(f"/credentials/{credential_id}/callback-secret", {}, status=200).get_data(as_text=True)
+    assert re.findall(r'data-testid="callback-secret">([^<]+)<', shown) == [new]
+    clock.advance(minutes=11)
+    response = client.post(f"/credentials/{credential_id}/callback-secret/rotate", {"overlap": "0"}, status=302)
+    assert response.headers["Location"] == f"/credentials/{credential_id}/callback-secret"
+    assert _stored_secrets(app)[0] == new
+
+
+def test_only_managers_of_the_account_see_or_rotate_the_callback_secret(app):
+    owner = signed_in(app)
+    owner.post("/credentials", NEW)
+    with db_session(app) as session:
+        credential = session.scalars(select(Credential)).one()
+    billing = make_user(app, email="billing@example.com")
+    with db_session(app) as session:
+        session.add(Membership(account_id=credential.account_id, user_id=billing.id, role="billing",
+                               created_at=app.config["CLOCK"]()))
+        session.commit()
+    client = PageClient(app.test_client(), app)
+    client.login("billing@example.com")
+    client.post(f"/profile/account/{credential.account_id}", {}, status=302)
+    client.get(f"/credentials/{credential.id}/callback-secret", status=403)
+    client.post(f"/credentials/{credential.id}/callback-secret", {}, status=403)
+    client.post(f"/credentials/{credential.id}/callback-secret/rotate", {"overlap": "0"}, status=403)
+    stranger = signed_in(app, email="stranger@example.com")
+    stranger.get(f"/credentials/{credential.id}/callback-secret", status=404)
+    stranger.post(f"/credentials/{credential.id}/callback-secret", {}, status=404)
+    stranger.post(f"/credentials/{credential.id}/callback-secret/rotate", {"overlap": "0"}, status=404)
+    owner.post(f"/credentials/{credential.id}/revoke", {}, status=302)
+    owner.post(f"/credentials/{credential.id}/callback-secret", {}, status=404)

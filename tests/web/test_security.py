@@ -29,6 +29,7 @@ ROUTES = [
     "/webhooks/stripe",
     "/sandbox/checkout/<session_id>", "/credentials", "/credentials/<int:credential_id>/rotate",
     "/credentials/<int:credential_id>/revoke", "/api/docs", "/api/openapi.json",
+    "/credentials/<int:credential_id>/callback-secret", "/credentials/<int:credential_id>/callback-secret/rotate",
     "/sms/messages/", "/sms/messages", "/sms/messages/<msgid>", "/sms/messages/<msgid>/", "/voice/simple/playbacks/",
     "/voice/simple/playbacks", "/voice/calls/<callid>", "/voice/calls/<callid>/", "/you/credits/", "/you/credits",
 ]
