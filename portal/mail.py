@@ -36,12 +36,36 @@ class DevMail(SQLModel, table=True):
 
 def queue(session: Session, *, to: str, template: str, language: str, now: datetime, **context) -> None:
     """Render templates/mail/<template>.{txt,html} in `language` and add it to the outbox."""
+    outbox.enqueue(session, kind="email", payload={"to": to, **_render(template, language, context)}, now=now)
+
+
+def defer(session: Session, *, to: str, compose: str, now: datetime, **data) -> None:
+    """Queue a mail that the worker composes and renders when it delivers it (see
+    portal.accounts.mails): the request writes one outbox row whatever it knows about `to`."""
+    outbox.enqueue(session, kind="email", payload={"to": to, "compose": compose, **data}, now=now)
+
+
+def rendered(session: Session, *, payload: dict, now: datetime) -> dict | None:
+    """The mail to send for an outbox payload: as queued, or composed and rendered now;
+    None when there is nothing to send. Commits what composing wrote (a reset link exists
+    before its mail leaves) so no transaction stays open while the mail server is talked to."""
+    if "compose" not in payload:
+        return payload
+    from portal.accounts.mails import compose
+
+    content = compose(session, payload=payload, now=now)
+    session.commit()
+    if content is None:
+        return None
+    return {"to": payload["to"], **_render(content.template, content.language, content.context)}
+
+
+def _render(template: str, language: str, context: dict) -> dict:
     with force_locale(language):
         subject = render_template(f"mail/{template}.subject.txt", **context).strip()
         text_body = render_template(f"mail/{template}.txt", **context)
         html_body = render_template(f"mail/{template}.html", subject=subject, **context)
-    payload = {"to": to, "subject": subject, "text": text_body, "html": html_body}
-    outbox.enqueue(session, kind="email", payload=payload, now=now)
+    return {"subject": subject, "text": text_body, "html": html_body}
 
 
 class Mailer(Protocol):

@@ -74,7 +74,7 @@ def mark_sent(session: Session, *, message_id: int, lease: datetime, now: dateti
 
 def _redacted(payload: str) -> str:
     data = json.loads(payload)
-    return json.dumps({key: data[key] for key in ("to", "subject", "recipient", "account_id") if key in data})
+    return json.dumps({key: data[key] for key in ("to", "subject", "compose", "recipient", "account_id") if key in data})
 
 
 def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime) -> None:

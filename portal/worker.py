@@ -7,7 +7,7 @@ import time
 from flask import Flask
 
 from portal import clock, db, outbox
-from portal.mail import current_mailer
+from portal.mail import current_mailer, rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS, current_carrier
 
@@ -17,7 +17,8 @@ log = logging.getLogger("portal.worker")
 def deliver(session, message: outbox.OutboxMessage, now) -> None:
     payload = message.data()
     if message.kind == "email":
-        current_mailer().send(session=session, payload=payload, now=now)
+        if (payload := rendered(session, payload=payload, now=now)) is not None:
+            current_mailer().send(session=session, payload=payload, now=now)
     elif message.kind == "sms":
         current_carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == "api_sms":
@@ -74,6 +75,14 @@ def sweep_expiry(app: Flask) -> int:
     return lines
 
 
+def purge_signups(app: Flask) -> int:
+    from portal.accounts.signup import purge_stale
+
+    with app.app_context():
+        with db.job_session() as session:
+            return purge_stale(session=session, now=clock.now())
+
+
 def billing_round(app: Flask) -> int:
     """Payments whose webhook has not come, and invoice PDFs not rendered yet."""
     from portal.billing.documents import render_pending
@@ -128,6 +137,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             next_sweep = time.monotonic() + SWEEP_EVERY
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("billing", billing_round, app)
+            _guarded("stale sign-ups", purge_signups, app)
         handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:
             time.sleep(idle_sleep_seconds)

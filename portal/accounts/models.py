@@ -151,3 +151,45 @@ class PhoneChallenge(SQLModel, table=True):
     failures: int = Field(default=0)
     verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     closed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class SignUpAttempt(SQLModel, table=True):
+    """One sign-up form sent: the password and details wait here until the link mailed for
+    this very attempt proves the mailbox. Only an address's newest attempt can be verified,
+    so the person reading the mail ends up with the password she chose, never someone else's."""
+
+    __tablename__ = "signup_attempts"
+    __table_args__ = (
+        CheckConstraint("account_kind IN ('company', 'individual')", name="attempt_account_kind"),
+        CheckConstraint("language IN ('ja', 'en')", name="attempt_language"),
+        CheckConstraint("tax_residency IN ('JP', 'overseas')", name="attempt_tax_residency"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(String(254), nullable=False, index=True))
+    password_hash: str = Field(sa_column=Column(String(200), nullable=False))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    account_name: str = Field(sa_column=Column(String(200), nullable=False))
+    account_kind: str = Field(sa_column=Column(String(20), nullable=False))
+    language: str = Field(sa_column=Column(String(2), nullable=False))
+    tax_residency: str = Field(sa_column=Column(String(10), nullable=False))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    created_at: datetime = Field(sa_column=utc_column())
+    expires_at: datetime = Field(sa_column=utc_column())
+    used_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class MailQuota(SQLModel, table=True):
+    """Mails of one purpose asked for one address (stored as a hash) in one clock hour."""
+
+    __tablename__ = "mail_quotas"
+    __table_args__ = (
+        UniqueConstraint("address_hash", "purpose", "hour", name="uq_mail_quota"),
+        CheckConstraint("purpose IN ('signup', 'reset_password', 'invitation')", name="mail_quota_purpose"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    address_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    purpose: str = Field(sa_column=Column(String(20), nullable=False))
+    hour: datetime = Field(sa_column=utc_column())
+    requests: int = Field(default=0)

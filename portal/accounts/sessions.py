@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlmodel import Session
 
-from portal.accounts import passwords, tokens
+from portal.accounts import throttle, tokens
 from portal.accounts.errors import NotAMember, WrongPassword
 from portal.accounts.models import User, UserSession
 from portal.accounts.queries import membership, memberships_of
@@ -101,16 +101,17 @@ def is_fresh(row: UserSession, now: datetime) -> bool:
 
 
 def reauthenticate(*, session: Session, session_id: int, password: str, now: datetime) -> str:
-    """Check the password again; the session gets a new token (returned) and a fresh time."""
+    """Check the password again, against the same failure count as log-in (LoginThrottled,
+    LoginLocked); the session gets a new token (returned) and a fresh time."""
     row = session.get(UserSession, session_id)
-    stored = session.get(User, row.user_id).password_hash
-    session.commit()
-    if not passwords.verify_password(stored, password):
+    user = session.get(User, row.user_id)
+    if not throttle.checked_password(session, email=user.email, stored_hash=user.password_hash, password=password, now=now):
         log.info("re-authentication failed user_id=%s", row.user_id)
         raise WrongPassword()
     token, token_hash = tokens.new_token()
     row.authenticated_at, row.token_hash = now, token_hash
     session.commit()
+    log.info("re-authenticated user_id=%s session_id=%s", row.user_id, row.id)
     return token
 
 

@@ -1,17 +1,37 @@
-"""Sign-up: the account, its owner, and the e-mail that proves the address."""
+"""Sign-up: an attempt that waits for its own e-mail link, then the account and its owner.
 
+Nothing but the attempt is written until the mailbox answers: the link mailed for an attempt
+creates the login with the password chosen in that attempt, and only an address's newest
+attempt can be completed. Whoever reads the mail therefore ends up with a password she chose
+herself, never one typed by someone who used her address before her.
+"""
+
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import mail
-from portal.accounts import passwords, tokens
-from portal.accounts.errors import WeakPassword
-from portal.accounts.models import Account, Membership, OneTimeToken, User
+from portal.accounts import mail_quota, passwords, tokens
+from portal.accounts.errors import TokenInvalid, WeakPassword
+from portal.accounts.models import (
+    Account,
+    Invitation,
+    Membership,
+    OneTimeToken,
+    PhoneChallenge,
+    SignUpAttempt,
+    User,
+    UserSession,
+)
 from portal.accounts.queries import normalise_email, user_by_email
 from portal.ledger import service as ledger
+from portal.ledger.models import CreditState
+
+log = logging.getLogger("portal.auth")
 
 VERIFY_EMAIL_TTL = timedelta(hours=24)
 
@@ -27,46 +47,122 @@ class SignUpRequest:
     tax_residency: str
 
 
-def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> User | None:
-    """Create the account and its owner and mail a verification link.
+@dataclass(frozen=True)
+class MailContent:
+    """What the worker renders: a template under templates/mail/, its language and context."""
 
-    An address that already has a login gets a mail saying so instead, and the caller shows
-    the same page either way: the answer never tells whether an address is registered.
-    Returns the new user, or None when the address was already known.
-    """
+    template: str
+    language: str
+    context: dict
+
+
+@dataclass(frozen=True)
+class Verified:
+    user: User
+    attempt_id: int | None
+
+
+def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> int:
+    """Record the attempt and queue its mail; returns the attempt's id.
+
+    The request does the same work whether or not the address has a login (one argon2 hash,
+    one attempt, one quota count, one outbox row); the worker picks the mail when it renders
+    it: the link, or a notice that the address already has a login. The answer and its cost
+    never tell whether an address is registered. A new attempt supersedes every earlier one
+    of the address, even when the hourly mail quota leaves it without a mail."""
     email = normalise_email(request.email)
     reasons = passwords.problems(request.password, context_words=(email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
     password_hash = passwords.hash_password(request.password)  # before any query: no lock held while hashing
-    existing = user_by_email(session, email)
-    if existing is not None:
-        _mail_existing(session, user=existing, now=now)
-        session.commit()
-        return None
-    user = _create_owner(session, request=request, email=email, password_hash=password_hash, now=now)
-    try:
-        session.commit()
-    except IntegrityError:  # the same address signed up twice at the same moment
-        session.rollback()
-        return None
-    return user
-
-
-def _create_owner(session: Session, *, request: SignUpRequest, email: str, password_hash: str, now: datetime) -> User:
-    account = Account(
-        name=request.account_name.strip() or request.name.strip(),
-        kind=request.account_kind,
+    token, token_hash = tokens.new_token()
+    attempt = SignUpAttempt(
+        email=email,
+        password_hash=password_hash,
+        name=request.name.strip(),
+        account_name=request.account_name.strip() or request.name.strip(),
+        account_kind=request.account_kind,
         language=request.language,
         tax_residency=request.tax_residency,
+        token_hash=token_hash,
+        created_at=now,
+        expires_at=now + VERIFY_EMAIL_TTL,
+    )
+    session.add(attempt)
+    if mail_quota.allow_mail(session, email=email, purpose="signup", now=now):
+        mail.defer(session, to=email, compose="signup", now=now, token=token)
+    session.flush()
+    attempt_id = attempt.id
+    session.commit()
+    log.info("sign-up attempt attempt_id=%s", attempt_id)
+    return attempt_id
+
+
+def signup_mail(session: Session, *, email: str, token: str) -> MailContent | None:
+    """The worker's choice for an attempt's mail: nothing once a newer attempt exists."""
+    attempt = session.scalars(select(SignUpAttempt).where(SignUpAttempt.token_hash == tokens.hash_token(token))).first()
+    if attempt is None or not _is_newest(session, attempt):
+        return None
+    user = user_by_email(session, email)
+    if user is not None and user.email_verified_at is not None:
+        return MailContent("already_registered", user.language, {"user": {"name": user.name}})
+    return MailContent("verify_email", attempt.language, {"user": {"name": attempt.name}, "token": token})
+
+
+def attempt_for(session: Session, *, token: str) -> SignUpAttempt | None:
+    return session.scalars(select(SignUpAttempt).where(SignUpAttempt.token_hash == tokens.hash_token(token))).first()
+
+
+def complete_sign_up(*, session: Session, token: str, now: datetime) -> Verified:
+    """The link of an address's newest attempt: creates the account and its owner with the
+    password of that attempt, the address proved. A login whose address was never proved
+    gives way to it; an address that has a proved login keeps it."""
+    attempt = attempt_for(session, token=token)
+    if attempt is None or attempt.used_at is not None or attempt.expires_at <= now or not _is_newest(session, attempt):
+        raise TokenInvalid()
+    claimed = session.execute(
+        update(SignUpAttempt).where(SignUpAttempt.id == attempt.id, SignUpAttempt.used_at.is_(None)).values(used_at=now)
+    )
+    if claimed.rowcount != 1:
+        raise TokenInvalid()
+    existing = user_by_email(session, attempt.email)
+    if existing is not None and existing.email_verified_at is not None:
+        session.rollback()
+        raise TokenInvalid()
+    if existing is not None and not _delete_login(session, user_id=existing.id):
+        session.rollback()
+        raise TokenInvalid()
+    user = _create_owner(session, attempt=attempt, now=now)
+    try:
+        session.commit()
+    except IntegrityError:  # the address got a login at this very moment
+        session.rollback()
+        raise TokenInvalid() from None
+    log.info("email verified user_id=%s (sign-up completed)", user.id)
+    return Verified(user=user, attempt_id=attempt.id)
+
+
+def _is_newest(session: Session, attempt: SignUpAttempt) -> bool:
+    newest = session.scalar(select(func.max(SignUpAttempt.id)).where(SignUpAttempt.email == attempt.email))
+    return newest == attempt.id
+
+
+def _create_owner(session: Session, *, attempt: SignUpAttempt, now: datetime) -> User:
+    account = Account(
+        name=attempt.account_name,
+        kind=attempt.account_kind,
+        language=attempt.language,
+        tax_residency=attempt.tax_residency,
         created_at=now,
     )
-    user = new_user(email=email, name=request.name, password_hash=password_hash, language=request.language, now=now)
+    user = new_user(
+        email=attempt.email, name=attempt.name, password_hash=attempt.password_hash, language=attempt.language, now=now
+    )
+    user.email_verified_at = now
     session.add_all([account, user])
     session.flush()
     session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
     ledger.open_state(session, account_id=account.id, now=now)
-    queue_verification_mail(session, user=user, now=now)
     return user
 
 
@@ -82,6 +178,13 @@ def new_user(*, email: str, name: str, password_hash: str, language: str, now: d
 
 
 def queue_verification_mail(session: Session, *, user: User, now: datetime) -> None:
+    """A link for a login that exists but whose address was never proved (made by an operator
+    without --verified): earlier links of the login stop working."""
+    session.execute(
+        update(OneTimeToken)
+        .where(OneTimeToken.user_id == user.id, OneTimeToken.purpose == "verify_email", OneTimeToken.used_at.is_(None))
+        .values(used_at=now)
+    )
     token, token_hash = tokens.new_token()
     session.add(
         OneTimeToken(
@@ -95,8 +198,48 @@ def queue_verification_mail(session: Session, *, user: User, now: datetime) -> N
     mail.queue(session, to=user.email, template="verify_email", language=user.language, now=now, user=user, token=token)
 
 
-def _mail_existing(session: Session, *, user: User, now: datetime) -> None:
-    if user.email_verified_at is None:
-        queue_verification_mail(session, user=user, now=now)
-    else:
-        mail.queue(session, to=user.email, template="already_registered", language=user.language, now=now, user=user)
+def purge_stale(*, session: Session, now: datetime) -> int:
+    """Forget sign-up attempts whose link has expired and logins whose address was not proved
+    within a link's lifetime, with the accounts only they belong to. Returns the logins removed."""
+    session.execute(delete(SignUpAttempt).where(SignUpAttempt.expires_at <= now))
+    mail_quota.purge(session, now=now)
+    stale = session.scalars(
+        select(User.id).where(User.email_verified_at.is_(None), User.created_at <= now - VERIFY_EMAIL_TTL)
+    ).all()
+    removed = 0
+    for user_id in stale:
+        try:
+            with session.begin_nested():
+                removed += _delete_login(session, user_id=user_id)
+        except IntegrityError:
+            log.warning("unverified login user_id=%s kept: other rows refer to it", user_id)
+    session.commit()
+    if removed:
+        log.info("purged %s unverified logins", removed)
+    return removed
+
+
+def _delete_login(session: Session, *, user_id: int) -> bool:
+    """Delete a login and the accounts it alone belongs to; False (nothing done) when one of
+    its accounts has other members."""
+    account_ids = session.scalars(select(Membership.account_id).where(Membership.user_id == user_id)).all()
+    shared = session.scalar(
+        select(func.count()).select_from(Membership).where(
+            Membership.account_id.in_(account_ids), Membership.user_id != user_id
+        )
+    )
+    if shared:
+        return False
+    for statement in (
+        delete(UserSession).where(or_(UserSession.user_id == user_id, UserSession.account_id.in_(account_ids))),
+        delete(OneTimeToken).where(OneTimeToken.user_id == user_id),
+        delete(PhoneChallenge).where(PhoneChallenge.user_id == user_id),
+        delete(Invitation).where(or_(Invitation.invited_by_user_id == user_id, Invitation.account_id.in_(account_ids))),
+        delete(Membership).where(Membership.user_id == user_id),
+        delete(CreditState).where(CreditState.account_id.in_(account_ids)),
+        delete(User).where(User.id == user_id),
+        delete(Account).where(Account.id.in_(account_ids)),
+    ):
+        session.execute(statement)
+    log.info("unverified login removed user_id=%s", user_id)
+    return True

@@ -30,6 +30,13 @@ def password_errors(field, error: WeakPassword) -> None:
     field.errors = [*field.errors, *(PASSWORD_MESSAGES[reason] for reason in error.reasons)]
 
 
+def throttle_message(error: LoginThrottled | LoginLocked) -> str:
+    if isinstance(error, LoginLocked):
+        return _("Too many failed attempts. Reset your password by e-mail to unlock this address.")
+    minutes = max(1, (error.retry_after_seconds + 59) // 60)
+    return _("Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)
+
+
 def safe_next(target: str | None) -> str | None:
     """Only same-site paths: never an absolute URL or a scheme-relative //host."""
     if not target:
@@ -73,13 +80,14 @@ def signup():
             tax_residency=form.tax_residency.data,
         )
         try:
-            sign_up(session=db.session(), request=signup_request, now=clock.now())
+            attempt_id = sign_up(session=db.session(), request=signup_request, now=clock.now())
         except WeakPassword as error:
             password_errors(form.password, error)
         except InvalidEmail:
             form.email.errors = [*form.email.errors, _("Enter a valid e-mail address.")]
         else:
             session["signup_email"] = form.email.data.strip().lower()
+            session["signup_attempt"] = attempt_id
             return redirect(url_for("auth.check_email"))
     return render_template("auth/signup.html", form=form), 422 if form.errors else 200
 
@@ -102,14 +110,16 @@ def resend_verification():
 
 @bp.get("/verify-email/<token>")
 def verify_email(token: str):
+    """Signs in only the browser that sent the very sign-up this link answers."""
     try:
-        user = auth.verify_email(session=db.session(), token=token, now=clock.now())
+        verified = auth.verify_email(session=db.session(), token=token, now=clock.now())
     except TokenInvalid:
         return render_template("auth/link_invalid.html"), 410
+    user = verified.user
     flash(_("Your e-mail address is verified."), "success")
     if current_user.is_authenticated and current_user.id == user.id:
         return redirect(url_for("phone.start"))
-    if session.get("signup_email") == user.email:
+    if verified.attempt_id is not None and session.get("signup_attempt") == verified.attempt_id:
         sign_in(user.id)
         return redirect(url_for("phone.start"))
     return redirect(url_for("auth.login", email=user.email))
@@ -124,11 +134,8 @@ def login():
             user = auth.authenticate(session=db.session(), email=form.email.data, password=form.password.data, now=clock.now())
         except InvalidCredentials:
             form.password.errors = [_("The e-mail address or password is not right.")]
-        except LoginThrottled as error:
-            minutes = max(1, (error.retry_after_seconds + 59) // 60)
-            form.password.errors = [_("Too many failed attempts. Try again in %(minutes)s minutes.", minutes=minutes)]
-        except LoginLocked:
-            form.password.errors = [_("Too many failed attempts. Reset your password by e-mail to unlock this address.")]
+        except (LoginThrottled, LoginLocked) as error:
+            form.password.errors = [throttle_message(error)]
         else:
             sign_in(user.id)
             return redirect(safe_next(form.next.data) or url_for("dashboard.show"))
@@ -192,6 +199,9 @@ def reauthenticate():
             )
         except WrongPassword:
             form.password.errors = [_("That is not your current password.")]
+        except (LoginThrottled, LoginLocked) as error:
+            form.password.errors = [throttle_message(error)]
         else:
             return redirect(safe_next(form.next.data) or url_for("dashboard.show"))
+        return render_template("auth/reauthenticate.html", form=form), 422
     return render_template("auth/reauthenticate.html", form=form)

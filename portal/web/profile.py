@@ -6,8 +6,8 @@ from flask_login import current_user, login_required
 
 from portal import clock, db
 from portal.accounts import auth, profile, sessions
-from portal.accounts.errors import NotAMember, WeakPassword, WrongPassword
-from portal.web.auth import password_errors
+from portal.accounts.errors import LoginLocked, LoginThrottled, NotAMember, WeakPassword, WrongPassword
+from portal.web.auth import password_errors, throttle_message
 from portal.web.extensions import limiter
 from portal.web.current import accounts_of_current_user
 from portal.web.forms import ActionForm, ChangePasswordForm, ProfileForm
@@ -69,6 +69,9 @@ def change_password():
         )
     except WrongPassword:
         form.current_password.errors = [_("That is not your current password.")]
+        return _page(password_form=form, status=422)
+    except (LoginThrottled, LoginLocked) as error:
+        form.current_password.errors = [throttle_message(error)]
         return _page(password_form=form, status=422)
     except WeakPassword as error:
         password_errors(form.new_password, error)

@@ -108,7 +108,7 @@ def test_a_delivered_message_keeps_no_link_or_code(app, client):
     with db_session(app) as session:
         [message] = session.scalars(select(OutboxMessage)).all()
     assert message.sent_at is not None
-    assert message.data() == {"to": "owner@example.com", "subject": "Choose a new Chotto password"}
+    assert message.data() == {"to": "owner@example.com", "compose": "reset_password"}  # composed by the worker
 
 
 def test_a_message_taken_over_by_another_worker_is_not_sent_twice(app, clock):
