@@ -51,7 +51,7 @@ UNAVAILABLE_SQLITE = ("database is locked", "database table is locked", "disk i/
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
-                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> Engine:
+                busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, pre_ping: bool = True) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, hide_parameters=True,
                                connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
@@ -60,7 +60,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     return create_engine(
         url,
         hide_parameters=True,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_size=10,
         max_overflow=20,
         pool_timeout=POOL_TIMEOUT_SECONDS,
@@ -94,6 +94,7 @@ def init_app(app) -> None:
         app.config["DATABASE_URL"],
         statement_timeout_ms=app.config.get("DATABASE_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS),
         busy_timeout_ms=app.config.get("SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS),
+        pre_ping=app.config.get("DATABASE_POOL_PRE_PING", True),
     )
     app.teardown_appcontext(_close_request_session)
 

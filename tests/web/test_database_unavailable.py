@@ -144,3 +144,27 @@ def test_only_unavailability_is_a_503_a_broken_query_stays_a_500(app):
 
     response = app.test_client().get("/boom/missing-table")
     assert response.status_code == 500 and "Retry-After" not in response.headers
+
+
+def test_a_statement_that_outlives_the_statement_timeout_is_a_503_on_postgresql(database_url, clock):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL's statement_timeout: SQLite has none (its busy timeout is tested above)")
+    from sqlalchemy import text
+
+    app = make_app(database_url, CLOCK=clock, DATABASE_STATEMENT_TIMEOUT_MS=100)
+
+    @app.get("/slow")
+    def slow():
+        db.session().execute(text("SELECT pg_sleep(30)"))
+        return "finished"
+
+    response = app.test_client().get("/slow")
+    _assert_unavailable(response, json=False, where="/slow")
+    with app.app_context(), db.job_session() as session:
+        assert session.scalar(text("SHOW statement_timeout")) == "100ms"
+    engine = db.make_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.scalar(text("SHOW statement_timeout")) == f"{db.STATEMENT_TIMEOUT_MS // 1000}s"
+        assert 1 <= int(connection.connection.dbapi_connection.info.get_parameters()["connect_timeout"]) <= 5
+    engine.dispose()
+    app.extensions["portal.engine"].dispose()
