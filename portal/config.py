@@ -40,6 +40,7 @@ def _defaults() -> dict:
         "LEGAL_EMAIL": "",
         "API_SEND_RATE_LIMIT": "20 per second;1200 per minute",
         "API_ACCOUNT_RATE_LIMIT": "50 per second;3000 per minute",
+        "API_READ_RATE_LIMIT": "20 per second;1200 per minute",
         "API_DAILY_SPEND_CAP_YEN": 300_000,
     }
 

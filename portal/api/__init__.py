@@ -15,7 +15,7 @@ from portal import clock, db
 from portal.credentials import service as credentials
 from portal.credentials import tokens
 from portal.ledger.rules import InsufficientCredit
-from portal.messaging import rules
+from portal.messaging import rules, validation
 from portal.messaging import service as messaging
 from portal.web.extensions import limiter
 
@@ -67,16 +67,12 @@ def authenticated(view):
 
 
 def fields() -> dict:
-    """Form fields or a JSON object, whichever the client sent."""
+    """Form fields or a JSON object, whichever the client sent (the service checks each
+    value's type along with the rest, so one answer names every wrong field)."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise messaging.Refused(400, {"non_field_errors": ["The body must be a JSON object."]})
-        wrong = {key: ["Must be a string."] for key, value in body.items()
-                 if value is not None and not isinstance(value, str) and not (key == "tags" and isinstance(value, list)
-                                                                          and all(isinstance(t, str) for t in value))}
-        if wrong:
-            raise messaging.Refused(400, wrong)
         return {key: value for key, value in body.items() if value is not None}
     return {key: value for key, value in request.form.items()}
 
@@ -102,9 +98,16 @@ def _account_key() -> str:
 
 
 def _send_limits():
+    """Per credential and route, and per account across every sending route."""
     return [limiter.limit(lambda: current_app.config["API_SEND_RATE_LIMIT"], key_func=_principal_key),
-            limiter.limit(lambda: current_app.config["API_ACCOUNT_RATE_LIMIT"], key_func=_account_key,
-                          scope="api-account")]
+            limiter.shared_limit(lambda: current_app.config["API_ACCOUNT_RATE_LIMIT"], key_func=_account_key,
+                                 scope="api-account")]
+
+
+def _read_limit():
+    """Per credential, across every GET route."""
+    return limiter.shared_limit(lambda: current_app.config["API_READ_RATE_LIMIT"], key_func=_principal_key,
+                                scope="api-read")
 
 
 def sending(view):
@@ -121,8 +124,10 @@ def answer(work) -> Response:
         result = work()
     except messaging.Refused as refused:
         return _json(refused.body, refused.status)
+    except validation.InvalidFields as invalid:
+        return _json(invalid.errors, 400)
     except rules.Invalid as invalid:
-        return _json({invalid.field: [invalid.message]}, 400)
+        return _json({invalid.field: invalid.messages}, 400)
     except InsufficientCredit:
         return _json({"detail": "Insufficient credit. Buy credit in the portal to continue."}, 402)
     except messaging.KeyReused:
@@ -136,7 +141,8 @@ def _daily_cap() -> int | None:
 
 
 def reader(view):
-    """A GET route: authenticated, and the credential needs the read scope."""
+    """A GET route: authenticated, rate limited per credential, and the credential needs the
+    read scope."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -144,7 +150,7 @@ def reader(view):
             return _json({"detail": "This credential does not have the read scope."}, 403)
         return view(*args, **kwargs)
 
-    return authenticated(guarded)
+    return authenticated(_read_limit()(guarded))
 
 
 def route(rule: str, **options):
@@ -173,8 +179,8 @@ def send_sms():
 def list_sms():
     def work():
         today = clock.now().astimezone(rules.JST).date()
-        date_filter = rules.sent_date(request.args.to_dict(), today)
-        rows = messaging.messages_of(db.session(), principal=g.principal, date_filter=date_filter, now=clock.now())
+        date_filters = rules.sent_dates(request.args.items(multi=True), today)
+        rows = messaging.messages_of(db.session(), principal=g.principal, date_filters=date_filters, now=clock.now())
         base = current_app.config["BASE_URL"]
         return messaging.Answer(200, json.dumps([messaging.message_json(m, base) for m in rows], ensure_ascii=False))
 
@@ -222,12 +228,19 @@ def openapi():
 
 def api_error(error: HTTPException) -> Response:
     """Errors on API paths are JSON, never the HTML error page."""
-    if error.code == 429:
-        response = _json({"detail": "Request was throttled. Try again later."}, 429)
-        retry = getattr(error, "retry_after", None) or error.get_response().headers.get("Retry-After") or 1
-        response.headers["Retry-After"] = str(retry)
-        return response
+    if error.code == 429:  # Retry-After: see whole_retry_after
+        return _json({"detail": "Request was throttled. Try again later."}, 429)
     return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500)
+
+
+def whole_retry_after(response: Response) -> Response:
+    """Every 429 says how long to wait in whole seconds, at least 1. flask-limiter's own
+    after-request hook writes `int(reset - now)`, which is 0 in a window's last second; this
+    hook must run after it, so it is registered before the limiter (Flask runs them in reverse)."""
+    if response.status_code == 429:
+        value = response.headers.get("Retry-After", "")
+        response.headers["Retry-After"] = str(max(1, int(value))) if re.fullmatch(r"[0-9]+", value) else "1"
+    return response
 
 
 API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")

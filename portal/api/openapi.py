@@ -1,9 +1,12 @@
 """The customer API's OpenAPI 3.1 document, served at /api/openapi.json and rendered as the
 API reference page. Written by hand next to the views it describes."""
 
+from portal.messaging.rules import TTS_LANGUAGES, TTS_MESSAGE_MAX_LENGTH
+
 ERROR = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
 FIELD_ERRORS = {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}},
-                "description": "The offending fields, each with its messages."}
+                "description": "Every invalid field of the request at once, each with its messages, e.g. "
+                               '{"recipient": ["…"], "sender": ["…"]}.'}
 
 
 def _response(description: str, schema: dict | None = None, headers: dict | None = None) -> dict:
@@ -18,8 +21,8 @@ def _response(description: str, schema: dict | None = None, headers: dict | None
 COMMON = {
     "401": _response("Missing or wrong SID and token.", ERROR),
     "403": _response("The credential lacks the scope, or is not allowed from this address.", ERROR),
-    "429": _response("Too many requests.", ERROR, {"Retry-After": {"schema": {"type": "integer"},
-                                                                   "description": "Seconds to wait."}}),
+    "429": _response("Too many requests for this credential (or account).", ERROR, {
+        "Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Whole seconds to wait, at least 1."}}),
 }
 SENDING = {
     **COMMON,
@@ -39,8 +42,8 @@ SMS_FIELDS = {
     "required": ["recipient", "sender", "message"],
     "properties": {
         "recipient": PHONE,
-        "sender": {"type": "string", "description": "Up to 10 letters and digits, or up to 15 digits.",
-                   "examples": ["Chotto"]},
+        "sender": {"type": "string", "description": "Up to 10 ASCII letters and digits (A–Z, a–z, 0–9), or up to 15 "
+                                                    "digits; a leading + is dropped.", "examples": ["Chotto"]},
         "message": {"type": "string", "description": "GSM-7: 160 characters a part (153 when split); otherwise "
                                                      "UCS-2: 70 (67). At most 10 parts."},
         "callbackurl": {"type": "string", "format": "uri", "description": "Receives a signed POST on each status change."},
@@ -51,11 +54,17 @@ CALL_FIELDS = {
     "type": "object",
     "required": ["caller", "recipient"],
     "properties": {
-        "caller": {"type": "string", "description": "A phone number, with or without +."},
+        "caller": {"type": "string", "description": "The number shown to the person called: international digits with "
+                                                    "or without + (814512345678 or +814512345678), or a Japanese "
+                                                    "national number (03-1234-5678).",
+                   "examples": ["+814512345678"]},
         "recipient": PHONE,
         "recording_url": {"type": "string", "format": "uri", "description": "An MP3 to play (or give tts_message)."},
-        "tts_message": {"type": "string", "description": "Text to read out (or give recording_url)."},
-        "tts_lang": {"type": "string", "enum": ["ja", "en", "zh", "ko", "es", "fr", "de", "it", "pt", "ru"]},
+        "tts_message": {"type": "string", "maxLength": TTS_MESSAGE_MAX_LENGTH,
+                        "description": f"Text to read out (or give recording_url), at most {TTS_MESSAGE_MAX_LENGTH:,} "
+                                       "characters."},
+        "tts_lang": {"type": "string", "enum": list(TTS_LANGUAGES),
+                     "description": f"The language of tts_message, required with it: {', '.join(TTS_LANGUAGES)}."},
         "callbackurl": {"type": "string", "format": "uri"},
         "tags": TAGS,
     },
@@ -113,8 +122,9 @@ def document(base_url: str) -> dict:
                     "operationId": "listSms", "summary": "Messages sent in the last 90 days",
                     "parameters": [{"name": "sent_date", "in": "query", "required": False, "schema": {"type": "string"},
                                     "description": "A day (2026-10-31) or a comparison (>=2026-10-31, >, <=, <); "
-                                                   "at most 90 days back."}],
-                    "responses": {"200": _response("The messages, newest first.", {"type": "array", "items": MESSAGE}),
+                                                   "at most 90 days back. Repeat it for a range: each must hold."}],
+                    "responses": {"200": _response("The messages of the credential's mode (test or live), newest "
+                                                   "first.", {"type": "array", "items": MESSAGE}),
                                   "400": _response("A bad sent_date.", FIELD_ERRORS), **COMMON},
                 },
             },
@@ -123,7 +133,9 @@ def document(base_url: str) -> dict:
                     "operationId": "getSms", "summary": "One message's status and cost",
                     "parameters": [{"name": "msgid", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {"200": _response("The message.", MESSAGE),
-                                  "404": _response("No such message in this account.", ERROR), **COMMON},
+                                  "404": _response("No such message in this account and mode: a test credential "
+                                                   "reads only test messages, a live one only live ones.", ERROR),
+                                  **COMMON},
                 },
             },
             "/voice/simple/playbacks/": {
@@ -140,7 +152,8 @@ def document(base_url: str) -> dict:
                     "operationId": "getCall", "summary": "A call's status, duration and cost",
                     "parameters": [{"name": "callid", "in": "path", "required": True, "schema": {"type": "string"}}],
                     "responses": {"200": _response("The call.", CALL),
-                                  "404": _response("No such call in this account.", ERROR), **COMMON},
+                                  "404": _response("No such call in this account and mode: a test credential reads "
+                                                   "only test calls, a live one only live ones.", ERROR), **COMMON},
                 },
             },
             "/you/credits/": {

@@ -14,15 +14,18 @@ from portal.clock import JST
 HISTORY_DAYS = 90
 CALL_MINIMUM_HOLD = 50_000  # milli-yen: a call needs at least ¥50 available
 MAX_TAGS, MAX_TAG_LENGTH = 10, 50
-SENDER = re.compile(r"[A-Za-z0-9]{1,10}|\d{1,15}")
+SENDER = re.compile(r"[A-Za-z0-9]{1,10}|[0-9]{1,15}")  # ASCII only: \d and isalnum() take any script's digits
+CALLER = re.compile(r"\+?[0-9]{6,15}")
+TTS_LANGUAGES = ("ja", "en", "zh", "ko", "es", "fr", "de", "it", "pt", "ru")
+TTS_MESSAGE_MAX_LENGTH = 1000  # characters: about two minutes read out
 
 
 class Invalid(ValueError):
-    """A field's value is wrong; `field` names it and the message says why."""
+    """A field's value is wrong; `field` names it and the message (or messages) say why."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, *more: str):
         super().__init__(message)
-        self.field, self.message = field, message
+        self.field, self.message, self.messages = field, message, [message, *more]
 
 
 @dataclass(frozen=True)
@@ -52,11 +55,26 @@ def phone_number(field: str, raw: str) -> Number:
 
 
 def caller_number(raw: str) -> str:
-    """A voice caller: a number with or without "+" (Xoxzo's rule)."""
+    """A voice caller as Xoxzo takes it: international digits with or without "+"
+    ("814512345678", "+814512345678"), or a Japanese national number ("03-1234-5678"). It is
+    the number shown to the person called, so it must be a possible number for its country,
+    not necessarily one in service."""
     text = (raw or "").strip()
     if not text:
         raise Invalid("caller", "This field is required.")
-    return phone_number("caller", text if text.startswith("+") or text.startswith("0") else "+" + text).e164
+    digits = re.sub(r"[\s\-().]", "", text)
+    if not CALLER.fullmatch(digits):
+        raise Invalid("caller", "Enter a phone number in E.164 form, such as +819012345678.")
+    national = digits.startswith("0")
+    international = "+" + digits.removeprefix("+")
+    try:
+        parsed = phonenumbers.parse(digits if national else international, "JP")
+    except phonenumbers.NumberParseException:
+        raise Invalid("caller", f"{text} is not a valid phone number.") from None
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    if not phonenumbers.is_possible_number(parsed) or (not national and e164 != international):
+        raise Invalid("caller", f"{text} is not a valid phone number.")
+    return e164
 
 
 def sender_id(raw: str) -> str:
@@ -66,6 +84,20 @@ def sender_id(raw: str) -> str:
     if not SENDER.fullmatch(text):
         raise Invalid("sender", "Use up to 10 letters and digits, or up to 15 digits.")
     return text
+
+
+def tts_message(raw: str) -> str:
+    text = (raw or "").strip()
+    if len(text) > TTS_MESSAGE_MAX_LENGTH:
+        raise Invalid("tts_message", f"Use at most {TTS_MESSAGE_MAX_LENGTH:,} characters.")
+    return text
+
+
+def tts_language(raw: str) -> str:
+    language = (raw or "").strip()
+    if language not in TTS_LANGUAGES:
+        raise Invalid("tts_lang", "Use a language code such as ja or en.")
+    return language
 
 
 def tags_of(raw) -> list[str]:
@@ -98,27 +130,37 @@ class DateFilter:
     def bounds(self) -> tuple[datetime | None, datetime | None]:
         """UTC bounds [start, end) for Japan's calendar days."""
         start = datetime.combine(self.day, time(), tzinfo=JST)
-        end = start + timedelta(days=1)
+        end = start + timedelta(days=1) if self.day < date.max else None  # no day follows 9999-12-31
         return {"==": (start, end), ">=": (start, None), ">": (end, None), "<": (None, start), "<=": (None, end)}[
             self.operator]
 
 
-def sent_date(args: dict, today: date) -> DateFilter | None:
-    """`sent_date=2026-10-31`, `sent_date=>=2026-10-31` (also `<`, `<=`, `>`), or the operator
-    moved into the parameter name by clients that build `?sent_date>=2026-10-31`. A date more
-    than 90 days back is refused (Xoxzo's rule)."""
-    found = [(key, value) for key, value in args.items() if key.startswith("sent_date")]
-    if not found:
-        return None
-    key, value = found[0]
-    operator = key[len("sent_date"):]  # "", or an operator the client put in the name ("sent_date>=…")
+def sent_dates(args, today: date) -> list[DateFilter]:
+    """Every `sent_date` parameter among `args` (name, value pairs), each a filter that must
+    hold: `sent_date=2026-10-31`, `sent_date=>=2026-10-31` (also `<`, `<=`, `>`), or the
+    operator moved into the parameter name by clients that build `?sent_date>=2026-10-31`. A
+    date more than 90 days back is refused (Xoxzo's rule). All bad ones are reported at once."""
+    filters, problems = [], []
+    for key, value in args:
+        if key.startswith("sent_date"):
+            try:
+                filters.append(_sent_date(key[len("sent_date"):], value, today))
+            except Invalid as invalid:
+                problems.append(invalid.message)
+    if problems:
+        raise Invalid("sent_date", *problems)
+    return filters
+
+
+def _sent_date(operator: str, value: str, today: date) -> DateFilter:
+    """`operator` is "", or an operator the client put in the name ("sent_date>=…")."""
     if value == "":
         text = operator
     elif operator in ("", ">=", "<=", "=") or operator.endswith("="):
         text = operator + value  # "sent_date=>=2026-10-31" or an encoded "sent_date%3E%3D=2026-10-31"
     else:
         text = operator + "=" + value  # "sent_date>=2026-10-31" read as name "sent_date>", value "2026-10-31"
-    match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*(\d{4}-\d{2}-\d{2})\s*", text)
+    match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*([0-9]{4}-[0-9]{2}-[0-9]{2})\s*", text)
     if not match:
         raise Invalid("sent_date", "Use a date such as 2026-10-31, optionally after >=, >, <= or <.")
     operator = {"=": "==", None: "=="}.get(match.group(1), match.group(1))

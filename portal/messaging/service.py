@@ -11,6 +11,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import insert, select
 from sqlmodel import Session
@@ -21,7 +22,7 @@ from portal.clock import JST
 from portal.credentials.service import Principal
 from portal.ledger import service as ledger
 from portal.ledger.rules import MILLI_YEN
-from portal.messaging import rules, segments, spend
+from portal.messaging import rules, segments, spend, validation
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
 
 log = logging.getLogger("portal.messaging")
@@ -137,10 +138,18 @@ def _require(principal: Principal, scope: str) -> None:
         raise Refused(403, {"detail": f"This credential does not have the {scope} scope."})
 
 
-def _required(fields: dict, *names: str) -> None:
-    missing = {name: ["This field is required."] for name in names if not str(fields.get(name) or "").strip()}
-    if missing:
-        raise Refused(400, missing)
+def _refuse_if_invalid(session: Session, principal: Principal, form: validation.Form, number: rules.Number | None,
+                       product: str) -> None:
+    """Refuse a request with invalid fields, naming every one: a well-formed recipient is
+    checked against the account's destinations too (what a valid request learns under the lock)."""
+    if not form.errors:
+        return
+    if number is not None:
+        form.check(_check_destination, session, principal, number, "recipient")
+        if "recipient" not in form.errors:
+            form.check(_price, session, product, number.country, "recipient")
+        session.rollback()
+    form.raise_if_invalid()
 
 
 # -- SMS -----------------------------------------------------------------------------------------
@@ -149,16 +158,14 @@ def _required(fields: dict, *names: str) -> None:
 def send_sms(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, base_url: str,
              now: datetime, daily_cap: int | None = None) -> Answer:
     _require(principal, "sms")
-    _required(fields, "recipient", "sender", "message")
-    number = rules.phone_number("recipient", fields["recipient"])
-    sender = rules.sender_id(fields["sender"])
-    body = str(fields["message"])
-    try:
-        split = segments.split(body)
-    except segments.TooLong as error:
-        raise rules.Invalid("message", f"The message needs {error.parts} parts; at most {segments.MAX_PARTS}.") from None
-    callback = rules.callback_url(fields.get("callbackurl"))
-    tags = rules.tags_of(fields.get("tags"))
+    form = validation.Form(fields)
+    number = form.read("recipient", partial(rules.phone_number, "recipient"))
+    sender = form.read("sender", rules.sender_id)
+    split = form.read("message", _parts)
+    callback = form.read("callbackurl", rules.callback_url, required=False)
+    tags = form.read("tags", rules.tags_of, required=False, lists=True)
+    _refuse_if_invalid(session, principal, form, number, "sms")
+    body = fields["message"]
     fingerprint = request_hash(op="sms", credential=principal.credential_id, mode=principal.mode, recipient=number.e164,
                                sender=sender, message=body, callback=callback, tags=tags)
 
@@ -188,6 +195,13 @@ def send_sms(*, session: Session, principal: Principal, fields: dict, idempotenc
         return Answer(201, json.dumps([{"msgid": msgid}]))
 
     return _idempotent(session, principal, idempotency_key, fingerprint, now, work)
+
+
+def _parts(body: str) -> segments.Split:
+    try:
+        return segments.split(body)
+    except segments.TooLong as error:
+        raise rules.Invalid("message", f"The message needs {error.parts} parts; at most {segments.MAX_PARTS}.") from None
 
 
 MESSAGES, OUTBOX = Message.__table__, outbox.OutboxMessage.__table__
@@ -222,16 +236,19 @@ def message_json(message: Message, base_url: str) -> dict:
 
 
 def message_of(session: Session, *, principal: Principal, msgid: str) -> Message | None:
-    found = session.scalars(select(Message).where(Message.msgid == msgid, Message.account_id == principal.account_id)).first()
+    found = session.scalars(select(Message).where(Message.msgid == msgid, Message.account_id == principal.account_id,
+                                                  Message.mode == principal.mode)).first()
     session.commit()
     return found
 
 
-def messages_of(session: Session, *, principal: Principal, date_filter: rules.DateFilter | None, now: datetime,
+def messages_of(session: Session, *, principal: Principal, date_filters: list[rules.DateFilter], now: datetime,
                 limit: int = 1000) -> list[Message]:
-    query = select(Message).where(Message.account_id == principal.account_id,
+    """The messages of the last 90 days sent in the credential's mode (a test credential never
+    sees live messages, nor a live one test messages), newest first."""
+    query = select(Message).where(Message.account_id == principal.account_id, Message.mode == principal.mode,
                                   Message.created_at >= now - timedelta(days=rules.HISTORY_DAYS))
-    if date_filter is not None:
+    for date_filter in date_filters:
         start, end = date_filter.bounds()
         if start is not None:
             query = query.where(Message.created_at >= start)
@@ -248,22 +265,19 @@ def messages_of(session: Session, *, principal: Principal, date_filter: rules.Da
 def start_call(*, session: Session, principal: Principal, fields: dict, idempotency_key: str | None, now: datetime,
                daily_cap: int | None = None) -> Answer:
     _require(principal, "voice")
-    _required(fields, "caller", "recipient")
-    caller = rules.caller_number(fields["caller"])
-    number = rules.phone_number("recipient", fields["recipient"])
-    recording, tts = (fields.get("recording_url") or "").strip(), str(fields.get("tts_message") or "").strip()
-    if bool(recording) == bool(tts):
-        raise Refused(400, {"recording_url": ["Give either recording_url or tts_message (with tts_lang)."]})
-    if recording:
-        try:
-            rules.callback_url(recording)
-        except rules.Invalid:
-            raise Refused(400, {"recording_url": ["Enter the http:// or https:// address of an MP3 file."]}) from None
-    language = (fields.get("tts_lang") or "").strip()
-    if tts and language not in ("ja", "en", "zh", "ko", "es", "fr", "de", "it", "pt", "ru"):
-        raise Refused(400, {"tts_lang": ["Use a language code such as ja or en."]})
-    callback = rules.callback_url(fields.get("callbackurl"))
-    tags = rules.tags_of(fields.get("tags"))
+    form = validation.Form(fields)
+    caller = form.read("caller", rules.caller_number)
+    number = form.read("recipient", partial(rules.phone_number, "recipient"))
+    recording = form.read("recording_url", _recording_url, required=False) or ""
+    tts = form.read("tts_message", rules.tts_message, required=False) or ""
+    if _given(fields, "recording_url") == _given(fields, "tts_message"):
+        form.add("recording_url", "Give either recording_url or tts_message (with tts_lang).")
+    language = ""
+    if _given(fields, "tts_message") or _given(fields, "tts_lang"):
+        language = form.read("tts_lang", rules.tts_language, required=False) or ""
+    callback = form.read("callbackurl", rules.callback_url, required=False)
+    tags = form.read("tags", rules.tags_of, required=False, lists=True)
+    _refuse_if_invalid(session, principal, form, number, "voice")
     fingerprint = request_hash(op="call", credential=principal.credential_id, mode=principal.mode, caller=caller, recipient=number.e164, recording=recording, tts=tts,
                                language=language, callback=callback, tags=tags)
 
@@ -291,6 +305,17 @@ def start_call(*, session: Session, principal: Principal, fields: dict, idempote
     return _idempotent(session, principal, idempotency_key, fingerprint, now, work)
 
 
+def _given(fields: dict, name: str) -> bool:
+    return bool(str(fields.get(name) or "").strip())
+
+
+def _recording_url(raw: str | None) -> str | None:
+    try:
+        return rules.callback_url(raw)
+    except rules.Invalid:
+        raise rules.Invalid("recording_url", "Enter the http:// or https:// address of an MP3 file.") from None
+
+
 def call_json(call: Call) -> dict:
     def local(moment):
         return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S") if moment else None
@@ -303,7 +328,8 @@ def call_json(call: Call) -> dict:
 
 
 def call_of(session: Session, *, principal: Principal, callid: str) -> Call | None:
-    found = session.scalars(select(Call).where(Call.callid == callid, Call.account_id == principal.account_id)).first()
+    found = session.scalars(select(Call).where(Call.callid == callid, Call.account_id == principal.account_id,
+                                               Call.mode == principal.mode)).first()
     session.commit()
     return found
 

@@ -49,6 +49,14 @@ def test_the_xoxzo_python_client_works_by_changing_only_the_host(server):
     callid = call.messages[0]["callid"]
     status = client.get_simple_playback_status(callid)
     assert status.errors is None and status.message["callid"] == callid
+    for caller in ("814512345678", "+814512345678"):  # the caller of Xoxzo's own client tests, with and without +
+        call = client.call_simple_playback(caller=caller, recipient="+819012345678",
+                                           recording_url="https://example.com/hello.mp3")
+        assert call.errors is None, call.message
+        status = client.get_simple_playback_status(call.messages[0]["callid"])
+        assert status.errors is None and status.message["caller"] == "+814512345678"
+    unreachable = client.call_simple_playback("814512345678", "+8108012345678", None)  # xoxzo.cloudpy's fail01
+    assert unreachable.errors == 400 and "recipient" in unreachable.message
 
     wrong = client.send_sms(message="x", recipient="+8108012345678", sender="Chotto")
     assert wrong.errors == 400 and "recipient" in wrong.message

@@ -9,12 +9,21 @@ from sqlalchemy import select, text, update
 
 from portal.credentials import service as credentials
 from portal.messaging.api_models import Message
+from portal.messaging.carrier import TestInboxCarrier
 from tests.api.conftest import YEN, Key, fund, new_key
 from tests.api.test_sms import RefusingCarrier, SMS, available, send
 from tests.conftest import _empty_tables, make_app
 from tests.helpers import db_session, deliver_outbox, make_user
 
-CALL = {"caller": "+81312345678", "recipient": "+819012345678", "tts_message": "x" * 8 * 400, "tts_lang": "en"}
+CALL = {"caller": "+81312345678", "recipient": "+819012345678", "tts_message": "hello", "tts_lang": "en"}
+
+
+class NeverHangingUp(TestInboxCarrier):
+    """The person called stays on the line: only the carrier's limit ends the call."""
+
+    def place_call(self, *, session, call, now):
+        super().place_call(session=session, call=call, now=now)
+        return call.max_seconds
 
 
 def test_a_failure_recorded_without_its_refund_is_refunded_by_the_next_attempt(app, api, key):
@@ -34,6 +43,7 @@ def test_a_failure_recorded_without_its_refund_is_refunded_by_the_next_attempt(a
 
 def test_a_call_ends_when_its_hold_runs_out_and_costs_at_most_the_hold(app, api, key):
     callid = api.post("/voice/simple/playbacks/", data=CALL, headers=key.headers).json[0]["callid"]
+    app.extensions["portal.carrier"] = NeverHangingUp()
     deliver_outbox(app)
     call = api.get(f"/voice/calls/{callid}", headers=key.headers).json
     assert (call["duration"], call["cost"]) == (300, 50.0)  # ¥50 pays for 5 minutes: the carrier hangs up there
@@ -44,12 +54,11 @@ def test_calls_in_progress_count_against_the_monthly_cap(app, api, customer):
     user, account_id = customer
     fund(app, account_id, 1000)
     capped = new_key(app, account_id, user.id, monthly_cap=60 * YEN)
-    short = CALL | {"tts_message": "hello"}
-    assert api.post("/voice/simple/playbacks/", data=short, headers=capped.headers).status_code == 201
-    refused = api.post("/voice/simple/playbacks/", data=short, headers=capped.headers)
+    assert api.post("/voice/simple/playbacks/", data=CALL, headers=capped.headers).status_code == 201
+    refused = api.post("/voice/simple/playbacks/", data=CALL, headers=capped.headers)
     assert refused.status_code == 403 and "monthly spend cap" in refused.json["detail"]
     deliver_outbox(app)  # the first call ends: ¥10
-    assert api.post("/voice/simple/playbacks/", data=short, headers=capped.headers).status_code == 201
+    assert api.post("/voice/simple/playbacks/", data=CALL, headers=capped.headers).status_code == 201
 
 
 def test_an_idempotency_key_from_a_test_credential_never_answers_a_live_one(app, api, customer):

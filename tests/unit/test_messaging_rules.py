@@ -64,15 +64,15 @@ TODAY = date(2026, 11, 27)
     ({"sent_date<2026-11-01": ""}, "<", date(2026, 11, 1)), ({"sent_date": "2026-08-29"}, "==", date(2026, 8, 29)),
 ])
 def test_sent_date_in_every_spelling(args, operator, day):
-    assert rules.sent_date(args, TODAY) == rules.DateFilter(operator, day)
+    assert rules.sent_dates(args.items(), TODAY) == [rules.DateFilter(operator, day)]
 
 
 @pytest.mark.parametrize("value", ["2026-08-28", "2026-02-30", "11/01/2026", ">>2026-11-01", "today"])
 def test_bad_sent_dates(value):
     with pytest.raises(rules.Invalid) as refused:
-        rules.sent_date({"sent_date": value}, TODAY)
+        rules.sent_dates([("sent_date", value)], TODAY)
     assert refused.value.field == "sent_date"
 
 
 def test_no_sent_date_means_no_filter():
-    assert rules.sent_date({}, TODAY) is None
+    assert rules.sent_dates([], TODAY) == []
