@@ -54,3 +54,53 @@ def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, liv
     expect(owner.locator("#sessions")).to_contain_text("このブラウザ")
     screenshot(owner, "profile-ja")
     invitee_context.close()
+
+
+def test_on_a_phone_an_owner_removes_a_developer_keeping_one_of_their_credentials(browser, live_server, screenshot,
+                                                                                   console_errors):
+    from sqlalchemy import select
+
+    from portal.accounts.models import Membership
+    from portal.clock import system_now
+    from portal.credentials import service as credentials
+    from tests.helpers import db_session
+
+    app = live_server.app
+    owner_user = make_user(app, "owner@example.com", name="Olivia Owner")
+    developer = make_user(app, "dev@example.com", name="Daisuke Developer")
+    with db_session(app) as session:
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == owner_user.id)).one()
+        session.add(Membership(account_id=account_id, user_id=developer.id, role="developer", created_at=system_now()))
+        session.commit()
+        for name in ("nightly-billing-export-to-the-accounting-system", "old-script"):
+            credentials.create(session=session, account_id=account_id, user_id=developer.id, name=name, mode="live",
+                               scopes=["sms", "read"], networks=[], monthly_cap=None, now=system_now())
+
+    context = browser.new_context(locale="en-GB", base_url=live_server.url, viewport={"width": 390, "height": 844})
+    owner = console_errors(context.new_page())
+    owner.goto("/login")
+    owner.get_by_label("E-mail address").fill("owner@example.com")
+    owner.get_by_label("Password").fill(PASSWORD)
+    owner.get_by_role("button", name="Sign in").click()
+    owner.goto("/team")
+    assert owner.evaluate(WIDTH_BELOW_HEADER) <= 390, "the members table scrolls in its own box"
+    owner.get_by_role("button", name="Remove Daisuke Developer").click()
+    expect(owner.get_by_role("heading", level=1)).to_have_text("Remove Daisuke Developer")
+    expect(owner.get_by_role("checkbox")).to_have_count(2)
+    assert owner.evaluate(WIDTH_BELOW_HEADER) <= 390, "the confirmation page scrolls sideways"
+    screenshot(owner, "team-remove-member-phone")
+    owner.get_by_label(re.compile("Keep .nightly-billing-export")).check()
+    owner.get_by_role("button", name="Remove Daisuke Developer").click()
+    expect(owner.locator(".flash-success")).to_contain_text("API credentials revoked: 1; kept: 1.")
+    expect(owner.locator("#members")).not_to_contain_text("dev@example.com")
+    context.close()
+
+
+# The page's width without the site header (whose navigation is wider than a phone on every page).
+WIDTH_BELOW_HEADER = """() => {
+  const header = document.querySelector('header');
+  header.hidden = true;
+  const width = document.documentElement.scrollWidth;
+  header.hidden = false;
+  return width;
+}"""

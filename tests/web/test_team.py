@@ -133,6 +133,7 @@ def test_only_owners_invite_change_roles_and_remove(owner, app, role):
         mine = session.scalars(select(Membership).order_by(Membership.id)).first()
     member.post(f"/team/members/{mine.id}/role", {"role": "billing"}, status=403)
     member.post(f"/team/members/{mine.id}/remove", status=403)
+    member.get(f"/team/members/{mine.id}/remove", status=403)
     assert "Send invitation" not in member.text("/team")
 
 
@@ -387,6 +388,16 @@ def test_a_demoted_owner_is_told_about_it(owner, app):
     _, second_id, second_user = join(owner, app, "second@example.com", "owner", name="Sato")
     owner.post(f"/team/members/{second_id}/role", {"role": "developer"}, status=302)
     assert "from Owner to Developer" in " ".join(mails_to(app, "second@example.com")[-1].text_body.split())
+
+
+def test_an_owner_who_steps_down_by_htmx_gets_the_whole_page_drawn_for_their_new_role(owner, app):
+    join(owner, app, "second@example.com", "owner", name="Sato")
+    with db_session(app) as session:
+        mine = session.scalars(select(Membership).where(Membership.user_id == owner_id(app))).one()
+    response = owner.post(f"/team/members/{mine.id}/role", {"role": "developer"}, headers={"HX-Request": "true"},
+                          status=200)
+    assert response.headers["HX-Redirect"] == "/team"
+    assert "Send invitation" not in owner.text("/team")
 
 
 def owner_id(app) -> int:
