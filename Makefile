@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export PORTAL_ENV ?= development
+# Test processes (pytest-xdist); each has its own SQLite files and its own PostgreSQL scratch database.
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test install system-packages translations translations-extract clean
 
@@ -45,7 +47,7 @@ test: install
 	@command -v chromium >/dev/null || { \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
-	PORTAL_ENV=test $(BIN)/pytest $(PYTEST_ARGS)
+	PORTAL_ENV=test $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

@@ -35,6 +35,20 @@ def database_url(request, tmp_path_factory):
         yield url
 
 
+@pytest.fixture(autouse=True)
+def fast_receipts(request, monkeypatch):
+    """WeasyPrint takes about a second a page; tests not marked `pdf` get a small stand-in with
+    the invoice number, so storage, serving and immutability are still exercised."""
+    if request.node.get_closest_marker("pdf"):
+        return
+    from portal.billing import documents
+
+    def render(invoice, *, language, replaces):
+        return f"%PDF-1.7\n% test stand-in {invoice.number} {language} {replaces or ''}\n%%EOF\n".encode()
+
+    monkeypatch.setattr(documents, "render", render)
+
+
 @pytest.fixture
 def clock():
     return FrozenClock(START)

@@ -5,6 +5,7 @@ the receipt PDF read back."""
 import io
 
 import pypdfium2
+import pytest
 from playwright.sync_api import expect
 from pypdf import PdfReader
 
@@ -12,6 +13,7 @@ from tests.e2e.conftest import SCREENSHOTS
 from tests.helpers import PASSWORD, make_user
 
 
+@pytest.mark.pdf
 def test_buying_1000_yen_with_the_sandbox_credits_the_account_and_issues_a_receipt(
     browser, live_server, screenshot, console_errors
 ):

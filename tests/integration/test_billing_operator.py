@@ -100,6 +100,7 @@ def test_issued_invoices_and_their_pdfs_cannot_be_changed_or_deleted(stripe_app,
             session.rollback()
 
 
+@pytest.mark.pdf
 def test_a_reissue_gets_a_new_number_names_the_original_and_leaves_it_unchanged(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)
     with db_session(stripe_app) as session:
@@ -119,6 +120,7 @@ def test_a_reissue_gets_a_new_number_names_the_original_and_leaves_it_unchanged(
     assert cli(stripe_app, "invoices", "reissue", "INV-99999999", "--reason", "x").exit_code != 0
 
 
+@pytest.mark.pdf
 def test_english_receipts_are_rendered_on_request_and_kept(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)
     with stripe_app.app_context(), db_session(stripe_app) as session:

@@ -98,6 +98,7 @@ def test_overseas_customers_pay_no_japanese_consumption_tax(app):
     assert page.select_one("[data-testid=total]").get_text(strip=True) == "¥1,000"
 
 
+@pytest.mark.pdf
 def test_a_sandbox_card_payment_grants_a_lot_valid_90_days_and_a_receipt(app, clock):
     client, account_id = with_profile(app)
     status_url = pay_in_sandbox(client, 1000)
