@@ -23,6 +23,8 @@ COMMON = {
     "403": _response("The credential lacks the scope, or is not allowed from this address.", ERROR),
     "429": _response("Too many requests for this credential (or account).", ERROR, {
         "Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Whole seconds to wait, at least 1."}}),
+    "503": _response("The database cannot be reached: nothing was done and nothing was charged.", ERROR, {
+        "Retry-After": {"schema": {"type": "integer", "minimum": 1}, "description": "Whole seconds to wait, at least 1."}}),
 }
 SENDING = {
     **COMMON,

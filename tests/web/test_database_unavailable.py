@@ -168,3 +168,10 @@ def test_a_statement_that_outlives_the_statement_timeout_is_a_503_on_postgresql(
         assert 1 <= int(connection.connection.dbapi_connection.info.get_parameters()["connect_timeout"]) <= 5
     engine.dispose()
     app.extensions["portal.engine"].dispose()
+
+
+def test_the_api_document_declares_the_503_on_every_operation(app):
+    document = app.test_client().get("/api/openapi.json").get_json()
+    operations = [operation for path in document["paths"].values() for operation in path.values()]
+    assert operations and all("503" in operation["responses"] for operation in operations)
+    assert all("Retry-After" in operation["responses"]["503"]["headers"] for operation in operations)
