@@ -142,6 +142,13 @@ def complete_sign_up(*, session: Session, token: str, now: datetime) -> Verified
     return Verified(user=user, attempt_id=attempt.id)
 
 
+def has_pending_attempt(session: Session, *, email: str, now: datetime) -> bool:
+    query = select(SignUpAttempt.id).where(
+        SignUpAttempt.email == email, SignUpAttempt.used_at.is_(None), SignUpAttempt.expires_at > now
+    )
+    return session.scalars(query.limit(1)).first() is not None
+
+
 def _is_newest(session: Session, attempt: SignUpAttempt) -> bool:
     newest = session.scalar(select(func.max(SignUpAttempt.id)).where(SignUpAttempt.email == attempt.email))
     return newest == attempt.id

@@ -89,6 +89,19 @@ def test_a_login_whose_address_was_never_proved_gives_way_to_the_mailbox_owner(a
         assert session.scalars(select(Account.name)).all() == ["Sato Shoji KK"]
 
 
+def test_an_old_login_cannot_prove_the_address_while_the_mailbox_owner_signs_up(app):
+    make_user(app, "hana@example.com", password=ATTACKER_PASSWORD, verified=False)
+    attacker = browser(app)
+    attacker.login("hana@example.com", ATTACKER_PASSWORD)
+    browser(app).post("/signup", VICTIM, status=302)
+    attacker.post("/signup/resend", status=302)
+
+    browser(app).get(last_link(app, "hana@example.com", "/verify-email/"), status=410)
+
+    with db_session(app) as session:
+        assert session.scalars(select(User)).one().email_verified_at is None
+
+
 def test_unverified_logins_older_than_a_link_are_purged_with_the_accounts_they_alone_hold(app, clock):
     stale = make_user(app, "stale@example.com", verified=False)
     browser(app).login("stale@example.com")
