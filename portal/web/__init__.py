@@ -107,8 +107,10 @@ def _register_errors(app: Flask) -> None:
             return error
         if api.is_api_request():
             return _secured(api.api_error(error))
-        response = error.get_response()
         page = _page(error.code, kind="http")
+        if page.status_code != error.code:
+            return page  # the page could not be built without the database: a 503
+        response = error.get_response()
         response.set_data(page.get_data())
         response.content_type = page.content_type
         return _secured(response)
@@ -149,9 +151,11 @@ def _page(code: int, **context) -> Response:
     try:
         body = render_template("errors/error.html", code=code, **context)
     except Exception as error:
+        db.rollback_request_session()
+        if code != 503 and db.unavailable(error):
+            return _unavailable()  # the page needed the signed-in person, and the database is gone
         log.error("the %s page could not be rendered: %s", code, db.describe(error).split("\n")[0]
                   if db.is_database_error(error) else type(error).__name__)
-        db.rollback_request_session()
         body = LAST_RESORT_PAGE
     return _secured(Response(body, status=code, mimetype="text/html"))
 

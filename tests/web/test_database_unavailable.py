@@ -99,6 +99,7 @@ def test_every_route_answers_503_with_retry_after_while_the_database_is_unreacha
             _assert_unavailable(response, json=is_api, where=(rule.rule, method))
             answered += 1
     assert answered > 40
+    _assert_unavailable(outage.client.client.get("/no/such/page"), json=False, where="a 404 needing the person")
     outage.end()
     outage.client.get("/dashboard")
     assert outage.client.client.get("/you/credits/", headers=outage.key.headers).status_code == 200
