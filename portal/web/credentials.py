@@ -77,7 +77,7 @@ def create():
 @bp.post("/credentials/<int:credential_id>/rotate")
 @role_required(*MANAGERS)
 def rotate(credential_id: int):
-    stale = reauthentication_redirect()
+    stale = reauthentication_redirect(back=url_for("credentials.index"))
     if stale:
         return stale
     form = RotateForm()

@@ -104,10 +104,13 @@ def role_required(*roles: str):
     return decorate
 
 
-def reauthentication_redirect():
+def reauthentication_redirect(back: str | None = None):
     """A redirect to the password prompt when the last sign-in is over 10 minutes old (for
-    changes of the phone number, password, and later API keys); None when it is recent."""
+    changes of the phone number, password, and API keys); None when it is recent. The prompt
+    returns to this page, or for a refused POST to `back` (a POST-only address cannot be
+    revisited by the browser)."""
     if sessions.is_fresh(current_user.row, clock.now()):
         return None
     flash(_("Please confirm your password to continue."), "info")
-    return redirect(url_for("auth.reauthenticate", next=request.full_path))
+    target = request.full_path if request.method == "GET" else back or request.full_path
+    return redirect(url_for("auth.reauthenticate", next=target))

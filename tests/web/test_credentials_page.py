@@ -49,6 +49,19 @@ def test_creating_needs_a_recent_password(app, clock):
     assert client.post("/credentials", NEW).status_code == 200
 
 
+def test_rotating_with_a_stale_password_returns_to_a_page_that_exists_after_the_prompt(app, clock):
+    client = signed_in(app)
+    client.post("/credentials", NEW)
+    with db_session(app) as session:
+        credential_id = session.scalars(select(Credential.id)).one()
+    clock.advance(minutes=11)
+    response = client.post(f"/credentials/{credential_id}/rotate", {"overlap": "0"}, status=302)
+    prompt = response.headers["Location"]
+    back = client.page(prompt).select_one("input[name=next]")["value"]
+    response = client.post("/reauthenticate", {"password": PASSWORD, "next": back}, status=302)
+    client.get(response.headers["Location"], status=200)
+
+
 def test_bad_input_is_explained(app):
     client = signed_in(app)
     response = client.post("/credentials", NEW | {"name": "", "scopes": [], "networks": "10.0.0.0/33\nnot-an-ip",
