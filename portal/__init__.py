@@ -91,7 +91,7 @@ class _RedactSecrets(logging.Filter):
     def _describe_database_errors(record: logging.LogRecord) -> None:
         if isinstance(record.args, tuple) and any(isinstance(arg, BaseException) and db.is_database_error(arg)
                                                   for arg in record.args):
-            record.args = tuple(db.describe(arg).split("\n")[0]
+            record.args = tuple(db.describe(arg, frames=False)
                                 if isinstance(arg, BaseException) and db.is_database_error(arg) else arg
                                 for arg in record.args)
         error = record.exc_info[1] if record.exc_info else None

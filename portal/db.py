@@ -145,20 +145,17 @@ def is_database_error(error: BaseException) -> bool:
     return any(isinstance(cause, exc.SQLAlchemyError) for cause in _chain(error))
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException, *, frames: bool = True) -> str:
     """A database error for the log: its class, SQLSTATE and constraint, and where it was
     raised, never its message (PostgreSQL's DETAIL repeats the offending values)."""
     parts = []
     for cause in _chain(error):
         diag = getattr(cause, "diag", None)
-        facts = [type(cause).__name__]
-        for name in ("sqlstate", "constraint_name", "table_name", "column_name"):
-            value = getattr(diag, name, None) or (getattr(cause, name, None) if name == "sqlstate" else None)
-            if value:
-                facts.append(f"{name}={value}")
-        parts.append(" ".join(facts))
-    frames = "".join(traceback.format_tb(error.__traceback__))
-    return " <- ".join(parts) + ("\nTraceback (values omitted):\n" + frames if frames else "")
+        facts = [f"{name}={getattr(diag, name)}" for name in ("sqlstate", "constraint_name", "table_name", "column_name")
+                 if getattr(diag, name, None)]
+        parts.append(" ".join([type(cause).__name__, *facts]))
+    where = "".join(traceback.format_tb(error.__traceback__)) if frames else ""
+    return " <- ".join(parts) + ("\nTraceback (values omitted):\n" + where if where else "")
 
 
 def _chain(error: BaseException | None):

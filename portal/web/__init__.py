@@ -120,7 +120,7 @@ def _register_errors(app: Flask) -> None:
         db.rollback_request_session()
         if db.unavailable(error):
             log.warning("database unavailable on %s %s: %s", request.method, request.path,
-                        db.describe(error).split("\n")[0])
+                        db.describe(error, frames=False))
             return _unavailable()
         if db.is_database_error(error):
             log.error("unhandled database error on %s %s: %s", request.method, request.path, db.describe(error))
@@ -143,7 +143,7 @@ def _unavailable() -> Response:
         g._login_user = current_app.login_manager.anonymous_user()  # loading the signed-in user needs the database
         response = _page(503, kind="unavailable")
     response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+    return _secured(response)
 
 
 def _page(code: int, **context) -> Response:
@@ -154,7 +154,7 @@ def _page(code: int, **context) -> Response:
         db.rollback_request_session()
         if code != 503 and db.unavailable(error):
             return _unavailable()  # the page needed the signed-in person, and the database is gone
-        log.error("the %s page could not be rendered: %s", code, db.describe(error).split("\n")[0]
+        log.error("the %s page could not be rendered: %s", code, db.describe(error, frames=False)
                   if db.is_database_error(error) else type(error).__name__)
         body = LAST_RESORT_PAGE
     return _secured(Response(body, status=code, mimetype="text/html"))
