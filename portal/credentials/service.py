@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from portal import audit
 from portal.accounts.models import Account, Membership, User
+from portal.accounts.queries import lock_account
 from portal.credentials import tokens
 from portal.credentials.models import SCOPES, CallbackSecret, Credential, CredentialSecret
 from portal.ledger.models import CreditState
@@ -39,6 +40,10 @@ class InvalidCredential(ValueError):
 
 class UnknownCredential(LookupError):
     pass
+
+
+class NotAManager(PermissionError):
+    """The person is no longer an owner or developer of the account (removed or demoted)."""
 
 
 class Unauthenticated(Exception):
@@ -95,6 +100,7 @@ def create(
     _check(name, scopes, monthly_cap)
     if mode not in tokens.PREFIXES:
         raise InvalidCredential("mode", mode)
+    _lock_manager(session, account_id=account_id, user_id=user_id)
     credential = Credential(
         sid=tokens.new_sid(), account_id=account_id, name=name.strip(), mode=mode,
         scopes=",".join(s for s in SCOPES if s in scopes), allowed_networks="\n".join(networks),
@@ -113,6 +119,17 @@ def create(
     log.info("api credential created sid=%s prefix=%s account=%s by user=%s", credential.sid,
              tokens.PREFIXES[mode], account_id, user_id)
     return credential, token
+
+
+def _lock_manager(session: Session, *, account_id: int, user_id: int) -> None:
+    """Under the account's lock, which a member's removal also takes: a credential is either
+    created before the removal (and listed by it) or refused after it, never missed."""
+    lock_account(session, account_id)
+    role = session.scalar(select(Membership.role).where(Membership.account_id == account_id,
+                                                        Membership.user_id == user_id))
+    if role not in ("owner", "developer"):
+        session.rollback()
+        raise NotAManager()
 
 
 def _add_secret(session: Session, credential: Credential, now: datetime, expires_at: datetime | None = None) -> str:

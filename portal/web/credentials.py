@@ -66,11 +66,14 @@ def create():
         if not cap:
             form.monthly_cap.errors = [_("Enter a whole number of yen above zero, or leave it empty.")]
             return _page(form, 422)
-    credential, token = service.create(
-        session=db.session(), account_id=current_user.account.id, user_id=current_user.id, name=form.name.data,
-        mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap, now=clock.now(),
-        expires_at=clock.now() + timedelta(days=int(form.expires.data)) if form.expires.data != "0" else None,
-    )
+    try:
+        credential, token = service.create(
+            session=db.session(), account_id=current_user.account.id, user_id=current_user.id, name=form.name.data,
+            mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap, now=clock.now(),
+            expires_at=clock.now() + timedelta(days=int(form.expires.data)) if form.expires.data != "0" else None,
+        )
+    except service.NotAManager:
+        abort(403)
     return _shown_once(credential, token, rotated=False)
 
 

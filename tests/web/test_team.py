@@ -408,3 +408,13 @@ def owner_id(app) -> int:
 def account_id(app) -> int:
     with db_session(app) as session:
         return session.scalars(select(Membership.account_id).where(Membership.user_id == owner_id(app))).one()
+
+
+def test_a_removed_or_demoted_member_can_no_longer_create_credentials(owner, app):
+    member, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    owner.post(f"/team/members/{membership_id}/remove", status=302)
+    with db_session(app) as session, pytest.raises(credentials.NotAManager):
+        credentials.create(session=session, account_id=account_id(app), user_id=dev_id, name="late", mode="live",
+                           scopes=["sms"], networks=[], monthly_cap=None, now=app.config["CLOCK"]())
+    with db_session(app) as session:
+        assert session.scalars(select(Credential)).all() == []
