@@ -10,11 +10,13 @@ from portal import clock, db
 
 
 def _create_app():
+    """The worker and the operator commands may run long statements (the daily ledger check,
+    sweeps over every account): the web's statement timeout does not apply to them."""
     from portal import create_app
     from portal.config import UnsafeConfiguration
 
     try:
-        return create_app()
+        return create_app({"DATABASE_STATEMENT_TIMEOUT_MS": 0})
     except UnsafeConfiguration as error:
         raise click.ClickException(f"{error}. On a development machine, set PORTAL_ENV=development.") from None
 

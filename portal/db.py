@@ -69,7 +69,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,
             "options": f"-c statement_timeout={statement_timeout_ms}",
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 1, "keepalives_count": 3,
-            "tcp_user_timeout": statement_timeout_ms + 1000,
+            "tcp_user_timeout": (statement_timeout_ms or STATEMENT_TIMEOUT_MS) + 1000,
         },
     )
 
@@ -92,7 +92,7 @@ def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:
 def init_app(app) -> None:
     app.extensions["portal.engine"] = make_engine(
         app.config["DATABASE_URL"],
-        statement_timeout_ms=app.config.get("DATABASE_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS),
+        statement_timeout_ms=app.config["DATABASE_STATEMENT_TIMEOUT_MS"],
         busy_timeout_ms=app.config.get("SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS),
         pre_ping=app.config.get("DATABASE_POOL_PRE_PING", True),
     )

@@ -49,3 +49,12 @@ def test_the_command_explains_an_unsafe_production_configuration(monkeypatch):
     result = CliRunner().invoke(main, ["ledger", "check"])
     assert result.exit_code == 1
     assert "PORTAL_SECRET_KEY must be set" in result.output and "PORTAL_ENV=development" in result.output
+
+
+def test_operator_commands_and_the_worker_run_without_the_webs_statement_timeout(monkeypatch):
+    from portal.cli import _create_app
+    from portal.config import load
+
+    monkeypatch.setenv("PORTAL_DATABASE_STATEMENT_TIMEOUT_MS", "2500")
+    assert load()["DATABASE_STATEMENT_TIMEOUT_MS"] == 2500  # gunicorn's web processes
+    assert _create_app().config["DATABASE_STATEMENT_TIMEOUT_MS"] == 0  # `portal worker`, `portal ledger check`, …
