@@ -46,7 +46,7 @@ class LiveServer:
 
     def _work(self):
         while not self.stopping.is_set():
-            if not worker.drain_once(self.app):
+            if not worker._guarded("outbox delivery", worker.drain_once, self.app):  # as `portal worker` does
                 self.stopping.wait(0.2)
 
     def __enter__(self):

@@ -1,0 +1,92 @@
+"""The pages issue 9 added or changed, looked at in a real browser at phone and desktop width in
+both languages: the callback signing secret shown on demand, the member-removal confirmation,
+and the page a visitor sees while the database is down."""
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from portal import db
+from portal.accounts.models import Membership
+from portal.clock import system_now
+from portal.credentials import service as credentials
+from portal.credentials.models import CallbackSecret
+from tests.e2e.test_team import WIDTH_BELOW_HEADER
+from tests.helpers import PASSWORD, db_session, make_user
+
+TEXT = {
+    "en": {"locale": "en-GB", "sign_in": "Sign in", "show": "Show the callback signing secret",
+           "remove": "Remove Daisuke Developer",
+           "unavailable": "The service is briefly unavailable"},
+    "ja": {"locale": "ja-JP", "sign_in": "ログイン", "show": "コールバック署名用シークレットを表示",
+           "remove": "Daisuke Developerさんを削除", "unavailable": "ただいまサービスを一時的にご利用いただけません"},
+}
+WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
+
+
+def _owner_with_a_developer(app, language):
+    owner = make_user(app, "owner@example.com", name="Olivia Owner", language=language)
+    developer = make_user(app, "dev@example.com", name="Daisuke Developer", language=language)
+    with db_session(app) as session:
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == owner.id)).one()
+        session.add(Membership(account_id=account_id, user_id=developer.id, role="developer", created_at=system_now()))
+        session.commit()
+        credential, _ = credentials.create(session=session, account_id=account_id, user_id=developer.id,
+                                           name="nightly-export", mode="live", scopes=["sms", "read"], networks=[],
+                                           monthly_cap=None, now=system_now())
+    return credential.id
+
+
+def _signed_in(browser, live_server, console_errors, language, viewport):
+    context = browser.new_context(locale=TEXT[language]["locale"], base_url=live_server.url, viewport=viewport)
+    page = console_errors(context.new_page())
+    page.goto("/login")
+    page.locator("input[name=email]").fill("owner@example.com")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.get_by_role("button", name=TEXT[language]["sign_in"]).click()
+    page.wait_for_url("**/dashboard")
+    return context, page
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_the_callback_secret_the_removal_step_and_the_outage_page_read_well_on_a_phone_and_a_desktop(
+        browser, live_server, screenshot, console_errors, language):
+    app = live_server.app
+    credential_id = _owner_with_a_developer(app, language)
+    with db_session(app) as session:
+        secret = session.scalars(select(CallbackSecret.secret).where(CallbackSecret.credential_id == credential_id)).one()
+    words = TEXT[language]
+    for width, viewport in WIDTHS.items():
+        context, page = _signed_in(browser, live_server, console_errors, language, viewport)
+        page.goto("/credentials")
+        assert secret not in page.content()
+        page.locator("details summary").first.click()
+        page.get_by_role("button", name=words["show"]).first.click()
+        expect(page.get_by_test_id("callback-secret")).to_have_text(secret)
+        assert page.evaluate(WIDTH_BELOW_HEADER) <= viewport["width"], "the secret page scrolls sideways"
+        screenshot(page, f"callback-secret-{language}-{width}")
+
+        page.goto("/team")
+        page.get_by_role("button", name=words["remove"]).click()
+        expect(page.get_by_role("checkbox")).to_have_count(1)
+        assert page.evaluate(WIDTH_BELOW_HEADER) <= viewport["width"], "the removal step scrolls sideways"
+        screenshot(page, f"team-remove-member-{language}-{width}")
+        if width == "phone":
+            _while_the_database_is_down(app, context, words, language, screenshot)
+        context.close()
+
+
+def _while_the_database_is_down(app, context, words, language, screenshot):
+    """A page of its own: the browser reports the 503 itself as a console error."""
+    page = context.new_page()
+    healthy = app.extensions["portal.engine"]
+    app.extensions["portal.engine"] = broken = db.make_engine("sqlite:////nonexistent-folder/portal.sqlite3")
+    try:
+        response = page.goto("/dashboard")
+        assert response.status == 503 and int(response.headers["retry-after"]) >= 1
+        expect(page.get_by_role("heading", level=1)).to_contain_text(words["unavailable"])
+        assert page.evaluate(WIDTH_BELOW_HEADER) <= 390
+        screenshot(page, f"database-unavailable-{language}-phone")
+    finally:
+        app.extensions["portal.engine"] = healthy
+        broken.dispose()
