@@ -233,16 +233,6 @@ def api_error(error: HTTPException) -> Response:
     return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500)
 
 
-def whole_retry_after(response: Response) -> Response:
-    """Every 429 says how long to wait in whole seconds, at least 1. flask-limiter's own
-    after-request hook writes `int(reset - now)`, which is 0 in a window's last second; this
-    hook must run after it, so it is registered before the limiter (Flask runs them in reverse)."""
-    if response.status_code == 429:
-        value = response.headers.get("Retry-After", "")
-        response.headers["Retry-After"] = str(max(1, int(value))) if re.fullmatch(r"[0-9]+", value) else "1"
-    return response
-
-
 API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")
 
 

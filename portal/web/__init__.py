@@ -10,7 +10,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from portal import db
 from portal.web import bad_input, security
-from portal.web.extensions import babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone
+from portal.web.extensions import (babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone,
+                                   whole_retry_after)
 
 log = logging.getLogger("portal.web")
 
@@ -21,8 +22,6 @@ def init_app(app: Flask) -> None:
     babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
     csrf.init_app(app)
     htmx.init_app(app)
-    from portal.api import whole_retry_after
-
     app.after_request(whole_retry_after)  # before the limiter's hook, so it runs after it
     limiter.init_app(app)
     login_manager.init_app(app)

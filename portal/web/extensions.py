@@ -1,6 +1,8 @@
 """Flask extensions, created unbound and init_app-ed by portal.web.init_app."""
 
-from flask import request, session
+import re
+
+from flask import Response, request, session
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -28,3 +30,13 @@ def select_locale() -> str:
 
 def select_timezone() -> str:
     return "Asia/Tokyo"
+
+
+def whole_retry_after(response: Response) -> Response:
+    """Every 429 says how long to wait in whole seconds, at least 1. flask-limiter's own
+    after-request hook writes `int(reset - now)`, which is 0 in a window's last second; this
+    hook must run after it, so it is registered before the limiter (Flask runs them in reverse)."""
+    if response.status_code == 429:
+        value = response.headers.get("Retry-After", "")
+        response.headers["Retry-After"] = str(max(1, int(value))) if re.fullmatch(r"[0-9]+", value) else "1"
+    return response
