@@ -13,13 +13,15 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from ipaddress import IPv4Address, IPv6Address
 from urllib.parse import urlsplit
 
-TIMEOUT = 5
+TIMEOUT = 5  # seconds for the connection and each read
+DEADLINE = 10  # seconds for the whole exchange: a trickling server cannot hold the worker
 MAX_ANSWER = 64 * 1024
 
 Resolver = Callable[[str, int], list[str]]  # (host, port) -> addresses, as getaddrinfo answers
@@ -133,21 +135,46 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
 
 def post(url: str, *, body: bytes, headers: dict[str, str], allow_private: bool, resolver: Resolver = resolve,
-         connect: Connect = open_socket, tls: ssl.SSLContext | None = None, timeout: float = TIMEOUT) -> int:
+         connect: Connect = open_socket, tls: ssl.SSLContext | None = None, timeout: float = TIMEOUT,
+         deadline: float = DEADLINE) -> int:
     """POST `body` to the checked address of `url`; returns the answer's status (a redirect
-    is just a status: it is not followed)."""
+    is just a status: it is not followed). Past `deadline` the socket is shut and TimeoutError
+    raised, however slowly the server keeps sending."""
     target = pin(url, resolver=resolver, allow_private=allow_private)
     if target.scheme == "https":
         connection = _PinnedHTTPS(target, connect, timeout, tls or _default_tls())
     else:
         connection = _PinnedHTTP(target, connect, timeout)
+    expired = threading.Event()
+    watchdog = threading.Timer(deadline, _cut, args=(connection, expired))
+    watchdog.start()
     try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read(MAX_ANSWER)
-        return response.status
+        status = _exchange(connection, target, body=body, headers=headers)
+    except (OSError, http.client.HTTPException):
+        if not expired.is_set():
+            raise
     finally:
+        watchdog.cancel()
         connection.close()
+    if expired.is_set():  # checked after success too: a cut stream can end the headers cleanly
+        raise TimeoutError(f"the callback took longer than {deadline} s")
+    return status
+
+
+def _exchange(connection: http.client.HTTPConnection, target: Target, *, body: bytes, headers: dict[str, str]) -> int:
+    connection.request("POST", target.path, body=body, headers=headers)
+    response = connection.getresponse()
+    response.read(MAX_ANSWER)
+    return response.status
+
+
+def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    if connection.sock is not None:
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def signature(body: bytes, secrets: Sequence[str], timestamp: int) -> str:

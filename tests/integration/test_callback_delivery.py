@@ -5,6 +5,7 @@ answers, not instructions."""
 import socket
 import ssl
 import subprocess
+import threading
 
 import pytest
 
@@ -82,3 +83,34 @@ def test_a_redirect_is_an_answer_and_is_not_followed():
             status = callbacks.post(f"http://localhost:{hook.port}/", body=b"{}", headers={}, allow_private=True,
                                     resolver=lambda host, port: ["127.0.0.1"])
     assert status == 302 and len(hook.received) == 1 and elsewhere.received == []
+
+
+def test_a_server_that_trickles_its_answer_is_cut_off_at_the_deadline():
+    """Each byte comes well within the per-read timeout; only the overall deadline stops it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            for _ in range(100):  # 10 s of one byte every 0.1 s, unless the client hangs up
+                if stop.wait(0.1):
+                    return
+                try:
+                    connection.sendall(b"a")
+                except OSError:
+                    return
+            connection.sendall(b"\r\nContent-Length: 0\r\n\r\n")
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    try:
+        with pytest.raises(TimeoutError):
+            callbacks.post(f"http://hooks.example.test:{listener.getsockname()[1]}/", body=b"{}", headers={},
+                           allow_private=True, resolver=lambda host, port: ["127.0.0.1"], timeout=1, deadline=0.5)
+    finally:
+        stop.set()
+        server.join(timeout=5)
+        listener.close()
