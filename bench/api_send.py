@@ -29,7 +29,7 @@ import requests  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from portal.accounts.models import Account, User  # noqa: E402
+from portal.accounts.models import Account, Membership, User  # noqa: E402
 from portal.credentials import service as credentials  # noqa: E402
 from portal.db import make_engine  # noqa: E402
 from portal.ledger import service as ledger  # noqa: E402
@@ -50,6 +50,7 @@ def prepare(url: str) -> tuple[str, str]:
                     password_changed_at=now)
         session.add_all([account, user])
         session.flush()
+        session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
         ledger.open_state(session, account_id=account.id, now=now)
         session.commit()
         ledger.grant(session=session, account_id=account.id, kind="grant", amount=10_000_000_000,
