@@ -113,6 +113,13 @@ def reconcile(app: Flask) -> int:
     return len(problems)
 
 
+def check_ledger(app: Flask) -> float:
+    """The daily check; returns the seconds until the next one (a minute when this one could
+    not run, say while the database was down)."""
+    checked = _guarded("ledger reconciliation", reconcile, app) is not None
+    return RECONCILE_EVERY if checked else SWEEP_EVERY
+
+
 def _guarded(task: str, job, app: Flask):
     """One failing task must not stop the others: it is logged and tried again later."""
     try:
@@ -131,8 +138,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     next_sweep = next_reconcile = 0.0
     while not stopping:
         if time.monotonic() >= next_reconcile:
-            next_reconcile = time.monotonic() + RECONCILE_EVERY
-            _guarded("ledger reconciliation", reconcile, app)
+            next_reconcile = time.monotonic() + check_ledger(app)
         if time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + SWEEP_EVERY
             _guarded("expiry sweep", sweep_expiry, app)

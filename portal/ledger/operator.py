@@ -5,6 +5,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from portal.accounts.models import Membership
@@ -60,6 +61,8 @@ def sweep(*, engine: Engine, now: datetime) -> tuple[int, int]:
         for account_id in accounts:
             try:
                 lines += service.expire(session=session, account_id=account_id, now=now)
+            except OperationalError:
+                raise  # the database itself is failing: every other account would wait for it too
             except Exception:
                 session.rollback()
                 log.exception("expiry sweep failed for account %s", account_id)

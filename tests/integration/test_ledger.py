@@ -276,3 +276,24 @@ def test_the_sweep_takes_back_credit_a_stale_hold_returns_to_a_refunded_lot(sess
     service.expire(session=session, account_id=account, now=clock())
     assert balance(session, account) == 0
     assert_consistent(session, clock)
+
+
+def test_the_sweep_stops_at_a_database_failure_instead_of_waiting_on_it_for_every_account(app, session, clock,
+                                                                                         monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from portal.ledger import operator
+
+    for name in ("A", "B", "C"):
+        buy(session, new_account(session, clock(), name=name), clock, 10, f"pi-{name}")
+    clock.advance(days=90)
+    tried = []
+
+    def failing(*, session, account_id, now):
+        tried.append(account_id)
+        raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(operator.service, "expire", failing)
+    with pytest.raises(OperationalError):
+        operator.sweep(engine=app.extensions["portal.engine"], now=clock())
+    assert len(tried) == 1
