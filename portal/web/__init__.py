@@ -7,6 +7,7 @@ from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from portal import db
 from portal.web import bad_input, security
@@ -38,7 +39,16 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
 
 
+class StorableId(IntegerConverter):
+    """`<int:…>` in every route: an id beyond what an id column holds (INTEGER, 32 bits on
+    PostgreSQL) is simply not found, never handed to the database to overflow."""
+
+    def __init__(self, map, **kwargs):
+        super().__init__(map, **({"max": 2 ** 31 - 1} | kwargs))
+
+
 def _configure(app: Flask) -> None:
+    app.url_map.converters["int"] = StorableId
     production = app.config["ENV"] == "production"
     app.config.update(
         SESSION_COOKIE_NAME="__Host-chotto" if production else "chotto_session",

@@ -11,6 +11,7 @@ from tests.helpers import PageClient, make_user
 
 NUL = "\x00"
 PATH_VALUES = {"lang": "ja", "filename": "css/app.css", "token": "A" * 43}
+HUGE_ID = "99999999999999999999"
 
 BAD_QUERIES = {
     "nul_in_a_value": {"q": f"a{NUL}b"},
@@ -151,6 +152,32 @@ def test_a_nul_byte_in_a_path_parameter_is_refused_naming_it(app, signed_in):
         _assert_refused_naming(response, parameter, is_api, (rule.rule, method))
         seen += 1
     assert seen >= 8
+
+
+def test_an_id_beyond_64_bits_in_any_path_is_not_found_rather_than_a_server_error(app, signed_in):
+    """404, or 405 where werkzeug saw another method's rule match the path before the id was refused."""
+    client, key = signed_in
+    seen = 0
+    for rule in app.url_map.iter_rules():
+        if "<int:" not in rule.rule:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: HUGE_ID if "int:" in m.group(0) else PATH_VALUES.get(m.group(1), "1"),
+                      rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            data = {"csrf_token": client.csrf_token(), "password": "x"} if method == "POST" else None
+            response = client.client.open(path, method=method, data=data)
+            assert response.status_code in (404, 405), (rule.rule, method, response.status_code,
+                                                         response.get_data(as_text=True)[:300])
+            seen += 1
+    assert seen >= 10
+
+
+def test_ids_at_and_beyond_what_an_id_column_holds_are_simply_not_found(app, signed_in):
+    """Id columns are 32-bit on PostgreSQL and 64-bit on SQLite: no engine is asked for more."""
+    client, _key = signed_in
+    for credential_id in (2 ** 31 - 1, 2 ** 31, 2 ** 63 - 1, 2 ** 63):
+        response = client.client.post(f"/credentials/{credential_id}/revoke", data={"csrf_token": client.csrf_token()})
+        assert response.status_code == 404, (credential_id, response.status_code)
 
 
 def test_a_json_nul_names_the_nested_field_by_its_top_level_key(app, signed_in):
