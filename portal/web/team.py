@@ -136,7 +136,8 @@ def remove(membership_id: int):
         return _go(stale)
     form = ActionForm()
     if form.validate_on_submit():
-        keep = {int(value) for value in request.form.getlist("keep") if value.isdigit()}
+        keep = {int(value) for value in request.form.getlist("keep")
+                if value.isascii() and value.isdigit() and len(value) <= 18}  # anything else is no id of ours
         try:
             removal = team.remove_member(
                 session=db.session(), account_id=current_user.account.id, membership_id=membership_id,

@@ -236,6 +236,23 @@ def test_owners_are_mailed_who_was_removed_by_whom_and_which_credentials_were_re
     assert "billing-sync" in kept
 
 
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+JUNK_KEEPS = {"superscript": lambda _id: "²", "arabic_indic_digits": lambda id_: str(id_).translate(ARABIC_INDIC),
+              "5000_digits": lambda _id: "1" * 5000, "19_digits": lambda id_: str(id_).zfill(19),
+              "negative": lambda id_: f"-{id_}", "spaced": lambda id_: f" {id_}", "exponent": lambda _id: "1e3",
+              "empty": lambda _id: ""}
+
+
+@pytest.mark.parametrize("junk", JUNK_KEEPS.values(), ids=JUNK_KEEPS.keys())
+def test_a_keep_value_that_is_not_a_plain_id_is_ignored_rather_than_failing(owner, app, junk):
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    kept_id, kept = new_credential(app, dev_id, "billing-sync")
+    dropped_id, dropped = new_credential(app, dev_id, "old-script")
+    owner.post(f"/team/members/{membership_id}/remove", {"keep": [junk(dropped_id), str(kept_id)]}, status=302)
+    assert roles(app) == ["owner"]
+    assert [api_status(app, kept), api_status(app, dropped)] == [200, 401]
+
+
 def test_an_unticked_list_revokes_every_credential_even_one_created_after_the_page_was_shown(owner, app):
     _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
     _, first = new_credential(app, dev_id, "first")
