@@ -127,10 +127,13 @@ class DateFilter:
     operator: str  # ==, >=, >, <=, <
     day: date
 
-    def bounds(self) -> tuple[datetime | None, datetime | None]:
-        """UTC bounds [start, end) for Japan's calendar days."""
-        start = datetime.combine(self.day, time(), tzinfo=JST)
-        end = start + timedelta(days=1) if self.day < date.max else None  # no day follows 9999-12-31
+    def bounds(self) -> tuple[datetime | None, datetime | None] | None:
+        """The moments [start, end) of Japan's calendar days that match, None for a side
+        without a bound; None in all when no moment can match (after 9999-12-31, before 0001-01-01)."""
+        start = datetime.combine(self.day, time(), tzinfo=JST) if self.day > date.min else None
+        end = datetime.combine(self.day + timedelta(days=1), time(), tzinfo=JST) if self.day < date.max else None
+        if (self.operator == ">" and end is None) or (self.operator == "<" and start is None):
+            return None
         return {"==": (start, end), ">=": (start, None), ">": (end, None), "<": (None, start), "<=": (None, end)}[
             self.operator]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import insert, select
+from sqlalchemy import false, insert, select
 from sqlmodel import Session
 
 from portal import outbox
@@ -249,7 +249,11 @@ def messages_of(session: Session, *, principal: Principal, date_filters: list[ru
     query = select(Message).where(Message.account_id == principal.account_id, Message.mode == principal.mode,
                                   Message.created_at >= now - timedelta(days=rules.HISTORY_DAYS))
     for date_filter in date_filters:
-        start, end = date_filter.bounds()
+        bounds = date_filter.bounds()
+        if bounds is None:
+            query = query.where(false())
+            continue
+        start, end = bounds
         if start is not None:
             query = query.where(Message.created_at >= start)
         if end is not None:

@@ -96,10 +96,19 @@ def test_every_bad_sent_date_is_named_and_several_good_ones_make_a_range(app, ap
 
 def test_the_last_representable_day_lists_nothing_rather_than_failing(app, api, key):
     send(api, key)
-    for value in ("9999-12-31", "<=9999-12-31", ">9999-12-31"):
+    listed = {}
+    for value in ("9999-12-31", ">=9999-12-31", ">9999-12-31", "<9999-12-31", "<=9999-12-31"):
         response = api.get(f"/sms/messages/?sent_date={quote(value)}", headers=key.headers)
         assert response.status_code == 200, (value, response.data)
-    assert len(api.get(f"/sms/messages/?sent_date={quote('<=9999-12-31')}", headers=key.headers).json) == 1
+        listed[value] = len(response.json)
+    assert listed == {"9999-12-31": 0, ">=9999-12-31": 0, ">9999-12-31": 0, "<9999-12-31": 1, "<=9999-12-31": 1}
+
+
+@pytest.mark.parametrize("value", ["<0001-01-01", "<=0001-01-01", "0001-01-01"])
+def test_the_first_representable_day_is_refused_as_beyond_the_listable_history(app, api, key, value):
+    response = api.get(f"/sms/messages/?sent_date={quote(value)}", headers=key.headers)
+    assert response.status_code == 400
+    assert response.json == {"sent_date": ["Only the last 90 days can be listed."]}
 
 
 # -- sender ids, tts_message and tts_lang -------------------------------------------------------

@@ -1,9 +1,10 @@
 """Pure rules of the API: segments, phone numbers, sender ids, the sent_date filter."""
 
-from datetime import date
+from datetime import date, datetime
 
 import pytest
 
+from portal.clock import JST
 from portal.messaging import rules, segments
 
 
@@ -65,6 +66,20 @@ TODAY = date(2026, 11, 27)
 ])
 def test_sent_date_in_every_spelling(args, operator, day):
     assert rules.sent_dates(args.items(), TODAY) == [rules.DateFilter(operator, day)]
+
+
+@pytest.mark.parametrize("operator, day", [(">", date.max), ("<", date.min)])
+def test_a_filter_beyond_either_end_of_the_calendar_matches_nothing(operator, day):
+    assert rules.DateFilter(operator, day).bounds() is None
+
+
+@pytest.mark.parametrize("operator, day, bounds", [
+    ("<=", date.max, (None, None)), (">=", date.max, (datetime(9999, 12, 31, tzinfo=JST), None)),
+    ("==", date.max, (datetime(9999, 12, 31, tzinfo=JST), None)), (">=", date.min, (None, None)),
+    ("<=", date.min, (None, datetime(1, 1, 2, tzinfo=JST))), ("==", date.min, (None, datetime(1, 1, 2, tzinfo=JST))),
+])
+def test_a_filter_on_the_first_or_last_calendar_day_has_only_the_bounds_that_exist(operator, day, bounds):
+    assert rules.DateFilter(operator, day).bounds() == bounds
 
 
 @pytest.mark.parametrize("value", ["2026-08-28", "2026-02-30", "11/01/2026", ">>2026-11-01", "today"])
