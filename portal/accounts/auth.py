@@ -40,11 +40,10 @@ def authenticate(*, session: Session, email: str, password: str, now: datetime) 
 
 
 def verify_email(*, session: Session, token: str, now: datetime) -> Verified:
-    """A link from a sign-up attempt completes it; a link mailed to an existing login whose
-    address was never proved proves it (and signs nobody in), unless someone has since signed
-    up with the address: then only that sign-up's link settles who gets it."""
-    if signup.attempt_for(session, token=token) is not None:
-        return signup.complete_sign_up(session=session, token=token, now=now)
+    """A link mailed to an existing login whose address was never proved proves it (and signs
+    nobody in), unless someone has since signed up with the address: then only that sign-up's
+    link settles who gets it. Sign-up links complete through signup.complete_sign_up, which
+    needs the attempt's browser or password."""
     record = _use_token(session, token=token, purpose="verify_email", now=now)
     user = session.get(User, record.user_id)
     if user.disabled_at is not None or signup.has_pending_attempt(session, email=user.email, now=now):

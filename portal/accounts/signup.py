@@ -2,21 +2,25 @@
 
 Nothing but the attempt is written until the mailbox answers: the link mailed for an attempt
 creates the login with the password chosen in that attempt, and only an address's newest
-attempt can be completed. Whoever reads the mail therefore ends up with a password she chose
-herself, never one typed by someone who used her address before her.
+attempt can be completed. Opening the link is not enough: the attempt completes only for the
+browser that made it or for someone who types its password. A mail scanner following the link
+of a sign-up made with someone else's address completes nothing, and a mailbox owner holding
+such a link cannot create a login whose password she does not know. Whoever reads the mail
+therefore ends up with a password she chose herself.
 """
 
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import mail
-from portal.accounts import mail_quota, passwords, tokens
-from portal.accounts.errors import TokenInvalid, WeakPassword
+from portal.accounts import mail_quota, passwords, throttle, tokens
+from portal.accounts.errors import TokenInvalid, WeakPassword, WrongPassword
 from portal.accounts.models import (
     Account,
     Invitation,
@@ -60,6 +64,16 @@ class MailContent:
 class Verified:
     user: User
     attempt_id: int | None
+
+
+@dataclass(frozen=True)
+class VerificationLink:
+    """What a /verify-email/ link is, read without using it: a sign-up attempt (attempt_id) or
+    a link mailed to an existing login whose address was never proved (user_id)."""
+
+    state: Literal["ready", "used", "expired", "superseded", "unknown"]
+    attempt_id: int | None = None
+    user_id: int | None = None
 
 
 def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> int:
@@ -113,13 +127,44 @@ def attempt_for(session: Session, *, token: str) -> SignUpAttempt | None:
     return session.scalars(select(SignUpAttempt).where(SignUpAttempt.token_hash == tokens.hash_token(token))).first()
 
 
-def complete_sign_up(*, session: Session, token: str, now: datetime) -> Verified:
-    """The link of an address's newest attempt: creates the account and its owner with the
-    password of that attempt, the address proved. A login whose address was never proved
-    gives way to it; an address that has a proved login keeps it."""
+def verification_link(*, session: Session, token: str, now: datetime) -> VerificationLink:
+    """Reads a link and changes nothing: a GET of it (a mail scanner, a link preview) never
+    creates, proves or uses up anything."""
     attempt = attempt_for(session, token=token)
-    if attempt is None or attempt.used_at is not None or attempt.expires_at <= now or not _is_newest(session, attempt):
-        raise TokenInvalid()
+    if attempt is not None:
+        return VerificationLink(_attempt_state(session, attempt, now), attempt_id=attempt.id)
+    record = session.scalars(
+        select(OneTimeToken).where(
+            OneTimeToken.token_hash == tokens.hash_token(token),
+            OneTimeToken.purpose == "verify_email",
+            OneTimeToken.used_at.is_(None),
+            OneTimeToken.expires_at > now,
+        )
+    ).first()
+    user = session.get(User, record.user_id) if record is not None else None
+    if user is None or user.disabled_at is not None or has_pending_attempt(session, email=user.email, now=now):
+        return VerificationLink("unknown")
+    return VerificationLink("ready", user_id=user.id)
+
+
+def complete_sign_up(
+    *, session: Session, token: str, now: datetime, browser_attempt_id: int | None = None, password: str | None = None
+) -> Verified:
+    """The link of an address's newest attempt: creates the account and its owner with the
+    password of that attempt, the address proved. Completes only for the browser that made the
+    attempt (`browser_attempt_id`, kept in its signed session) or with the attempt's password,
+    checked against the address's failure throttle (WrongPassword, LoginThrottled,
+    LoginLocked). A login whose address was never proved gives way to it; an address that has a
+    proved login keeps it."""
+    attempt = _ready_attempt(session, token=token, now=now)
+    if attempt.id != browser_attempt_id:
+        email, stored_hash = attempt.email, attempt.password_hash
+        if password is None or not throttle.checked_password(
+            session, email=email, stored_hash=stored_hash, password=password, now=now
+        ):
+            log.info("sign-up link refused a wrong password attempt_id=%s", attempt.id)
+            raise WrongPassword()
+        attempt = _ready_attempt(session, token=token, now=now)  # the check committed: read it again
     claimed = session.execute(
         update(SignUpAttempt).where(SignUpAttempt.id == attempt.id, SignUpAttempt.used_at.is_(None)).values(used_at=now)
     )
@@ -140,6 +185,23 @@ def complete_sign_up(*, session: Session, token: str, now: datetime) -> Verified
         raise TokenInvalid() from None
     log.info("email verified user_id=%s (sign-up completed)", user.id)
     return Verified(user=user, attempt_id=attempt.id)
+
+
+def _ready_attempt(session: Session, *, token: str, now: datetime) -> SignUpAttempt:
+    attempt = attempt_for(session, token=token)
+    if attempt is None or _attempt_state(session, attempt, now) != "ready":
+        raise TokenInvalid()
+    return attempt
+
+
+def _attempt_state(session: Session, attempt: SignUpAttempt, now: datetime) -> str:
+    if attempt.used_at is not None:
+        return "used"
+    if not _is_newest(session, attempt):
+        return "superseded"
+    if attempt.expires_at <= now:
+        return "expired"
+    return "ready"
 
 
 def has_pending_attempt(session: Session, *, email: str, now: datetime) -> bool:

@@ -10,10 +10,11 @@ from portal import clock, db
 from portal.accounts import auth, sessions
 from portal.accounts.errors import InvalidCredentials, LoginLocked, LoginThrottled, TokenInvalid, WeakPassword, WrongPassword
 from portal.accounts.queries import InvalidEmail
-from portal.accounts.signup import SignUpRequest, sign_up
+from portal.accounts.signup import SignUpRequest, complete_sign_up, sign_up, verification_link
 from portal.web.current import load_user
 from portal.web.extensions import limiter
-from portal.web.forms import PASSWORD_MESSAGES, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm, SignUpForm
+from portal.web.forms import (PASSWORD_MESSAGES, ActionForm, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm,
+                              SignUpForm, SignUpPasswordForm)
 
 bp = Blueprint("auth", __name__)
 
@@ -108,21 +109,62 @@ def resend_verification():
     return redirect(url_for("auth.check_email"))
 
 
-@bp.get("/verify-email/<token>")
+@bp.route("/verify-email/<token>", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def verify_email(token: str):
-    """Signs in only the browser that sent the very sign-up this link answers."""
+    """A GET changes nothing, except for the browser that sent the very sign-up this link
+    answers (a mail scanner has no such cookie): anyone else finishes the sign-up with its
+    password, or proves an existing login's address with a click."""
+    link = verification_link(session=db.session(), token=token, now=clock.now())
+    if link.state != "ready":
+        return render_template("auth/verify_link_invalid.html", state=link.state), 410
+    if link.user_id is not None:
+        return _verify_existing_login(token, user_id=link.user_id)
+    if request.method == "GET" and session.get("signup_attempt") == link.attempt_id:
+        return _finish_sign_up(token, browser_attempt_id=link.attempt_id)
+    form = SignUpPasswordForm()
+    if form.validate_on_submit():
+        response = _finish_sign_up(token, password=form.password.data, form=form)
+        if response is not None:
+            return response
+    return render_template("auth/verify_email.html", form=form), 422 if form.errors else 200
+
+
+def _finish_sign_up(
+    token: str, *, browser_attempt_id: int | None = None, password: str | None = None, form: SignUpPasswordForm | None = None
+):
+    """Signs in whoever completes the sign-up; None when the form shows why not."""
+    try:
+        verified = complete_sign_up(
+            session=db.session(), token=token, now=clock.now(), browser_attempt_id=browser_attempt_id, password=password
+        )
+    except TokenInvalid:
+        return render_template("auth/verify_link_invalid.html", state="unknown"), 410
+    except WrongPassword:
+        form.password.errors = [_("That is not the password chosen when signing up with this address.")]
+        return None
+    except (LoginThrottled, LoginLocked) as error:
+        form.password.errors = [throttle_message(error)]
+        return None
+    sign_in(verified.user.id)
+    flash(_("Your e-mail address is verified."), "success")
+    return redirect(url_for("phone.start"))
+
+
+def _verify_existing_login(token: str, *, user_id: int):
+    """A link mailed to a login whose address was never proved: it signs nobody in."""
+    signed_in = current_user.is_authenticated and current_user.id == user_id
+    form = ActionForm()
+    if not signed_in and not form.validate_on_submit():
+        return render_template("auth/verify_email.html", form=form)
     try:
         verified = auth.verify_email(session=db.session(), token=token, now=clock.now())
     except TokenInvalid:
-        return render_template("auth/link_invalid.html"), 410
-    user = verified.user
+        return render_template("auth/verify_link_invalid.html", state="unknown"), 410
     flash(_("Your e-mail address is verified."), "success")
-    if current_user.is_authenticated and current_user.id == user.id:
+    if signed_in:
         return redirect(url_for("phone.start"))
-    if verified.attempt_id is not None and session.get("signup_attempt") == verified.attempt_id:
-        sign_in(user.id)
-        return redirect(url_for("phone.start"))
-    return redirect(url_for("auth.login", email=user.email))
+    return redirect(url_for("auth.login", email=verified.user.email))
 
 
 @bp.route("/login", methods=["GET", "POST"])

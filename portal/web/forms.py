@@ -70,6 +70,12 @@ class ChangePasswordForm(FlaskForm):
     end_other_sessions = BooleanField(_l("Sign out of all other sessions"), default=True)
 
 
+class SignUpPasswordForm(FlaskForm):
+    password = PasswordField(
+        _l("The password you chose when you signed up"), validators=[InputRequired(), Length(max=MAX_LENGTH * 4)]
+    )
+
+
 class ReauthenticateForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[InputRequired()])
     next = HiddenField()

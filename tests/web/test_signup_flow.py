@@ -1,6 +1,6 @@
 from sqlalchemy import func, select
 from portal.accounts.models import Account, Membership, SignUpAttempt, User
-from tests.helpers import PASSWORD, db_session, inbox_codes, last_link, mails_to, make_user
+from tests.helpers import PASSWORD, PageClient, db_session, inbox_codes, last_link, mails_to, make_user
 
 SIGNUP = {
     "name": "Hana Sato",
@@ -86,12 +86,17 @@ def test_an_email_link_expires_after_24_hours(client, app, clock):
     client.get(link, status=410)
 
 
-def test_a_verification_link_opened_in_another_browser_asks_to_sign_in(client, app):
+def test_a_verification_link_opened_in_another_browser_asks_for_the_sign_up_password(client, app):
     client.post("/signup", SIGNUP, status=302)
     link = last_link(app, "hana@example.com", "/verify-email/")
-    other = app.test_client()
-    response = other.get(link)
-    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    other = PageClient(app.test_client(), app)
+    assert "Enter the password you chose when you signed up" in other.text(link)
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(User)) == 0
+
+    response = other.post(link, {"password": PASSWORD}, status=302)
+
+    assert response.headers["Location"].endswith("/verify-phone/")
     with db_session(app) as session:
         assert session.scalars(select(User)).one().email_verified_at is not None
 
