@@ -56,7 +56,8 @@ def _deliver_one(message_id: int, lease) -> None:
         except Exception as error:  # one bad message must not stop the others
             session.rollback()
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
-            outbox.mark_failed_attempt(session, message_id=message_id, error=repr(error), now=clock.now())
+            stored = db.describe(error, frames=False) if db.is_database_error(error) else repr(error)  # no values
+            outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now())
             return
         outbox.mark_sent(session, message_id=message_id, lease=lease, now=clock.now())
 

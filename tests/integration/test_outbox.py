@@ -64,6 +64,36 @@ def test_gives_up_after_twelve_attempts(app, clock):
     assert worker.drain_once(app) == 0
 
 
+class MailerHittingAUniquePhone:
+    """A delivery that fails on a database constraint whose message repeats the offending value."""
+
+    def __init__(self, phone):
+        self.phone = phone
+
+    def send(self, *, session, payload, now):
+        from sqlalchemy import update
+
+        from portal.accounts.models import User
+
+        session.execute(update(User).where(User.email == "second@example.com").values(phone_e164=self.phone))
+        session.flush()
+
+
+def test_a_delivery_failing_on_the_database_stores_no_value_in_last_error(app, clock):
+    from tests.helpers import make_user
+
+    make_user(app, "first@example.com", phone="+819011112222")
+    make_user(app, "second@example.com", phone="+819033334444")
+    app.extensions["portal.mailer"] = MailerHittingAUniquePhone("+819011112222")
+    queue_mail(app, clock)
+    assert worker.drain_once(app) == 1
+    with db_session(app) as session:
+        message = session.scalars(select(OutboxMessage)).one()
+    assert message.attempts == 1 and message.sent_at is None
+    assert message.last_error.startswith("IntegrityError"), message.last_error
+    assert "819011112222" not in message.last_error and "UPDATE" not in message.last_error, message.last_error
+
+
 def test_the_worker_sweeps_expired_credit(app, clock):
     from portal.ledger import service
     from portal.ledger.models import CreditState
