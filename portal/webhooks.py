@@ -90,9 +90,8 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
         purchase_ref = _purchase_ref(session, gateway, event)
     except LookupError:
         purchase_ref = None
-    except Exception as error:  # the gateway could not be asked: Stripe delivers again later
-        log.warning("webhook %s (%s): the gateway could not be asked: %s", event.id, event.type, type(error).__name__)
-        return {"error": "payment gateway unavailable; retry later"}, 503
+    except Exception as error:
+        return _gateway_unavailable(event, error)
     checkout = service.checkout_of(session, purchase_ref=purchase_ref) if purchase_ref else None
     if checkout is None:
         outcome = service.record_unrelated(session=session, event=service.Event(event.id, event.type), now=now)
@@ -100,9 +99,8 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
         return {"received": True, "result": outcome.result}, 200
     try:
         facts = gateway.fetch(checkout)
-    except Exception as error:  # Stripe retries the delivery later; nothing was changed
-        log.warning("webhook %s (%s): the gateway could not be asked: %s", event.id, event.type, type(error).__name__)
-        return {"error": "payment gateway unavailable; retry later"}, 503
+    except Exception as error:
+        return _gateway_unavailable(event, error)
     outcome = service.apply_facts(session=session, purchase_ref=purchase_ref, facts=facts,
                                   event=service.Event(event.id, event.type), issuer=issuer_of(current_app), now=now)
     log.info("webhook %s (%s) for purchase %s: %s", event.id, event.type, purchase_ref, outcome.result)
@@ -113,6 +111,16 @@ def receive(payload: bytes, header: str | None) -> tuple[dict, int]:
             session.rollback()
             log.exception("rendering the PDF of invoice %s failed; the worker will retry", invoice_id)
     return {"received": True, "result": outcome.result}, 200
+
+
+def _gateway_unavailable(event: Verified, error: Exception) -> tuple[dict, int]:
+    """The gateway could not be asked: nothing was changed and Stripe delivers again later. A
+    database error is no gateway's fault: it goes on to the app's handler (503 with Retry-After
+    while the database is unavailable, otherwise 500)."""
+    if db.is_database_error(error):
+        raise error
+    log.warning("webhook %s (%s): the gateway could not be asked: %s", event.id, event.type, type(error).__name__)
+    return {"error": "payment gateway unavailable; retry later"}, 503
 
 
 def _purchase_ref(session, gateway, event: Verified) -> str | None:

@@ -3,6 +3,7 @@ the webhook endpoint with locally signed events: parameters sent, signature chec
 duplicates, every ordering of events, refunds and disputes, the 90-day boundary."""
 
 import itertools
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -16,6 +17,7 @@ from portal.ledger import service as ledger
 from portal.ledger.check import check
 from portal.ledger.models import CreditState, Hold, Lot
 from portal.ledger.rules import InsufficientCredit
+from portal.webhooks import sign
 from tests.helpers import PageClient, db_session, make_user
 from tests.stripe_fake import signature
 
@@ -431,6 +433,62 @@ def test_a_webhook_while_stripe_cannot_be_asked_gets_503_and_the_redelivery_work
     stripe.fail_next = 0
     assert deliver(stripe_app, payload, signature(payload, clock())).status_code == 200
     assert snapshot(stripe_app, purchase.id)["status"] == "paid"
+
+
+def _database_failing_with(error_class, message):
+    import sqlite3
+
+    def failing(*args, **kwargs):
+        raise error_class("SELECT purchases.public_id FROM purchases", {}, getattr(sqlite3, error_class.__name__)(message))
+
+    return failing
+
+
+def test_a_webhook_while_the_database_is_down_gets_503_with_retry_after_and_no_gateway_blame(
+        stripe_app, stripe, clock, monkeypatch, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    purchase, _ = paid_purchase(stripe_app, stripe, clock)
+    stripe.refund(purchase.checkout_session_id, 1100, clock())
+    payload = stripe.event("charge.refunded", purchase.checkout_session_id, clock(), event_id="evt_refund")
+    monkeypatch.setattr(service, "purchase_ref_by_payment", _database_failing_with(OperationalError, "database is locked"))
+    response = deliver(stripe_app, payload, signature(payload, clock()))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "gateway could not be asked" not in caplog.text and "database unavailable" in caplog.text
+    assert snapshot(stripe_app, purchase.id)["refunded"] == 0
+    monkeypatch.undo()
+    assert deliver(stripe_app, payload, signature(payload, clock())).status_code == 200
+    assert snapshot(stripe_app, purchase.id)["refunded"] == 1100
+
+
+def test_a_database_error_during_a_webhook_is_a_server_error_not_a_gateway_failure(
+        stripe_app, stripe, clock, monkeypatch, caplog):
+    from sqlalchemy.exc import IntegrityError
+
+    purchase, _ = paid_purchase(stripe_app, stripe, clock)
+    stripe.refund(purchase.checkout_session_id, 1100, clock())
+    payload = stripe.event("charge.refunded", purchase.checkout_session_id, clock(), event_id="evt_refund")
+    monkeypatch.setattr(service, "purchase_ref_by_payment", _database_failing_with(IntegrityError, "constraint failed"))
+    response = deliver(stripe_app, payload, signature(payload, clock()))
+    assert response.status_code == 500
+    assert "gateway could not be asked" not in caplog.text and "unhandled database error" in caplog.text
+    assert snapshot(stripe_app, purchase.id)["refunded"] == 0
+
+
+def test_a_database_outage_while_the_sandbox_gateway_is_asked_is_a_503_with_retry_after(app, monkeypatch, caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from portal.billing.gateway import SandboxGateway
+
+    user, account_id = customer(app)
+    purchase = start(app, user, account_id)
+    monkeypatch.setattr(SandboxGateway, "fetch", _database_failing_with(OperationalError, "database is locked"))
+    payload = json.dumps({"id": "evt_sandbox_1", "type": "checkout.session.completed",
+                          "data": {"object": {"metadata": {"purchase": purchase.public_id}}}}).encode()
+    now = int(app.config["CLOCK"]().timestamp())
+    response = deliver(app, payload, sign(payload, app.extensions["portal.webhook_secrets"][0], now))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert "gateway could not be asked" not in caplog.text
 
 
 def test_a_test_mode_payment_never_counts_for_a_live_mode_portal(stripe_app, stripe, clock):
