@@ -47,7 +47,7 @@ test: install
 	@command -v chromium >/dev/null || { \
 	  echo "Installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
-	PORTAL_ENV=test $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 $(PYTEST_ARGS)
+	PORTAL_ENV=test $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=10 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache test-artifacts

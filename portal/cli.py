@@ -11,12 +11,15 @@ from portal import clock, db
 
 def _create_app():
     """The worker and the operator commands may run long statements (the daily ledger check,
-    sweeps over every account): the web's statement timeout does not apply to them."""
+    sweeps over every account): the web's statement timeout applies only to `portal run`, the
+    one command that serves pages (Flask loads the app inside that command's own context)."""
     from portal import create_app
     from portal.config import UnsafeConfiguration
 
+    context = click.get_current_context(silent=True)
+    serving = context is not None and context.info_name == "run"
     try:
-        return create_app({"DATABASE_STATEMENT_TIMEOUT_MS": 0})
+        return create_app(None if serving else {"DATABASE_STATEMENT_TIMEOUT_MS": 0})
     except UnsafeConfiguration as error:
         raise click.ClickException(f"{error}. On a development machine, set PORTAL_ENV=development.") from None
 

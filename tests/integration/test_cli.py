@@ -1,3 +1,5 @@
+import click
+import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import Membership, User
@@ -58,3 +60,21 @@ def test_operator_commands_and_the_worker_run_without_the_webs_statement_timeout
     monkeypatch.setenv("PORTAL_DATABASE_STATEMENT_TIMEOUT_MS", "2500")
     assert load()["DATABASE_STATEMENT_TIMEOUT_MS"] == 2500  # gunicorn's web processes
     assert _create_app().config["DATABASE_STATEMENT_TIMEOUT_MS"] == 0  # `portal worker`, `portal ledger check`, …
+    with click.Context(click.Command("run"), info_name="run"):
+        assert _create_app().config["DATABASE_STATEMENT_TIMEOUT_MS"] == 2500  # `portal run` serves pages
+
+
+def test_portal_run_loads_the_app_inside_its_own_command_context(monkeypatch):
+    """What the timeout choice relies on: Flask's `run` creates the app within `run`'s context."""
+    from portal import cli
+
+    seen = []
+
+    def spy():
+        seen.append(click.get_current_context().info_name)
+        raise SystemExit(0)  # stop before a server starts
+
+    monkeypatch.setattr(cli.main, "create_app", spy)
+    with pytest.raises(SystemExit):
+        cli.main.main(["run"], standalone_mode=False)
+    assert seen == ["run"]

@@ -25,8 +25,11 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RETRIES = 20  # at 0.5 s apart: the 10 s R11 allows after the database is back
 SEND = {"recipient": "+819011112222", "sender": "Chotto", "message": "hello"}
 
-pytestmark = pytest.mark.skipif(
-    not PG_URL, reason="PostgreSQL only: set PORTAL_TEST_DATABASE_URL (the test starts its own private cluster)")
+pytestmark = [
+    pytest.mark.skipif(not PG_URL,
+                       reason="PostgreSQL only: set PORTAL_TEST_DATABASE_URL (the test starts its own private cluster)"),
+    pytest.mark.xdist_group("private-postgresql-cluster"),  # one test process builds the cluster once
+]
 
 
 class PrivateCluster:

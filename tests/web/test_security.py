@@ -207,18 +207,25 @@ def test_log_in_is_rate_limited_per_ip_with_retry_after(database_url, clock):
 
 
 def test_rate_limits_are_shared_through_redis_when_configured(database_url, clock):
+    """Two processes of the portal count together. Each test process has a Redis database of
+    its own (15, 14, …), so parallel test processes never touch each other's counters."""
+    import os
+
     import redis
 
-    url = "redis://127.0.0.1:6379/15"
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    url = f"redis://127.0.0.1:6379/{15 - worker % 8}"
     connection = redis.Redis.from_url(url)
     connection.flushdb()
-    app = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
-    other_process = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
+    settings = dict(CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
+    app, other_process = make_app(database_url, **settings), make_app(database_url, **settings)
     first, second = PageClient(app.test_client(), app), PageClient(other_process.test_client(), other_process)
-    statuses = [c.post("/login", {"email": "a@example.com", "password": "wrong password here"}).status_code
-                for c in (first, second, first)]
-    assert statuses == [422, 422, 429]
-    assert connection.keys("LIMITS*")
-    connection.flushdb()
-    for each in (app, other_process):
-        each.extensions["portal.engine"].dispose()
+    try:
+        statuses = [c.post("/login", {"email": "a@example.com", "password": "wrong password here"}).status_code
+                    for c in (first, second, first)]
+        assert statuses == [422, 422, 429]
+        assert connection.keys("LIMITS*")
+    finally:
+        connection.flushdb()
+        for each in (app, other_process):
+            each.extensions["portal.engine"].dispose()
