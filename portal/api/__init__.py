@@ -67,24 +67,15 @@ def authenticated(view):
 
 
 def fields() -> dict:
-    """Form fields or a JSON object, whichever the client sent (the service checks each
-    value's type along with the rest, so one answer names every wrong field)."""
+    """Form fields or a JSON object, whichever the client sent; a repeated form field is a list
+    (tags=a&tags=b). The service checks each value's type along with the rest, so one answer
+    names every wrong field."""
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
             raise messaging.Refused(400, {"non_field_errors": ["The body must be a JSON object."]})
         return {key: value for key, value in body.items() if value is not None}
-    return {key: value for key, value in request.form.items()}
-
-
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    key = key.strip()
-    if not key or len(key) > 255:
-        raise messaging.Refused(400, {"Idempotency-Key": ["Use 1 to 255 characters."]})
-    return key
+    return {key: values[0] if len(values) == 1 else values for key, values in request.form.lists()}
 
 
 def _principal_key() -> str:
@@ -170,7 +161,7 @@ def route(rule: str, **options):
 def send_sms():
     now = clock.now()
     return answer(lambda: messaging.send_sms(session=db.session(), principal=g.principal, fields=fields(),
-                                             idempotency_key=_idempotency_key(),
+                                             idempotency_key=request.headers.get("Idempotency-Key"),
                                              base_url=current_app.config["BASE_URL"], now=now, daily_cap=_daily_cap()))
 
 
@@ -201,7 +192,8 @@ def get_sms(msgid: str):
 def start_call():
     now = clock.now()
     return answer(lambda: messaging.start_call(session=db.session(), principal=g.principal, fields=fields(),
-                                               idempotency_key=_idempotency_key(), now=now, daily_cap=_daily_cap()))
+                                               idempotency_key=request.headers.get("Idempotency-Key"), now=now,
+                                               daily_cap=_daily_cap()))
 
 
 @route("/voice/calls/<callid>", methods=["GET"])

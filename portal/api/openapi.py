@@ -33,9 +33,12 @@ SENDING = {
     "422": _response("The Idempotency-Key was used before with a different request.", ERROR),
 }
 IDEMPOTENCY = {"name": "Idempotency-Key", "in": "header", "required": False,
-               "description": "Retries with the same key are answered with the first answer and charged once.",
+               "description": "Retries with the same key are answered with the first answer and charged once. "
+                              "A malformed key is reported in the 400 beside the invalid fields.",
                "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
-TAGS = {"type": "string", "description": "Comma-separated tags (at most 10 of at most 50 characters)."}
+TAGS = {"type": ["string", "array"], "items": {"type": "string"},
+        "description": "Tags, comma-separated, as a JSON array, or as the form field repeated (tags=a&tags=b): at "
+                       "most 10 of at most 50 characters."}
 PHONE = {"type": "string", "description": "E.164, e.g. +819012345678 (a Japanese national number is accepted too).",
          "examples": ["+819012345678"]}
 

@@ -112,6 +112,16 @@ def tags_of(raw) -> list[str]:
     return tags
 
 
+def idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header, if the client sent one."""
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key or len(key) > 255:
+        raise Invalid("Idempotency-Key", "Use 1 to 255 characters.")
+    return key
+
+
 def callback_url(raw: str | None) -> str | None:
     text = (raw or "").strip()
     if not text:
@@ -165,14 +175,15 @@ def _sent_date(operator: str, value: str, today: date) -> DateFilter:
         text = operator + "=" + value  # "sent_date>=2026-10-31" read as name "sent_date>", value "2026-10-31"
     match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*([0-9]{4}-[0-9]{2}-[0-9]{2})\s*", text)
     if not match:
-        raise Invalid("sent_date", "Use a date such as 2026-10-31, optionally after >=, >, <= or <.")
+        raise Invalid("sent_date", f"{text.strip()} is not a date such as 2026-10-31, optionally after >=, >, <= or <.")
     operator = {"=": "==", None: "=="}.get(match.group(1), match.group(1))
     try:
         day = date.fromisoformat(match.group(2))
     except ValueError:
         raise Invalid("sent_date", f"{match.group(2)} is not a date.") from None
     if day < today - timedelta(days=HISTORY_DAYS):
-        raise Invalid("sent_date", f"Only the last {HISTORY_DAYS} days can be listed.")
+        raise Invalid("sent_date", f"{day.isoformat()} is more than {HISTORY_DAYS} days ago: only the last "
+                                   f"{HISTORY_DAYS} days can be listed.")
     return DateFilter(operator, day)
 
 

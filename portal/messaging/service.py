@@ -164,6 +164,7 @@ def send_sms(*, session: Session, principal: Principal, fields: dict, idempotenc
     split = form.read("message", _parts)
     callback = form.read("callbackurl", rules.callback_url, required=False)
     tags = form.read("tags", rules.tags_of, required=False, lists=True)
+    idempotency_key = form.check(rules.idempotency_key, idempotency_key)
     _refuse_if_invalid(session, principal, form, number, "sms")
     body = fields["message"]
     fingerprint = request_hash(op="sms", credential=principal.credential_id, mode=principal.mode, recipient=number.e164,
@@ -278,9 +279,10 @@ def start_call(*, session: Session, principal: Principal, fields: dict, idempote
         form.add("recording_url", "Give either recording_url or tts_message (with tts_lang).")
     language = ""
     if _given(fields, "tts_message") or _given(fields, "tts_lang"):
-        language = form.read("tts_lang", rules.tts_language, required=False) or ""
+        language = form.read("tts_lang", rules.tts_language, required=_given(fields, "tts_message")) or ""
     callback = form.read("callbackurl", rules.callback_url, required=False)
     tags = form.read("tags", rules.tags_of, required=False, lists=True)
+    idempotency_key = form.check(rules.idempotency_key, idempotency_key)
     _refuse_if_invalid(session, principal, form, number, "voice")
     fingerprint = request_hash(op="call", credential=principal.credential_id, mode=principal.mode, caller=caller, recipient=number.e164, recording=recording, tts=tts,
                                language=language, callback=callback, tags=tags)

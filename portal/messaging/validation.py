@@ -30,10 +30,10 @@ class Form:
     def read(self, name: str, rule: Callable[[str | None], T], *, required: bool = True,
              lists: bool = False) -> T | None:
         """`rule` applied to the field's value, or None with the problem noted. A value must be
-        a string (or, with `lists`, a list of strings as JSON may send)."""
+        a string (or, with `lists`, a list of strings: a JSON array or a repeated form field)."""
         value = self.fields.get(name)
         if value is not None and not (isinstance(value, str) or (lists and _strings(value))):
-            self.add(name, "Must be a string.")
+            self.add(name, "Give one value, not a list." if _strings(value) else "Must be a string.")
             return None
         if required and not (value.strip() if isinstance(value, str) else value):
             self.add(name, "This field is required.")

@@ -5,6 +5,7 @@ and a documented list of tts_lang values."""
 from urllib.parse import quote
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from portal.messaging.rules import TTS_LANGUAGES, TTS_MESSAGE_MAX_LENGTH
 from tests.api.test_sms import SMS, available, send
@@ -88,10 +89,15 @@ def test_every_bad_sent_date_is_named_and_several_good_ones_make_a_range(app, ap
     between = api.get("/sms/messages/?sent_date%3E=2026-11-28&sent_date%3C=2026-11-30", headers=key.headers)
     assert [m["msgid"] for m in between.json] == [second]
     assert first not in [m["msgid"] for m in between.json]
-    response = api.get(f"/sms/messages/?sent_date={quote('>=2026-13-01')}&sent_date=yesterday", headers=key.headers)
+    response = api.get(f"/sms/messages/?sent_date={quote('>=2026-13-01')}&sent_date=yesterday"
+                       f"&sent_date%3E=tomorrow&sent_date={quote('<2026-08-01')}", headers=key.headers)
     assert response.status_code == 400
-    assert response.json == {"sent_date": ["2026-13-01 is not a date.",
-                                           "Use a date such as 2026-10-31, optionally after >=, >, <= or <."]}
+    assert response.json == {"sent_date": [
+        "2026-13-01 is not a date.",
+        "yesterday is not a date such as 2026-10-31, optionally after >=, >, <= or <.",
+        "2026-08-01 is more than 90 days ago: only the last 90 days can be listed.",
+        ">=tomorrow is not a date such as 2026-10-31, optionally after >=, >, <= or <.",
+    ]}
 
 
 def test_the_last_representable_day_lists_nothing_rather_than_failing(app, api, key):
@@ -108,7 +114,7 @@ def test_the_last_representable_day_lists_nothing_rather_than_failing(app, api, 
 def test_the_first_representable_day_is_refused_as_beyond_the_listable_history(app, api, key, value):
     response = api.get(f"/sms/messages/?sent_date={quote(value)}", headers=key.headers)
     assert response.status_code == 400
-    assert response.json == {"sent_date": ["Only the last 90 days can be listed."]}
+    assert response.json == {"sent_date": ["0001-01-01 is more than 90 days ago: only the last 90 days can be listed."]}
 
 
 # -- sender ids, tts_message and tts_lang -------------------------------------------------------
@@ -132,7 +138,15 @@ def test_tts_message_has_a_documented_maximum_length(app, api, key):
     assert "at most 1,000 characters" in text and ", ".join(TTS_LANGUAGES) in text
 
 
-@pytest.mark.parametrize("language", ["xx", "JA", "ja-JP", ""])
+@pytest.mark.parametrize("language", [None, "", "  "])
+def test_tts_message_without_tts_lang_names_tts_lang_as_required(app, api, key, language):
+    fields = {name: value for name, value in CALL.items() if name != "tts_lang"}
+    response = call(api, key, fields | ({} if language is None else {"tts_lang": language}))
+    assert response.status_code == 400 and response.json == {"tts_lang": ["This field is required."]}
+    assert available(app, key.account_id) == 1050 * YEN
+
+
+@pytest.mark.parametrize("language", ["xx", "JA", "ja-JP"])
 def test_tts_lang_outside_the_documented_list_is_refused(app, api, key, language):
     response = call(api, key, CALL | {"tts_lang": language})
     assert response.status_code == 400 and response.json == {"tts_lang": ["Use a language code such as ja or en."]}
@@ -141,3 +155,39 @@ def test_tts_lang_outside_the_documented_list_is_refused(app, api, key, language
 @pytest.mark.parametrize("language", TTS_LANGUAGES)
 def test_every_documented_tts_lang_is_accepted(app, api, key, language):
     assert call(api, key, CALL | {"tts_lang": language}).status_code == 201
+
+
+# -- the Idempotency-Key and repeated form fields -------------------------------------------------
+
+
+@pytest.mark.parametrize("idempotency_key", ["k" * 256, "   "])
+def test_a_malformed_idempotency_key_is_named_beside_the_invalid_fields(app, api, key, idempotency_key):
+    headers = {"Idempotency-Key": idempotency_key}
+    response = send(api, key, SMS | {"recipient": "+8108012345678", "sender": "Chotto-Japan!"}, headers=headers)
+    assert response.status_code == 400
+    assert response.json == {"Idempotency-Key": ["Use 1 to 255 characters."],
+                             "recipient": ["+8108012345678 is not a valid phone number."],
+                             "sender": ["Use up to 10 letters and digits, or up to 15 digits."]}
+    response = api.post("/voice/simple/playbacks/", data=CALL | {"caller": "Chotto"}, headers=key.headers | headers)
+    assert response.status_code == 400 and set(response.json) == {"Idempotency-Key", "caller"}
+    alone = send(api, key, headers=headers)
+    assert alone.status_code == 400 and alone.json == {"Idempotency-Key": ["Use 1 to 255 characters."]}
+    assert available(app, key.account_id) == 1050 * YEN
+
+
+def test_a_repeated_tags_field_in_a_form_body_keeps_every_tag(app, api, key):
+    body = MultiDict(list(SMS.items()) + [("tags", "billing"), ("tags", "signup")])
+    response = api.post("/sms/messages/", data=body, headers=key.headers)
+    assert response.status_code == 201, response.json
+    shown = api.get(f"/sms/messages/{response.json[0]['msgid']}", headers=key.headers).json
+    assert shown["tags"] == ["billing", "signup"]
+    documented = api.get("/api/openapi.json").json["paths"]["/sms/messages/"]["post"]["requestBody"]
+    assert "tags=a&tags=b" in documented["content"]["application/x-www-form-urlencoded"]["schema"]["properties"][
+        "tags"]["description"]
+
+
+def test_a_repeated_single_value_field_in_a_form_body_is_refused_not_half_read(app, api, key):
+    body = MultiDict(list(SMS.items()) + [("recipient", "+819099998888")])
+    response = api.post("/sms/messages/", data=body, headers=key.headers)
+    assert response.status_code == 400 and response.json == {"recipient": ["Give one value, not a list."]}
+    assert available(app, key.account_id) == 1050 * YEN

@@ -113,7 +113,7 @@ def test_a_cross_site_browser_post_to_the_api_is_refused(app, api, key):
 def test_json_values_of_the_wrong_type_are_400_naming_the_field(app, api, key):
     response = api.post("/sms/messages/", json=SMS | {"recipient": 819012345678, "sender": ["x"]}, headers=key.headers)
     assert response.status_code == 400 and response.json == {"recipient": ["Must be a string."],
-                                                              "sender": ["Must be a string."]}
+                                                              "sender": ["Give one value, not a list."]}
 
 
 def test_ten_long_tags_fit_and_a_comma_inside_a_tag_is_refused(app, api, key):
