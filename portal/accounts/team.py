@@ -226,11 +226,12 @@ def change_role(
 
 
 def member_and_credentials(
-    session: Session, *, account_id: int, membership_id: int
+    session: Session, *, account_id: int, membership_id: int, now: datetime
 ) -> tuple[Membership, User, list[Credential]]:
-    """What the owner confirms before a removal: the member and the live credentials they created."""
+    """What the owner confirms before a removal: the member and the live credentials whose token
+    they may know (created, or rotated by them)."""
     target, user = _target(session, account_id, membership_id)
-    return target, user, credentials.live_created_by(session, account_id=account_id, user_id=user.id)
+    return target, user, credentials.live_known_to(session, account_id=account_id, user_id=user.id, now=now)
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,8 @@ class Removal:
 def remove_member(
     *, session: Session, account_id: int, membership_id: int, actor_id: int, keep: Collection[int], now: datetime
 ) -> Removal:
-    """Remove the member and, in the same transaction, revoke every live credential they created
-    in the account except those in `keep` (ids the owner chose to keep, one by one). A credential
+    """Remove the member and, in the same transaction, revoke every live credential whose token
+    they may know (created or rotated by them) except those in `keep` (ids the owner chose to keep, one by one). A credential
     created after the owner saw the list is not in `keep`, so it is revoked too."""
     account = lock_account(session, account_id)
     target, user = _target(session, account_id, membership_id)
@@ -252,7 +253,7 @@ def remove_member(
         raise LastOwner()
     owners_before = _owners(session, account_id)
     revoked, kept = [], []
-    for credential in credentials.live_created_by(session, account_id=account_id, user_id=user.id, lock=True):
+    for credential in credentials.live_known_to(session, account_id=account_id, user_id=user.id, now=now, lock=True):
         if credential.id in keep:
             kept.append(credential)
         else:

@@ -46,6 +46,8 @@ class CredentialSecret(SQLModel, table=True):
     digest: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     prefix: str = Field(sa_column=Column(String(12), nullable=False))
     last4: str = Field(sa_column=Column(String(4), nullable=False))
+    created_by: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("users.id", name="fk_api_credential_secrets_created_by_users"), nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
     expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 

@@ -110,7 +110,7 @@ def create(
         raise InvalidCredential("expires_at", str(expires_at))
     session.add(credential)
     session.flush()
-    token = _add_secret(session, credential, now, expires_at)
+    token = _add_secret(session, credential, user_id, now, expires_at)
     _add_callback_secret(session, credential, now)
     audit.record(session, account_id=account_id, user_id=user_id, action="credential.created",
                  detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
@@ -132,11 +132,12 @@ def _lock_manager(session: Session, *, account_id: int, user_id: int) -> None:
         raise NotAManager()
 
 
-def _add_secret(session: Session, credential: Credential, now: datetime, expires_at: datetime | None = None) -> str:
+def _add_secret(session: Session, credential: Credential, user_id: int, now: datetime,
+                expires_at: datetime | None = None) -> str:
     token = tokens.new_token(credential.mode)
     session.add(CredentialSecret(credential_id=credential.id, digest=tokens.digest(token),
-                                 prefix=tokens.PREFIXES[credential.mode], last4=token[-4:], created_at=now,
-                                 expires_at=expires_at))
+                                 prefix=tokens.PREFIXES[credential.mode], last4=token[-4:], created_by=user_id,
+                                 created_at=now, expires_at=expires_at))
     return token
 
 
@@ -167,7 +168,8 @@ def rotate(*, session: Session, account_id: int, user_id: int, credential_id: in
             or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > ends),
         ).values(expires_at=ends)
     )
-    token = _add_secret(session, credential, now, current_expiry if current_expiry and current_expiry > ends else None)
+    token = _add_secret(session, credential, user_id, now,
+                        current_expiry if current_expiry and current_expiry > ends else None)
     audit.record(session, account_id=account_id, user_id=user_id, action="credential.rotated",
                  detail=f"{credential.name} ({credential.sid}); old token valid for {overlap}", now=now)
     session.commit()
@@ -192,10 +194,16 @@ def revoke_in_transaction(session: Session, *, credential: Credential, user_id: 
     log.info("api credential revoked sid=%s by user=%s", credential.sid, user_id)
 
 
-def live_created_by(session: Session, *, account_id: int, user_id: int, lock: bool = False) -> list[Credential]:
-    """The credentials `user_id` created in the account that are not revoked (`lock`: FOR UPDATE)."""
-    query = select(Credential).where(Credential.account_id == account_id, Credential.created_by == user_id,
-                                     Credential.revoked_at.is_(None)).order_by(Credential.id)
+def live_known_to(session: Session, *, account_id: int, user_id: int, now: datetime,
+                  lock: bool = False) -> list[Credential]:
+    """The account's unrevoked credentials whose token `user_id` may know: those they created,
+    and those with a still-working token they issued by rotating (`lock`: FOR UPDATE)."""
+    issued = select(CredentialSecret.credential_id).where(
+        CredentialSecret.created_by == user_id,
+        or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > now))
+    query = select(Credential).where(
+        Credential.account_id == account_id, Credential.revoked_at.is_(None),
+        or_(Credential.created_by == user_id, Credential.id.in_(issued))).order_by(Credential.id)
     return list(session.scalars(query.with_for_update() if lock else query))
 
 

@@ -155,7 +155,7 @@ def remove(membership_id: int):
         return _go(redirect(url_for("team.show")))
     try:
         member, user, credentials = team.member_and_credentials(
-            db.session(), account_id=current_user.account.id, membership_id=membership_id
+            db.session(), account_id=current_user.account.id, membership_id=membership_id, now=clock.now()
         )
     except NotAMember:
         flash(_("That person is no longer a member."), "error")

@@ -435,3 +435,21 @@ def test_a_removed_or_demoted_member_can_no_longer_create_credentials(owner, app
                            scopes=["sms"], networks=[], monthly_cap=None, now=app.config["CLOCK"]())
     with db_session(app) as session:
         assert session.scalars(select(Credential)).all() == []
+
+
+def test_a_credential_the_member_rotated_is_listed_and_revoked_with_them(owner, app):
+    """Rotating hands the member a working token of someone else's credential: it counts as theirs."""
+    from datetime import timedelta
+
+    _, membership_id, dev_id = join(owner, app, "dev@example.com", "developer")
+    rotated_id, _ = new_credential(app, owner_id(app), "owner's, rotated by the developer")
+    untouched_id, untouched = new_credential(app, owner_id(app), "owner's, untouched")
+    with db_session(app) as session:
+        _, token = credentials.rotate(session=session, account_id=account_id(app), user_id=dev_id,
+                                      credential_id=rotated_id, overlap=timedelta(days=7), now=app.config["CLOCK"]())
+        sid = session.get(Credential, rotated_id).sid
+    developers_copy = {"Authorization": "Basic " + base64.b64encode(f"{sid}:{token}".encode()).decode()}
+    page = owner.page(f"/team/members/{membership_id}/remove")
+    assert [int(box["value"]) for box in page.find_all("input", attrs={"name": "keep"})] == [rotated_id]
+    owner.post(f"/team/members/{membership_id}/remove", status=302)
+    assert [api_status(app, developers_copy), api_status(app, untouched)] == [401, 200]
