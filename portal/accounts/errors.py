@@ -81,6 +81,12 @@ class AlreadyMember(AccountsError):
     code = "already_member"
 
 
+class MailQuotaReached(AccountsError):
+    """The address got as many mails of this kind as an hour allows; nothing was done."""
+
+    code = "mail_quota_reached"
+
+
 class LastOwner(AccountsError):
     """An account always keeps at least one owner."""
 

@@ -18,6 +18,7 @@ from portal.accounts.errors import (
     EmailTaken,
     InvitationForSomeoneElse,
     LastOwner,
+    MailQuotaReached,
     NotAMember,
     TokenInvalid,
     WeakPassword,
@@ -75,11 +76,13 @@ def invite(*, session: Session, account_id: int, inviter_id: int, email: str, ro
     session.add(invitation)
     inviter = session.get(User, inviter_id)
     language = existing.language if existing else account.language
-    if mail_quota.allow_mail(session, email=email, purpose="invitation", now=now):
-        mail.queue(
-            session, to=email, template="invitation", language=language, now=now,
-            account=account, inviter=inviter, role=role, token=token, expires_at=invitation.expires_at,
-        )
+    if not mail_quota.allow_mail(session, email=email, purpose="invitation", now=now):
+        session.rollback()
+        raise MailQuotaReached()  # said to the inviter: an invitation that silently never arrives helps nobody
+    mail.queue(
+        session, to=email, template="invitation", language=language, now=now,
+        account=account, inviter=inviter, role=role, token=token, expires_at=invitation.expires_at,
+    )
     if role == "owner":
         audit.record(session, account_id=account_id, user_id=inviter_id, action="team.owner_invited", detail=email, now=now)
         _tell(session, _owners(session, account_id), template="team_owner_invited", now=now,

@@ -14,6 +14,7 @@ from portal.accounts.errors import (
     EmailTaken,
     InvitationForSomeoneElse,
     LastOwner,
+    MailQuotaReached,
     NotAMember,
     TokenInvalid,
     WeakPassword,
@@ -76,6 +77,10 @@ def invite():
         return _page(form, 422)
     except InvalidEmail:
         form.email.errors = [_("Enter a valid e-mail address.")]
+        return _page(form, 422)
+    except MailQuotaReached:
+        form.email.errors = [_("This address has received as many invitations as an hour allows. Please try "
+                               "again in an hour.")]
         return _page(form, 422)
     flash(_("Invitation sent to %(email)s. The link is valid for 7 days.", email=form.email.data), "success")
     return redirect(url_for("team.show"))

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal.accounts import team
 from portal.accounts.mail_quota import MAILS_PER_ADDRESS_PER_HOUR
-from portal.accounts.models import MailQuota, Membership
+from portal.accounts.models import Invitation, MailQuota, Membership
 from portal.outbox import OutboxMessage
 from tests.helpers import PASSWORD, PageClient, db_session, deliver_outbox, make_user, mails_to
 
@@ -63,14 +63,24 @@ def test_forgot_password_mails_an_address_three_times_an_hour_with_the_same_answ
     assert len(mails_to(app, "hana@example.com")) == 3
 
 
-def test_invitations_mail_an_address_three_times_an_hour(app, clock):
+def test_invitations_mail_an_address_three_times_an_hour_and_the_fourth_inviter_is_told(app, clock):
     owners = [make_user(app, f"owner{i}@example.com") for i in range(4)]
     with db_session(app) as session:
-        for owner in owners:
+        for owner in owners[:3]:
             account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == owner.id)).one()
             team.invite(session=session, account_id=account_id, inviter_id=owner.id, email="hana@example.com",
                         role="developer", now=clock())
+    fourth = PageClient(app.test_client(), app)
+    fourth.login("owner3@example.com")
+    page = fourth.post("/team/invitations", {"email": "hana@example.com", "role": "developer"}, status=422)
+    assert "as many invitations as an hour allows" in page.get_data(as_text=True)
     assert len(mails_to(app, "hana@example.com")) == 3
+    with db_session(app) as session:
+        assert len(session.scalars(select(Invitation).where(Invitation.email == "hana@example.com")).all()) == 3
+    clock.advance(hours=1)
+    fourth.login("owner3@example.com")  # the hour also ended the idle session
+    fourth.post("/team/invitations", {"email": "hana@example.com", "role": "developer"}, status=302)
+    assert len(mails_to(app, "hana@example.com")) == 4
 
 
 def test_each_purpose_has_its_own_quota(app):
