@@ -10,7 +10,7 @@ from portal import mail
 from portal.accounts import mail_quota, passwords, signup, throttle, tokens
 from portal.accounts.errors import InvalidCredentials, TokenInvalid, WeakPassword, WrongPassword
 from portal.accounts.models import OneTimeToken, User, UserSession
-from portal.accounts.queries import InvalidEmail, normalise_email, user_by_email
+from portal.accounts.queries import InvalidEmail, live_link, normalise_email, user_by_email
 from portal.accounts.signup import MailContent, Verified
 
 log = logging.getLogger("portal.auth")
@@ -97,14 +97,7 @@ def reset_mail(session: Session, *, email: str, now: datetime) -> MailContent | 
 
 def check_reset_token(*, session: Session, token: str, now: datetime) -> User:
     """The user a reset link belongs to, without using it up (to show the form)."""
-    record = session.scalars(
-        select(OneTimeToken).where(
-            OneTimeToken.token_hash == tokens.hash_token(token),
-            OneTimeToken.purpose == "reset_password",
-            OneTimeToken.used_at.is_(None),
-            OneTimeToken.expires_at > now,
-        )
-    ).first()
+    record = live_link(session, token=token, purpose="reset_password", now=now)
     if record is None:
         raise TokenInvalid()
     return session.get(User, record.user_id)

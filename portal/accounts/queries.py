@@ -1,10 +1,13 @@
 """Small shared reads and locks used by the accounts services (they never commit)."""
 
+from datetime import datetime
+
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlmodel import Session
 
-from portal.accounts.models import Account, Membership, User
+from portal.accounts import tokens
+from portal.accounts.models import Account, Membership, OneTimeToken, User
 
 
 class InvalidEmail(ValueError):
@@ -45,3 +48,15 @@ def lock_account(session: Session, account_id: int) -> Account:
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     return session.scalars(query).one()
+
+
+def live_link(session: Session, *, token: str, purpose: str, now: datetime) -> OneTimeToken | None:
+    """The unused, unexpired link record of `purpose` that `token` opens, if any."""
+    return session.scalars(
+        select(OneTimeToken).where(
+            OneTimeToken.token_hash == tokens.hash_token(token),
+            OneTimeToken.purpose == purpose,
+            OneTimeToken.used_at.is_(None),
+            OneTimeToken.expires_at > now,
+        )
+    ).first()

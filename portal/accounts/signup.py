@@ -31,7 +31,7 @@ from portal.accounts.models import (
     User,
     UserSession,
 )
-from portal.accounts.queries import normalise_email, user_by_email
+from portal.accounts.queries import live_link, normalise_email, user_by_email
 from portal.ledger import service as ledger
 from portal.ledger.models import CreditState
 
@@ -133,14 +133,7 @@ def verification_link(*, session: Session, token: str, now: datetime) -> Verific
     attempt = attempt_for(session, token=token)
     if attempt is not None:
         return VerificationLink(_attempt_state(session, attempt, now), attempt_id=attempt.id)
-    record = session.scalars(
-        select(OneTimeToken).where(
-            OneTimeToken.token_hash == tokens.hash_token(token),
-            OneTimeToken.purpose == "verify_email",
-            OneTimeToken.used_at.is_(None),
-            OneTimeToken.expires_at > now,
-        )
-    ).first()
+    record = live_link(session, token=token, purpose="verify_email", now=now)
     user = session.get(User, record.user_id) if record is not None else None
     if user is None or user.disabled_at is not None or has_pending_attempt(session, email=user.email, now=now):
         return VerificationLink("unknown")

@@ -127,12 +127,6 @@ def callback_secret(credential_id: int):
                            rotate_form=RotateForm())
 
 
-def _stale(credential_id: int):
-    if sessions.is_fresh(current_user.row, clock.now()):
-        return None
-    return redirect(url_for("credentials.callback_secret", credential_id=credential_id))
-
-
 def _revealed(credential, secrets: list, rotated: bool = False):
     """The one answer that carries the secret: never cached."""
     response = make_response(render_template("credentials/callback_secret.html", credential=credential,
@@ -146,7 +140,7 @@ def _revealed(credential, secrets: list, rotated: bool = False):
 def reveal_callback_secret(credential_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
-    stale = _stale(credential_id)
+    stale = reauthentication_redirect(back=url_for("credentials.callback_secret", credential_id=credential_id))
     if stale:
         return stale
     try:
@@ -164,7 +158,7 @@ def rotate_callback_secret(credential_id: int):
     form = RotateForm()
     if not form.validate_on_submit():
         abort(400)
-    stale = _stale(credential_id)
+    stale = reauthentication_redirect(back=url_for("credentials.callback_secret", credential_id=credential_id))
     if stale:
         return stale
     try:

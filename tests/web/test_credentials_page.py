@@ -134,7 +134,7 @@ def test_the_callback_secret_is_shown_on_demand_only_after_a_recent_password(app
     clock.advance(minutes=11)
     page = f"/credentials/{credential_id}/callback-secret"
     response = client.post(page, {}, status=302)
-    assert response.headers["Location"] == page and secret not in response.get_data(as_text=True)
+    assert response.headers["Location"] == f"/reauthenticate?next={page}" and secret not in response.get_data(as_text=True)
     response = client.get(page, status=302)
     assert response.headers["Location"].startswith("/reauthenticate")
     client.post("/reauthenticate", {"password": PASSWORD, "next": page}, status=302)
@@ -175,7 +175,7 @@ def test_rotating_the_callback_secret_keeps_the_old_one_signing_for_the_overlap(
     assert re.findall(r'data-testid="callback-secret">([^<]+)<', shown) == [new]
     clock.advance(minutes=11)
     response = client.post(f"/credentials/{credential_id}/callback-secret/rotate", {"overlap": "0"}, status=302)
-    assert response.headers["Location"] == f"/credentials/{credential_id}/callback-secret"
+    assert response.headers["Location"] == f"/reauthenticate?next=/credentials/{credential_id}/callback-secret"
     assert _stored_secrets(app)[0] == new
 
 
