@@ -38,8 +38,9 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _payments(app, settings)
 
-    from portal import web
+    from portal import api, web
 
+    api.init_app(app)  # first: its hook answers unknown API paths in JSON before the pages' hooks run
     web.init_app(app)
 
     from portal.cli import register

@@ -11,13 +11,15 @@ from functools import wraps
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import clock, db
+from portal import clock, db, failures
 from portal.credentials import service as credentials
 from portal.credentials import tokens
 from portal.ledger.rules import InsufficientCredit
 from portal.messaging import rules, validation
 from portal.messaging import service as messaging
-from portal.web.extensions import limiter
+from portal.web.bad_input import API_MESSAGES, BadInput
+from portal.web.extensions import csrf, limiter
+from portal.web.security import add_headers
 
 log = logging.getLogger("portal.api")
 bp = Blueprint("api", __name__)
@@ -218,15 +220,59 @@ def openapi():
     return jsonify(document(current_app.config["BASE_URL"]))
 
 
-def api_error(error: HTTPException) -> Response:
-    """Errors on API paths are JSON, never the HTML error page."""
-    if error.code == 429:  # Retry-After: see whole_retry_after
-        return _json({"detail": "Request was throttled. Try again later."}, 429)
-    return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500)
-
+# -- errors: JSON, never the HTML error page ------------------------------------------------------
+# Flask asks these handlers first for every request routed to this blueprint, errors raised by
+# the app's before_request hooks included; `_unrouted` answers API paths that match no route.
 
 API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")
 
 
+def init_app(app) -> None:
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
+
+
 def is_api_request() -> bool:
+    """Answered by the API: routed to its blueprint, or an unknown path under its prefixes (the
+    reference page at /api/docs is a page)."""
+    if request.url_rule is not None:
+        return request.blueprint == bp.name
     return request.path.startswith(API_PREFIXES)
+
+
+def api_error(error: HTTPException) -> Response:
+    if error.code == 429:  # Retry-After: see whole_retry_after
+        return _json({"detail": "Request was throttled. Try again later."}, 429)
+    headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
+    return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500, **headers)
+
+
+@bp.before_app_request
+def _unrouted():
+    """An API path that matches no route (404) or not with this method (405) is answered in JSON
+    before any other hook runs (the API is registered before the pages)."""
+    error = request.routing_exception
+    if isinstance(error, HTTPException) and (error.code or 0) >= 400 and is_api_request():
+        return add_headers(api_error(error))
+    return None
+
+
+@bp.errorhandler(BadInput)
+def _refused_input(error: BadInput):
+    return add_headers(_json({error.field: [API_MESSAGES[error.problem]]}, 400))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    if error.code is None or error.code < 400:
+        return error
+    return add_headers(api_error(error))
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error: Exception):
+    if failures.triage(error, log):
+        return add_headers(_json({"detail": "The service is briefly unavailable. Nothing was done and nothing was "
+                                            "charged. Try again in a few seconds."}, 503,
+                                 **{"Retry-After": str(failures.RETRY_AFTER_SECONDS)}))
+    return add_headers(_json({"detail": "Internal error. Nothing was charged if no answer said otherwise."}, 500))

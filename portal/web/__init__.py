@@ -2,14 +2,14 @@
 
 import logging
 
-from flask import Flask, Response, current_app, g, render_template, request
+from flask import Flask, Response, current_app, g, render_template
 from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from portal import db
+from portal import db, failures
 from portal.web import bad_input, security
 from portal.web.extensions import (babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone,
                                    whole_retry_after)
@@ -75,7 +75,7 @@ def _translations() -> str:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from portal import api, webhooks
+    from portal import webhooks
     from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox,
                             team)
 
@@ -84,12 +84,9 @@ def _register_blueprints(app: Flask) -> None:
     if app.extensions["portal.gateway"].name == "sandbox":
         app.register_blueprint(sandbox.bp)
     csrf.exempt(webhooks.stripe_webhook)
-    app.register_blueprint(api.bp)
-    csrf.exempt(api.bp)
     limiter.exempt(webhooks.bp)
 
 
-RETRY_AFTER_SECONDS = 5
 LAST_RESORT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Chotto: please try again</title></head>
 <body><main><h1>Please try again in a moment</h1><p>しばらくしてから、もう一度お試しください。</p>
@@ -98,7 +95,7 @@ LAST_RESORT_PAGE = """<!doctype html>
 
 
 def _register_errors(app: Flask) -> None:
-    from portal import api
+    """The pages of errors. The API's blueprint answers its own errors in JSON."""
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
@@ -106,16 +103,12 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(bad_input.BadInput)
     def refused_input(error: bad_input.BadInput):
-        if api.is_api_request():
-            return _secured(api._json({error.field: [bad_input.API_MESSAGES[error.problem]]}, 400))
         return _page(400, kind="bad_input", field=error.field, problem=error.problem)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        if api.is_api_request():
-            return _secured(api.api_error(error))
         page = _page(error.code, kind="http")
         if page.status_code != error.code:
             return page  # the page could not be built without the database: a 503
@@ -126,32 +119,14 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
-        db.rollback_request_session()
-        if db.unavailable(error):
-            log.warning("database unavailable on %s %s: %s", request.method, request.path,
-                        db.describe(error, frames=False))
-            return _unavailable()
-        if db.is_database_error(error):
-            log.error("unhandled database error on %s %s: %s", request.method, request.path, db.describe(error))
-        else:
-            log.exception("unhandled error on %s %s", request.method, request.path)
-        if api.is_api_request():
-            return _secured(api._json({"detail": "Internal error. Nothing was charged if no answer said otherwise."},
-                                      500))
-        return _page(500, kind="http")
+        return _unavailable() if failures.triage(error, log) else _page(500, kind="http")
 
 
 def _unavailable() -> Response:
     """The database cannot answer: 503 with Retry-After, rendered without touching it again."""
-    from portal import api
-
-    if api.is_api_request():
-        response = api._json({"detail": "The service is briefly unavailable. Nothing was done and nothing was "
-                                        "charged. Try again in a few seconds."}, 503)
-    else:
-        g._login_user = current_app.login_manager.anonymous_user()  # loading the signed-in user needs the database
-        response = _page(503, kind="unavailable")
-    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    g._login_user = current_app.login_manager.anonymous_user()  # loading the signed-in user needs the database
+    response = _page(503, kind="unavailable")
+    response.headers["Retry-After"] = str(failures.RETRY_AFTER_SECONDS)
     return _secured(response)
 
 
