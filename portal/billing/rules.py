@@ -3,6 +3,7 @@ turned into credit, registration numbers. No database, no Flask, no gateway."""
 
 import re
 from dataclasses import dataclass
+from datetime import date
 
 from portal.ledger.rules import MILLI_YEN
 
@@ -11,6 +12,11 @@ MAX_PURCHASE_YEN = 1_000_000
 KONBINI_MAX_YEN = 300_000  # Stripe's ceiling for a convenience-store payment
 RETURN_INVOICE_THRESHOLD_YEN = 10_000  # below this a return invoice is not required (small returns)
 REGISTRATION_NUMBER = re.compile(r"T\d{13}")
+SEARCHABLE_DAYS = (date(2000, 1, 1), date(2099, 12, 31))  # invoices are searched by days within these
+
+
+class DayOutOfRange(ValueError):
+    """A real calendar day, but outside SEARCHABLE_DAYS."""
 
 
 class AmountError(ValueError):
@@ -62,6 +68,15 @@ def parse_amount(raw: str) -> int:
     if not re.fullmatch(r"\d{1,9}", text):
         raise ValueError("not a whole number of yen")
     return int(text)
+
+
+def search_day(raw: str) -> date:
+    """A day to search invoices by, written 2026-11-27: ValueError when it is not a date,
+    DayOutOfRange when it lies outside SEARCHABLE_DAYS."""
+    day = date.fromisoformat(raw.strip())
+    if not SEARCHABLE_DAYS[0] <= day <= SEARCHABLE_DAYS[1]:
+        raise DayOutOfRange(day.isoformat())
+    return day
 
 
 def quote(*, amount_yen: int, residency: str, minimum: int, maximum: int = MAX_PURCHASE_YEN) -> Quote:

@@ -3,7 +3,7 @@ status, purchase history, and the invoices (owners and billing members only)."""
 
 import csv
 import io
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 
 from flask import Blueprint, abort, current_app, flash, make_response, redirect, request, url_for
 from flask_babel import get_locale
@@ -27,7 +27,6 @@ bp = Blueprint("billing", __name__)
 BUYERS = ("owner", "billing")
 QUICK_PICKS = (1000, 3000, 10000)
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
-SEARCHABLE_DAYS = (date(2000, 1, 1), date(2099, 12, 31))
 
 
 def _account_id() -> int:
@@ -203,13 +202,14 @@ def _search() -> tuple[invoices.Search, dict[str, str]]:
         raw = (args.get(name) or "").strip()
         if raw:
             try:
-                day = date.fromisoformat(raw)
+                day = rules.search_day(raw)
+            except rules.DayOutOfRange:
+                first, last = rules.SEARCHABLE_DAYS
+                errors[name] = _("Enter a date between %(first)s and %(last)s.", first=first.isoformat(),
+                                 last=last.isoformat())
+                continue
             except ValueError:
                 errors[name] = _("Enter a date such as 2026-11-27.")
-                continue
-            if not SEARCHABLE_DAYS[0] <= day <= SEARCHABLE_DAYS[1]:
-                errors[name] = _("Enter a date between %(first)s and %(last)s.", first=SEARCHABLE_DAYS[0].isoformat(),
-                                 last=SEARCHABLE_DAYS[1].isoformat())
                 continue
             day += timedelta(days=1) if name == "to" else timedelta()
             found[field] = datetime.combine(day, time(), tzinfo=JST)

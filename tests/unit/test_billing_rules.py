@@ -1,6 +1,8 @@
 """The pure billing rules: quotes and tax at the yen of rounding, amounts as typed, refunds
 turned into credit, forward-only statuses, registration numbers."""
 
+from datetime import date
+
 import pytest
 
 from portal.billing import rules
@@ -76,3 +78,22 @@ def test_statuses_only_move_forward():
                                            ("T70000120500021", False), ("TX000012050002", False)])
 def test_registration_numbers_need_t_13_digits_and_the_check_digit(number, valid):
     assert rules.valid_registration_number(number) is valid
+
+
+@pytest.mark.parametrize("typed, day", [("2000-01-01", date(2000, 1, 1)), (" 2026-11-27 ", date(2026, 11, 27)),
+                                        ("2099-12-31", date(2099, 12, 31))])
+def test_invoices_are_searched_by_days_from_2000_to_2099(typed, day):
+    assert rules.search_day(typed) == day
+
+
+@pytest.mark.parametrize("typed", ["1999-12-31", "2100-01-01", "0001-01-01", "9999-12-31"])
+def test_a_search_day_outside_2000_to_2099_is_out_of_range(typed):
+    with pytest.raises(rules.DayOutOfRange):
+        rules.search_day(typed)
+
+
+@pytest.mark.parametrize("typed", ["2026-13-01", "2026-02-30", "yesterday", "27/11/2026", ""])
+def test_a_search_day_that_is_no_date_is_refused_as_such(typed):
+    with pytest.raises(ValueError) as refused:
+        rules.search_day(typed)
+    assert not isinstance(refused.value, rules.DayOutOfRange)
