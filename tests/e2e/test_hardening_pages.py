@@ -1,6 +1,6 @@
 """The pages issue 9 added or changed, looked at in a real browser at phone and desktop width in
 both languages: the callback signing secret shown on demand, the member-removal confirmation,
-and the page a visitor sees while the database is down."""
+the page a visitor sees while the database is down, and a sign-up link opened on another device."""
 
 import pytest
 from playwright.sync_api import expect
@@ -16,9 +16,11 @@ from tests.helpers import PASSWORD, db_session, make_user
 
 TEXT = {
     "en": {"locale": "en-GB", "sign_in": "Sign in", "show": "Show the callback signing secret",
+           "finish": "Finish creating my login", "welcome": "Verify your mobile number",
            "remove": "Remove Daisuke Developer",
            "unavailable": "The service is briefly unavailable"},
     "ja": {"locale": "ja-JP", "sign_in": "ログイン", "show": "コールバック署名用シークレットを表示",
+           "finish": "作成を完了する", "welcome": "携帯電話番号を確認する",
            "remove": "Daisuke Developerさんを削除", "unavailable": "ただいまサービスを一時的にご利用いただけません"},
 }
 WIDTHS = {"phone": {"width": 390, "height": 844}, "desktop": {"width": 1280, "height": 800}}
@@ -90,3 +92,27 @@ def _while_the_database_is_down(app, context, words, language, screenshot):
     finally:
         app.extensions["portal.engine"] = healthy
         broken.dispose()
+
+
+@pytest.mark.parametrize("language", ["en", "ja"])
+def test_a_sign_up_link_opened_on_a_phone_asks_for_the_password_chosen_at_sign_up(
+        browser, live_server, screenshot, console_errors, language):
+    import re
+
+    from tests.helpers import PASSWORD, PageClient, mails_to
+
+    words = TEXT[language]
+    laptop = PageClient(live_server.app.test_client(), live_server.app)
+    laptop.post("/signup", {"name": "Hana Sato", "email": "hana@example.com", "password": PASSWORD,
+                            "account_kind": "individual", "account_name": "", "tax_residency": "JP",
+                            "language": language}, status=302)
+    link = re.search(r"/verify-email/\S+", mails_to(live_server.app, "hana@example.com")[-1].text_body).group(0)
+    context = browser.new_context(locale=words["locale"], base_url=live_server.url, viewport=WIDTHS["phone"])
+    phone = console_errors(context.new_page())
+    phone.goto(link)
+    assert phone.evaluate(WIDTH_BELOW_HEADER) <= 390
+    screenshot(phone, f"signup-link-other-device-{language}-phone")
+    phone.locator("input[name=password]").fill(PASSWORD)
+    phone.get_by_role("button", name=words["finish"]).click()
+    expect(phone.get_by_role("heading", level=1)).to_have_text(words["welcome"])
+    context.close()
