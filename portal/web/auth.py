@@ -117,7 +117,7 @@ def verify_email(token: str):
     password, or proves an existing login's address with a click."""
     link = verification_link(session=db.session(), token=token, now=clock.now())
     if link.state != "ready":
-        return render_template("auth/verify_link_invalid.html", state=link.state), 410
+        return render_template("auth/link_invalid.html", state=link.state, sign_up=True), 410
     if link.user_id is not None:
         return _verify_existing_login(token, user_id=link.user_id)
     if request.method == "GET" and session.get("signup_attempt") == link.attempt_id:
@@ -139,7 +139,7 @@ def _finish_sign_up(
             session=db.session(), token=token, now=clock.now(), browser_attempt_id=browser_attempt_id, password=password
         )
     except TokenInvalid:
-        return render_template("auth/verify_link_invalid.html", state="unknown"), 410
+        return render_template("auth/link_invalid.html", sign_up=True), 410
     except WrongPassword:
         form.password.errors = [_("That is not the password chosen when signing up with this address.")]
         return None
@@ -160,7 +160,7 @@ def _verify_existing_login(token: str, *, user_id: int):
     try:
         verified = auth.verify_email(session=db.session(), token=token, now=clock.now())
     except TokenInvalid:
-        return render_template("auth/verify_link_invalid.html", state="unknown"), 410
+        return render_template("auth/link_invalid.html", sign_up=True), 410
     flash(_("Your e-mail address is verified."), "success")
     if signed_in:
         return redirect(url_for("phone.start"))
