@@ -88,9 +88,9 @@ def serve(url: str, port: int) -> subprocess.Popen:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            requests.get(f"http://127.0.0.1:{port}/api/openapi.json", timeout=1)
+            requests.get(f"http://127.0.0.1:{port}/api/openapi.json", timeout=5)
             return process
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its first answer is slow
             time.sleep(0.2)
     process.kill()
     raise RuntimeError("gunicorn did not start")

@@ -73,6 +73,27 @@ def app(database_url, clock):
     app.extensions["portal.engine"].dispose()
 
 
+@pytest.fixture
+def app_with(database_url, clock):
+    """Builds more portals on the test database with settings of their own (a production-like
+    one, tight limits, …); their tables are emptied after the test like the `app` fixture's."""
+    made = []
+
+    def build(**overrides):
+        made.append(make_app(database_url, **({"CLOCK": clock} | overrides)))
+        return made[-1]
+
+    yield build
+    for each in made:
+        each.extensions["portal.engine"].dispose()
+    if made:  # with an engine of default settings: theirs may be too tight for a TRUNCATE
+        from portal.db import make_engine
+
+        engine = make_engine(database_url, statement_timeout_ms=0)
+        _empty_tables(engine)
+        engine.dispose()
+
+
 SEEDED = {"prices"}  # reference data the migrations insert: kept between tests
 
 

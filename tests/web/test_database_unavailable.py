@@ -13,7 +13,6 @@ import pytest
 from portal import db
 from portal.config import normalise_database_url
 from tests.api.conftest import fund, new_key
-from tests.conftest import make_app
 from tests.helpers import PageClient, make_user
 
 # answers that need no database at all: files, the signed webhook's refusal, the language
@@ -117,10 +116,10 @@ def test_a_send_during_an_outage_is_refused_with_503_and_nothing_is_charged(app,
     assert outage.client.client.get("/you/credits/", headers=outage.key.headers).get_json()["credits"] == before
 
 
-def test_a_sqlite_database_locked_past_the_busy_timeout_is_a_503(database_url, clock, tmp_path):
+def test_a_sqlite_database_locked_past_the_busy_timeout_is_a_503(database_url, app_with):
     if not database_url.startswith("sqlite"):
         pytest.skip("SQLite's busy timeout: PostgreSQL has no database-wide write lock")
-    app = make_app(database_url, CLOCK=clock, SQLITE_BUSY_TIMEOUT_MS=20)
+    app = app_with(SQLITE_BUSY_TIMEOUT_MS=20)
     make_user(app)
     client = PageClient(app.test_client(), app)
     client.login("owner@example.com")
@@ -133,7 +132,6 @@ def test_a_sqlite_database_locked_past_the_busy_timeout_is_a_503(database_url, c
         holder.execute("ROLLBACK")
         holder.close()
     client.get("/dashboard")
-    app.extensions["portal.engine"].dispose()
 
 
 def test_only_unavailability_is_a_503_a_broken_query_stays_a_500(app):
@@ -148,12 +146,12 @@ def test_only_unavailability_is_a_503_a_broken_query_stays_a_500(app):
     assert response.status_code == 500 and "Retry-After" not in response.headers
 
 
-def test_a_statement_that_outlives_the_statement_timeout_is_a_503_on_postgresql(database_url, clock):
+def test_a_statement_that_outlives_the_statement_timeout_is_a_503_on_postgresql(database_url, app_with):
     if not database_url.startswith("postgresql"):
         pytest.skip("PostgreSQL's statement_timeout: SQLite has none (its busy timeout is tested above)")
     from sqlalchemy import text
 
-    app = make_app(database_url, CLOCK=clock, DATABASE_STATEMENT_TIMEOUT_MS=100)
+    app = app_with(DATABASE_STATEMENT_TIMEOUT_MS=100)
 
     @app.get("/slow")
     def slow():
@@ -169,7 +167,6 @@ def test_a_statement_that_outlives_the_statement_timeout_is_a_503_on_postgresql(
         assert connection.scalar(text("SHOW statement_timeout")) == f"{db.STATEMENT_TIMEOUT_MS // 1000}s"
         assert 1 <= int(connection.connection.dbapi_connection.info.get_parameters()["connect_timeout"]) <= 5
     engine.dispose()
-    app.extensions["portal.engine"].dispose()
 
 
 def test_the_api_document_declares_the_503_on_every_operation(app):

@@ -178,11 +178,10 @@ def test_at_most_five_codes_an_hour_whatever_the_number(app, clock):
     assert len(inbox_codes(app)) == 5
 
 
-def test_in_production_no_page_shows_a_verification_code(database_url, clock):
-    from tests.conftest import make_app
+def test_in_production_no_page_shows_a_verification_code(app_with):
     from tests.web.test_security import PRODUCTION
 
-    app = make_app(database_url, CLOCK=clock, **PRODUCTION, MAILER=_Discard())
+    app = app_with(**PRODUCTION, MAILER=_Discard())
     make_user(app)
     browser = app.test_client()
     browser.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "portal.chotto.test"})
@@ -191,7 +190,6 @@ def test_in_production_no_page_shows_a_verification_code(database_url, clock):
     client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
     [code] = inbox_codes(app)
     assert code not in client.text("/test-inbox")
-    app.extensions["portal.engine"].dispose()
 
 
 class _Discard:

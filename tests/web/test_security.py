@@ -5,7 +5,7 @@ import pytest
 
 from portal import create_app
 from portal.config import UnsafeConfiguration
-from tests.conftest import TEST_SECRET, make_app
+from tests.conftest import TEST_SECRET
 from tests.helpers import PASSWORD, PageClient, last_link, make_user
 
 
@@ -191,8 +191,8 @@ def test_the_redaction_filter_scrubs_link_tokens_from_access_logs():
     assert "A" * 43 not in record.getMessage() and "/verify-email/[redacted]" in record.getMessage()
 
 
-def test_log_in_is_rate_limited_per_ip_with_retry_after(database_url, clock):
-    app = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
+def test_log_in_is_rate_limited_per_ip_with_retry_after(app_with):
+    app = app_with(RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="3 per minute")
     client = PageClient(app.test_client(), app)
     statuses = [
         client.post("/login", {"email": f"u{i}@example.com", "password": "wrong password here"}).status_code
@@ -203,10 +203,9 @@ def test_log_in_is_rate_limited_per_ip_with_retry_after(database_url, clock):
     assert last.status_code == 429 and int(last.headers["Retry-After"]) > 0
     other_ip = client.client.post("/login", data={}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert other_ip.status_code == 400  # not limited; refused only for its missing CSRF token
-    app.extensions["portal.engine"].dispose()
 
 
-def test_rate_limits_are_shared_through_redis_when_configured(database_url, clock):
+def test_rate_limits_are_shared_through_redis_when_configured(app_with):
     """Two processes of the portal count together. Each test process has a Redis database of
     its own (15, 14, …), so parallel test processes never touch each other's counters."""
     import os
@@ -217,8 +216,8 @@ def test_rate_limits_are_shared_through_redis_when_configured(database_url, cloc
     url = f"redis://127.0.0.1:6379/{15 - worker % 8}"
     connection = redis.Redis.from_url(url)
     connection.flushdb()
-    settings = dict(CLOCK=clock, RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
-    app, other_process = make_app(database_url, **settings), make_app(database_url, **settings)
+    settings = dict(RATELIMIT_ENABLED=True, LOGIN_RATE_LIMIT="2 per minute", REDIS_URL=url)
+    app, other_process = app_with(**settings), app_with(**settings)
     first, second = PageClient(app.test_client(), app), PageClient(other_process.test_client(), other_process)
     try:
         statuses = [c.post("/login", {"email": "a@example.com", "password": "wrong password here"}).status_code
@@ -227,5 +226,3 @@ def test_rate_limits_are_shared_through_redis_when_configured(database_url, cloc
         assert connection.keys("LIMITS*")
     finally:
         connection.flushdb()
-        for each in (app, other_process):
-            each.extensions["portal.engine"].dispose()
