@@ -15,11 +15,11 @@ from portal.accounts import sessions
 from portal.billing import documents, invoices, rules, service
 from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
-from portal.web import security
+from portal import security
 from portal.web.auth import safe_next
-from portal.web.bad_input import page_number
+from portal.bad_input import page_number
 from portal.web.current import role_required
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.forms import AmountForm, BillingProfileForm, PayForm
 from portal.web.fragments import render_page
 
