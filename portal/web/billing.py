@@ -12,7 +12,8 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.accounts import sessions
-from portal.billing import documents, invoices, rules, service
+from portal import documents
+from portal.billing import invoices, rules, service
 from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
 from portal import security
@@ -157,7 +158,7 @@ def pay():
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
             user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(), language=str(get_locale() or "ja"),
-            base_url=current_app.config["BASE_URL"], now=clock.now(),
+            line_items=documents.checkout_lines, base_url=current_app.config["BASE_URL"], now=clock.now(),
         )
     except service.NoBillingProfile:
         return redirect(url_for("billing.profile", next=url_for("billing.confirm", amount=quote.amount_yen)))
