@@ -179,19 +179,22 @@ def test_at_most_five_codes_an_hour_whatever_the_number(app, clock):
 
 
 def test_in_production_no_page_shows_a_verification_code(database_url, clock):
-    from tests.conftest import make_app
+    from tests.conftest import _empty_tables, make_app
     from tests.web.test_security import PRODUCTION
 
     app = make_app(database_url, CLOCK=clock, **PRODUCTION, MAILER=_Discard())
-    make_user(app)
-    browser = app.test_client()
-    browser.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "portal.chotto.test"})
-    client = PageClient(browser, app)
-    client.login("owner@example.com")
-    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
-    [code] = inbox_codes(app)
-    assert code not in client.text("/test-inbox")
-    app.extensions["portal.engine"].dispose()
+    try:
+        make_user(app)
+        browser = app.test_client()
+        browser.environ_base.update({"wsgi.url_scheme": "https", "HTTP_HOST": "portal.chotto.test"})
+        client = PageClient(browser, app)
+        client.login("owner@example.com")
+        client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+        [code] = inbox_codes(app)
+        assert code not in client.text("/test-inbox")
+    finally:  # without the `app` fixture, nothing else empties the worker's database for the next test
+        _empty_tables(app.extensions["portal.engine"])
+        app.extensions["portal.engine"].dispose()
 
 
 class _Discard:
