@@ -4,7 +4,7 @@ PORTAL_* environment, plus a bare endpoint that does one UPDATE (the benchmark's
 from sqlalchemy import text
 
 from portal import create_app, db
-from portal.web.extensions import csrf
+from portal.extensions import csrf
 
 app = create_app()
 

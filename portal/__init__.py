@@ -5,6 +5,8 @@ import re
 import time
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from portal import config as portal_config
 from portal import db
@@ -38,15 +40,75 @@ def create_app(overrides: dict | None = None) -> Flask:
 
     _payments(app, settings)
 
-    from portal import api, web
-
-    api.init_app(app)  # first: its hook answers unknown API paths in JSON before the pages' hooks run
-    web.init_app(app)
+    _wire(app)
 
     from portal.cli import register
 
     register(app)
     return app
+
+
+def _wire(app: Flask) -> None:
+    """Extensions, app-wide hooks and every blueprint. The order matters: Flask runs
+    before_request hooks in the order they were added and after_request hooks in reverse."""
+    from portal import api, bad_input, security, web, webhooks
+    from portal.extensions import (babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone,
+                                   whole_retry_after)
+
+    _extension_settings(app)
+    app.register_blueprint(api.bp)  # first: its hook answers unknown API paths in JSON before any other hook runs
+    app.before_request(bad_input.refuse_unstorable_text)
+    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
+    csrf.init_app(app)
+    htmx.init_app(app)
+    app.after_request(whole_retry_after)  # before the limiter's hook, so it runs after it
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = None
+    app.before_request(security.refuse_cross_site)
+    app.after_request(security.add_headers)
+    for blueprint in web.blueprints(sandbox_gateway=app.extensions["portal.gateway"].name == "sandbox"):
+        app.register_blueprint(blueprint)
+    app.register_blueprint(webhooks.bp)
+    csrf.exempt(api.bp)  # authenticated by HTTP Basic, never by a cookie
+    csrf.exempt(webhooks.stripe_webhook)  # authenticated by its signature
+    limiter.exempt(webhooks.bp)
+    web.register_error_pages(app)  # the API's blueprint answers its own errors in JSON
+    web.register_template_helpers(app)
+    if app.config.get("PROXY_HOPS"):
+        hops = int(app.config["PROXY_HOPS"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
+
+
+class StorableId(IntegerConverter):
+    """`<int:…>` in every route: an id beyond what an id column holds (INTEGER, 32 bits on
+    PostgreSQL) is simply not found, never handed to the database to overflow."""
+
+    def __init__(self, map, **kwargs):
+        super().__init__(map, **({"max": 2 ** 31 - 1} | kwargs))
+
+
+def _extension_settings(app: Flask) -> None:
+    app.url_map.converters["int"] = StorableId
+    production = app.config["ENV"] == "production"
+    app.config.update(
+        SESSION_COOKIE_NAME="__Host-chotto" if production else "chotto_session",
+        SESSION_COOKIE_SECURE=production,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        REMEMBER_COOKIE_DURATION=0,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,
+        BABEL_TRANSLATION_DIRECTORIES=str(app.config.get("TRANSLATIONS", "")) or str(ROOT / "translations"),
+        BABEL_DEFAULT_LOCALE="en",
+        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"] or "memory://",
+        RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=1024 * 1024,
+    )
 
 
 def _payments(app: Flask, settings: dict) -> None:

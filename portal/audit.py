@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, Session, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 
 class AuditEvent(SQLModel, table=True):

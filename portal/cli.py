@@ -113,12 +113,14 @@ def credits():
 @with_appcontext
 def grant_credits(email, yen, reason, account_id):
     """Grant YEN of credit (valid 90 days) to the account owned by EMAIL."""
-    from portal.ledger.operator import AmbiguousAccount, NoSuchAccount, grant_credit
+    from portal.accounts.operator import AmbiguousAccount, NoSuchAccount, owned_account
+    from portal.ledger.operator import grant_credit
 
     if not reason.strip():
         raise click.ClickException("--reason must say why")
     try:
-        lot = grant_credit(session=db.session(), email=email, yen=yen, reason=reason, account_id=account_id, now=clock.now())
+        account_id = owned_account(db.session(), email=email, account_id=account_id)
+        lot = grant_credit(session=db.session(), account_id=account_id, yen=yen, reason=reason, now=clock.now())
     except (NoSuchAccount, AmbiguousAccount) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"granted ¥{yen:,} to account {lot.account_id} as lot #{lot.id}, expiring {lot.expires_at.isoformat()}")
@@ -167,13 +169,11 @@ def payments():
 @with_appcontext
 def reconcile_payments():
     """Ask the gateway about purchases still waiting for payment and apply what it says."""
-    from flask import current_app
-
+    from portal import services
     from portal.billing.operator import reconcile_pending
-    from portal.webhooks import issuer_of
 
-    applied = reconcile_pending(session=db.session(), gateway=current_app.extensions["portal.gateway"],
-                                issuer=issuer_of(current_app), now=clock.now())
+    applied = reconcile_pending(session=db.session(), gateway=services.gateway(), issuer=services.issuer(),
+                                now=clock.now())
     click.echo(f"payments reconciled: {applied} purchases updated")
 
 
@@ -229,15 +229,12 @@ def invoices():
 @with_appcontext
 def reissue_invoice(number, reason, recipient_name):
     """Issue a corrected copy of invoice NUMBER under a new number, marked as a re-issue."""
-    from flask import current_app
-
-    from portal.billing import documents
+    from portal import documents, services
     from portal.billing import invoices as billing_invoices
-    from portal.webhooks import issuer_of
 
     try:
         copy = billing_invoices.reissue(session=db.session(), number=number, reason=reason,
-                                        recipient_name=recipient_name, issuer=issuer_of(current_app), now=clock.now())
+                                        recipient_name=recipient_name, issuer=services.issuer(), now=clock.now())
     except billing_invoices.UnknownInvoice:
         raise click.ClickException(f"no invoice numbered {number}")
     documents.pdf_of(db.session(), invoice_id=copy.id, language="ja", now=clock.now())

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import timezone
 
 from flask import current_app, g
-from sqlalchemy import DateTime, create_engine, event, exc
+from sqlalchemy import Column, DateTime, create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
@@ -40,6 +40,11 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
+
+
+def utc_column(nullable: bool = False) -> Column:
+    """A timezone-aware UTC timestamp column, the only kind of time the tables store."""
+    return Column(UTCDateTime(), nullable=nullable)
 
 
 CONNECT_TIMEOUT_SECONDS = 3

@@ -12,13 +12,13 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import unquote, urlparse
 
-from flask import current_app, render_template
+from flask import render_template
 from flask_babel import force_locale
 from sqlalchemy import Column, String, Text
 from sqlmodel import Field, Session, SQLModel
 
 from portal import outbox
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,3 @@ def mailer_for(config: dict) -> Mailer:
     if config["SMTP_URL"]:
         return SMTPMailer(config["SMTP_URL"], config["MAIL_FROM"])
     return DevMailbox()
-
-
-def current_mailer() -> Mailer:
-    return current_app.extensions["portal.mailer"]

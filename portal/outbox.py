@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Column, String, Text, or_, select
 from sqlmodel import Field, Session, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 12

@@ -6,10 +6,10 @@ import time
 
 from flask import Flask
 
-from portal import clock, db, outbox
-from portal.mail import current_mailer, rendered
+from portal import clock, db, documents, outbox, services
+from portal.mail import rendered
 from portal.messaging import delivery
-from portal.messaging.carrier import OutgoingSMS, current_carrier
+from portal.messaging.carrier import OutgoingSMS
 
 log = logging.getLogger("portal.worker")
 
@@ -18,15 +18,16 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
     payload = message.data()
     if message.kind == "email":
         if (payload := rendered(session, payload=payload, now=now)) is not None:
-            current_mailer().send(session=session, payload=payload, now=now)
+            services.mailer().send(session=session, payload=payload, now=now)
     elif message.kind == "sms":
-        current_carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
+        services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == "api_sms":
-        delivery.deliver_sms(session, message_id=payload["message_id"], now=now)
+        delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
+                             base_url=services.base_url(), now=now)
     elif message.kind == "api_call":
-        delivery.place_call(session, call_id=payload["call_id"], now=now)
+        delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(), now=now)
     elif message.kind == "callback":
-        delivery.post_callback(payload, now)
+        delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
         raise ValueError(f"unknown outbox kind {message.kind!r}")
 
@@ -86,15 +87,13 @@ def purge_signups(app: Flask) -> int:
 
 def billing_round(app: Flask) -> int:
     """Payments whose webhook has not come, and invoice PDFs not rendered yet."""
-    from portal.billing.documents import render_pending
     from portal.billing.operator import reconcile_pending
-    from portal.webhooks import issuer_of
 
     with app.app_context():
         with db.job_session() as session:
-            applied = reconcile_pending(session=session, gateway=app.extensions["portal.gateway"],
-                                        issuer=issuer_of(app), now=clock.now())
-            rendered = render_pending(session, now=clock.now())
+            applied = reconcile_pending(session=session, gateway=services.gateway(),
+                                        issuer=services.issuer(), now=clock.now())
+            rendered = documents.render_pending(session, now=clock.now())
     if applied or rendered:
         log.info("billing: %s purchases reconciled, %s invoice PDFs rendered", applied, rendered)
     return applied + rendered

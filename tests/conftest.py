@@ -41,7 +41,7 @@ def fast_receipts(request, monkeypatch):
     the invoice number, so storage, serving and immutability are still exercised."""
     if request.node.get_closest_marker("pdf"):
         return
-    from portal.billing import documents
+    from portal import documents
 
     def render(invoice, *, language, replaces):
         return f"%PDF-1.7\n% test stand-in {invoice.number} {language} {replaces or ''}\n%%EOF\n".encode()

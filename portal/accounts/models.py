@@ -3,14 +3,10 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from portal.db import UTCDateTime
+from portal.db import utc_column
 
 ROLES = ("owner", "developer", "billing")
 LANGUAGES = ("ja", "en")
-
-
-def utc_column(nullable: bool = False) -> Column:
-    return Column(UTCDateTime(), nullable=nullable)
 
 
 class Account(SQLModel, table=True):

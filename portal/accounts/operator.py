@@ -2,6 +2,7 @@
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -12,6 +13,30 @@ from portal.accounts.phone import normalise_phone
 from portal.accounts.queries import normalise_email, user_by_email
 from portal.accounts.signup import new_user
 from portal.ledger import service as ledger
+
+
+class NoSuchAccount(LookupError):
+    pass
+
+
+class AmbiguousAccount(LookupError):
+    pass
+
+
+def owned_account(session: Session, *, email: str, account_id: int | None) -> int:
+    """The one lookup of an account by e-mail, for the operator commands: the account the login
+    EMAIL owns (`account_id` when it owns several)."""
+    user = user_by_email(session, normalise_email(email))
+    if user is None:
+        raise NoSuchAccount(f"no login with the address {email}")
+    owned = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id, Membership.role == "owner")).all()
+    if account_id is not None:
+        if account_id not in owned:
+            raise NoSuchAccount(f"{email} does not own account {account_id}")
+        return account_id
+    if len(owned) != 1:
+        raise AmbiguousAccount(f"{email} owns {len(owned)} accounts ({', '.join(map(str, owned)) or 'none'}); pass --account")
+    return owned[0]
 
 
 def create_account(

@@ -17,9 +17,10 @@ from portal.credentials import tokens
 from portal.ledger.rules import InsufficientCredit
 from portal.messaging import rules, validation
 from portal.messaging import service as messaging
-from portal.web.bad_input import API_MESSAGES, BadInput
-from portal.web.extensions import csrf, limiter
-from portal.web.security import add_headers
+from portal.openapi import document
+from portal.bad_input import API_MESSAGES, BadInput
+from portal.extensions import limiter
+from portal.security import add_headers
 
 log = logging.getLogger("portal.api")
 bp = Blueprint("api", __name__)
@@ -215,8 +216,6 @@ def credits_view():
 
 @bp.get("/api/openapi.json")
 def openapi():
-    from portal.api.openapi import document
-
     return jsonify(document(current_app.config["BASE_URL"]))
 
 
@@ -225,11 +224,6 @@ def openapi():
 # the app's before_request hooks included; `_unrouted` answers API paths that match no route.
 
 API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")
-
-
-def init_app(app) -> None:
-    app.register_blueprint(bp)
-    csrf.exempt(bp)
 
 
 def is_api_request() -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 
 class BillingProfile(SQLModel, table=True):

@@ -5,6 +5,7 @@ events, in any order and at the same time, are applied one after the other)."""
 
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,16 +70,6 @@ def residency_of(session: Session, *, account_id: int) -> str:
 # -- buying ---------------------------------------------------------------------------------------
 
 
-def describe(amount_yen: int, tax_rate: int, language: str) -> tuple[str, str]:
-    """The checkout's line items in the customer's language, from the same catalog as the receipt."""
-    from flask_babel import force_locale
-    from flask_babel import gettext as _
-
-    with force_locale(language):
-        return (_("Chotto prepaid credit %(credit)s (valid for 90 days from payment)", credit=f"¥{amount_yen:,}"),
-                _("Consumption tax %(rate)s%%", rate=tax_rate))
-
-
 def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: int) -> rules.Quote:
     """The quote for `amount_yen` of credit at the account's tax residency (or AmountError)."""
     residency = residency_of(session, account_id=account_id)
@@ -88,12 +79,13 @@ def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: in
 
 def start_purchase(
     *, session: Session, gateway: Gateway, account_id: int, user_id: int, amount_yen: int, minimum: int,
-    language: str, base_url: str, now: datetime,
+    language: str, line_items: Callable[[int, int, str], tuple[str, str]], base_url: str, now: datetime,
 ) -> Purchase:
     """Record the confirmed quote, open a checkout at the gateway, and return the purchase
     with the checkout's address. Two short transactions around the gateway call, so no lock
     is held while the network is slow; the gateway call is keyed by the purchase, so a retry
-    can never open a second checkout for it."""
+    can never open a second checkout for it. `line_items(amount_yen, tax_rate, language)` words
+    the credit and tax lines the gateway shows (the faces render them in the customer's language)."""
     profile = session.get(BillingProfile, account_id)
     if profile is None:
         session.rollback()
@@ -109,7 +101,7 @@ def start_purchase(
     )
     session.add(purchase)
     session.commit()
-    description, tax_description = describe(quote.amount_yen, quote.tax_rate, language)
+    description, tax_description = line_items(quote.amount_yen, quote.tax_rate, language)
     page = f"{base_url}/credit/purchases/{purchase.public_id}"
     request = CheckoutRequest(
         purchase_ref=purchase.public_id, account_id=account_id, amount_yen=quote.amount_yen, tax_yen=quote.tax_yen,

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 SCOPES = ("sms", "voice", "otp", "read")
 

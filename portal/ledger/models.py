@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 
 def money(nullable: bool = False, **kwargs) -> Column:

@@ -8,8 +8,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from portal.accounts.models import Membership
-from portal.accounts.queries import normalise_email, user_by_email
 from portal.ledger import rules, service
 from portal.ledger.models import Lot
 
@@ -17,30 +15,7 @@ from portal.ledger.models import Lot
 log = logging.getLogger("portal.ledger")
 
 
-class NoSuchAccount(LookupError):
-    pass
-
-
-class AmbiguousAccount(LookupError):
-    pass
-
-
-def owned_account(session: Session, *, email: str, account_id: int | None) -> int:
-    user = user_by_email(session, normalise_email(email))
-    if user is None:
-        raise NoSuchAccount(f"no login with the address {email}")
-    owned = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id, Membership.role == "owner")).all()
-    if account_id is not None:
-        if account_id not in owned:
-            raise NoSuchAccount(f"{email} does not own account {account_id}")
-        return account_id
-    if len(owned) != 1:
-        raise AmbiguousAccount(f"{email} owns {len(owned)} accounts ({', '.join(map(str, owned)) or 'none'}); pass --account")
-    return owned[0]
-
-
-def grant_credit(*, session: Session, email: str, yen: int, reason: str, account_id: int | None, now: datetime) -> Lot:
-    account_id = owned_account(session, email=email, account_id=account_id)
+def grant_credit(*, session: Session, account_id: int, yen: int, reason: str, now: datetime) -> Lot:
     stamp = now.strftime("%Y%m%dT%H%M%S.%f")
     service.grant(
         session=session, account_id=account_id, kind="grant", amount=yen * rules.MILLI_YEN,

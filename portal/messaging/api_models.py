@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 SMS_STATUSES = ("QUEUED", "DELIVERING", "DELIVERED", "FAIL")
 CALL_STATUSES = ("QUEUED", "IN PROGRESS", "ANSWERED", "FAILED")

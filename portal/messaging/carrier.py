@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from flask import current_app
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -89,10 +88,6 @@ def carrier_for(name: str) -> Carrier:
         return CARRIERS[name]()
     except KeyError:
         raise ValueError(f"unknown carrier {name!r}; known: {', '.join(CARRIERS)}") from None
-
-
-def current_carrier() -> Carrier:
-    return current_app.extensions["portal.carrier"]
 
 
 def inbox_for(session: Session, *, account_id: int, limit: int = 100) -> list[TestInboxMessage]:

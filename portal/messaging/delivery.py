@@ -6,7 +6,6 @@ import json
 import logging
 from datetime import datetime
 
-from flask import current_app
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -17,17 +16,18 @@ from portal.credentials.service import callback_signing_secrets
 from portal.ledger import service as ledger
 from portal.messaging import callbacks, rules, spend
 from portal.messaging.api_models import Call, Message
-from portal.messaging.carrier import CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier, current_carrier
+from portal.messaging.carrier import Carrier, CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier
 
 log = logging.getLogger("portal.messaging")
 
 
-def _carrier_for(mode: str):
+def _carrier_for(mode: str, carrier: Carrier) -> Carrier:
     """Test credentials never reach a real network, whatever carrier is configured."""
-    return TestInboxCarrier() if mode == "test" else current_carrier()
+    return TestInboxCarrier() if mode == "test" else carrier
 
 
-def deliver_sms(session: Session, *, message_id: int, now: datetime) -> None:
+def deliver_sms(session: Session, *, message_id: int, carrier: Carrier, base_url: str, now: datetime) -> None:
+    """`base_url` (PORTAL_BASE_URL) goes into the status callbacks' message URLs."""
     message = session.get(Message, message_id, populate_existing=True)
     if message is None or message.status != "QUEUED":
         session.commit()
@@ -35,18 +35,18 @@ def deliver_sms(session: Session, *, message_id: int, now: datetime) -> None:
     sms = OutgoingSMS(account_id=message.account_id, recipient=message.recipient, sender=message.sender,
                       body=message.body, reference=message.msgid)
     try:
-        message.carrier_ref = _carrier_for(message.mode).send_sms(session=session, sms=sms, now=now)
+        message.carrier_ref = _carrier_for(message.mode, carrier).send_sms(session=session, sms=sms, now=now)
     except CarrierRejected as rejected:
         session.rollback()
-        fail_sms(session, message_id=message_id, reason=str(rejected), now=now)
+        fail_sms(session, message_id=message_id, reason=str(rejected), base_url=base_url, now=now)
         return
-    _set_status(session, message, "DELIVERING", now)
+    _set_status(session, message, "DELIVERING", base_url, now)
     session.commit()
-    _set_status(session, message, "DELIVERED", now)  # the test inbox delivers at once
+    _set_status(session, message, "DELIVERED", base_url, now)  # the test inbox delivers at once
     session.commit()
 
 
-def fail_sms(session: Session, *, message_id: int, reason: str, now: datetime) -> None:
+def fail_sms(session: Session, *, message_id: int, reason: str, base_url: str, now: datetime) -> None:
     """A definite failure: FAIL and the debit given back, in one transaction (the account
     locked first); decided by `refunded_at`, so a crash in between is repaired by a retry, and
     the journal's key makes a second refund impossible."""
@@ -57,7 +57,7 @@ def fail_sms(session: Session, *, message_id: int, reason: str, now: datetime) -
         session.commit()
         return
     if message.status != "FAIL":
-        _set_status(session, message, "FAIL", now)
+        _set_status(session, message, "FAIL", base_url, now)
     if message.cost:
         ledger.reverse_in(session, state, transaction_id=_debit_of(session, message), key=f"refund:sms:{message.msgid}",
                           reason=f"refund of failed SMS {message.msgid}", now=now)
@@ -75,16 +75,16 @@ def _debit_of(session: Session, message: Message) -> int:
                                                        Transaction.idempotency_key == f"sms:{message.msgid}"))
 
 
-def _set_status(session: Session, message: Message, status: str, now: datetime) -> None:
+def _set_status(session: Session, message: Message, status: str, base_url: str, now: datetime) -> None:
     from portal.messaging.service import message_json
 
     message.status, message.updated_at = status, now
     if message.callback_url:
         _queue_callback(session, message.credential_id, message.callback_url,
-                        message_json(message, current_app.config["BASE_URL"]), now)
+                        message_json(message, base_url), now)
 
 
-def place_call(session: Session, *, call_id: int, now: datetime) -> None:
+def place_call(session: Session, *, call_id: int, carrier: Carrier, now: datetime) -> None:
     """Place a queued call, then in one transaction (the account locked first) record how it
     ended and settle its hold to the started minutes. If the worker dies during the call, the
     retry places it again with the same reference (the carrier's idempotency key)."""
@@ -100,7 +100,7 @@ def place_call(session: Session, *, call_id: int, now: datetime) -> None:
                             tts_message=call.tts_message, tts_lang=call.tts_lang, recording_url=call.recording_url,
                             reference=call.callid, max_seconds=longest)
     try:
-        duration, status = min(_carrier_for(call.mode).place_call(session=session, call=outgoing, now=now), longest), "ANSWERED"
+        duration, status = min(_carrier_for(call.mode, carrier).place_call(session=session, call=outgoing, now=now), longest), "ANSWERED"
     except CarrierRejected:
         session.rollback()
         duration, status = 0, "FAILED"
@@ -137,19 +137,17 @@ def _queue_callback(session: Session, credential_id: int, url: str, body: dict, 
     outbox.enqueue(session, kind="callback", payload={"url": url, "sid": sid, "body": json.dumps(body)}, now=now)
 
 
-def post_callback(payload: dict, now: datetime) -> None:
+def post_callback(payload: dict, *, allow_private: bool, now: datetime) -> None:
     """One POST signed with the credential's callback secrets (read in a short transaction of
     its own, closed before the network is touched), to the address that was checked (private
     addresses only where allowed: by default outside production). Any answer but 2xx, a
     redirect included, raises, so the outbox retries with back-off."""
-    config = current_app.config
-    allow_private = config.get("CALLBACK_ALLOW_PRIVATE", config["ENV"] != "production")
     with db.job_session() as session:
         secrets = callback_signing_secrets(session=session, sid=payload["sid"], now=now)
     if not secrets:
         raise ValueError("the credential has no callback secret")
     body = payload["body"].encode()
-    status = callbacks.post(payload["url"], body=body, allow_private=bool(allow_private), headers={
+    status = callbacks.post(payload["url"], body=body, allow_private=allow_private, headers={
         "Content-Type": "application/json", "User-Agent": "Chotto-Callbacks/1",
         "X-Chotto-Signature": callbacks.signature(body, secrets, int(now.timestamp())),
     })

@@ -3,7 +3,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Column, String, Text
 from sqlmodel import Field, SQLModel
 
-from portal.accounts.models import utc_column
+from portal.db import utc_column
 
 
 class TestInboxMessage(SQLModel, table=True):

@@ -1,90 +1,25 @@
-"""The HTML side of the portal: extensions, blueprints, page-wide hooks and error pages."""
+"""The HTML side of the portal: its blueprints, error pages and template helpers, registered by create_app."""
 
 import logging
 
-from flask import Flask, Response, current_app, g, render_template
+from flask import Blueprint, Flask, Response, current_app, g, render_template
 from flask_babel import format_datetime
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter
 
-from portal import db, failures
-from portal.web import bad_input, security
-from portal.web.extensions import (babel, csrf, htmx, limiter, login_manager, select_locale, select_timezone,
-                                   whole_retry_after)
+from portal import db, failures, security
+from portal.bad_input import BadInput
+from portal.web import auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox, team
 
 log = logging.getLogger("portal.web")
 
 
-def init_app(app: Flask) -> None:
-    _configure(app)
-    app.before_request(bad_input.refuse_unstorable_text)
-    babel.init_app(app, locale_selector=select_locale, timezone_selector=select_timezone)
-    csrf.init_app(app)
-    htmx.init_app(app)
-    app.after_request(whole_retry_after)  # before the limiter's hook, so it runs after it
-    limiter.init_app(app)
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
-    login_manager.login_message = None
-    login_manager.session_protection = None
-    app.before_request(security.refuse_cross_site)
-    app.after_request(security.add_headers)
-    _register_blueprints(app)
-    _register_errors(app)
-    _register_template_helpers(app)
-    if app.config.get("PROXY_HOPS"):
-        hops = int(app.config["PROXY_HOPS"])
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
-
-
-class StorableId(IntegerConverter):
-    """`<int:…>` in every route: an id beyond what an id column holds (INTEGER, 32 bits on
-    PostgreSQL) is simply not found, never handed to the database to overflow."""
-
-    def __init__(self, map, **kwargs):
-        super().__init__(map, **({"max": 2 ** 31 - 1} | kwargs))
-
-
-def _configure(app: Flask) -> None:
-    app.url_map.converters["int"] = StorableId
-    production = app.config["ENV"] == "production"
-    app.config.update(
-        SESSION_COOKIE_NAME="__Host-chotto" if production else "chotto_session",
-        SESSION_COOKIE_SECURE=production,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_PATH="/",
-        REMEMBER_COOKIE_DURATION=0,
-        WTF_CSRF_TIME_LIMIT=None,
-        WTF_CSRF_SSL_STRICT=False,
-        BABEL_TRANSLATION_DIRECTORIES=str(app.config.get("TRANSLATIONS", "")) or _translations(),
-        BABEL_DEFAULT_LOCALE="en",
-        RATELIMIT_STORAGE_URI=app.config["REDIS_URL"] or "memory://",
-        RATELIMIT_ENABLED=app.config["RATELIMIT_ENABLED"],
-        RATELIMIT_HEADERS_ENABLED=True,
-        MAX_CONTENT_LENGTH=1024 * 1024,
-    )
-
-
-def _translations() -> str:
-    from portal.config import ROOT
-
-    return str(ROOT / "translations")
-
-
-def _register_blueprints(app: Flask) -> None:
-    from portal import webhooks
-    from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox,
-                            team)
-
-    for module in (public, auth, phone, dashboard, billing, credentials, team, inbox, profile, devmail, webhooks):
-        app.register_blueprint(module.bp)
-    if app.extensions["portal.gateway"].name == "sandbox":
-        app.register_blueprint(sandbox.bp)
-    csrf.exempt(webhooks.stripe_webhook)
-    limiter.exempt(webhooks.bp)
+def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
+    """The pages' blueprints, for create_app to register; the sandbox checkout only with the
+    sandbox gateway."""
+    pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, team.bp, inbox.bp, profile.bp,
+             devmail.bp]
+    return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 
 LAST_RESORT_PAGE = """<!doctype html>
@@ -94,15 +29,15 @@ LAST_RESORT_PAGE = """<!doctype html>
 """
 
 
-def _register_errors(app: Flask) -> None:
+def register_error_pages(app: Flask) -> None:
     """The pages of errors. The API's blueprint answers its own errors in JSON."""
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return _page(400, kind="csrf")
 
-    @app.errorhandler(bad_input.BadInput)
-    def refused_input(error: bad_input.BadInput):
+    @app.errorhandler(BadInput)
+    def refused_input(error: BadInput):
         return _page(400, kind="bad_input", field=error.field, problem=error.problem)
 
     @app.errorhandler(HTTPException)
@@ -149,7 +84,7 @@ def _secured(response: Response) -> Response:
     return security.add_headers(response)
 
 
-def _register_template_helpers(app: Flask) -> None:
+def register_template_helpers(app: Flask) -> None:
     @app.template_global()
     def absolute_url(endpoint: str, **values) -> str:
         """Links in mail come from PORTAL_BASE_URL, never from the request's Host header."""

@@ -12,7 +12,7 @@ from portal.accounts.errors import InvalidCredentials, LoginLocked, LoginThrottl
 from portal.accounts.queries import InvalidEmail
 from portal.accounts.signup import SignUpRequest, complete_sign_up, sign_up, verification_link
 from portal.web.current import load_user
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.forms import (PASSWORD_MESSAGES, ActionForm, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm,
                               SignUpForm, SignUpPasswordForm)
 

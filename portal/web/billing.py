@@ -12,14 +12,15 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.accounts import sessions
-from portal.billing import documents, invoices, rules, service
+from portal import documents
+from portal.billing import invoices, rules, service
 from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
-from portal.web import security
+from portal import security
 from portal.web.auth import safe_next
-from portal.web.bad_input import page_number
+from portal.bad_input import page_number
 from portal.web.current import role_required
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.forms import AmountForm, BillingProfileForm, PayForm
 from portal.web.fragments import render_page
 
@@ -157,7 +158,7 @@ def pay():
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
             user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(), language=str(get_locale() or "ja"),
-            base_url=current_app.config["BASE_URL"], now=clock.now(),
+            line_items=documents.checkout_lines, base_url=current_app.config["BASE_URL"], now=clock.now(),
         )
     except service.NoBillingProfile:
         return redirect(url_for("billing.profile", next=url_for("billing.confirm", amount=quote.amount_yen)))

@@ -12,6 +12,7 @@ from flask_login import current_user
 from portal import clock, db
 from portal.accounts import sessions
 from portal.credentials import service
+from portal.openapi import document
 from portal.web.current import reauthentication_redirect, role_required
 from portal.web.forms import ActionForm, CredentialForm, RotateForm
 from portal.web.fragments import render_page
@@ -172,6 +173,4 @@ def rotate_callback_secret(credential_id: int):
 
 @bp.get("/api/docs")
 def reference():
-    from portal.api.openapi import document
-
     return render_template("credentials/reference.html", spec=document(current_app.config["BASE_URL"]))

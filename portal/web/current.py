@@ -11,7 +11,7 @@ from portal import clock, db
 from portal.accounts import sessions
 from portal.accounts.models import Account, Membership, User, UserSession
 from portal.accounts.queries import memberships_of
-from portal.web.extensions import login_manager
+from portal.extensions import login_manager
 
 
 @dataclass

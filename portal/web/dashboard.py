@@ -5,7 +5,7 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.ledger import queries
-from portal.web.bad_input import page_number
+from portal.bad_input import page_number
 from portal.web.current import verified_email_required
 from portal.web.fragments import render_page
 

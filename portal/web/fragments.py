@@ -2,7 +2,7 @@
 
 from flask import current_app, render_template
 
-from portal.web.extensions import htmx
+from portal.extensions import htmx
 
 
 def wants_fragment() -> bool:

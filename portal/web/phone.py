@@ -17,7 +17,7 @@ from portal.accounts.errors import (
     WrongCode,
 )
 from portal.web.current import reauthentication_redirect, verified_email_required
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.forms import ActionForm, CodeForm, PhoneForm
 
 bp = Blueprint("phone", __name__, url_prefix="/verify-phone")

@@ -8,7 +8,7 @@ from portal import clock, db
 from portal.accounts import auth, profile, sessions
 from portal.accounts.errors import LoginLocked, LoginThrottled, NotAMember, WeakPassword, WrongPassword
 from portal.web.auth import password_errors, throttle_message
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.current import accounts_of_current_user
 from portal.web.forms import ActionForm, ChangePasswordForm, ProfileForm
 from portal.web.fragments import render_page, wants_fragment

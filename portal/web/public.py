@@ -4,7 +4,7 @@ from flask import Blueprint, abort, redirect, render_template, request, session,
 from flask_login import current_user
 
 from portal.web.auth import safe_next
-from portal.web.extensions import LANGUAGES
+from portal.extensions import LANGUAGES
 from portal.web.forms import ActionForm
 
 bp = Blueprint("public", __name__)

@@ -2,11 +2,11 @@
 payer pays, is declined, or takes a konbini voucher, and the resulting event is signed and
 handed to the same webhook code that Stripe's events go through."""
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import clock, db, webhooks
+from portal import clock, db, services, webhooks
 from portal.billing import sandbox, service
 from portal.web.current import role_required
 from portal.web.forms import ActionForm
@@ -43,7 +43,7 @@ def act(session_id: str):
     except sandbox.NotAllowed:
         flash(_("That step does not fit this checkout any more."), "error")
         return redirect(url_for("sandbox.checkout", session_id=session_id))
-    secret = webhooks.secrets_of(current_app)[0]
+    secret = services.webhook_secrets()[0]
     status = webhooks.receive(body, webhooks.sign(body, secret, int(clock.now().timestamp())))[1]
     if status != 200:
         abort(500)

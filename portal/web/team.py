@@ -22,9 +22,9 @@ from portal.accounts.errors import (
 from portal.accounts.queries import InvalidEmail, user_by_email
 from portal.web.auth import password_errors, sign_in
 from portal.web.current import reauthentication_redirect, role_required
-from portal.web.extensions import limiter
+from portal.extensions import limiter
 from portal.web.forms import ROLE_LABELS, AcceptInvitationForm, ActionForm, InviteForm, RoleForm
-from portal.web.extensions import htmx
+from portal.extensions import htmx
 from portal.web.fragments import render_page, wants_fragment
 
 bp = Blueprint("team", __name__)

@@ -95,7 +95,7 @@ def test_retry_after_is_at_least_one_second_in_a_windows_last_moment(limited, mo
 def test_a_429_without_retry_after_gets_one_second(app):
     from flask import Response
 
-    from portal.web.extensions import whole_retry_after
+    from portal.extensions import whole_retry_after
 
     assert whole_retry_after(Response(status=429)).headers["Retry-After"] == "1"
     assert whole_retry_after(Response(status=429, headers={"Retry-After": "0"})).headers["Retry-After"] == "1"

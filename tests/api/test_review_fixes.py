@@ -35,8 +35,8 @@ def test_a_failure_recorded_without_its_refund_is_refunded_by_the_next_attempt(a
         from portal.messaging.delivery import fail_sms
 
         with app.app_context():
-            fail_sms(session, message_id=message_id, reason="again", now=app.config["CLOCK"]())
-            fail_sms(session, message_id=message_id, reason="and again", now=app.config["CLOCK"]())
+            fail_sms(session, message_id=message_id, reason="again", base_url=app.config["BASE_URL"], now=app.config["CLOCK"]())
+            fail_sms(session, message_id=message_id, reason="and again", base_url=app.config["BASE_URL"], now=app.config["CLOCK"]())
         refunds = session.execute(text("SELECT count(*) FROM credit_transactions WHERE kind = 'refund'")).scalar()
     assert refunds == 1 and available(app, key.account_id) == 1050 * YEN
 

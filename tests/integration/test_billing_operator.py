@@ -88,8 +88,17 @@ def test_invoice_numbers_have_no_gaps_when_payments_are_confirmed_in_parallel(st
     assert numbers == [f"INV-{n:08d}" for n in range(1, len(purchases) + 1)]
 
 
+def receipts_rendered_by_the_worker(app, clock) -> int:
+    """The webhook only records the payment; the worker's billing round renders the receipt."""
+    from portal.documents import render_pending
+
+    with app.app_context(), db_session(app) as session:
+        return render_pending(session, now=clock())
+
+
 def test_issued_invoices_and_their_pdfs_cannot_be_changed_or_deleted(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)
+    assert receipts_rendered_by_the_worker(stripe_app, clock) == 1
     statements = ["UPDATE invoices SET total_yen = 1", "DELETE FROM invoices",
                   "UPDATE invoice_renditions SET pdf = NULL", "DELETE FROM invoice_renditions"]
     for statement in statements:
@@ -103,6 +112,7 @@ def test_issued_invoices_and_their_pdfs_cannot_be_changed_or_deleted(stripe_app,
 @pytest.mark.pdf
 def test_a_reissue_gets_a_new_number_names_the_original_and_leaves_it_unchanged(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)
+    assert receipts_rendered_by_the_worker(stripe_app, clock) == 1
     with db_session(stripe_app) as session:
         [original] = session.scalars(select(Invoice)).all()
         original_pdf = session.scalars(select(InvoiceRendition.pdf)).one()
@@ -124,7 +134,7 @@ def test_a_reissue_gets_a_new_number_names_the_original_and_leaves_it_unchanged(
 def test_english_receipts_are_rendered_on_request_and_kept(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)
     with stripe_app.app_context(), db_session(stripe_app) as session:
-        from portal.billing.documents import pdf_of
+        from portal.documents import pdf_of
 
         invoice = session.scalars(select(Invoice)).one()
         first = pdf_of(session, invoice_id=invoice.id, language="en", now=clock())

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from portal.billing import service
+from portal.documents import checkout_lines
 from portal.billing.models import Invoice, Purchase, WebhookEvent
 from portal.ledger import service as ledger
 from portal.ledger.check import check
@@ -40,7 +41,8 @@ def start(app, user, account_id, amount=1000) -> Purchase:
     with app.app_context(), db_session(app) as session:
         return service.start_purchase(
             session=session, gateway=app.extensions["portal.gateway"], account_id=account_id, user_id=user.id,
-            amount_yen=amount, minimum=1000, language="ja", base_url=app.config["BASE_URL"], now=app.config["CLOCK"](),
+            amount_yen=amount, minimum=1000, language="ja", line_items=checkout_lines, base_url=app.config["BASE_URL"],
+            now=app.config["CLOCK"](),
         )
 
 

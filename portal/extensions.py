@@ -1,4 +1,4 @@
-"""Flask extensions, created unbound and init_app-ed by portal.web.init_app."""
+"""Flask extensions shared by both faces, created unbound and init_app-ed by create_app."""
 
 import re
 

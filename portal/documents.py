@@ -1,17 +1,20 @@
-"""Invoice PDFs: a Jinja template rendered by WeasyPrint with Noto Sans CJK JP, once per
-invoice and language, then stored (see invoices.store_pdf)."""
+"""What the customer reads in their language, rendered with the app's templates and catalog:
+invoice PDFs (WeasyPrint with Noto Sans CJK JP, once per invoice and language, then stored by
+billing.invoices) and a checkout's line items. Outside the billing package, which gathers the
+data and keeps the rules but renders nothing."""
 
 from datetime import datetime
 
 from flask import current_app
 from flask_babel import force_locale
+from flask_babel import gettext as _
 
 from portal.billing import invoices
 from portal.billing.models import Invoice
 
 
 def render(invoice: Invoice, *, language: str, replaces: str | None) -> bytes:
-    from weasyprint import HTML
+    from weasyprint import HTML  # imported on first use: loading WeasyPrint takes a while
 
     with force_locale(language):
         template = current_app.jinja_env.get_template("billing/invoice_pdf.html")
@@ -39,3 +42,10 @@ def render_pending(session, *, now: datetime) -> int:
         pdf_of(session, invoice_id=invoice_id, language="ja", now=now)
         done += 1
     return done
+
+
+def checkout_lines(amount_yen: int, tax_rate: int, language: str) -> tuple[str, str]:
+    """The checkout's line items in the customer's language, from the same catalog as the receipt."""
+    with force_locale(language):
+        return (_("Chotto prepaid credit %(credit)s (valid for 90 days from payment)", credit=f"¥{amount_yen:,}"),
+                _("Consumption tax %(rate)s%%", rate=tax_rate))

@@ -1,0 +1,41 @@
+"""The outside services and settings create_app configured, looked up in one typed place by the
+faces, the worker and the operator commands, which pass them into the domain (domain packages
+never read the app themselves)."""
+
+from flask import current_app
+
+from portal.billing.gateway import Gateway
+from portal.billing.service import Issuer
+from portal.mail import Mailer
+from portal.messaging.carrier import Carrier
+
+
+def carrier() -> Carrier:
+    return current_app.extensions["portal.carrier"]
+
+
+def mailer() -> Mailer:
+    return current_app.extensions["portal.mailer"]
+
+
+def gateway() -> Gateway:
+    return current_app.extensions["portal.gateway"]
+
+
+def webhook_secrets() -> list[str]:
+    return list(current_app.extensions["portal.webhook_secrets"])
+
+
+def issuer() -> Issuer:
+    """The seller named on receipts and invoices."""
+    return Issuer(current_app.config["ISSUER_NAME"], current_app.config["ISSUER_REGISTRATION_NUMBER"])
+
+
+def base_url() -> str:
+    """PORTAL_BASE_URL: links in mail and in the API's answers, never the request's Host header."""
+    return current_app.config["BASE_URL"]
+
+
+def callbacks_may_reach_private_addresses() -> bool:
+    config = current_app.config
+    return bool(config.get("CALLBACK_ALLOW_PRIVATE", config["ENV"] != "production"))
