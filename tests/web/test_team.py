@@ -291,7 +291,7 @@ def test_a_member_without_credentials_is_removed_after_the_confirmation_step(own
     team_page = owner.page("/team")
     link = team_page.find("a", href=f"/team/members/{membership_id}/remove")
     assert link is not None, "the Remove button leads to the confirmation step"
-    assert "Dev Member created no API credentials in this account." in owner.text(link["href"])
+    assert "Dev Member created or rotated no API credentials in this account." in owner.text(link["href"])
     owner.post(link["href"], status=302)
     assert roles(app) == ["owner"]
 
