@@ -93,7 +93,8 @@ def test_rotate_and_revoke_from_the_page(app):
     client.post(f"/credentials/{credential_id}/rotate", {"overlap": "0"}, status=404)
 
 
-def test_billing_members_cannot_manage_credentials_and_nobody_reaches_another_accounts(app):
+def _owner_credential_and_a_billing_member(app):
+    """An owner with one credential, and a billing member of the same account signed in there."""
     owner = signed_in(app)
     owner.post("/credentials", NEW)
     with db_session(app) as session:
@@ -106,6 +107,11 @@ def test_billing_members_cannot_manage_credentials_and_nobody_reaches_another_ac
     client = PageClient(app.test_client(), app)
     client.login("billing@example.com")
     client.post(f"/profile/account/{credential.account_id}", {}, status=302)
+    return owner, credential, client
+
+
+def test_billing_members_cannot_manage_credentials_and_nobody_reaches_another_accounts(app):
+    owner, credential, client = _owner_credential_and_a_billing_member(app)
     client.get("/credentials", status=403)
     client.post(f"/credentials/{credential.id}/revoke", {}, status=403)
     stranger = signed_in(app, email="stranger@example.com")
@@ -180,18 +186,7 @@ def test_rotating_the_callback_secret_keeps_the_old_one_signing_for_the_overlap(
 
 
 def test_only_managers_of_the_account_see_or_rotate_the_callback_secret(app):
-    owner = signed_in(app)
-    owner.post("/credentials", NEW)
-    with db_session(app) as session:
-        credential = session.scalars(select(Credential)).one()
-    billing = make_user(app, email="billing@example.com")
-    with db_session(app) as session:
-        session.add(Membership(account_id=credential.account_id, user_id=billing.id, role="billing",
-                               created_at=app.config["CLOCK"]()))
-        session.commit()
-    client = PageClient(app.test_client(), app)
-    client.login("billing@example.com")
-    client.post(f"/profile/account/{credential.account_id}", {}, status=302)
+    owner, credential, client = _owner_credential_and_a_billing_member(app)
     client.get(f"/credentials/{credential.id}/callback-secret", status=403)
     client.post(f"/credentials/{credential.id}/callback-secret", {}, status=403)
     client.post(f"/credentials/{credential.id}/callback-secret/rotate", {"overlap": "0"}, status=403)
