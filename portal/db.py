@@ -91,7 +91,61 @@ def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read unit never takes the write lock; everything else (write units and any
+        # transaction begun outside a unit) takes it at BEGIN, so writers queue instead of failing.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READ_ONLY = "portal_read_only"
+_DEPTH = "portal.unit_depth"
+
+
+@contextmanager
+def write(session: Session):
+    """One write unit of work: the service's changes are committed once, at the end, or rolled
+    back on any error. A unit inside a unit joins the outer one (only the outermost commits);
+    a transaction left open before the unit (reads outside any unit) is ended first, so on
+    SQLite the unit begins with BEGIN IMMEDIATE and queues behind other writers."""
+    depth = session.info.get(_DEPTH, 0)
+    if depth:
+        yield session
+        return
+    if session.in_transaction():
+        session.commit()
+    session.info[_DEPTH] = 1
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info[_DEPTH] = 0
+
+
+@contextmanager
+def read(session: Session):
+    """One read unit of work: it writes nothing and never holds the write lock (on SQLite a
+    plain deferred BEGIN); the transaction ends when the unit does. Inside a write unit it
+    simply reads in that unit's transaction."""
+    if session.info.get(_DEPTH, 0):
+        yield session
+        return
+    if session.in_transaction():
+        session.commit()
+    session.info[_DEPTH] = 1
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+        if session.new or session.dirty or session.deleted:
+            raise RuntimeError("a read unit of work changed rows; use db.write()")
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info[_DEPTH] = 0
 
 
 def init_app(app) -> None:
