@@ -9,15 +9,18 @@ a connection found dead is invalidated with its pool, so the next request connec
 Neither engine puts statement parameters into its errors (they carry phone numbers and bodies).
 """
 
+import re
+import sqlite3
 import traceback
 from contextlib import contextmanager
 from datetime import timezone
+from enum import StrEnum
 
 from flask import current_app, g
-from sqlalchemy import Column, DateTime, create_engine, event, exc
+from sqlalchemy import Column, DateTime, PrimaryKeyConstraint, String, Table, UniqueConstraint, create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 
 class UTCDateTime(TypeDecorator):
@@ -45,6 +48,26 @@ class UTCDateTime(TypeDecorator):
 def utc_column(nullable: bool = False) -> Column:
     """A timezone-aware UTC timestamp column, the only kind of time the tables store."""
     return Column(UTCDateTime(), nullable=nullable)
+
+
+class EnumText(TypeDecorator):
+    """A name from a closed set (a StrEnum) stored as its text and read back as the member: a
+    value outside the set fails when it is read, never passes on as a plain string."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int):
+        super().__init__(length)
+        self.enum = enum
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else self.enum(value)
+
+
+def enum_column(enum: type[StrEnum], length: int, nullable: bool = False) -> Column:
+    """A column holding one of `enum`'s names (a text column of `length` in the schema)."""
+    return Column(EnumText(enum, length), nullable=nullable)
 
 
 CONNECT_TIMEOUT_SECONDS = 3
@@ -122,6 +145,14 @@ def write(session: Session):
         raise
     finally:
         session.info[_DEPTH] = 0
+
+
+def outside_units(session: Session) -> None:
+    """For a service whose own units must commit whatever its caller does next (a failure
+    count that has to survive the refusal the caller raises): inside another unit they would
+    join it and be rolled back with it, so it refuses to run there."""
+    if session.info.get(_DEPTH, 0):
+        raise RuntimeError("this service commits units of its own: call it outside any unit of work")
 
 
 @contextmanager
@@ -215,6 +246,57 @@ def describe(error: BaseException, *, frames: bool = True) -> str:
         parts.append(" ".join([type(cause).__name__, *facts]))
     where = "".join(traceback.format_tb(error.__traceback__)) if frames else ""
     return " <- ".join(parts) + ("\nTraceback (values omitted):\n" + where if where else "")
+
+
+_SQLITE_CLASH = re.compile(r"(UNIQUE|CHECK) constraint failed: (.+)")
+_SQLITE_INDEX = re.compile(r"index '(.+)'")
+
+
+def violated_constraint(error: BaseException) -> str | None:
+    """The name of the constraint an IntegrityError broke, the same on both engines, so that a
+    service tells the clash it expects (an address taken at this very moment) from any other
+    by name, never by the wording of a message. None for a clash without a name (NOT NULL, a
+    foreign key on SQLite).
+
+    PostgreSQL names the constraint. SQLite names only CHECK constraints and expression
+    indexes; its "UNIQUE constraint failed: table.a, table.b" is looked up among that table's
+    unique constraints and unique indexes in the models' metadata, where an unnamed one goes
+    by the name PostgreSQL gave it when the migration created it (<table>_<columns>_key,
+    <table>_pkey)."""
+    for cause in _chain(error):
+        diag = getattr(cause, "diag", None)
+        if diag is not None:
+            return diag.constraint_name
+        if isinstance(cause, sqlite3.IntegrityError):
+            return _sqlite_constraint(str(cause))
+    return None
+
+
+def _sqlite_constraint(message: str) -> str | None:
+    clash = _SQLITE_CLASH.match(message)
+    if clash is None:
+        return None
+    kind, named = clash.groups()
+    if kind == "CHECK":
+        return named
+    if index := _SQLITE_INDEX.fullmatch(named):
+        return index.group(1)
+    qualified = [part.strip().partition(".") for part in named.split(",")]
+    table = SQLModel.metadata.tables.get(qualified[0][0])
+    return _unique_on(table, tuple(column for _, _, column in qualified)) if table is not None else None
+
+
+def _unique_on(table: Table, columns: tuple[str, ...]) -> str | None:
+    def on(columns_of) -> bool:
+        return tuple(column.name for column in columns_of) == columns
+
+    for constraint in table.constraints:
+        if isinstance(constraint, (UniqueConstraint, PrimaryKeyConstraint)) and on(constraint.columns):
+            if constraint.name:
+                return constraint.name
+            suffix = "pkey" if isinstance(constraint, PrimaryKeyConstraint) else "_".join([*columns, "key"])
+            return f"{table.name}_{suffix}"
+    return next((index.name for index in table.indexes if index.unique and on(index.columns)), None)
 
 
 def _chain(error: BaseException | None):
