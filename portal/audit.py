@@ -2,11 +2,25 @@
 Written in the same transaction as the change it records."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import Column, ForeignKey, Index, Integer, String
 from sqlmodel import Field, Session, SQLModel
 
-from portal.db import utc_column
+from portal.db import enum_column, utc_column
+
+DETAIL_LENGTH = 300
+
+
+class AuditAction(StrEnum):
+    CREDENTIAL_CREATED = "credential.created"
+    CREDENTIAL_ROTATED = "credential.rotated"
+    CREDENTIAL_REVOKED = "credential.revoked"
+    CALLBACK_SECRET_SHOWN = "credential.callback_secret_shown"
+    CALLBACK_SECRET_ROTATED = "credential.callback_secret_rotated"
+    OWNER_INVITED = "team.owner_invited"
+    ROLE_CHANGED = "team.role_changed"
+    MEMBER_REMOVED = "team.member_removed"
 
 
 class AuditEvent(SQLModel, table=True):
@@ -16,11 +30,17 @@ class AuditEvent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
     user_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("users.id"), nullable=True))
-    action: str = Field(sa_column=Column(String(40), nullable=False))
-    detail: str = Field(sa_column=Column(String(300), nullable=False))
+    action: AuditAction = Field(sa_column=enum_column(AuditAction, 40))
+    detail: str = Field(sa_column=Column(String(DETAIL_LENGTH), nullable=False))
     occurred_at: datetime = Field(sa_column=utc_column())
 
 
-def record(session: Session, *, account_id: int, user_id: int | None, action: str, detail: str, now: datetime) -> None:
-    session.add(AuditEvent(account_id=account_id, user_id=user_id, action=action, detail=detail[:300], occurred_at=now))
-
+def record(session: Session, *, account_id: int, user_id: int | None, action: AuditAction, detail: str,
+           now: datetime) -> None:
+    """`detail` is put together by the services from bounded fields (a name of at most 100
+    characters, an address of at most 254) and fits the column. Should one ever not, the event
+    is still recorded with its detail visibly cut ("…"): losing the record of a security change
+    to a long name would be worse than a shortened description of it."""
+    if len(detail) > DETAIL_LENGTH:
+        detail = detail[: DETAIL_LENGTH - 1] + "…"
+    session.add(AuditEvent(account_id=account_id, user_id=user_id, action=action, detail=detail, occurred_at=now))

@@ -6,16 +6,28 @@ import click
 from flask import current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from portal import clock, db
+from portal import clock, create_app, db, documents, services
+from portal import worker as portal_worker
+from portal.accounts.errors import PhoneInvalid, WeakPassword
+from portal.accounts.models import Language, Role
+from portal.accounts.operator import AmbiguousAccount, NoSuchAccount, account_by_email
+from portal.accounts.operator import create_account as create
+from portal.accounts.queries import InvalidEmail
+from portal.billing import invoices as billing_invoices
+from portal.billing.operator import check_payments, reconcile_pending
+from portal.config import UnsafeConfiguration
+from portal.credentials import service as credentials
+from portal.credentials.models import CredentialMode, Scope
+from portal.ledger.check import check
+from portal.ledger.operator import grant_credit, sweep
+from portal.ledger.rules import MILLI_YEN
+from portal.migrate import upgrade as run_upgrade
 
 
 def _create_app():
     """The worker and the operator commands may run long statements (the daily ledger check,
     sweeps over every account): the web's statement timeout applies only to `portal run`, the
     one command that serves pages (Flask loads the app inside that command's own context)."""
-    from portal import create_app
-    from portal.config import UnsafeConfiguration
-
     context = click.get_current_context(silent=True)
     serving = context is not None and context.info_name == "run"
     try:
@@ -44,8 +56,6 @@ def database():
 @with_appcontext
 def upgrade(revision: str):
     """Apply the migrations."""
-    from portal.migrate import upgrade as run_upgrade
-
     run_upgrade(current_app.config["DATABASE_URL"], revision)
     click.echo(f"database at {revision}")
 
@@ -55,8 +65,6 @@ def upgrade(revision: str):
 @with_appcontext
 def worker(once: bool):
     """Deliver e-mail and SMS from the outbox."""
-    from portal import worker as portal_worker
-
     app = current_app._get_current_object()
     if once:
         click.echo(f"delivered {portal_worker.drain_once(app)}")
@@ -75,19 +83,15 @@ def accounts():
 @click.option("--verified", is_flag=True, help="Mark the e-mail address as verified.")
 @click.option("--phone", default=None, help="A verified mobile number in E.164 form, e.g. +819012345678.")
 @click.option("--name", default=None, help="The owner's name (defaults to the e-mail name).")
-@click.option("--language", type=click.Choice(["ja", "en"]), default="ja", show_default=True)
+@click.option("--language", type=click.Choice(list(Language)), default=Language.JA, show_default=True)
 @with_appcontext
 def create_account(email, password_stdin, verified, phone, name, language):
     """Create a customer account and its owner."""
-    from portal.accounts.errors import PhoneInvalid, WeakPassword
-    from portal.accounts.operator import create_account as create
-    from portal.accounts.queries import InvalidEmail
-
     password = sys.stdin.readline().rstrip("\n")
     try:
         user = create(
             session=db.session(), email=email, password=password, name=name, language=language,
-            verified=verified, phone=phone, trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * 1000,
+            verified=verified, phone=phone, trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * MILLI_YEN,
             now=clock.now(),
         )
     except WeakPassword as error:
@@ -97,7 +101,6 @@ def create_account(email, password_stdin, verified, phone, name, language):
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"created account for {user.email} (user #{user.id})")
-
 
 
 @click.group("credits")
@@ -113,16 +116,10 @@ def credits():
 @with_appcontext
 def grant_credits(email, yen, reason, account_id):
     """Grant YEN of credit (valid 90 days) to the account owned by EMAIL."""
-    from portal.accounts.operator import AmbiguousAccount, NoSuchAccount, owned_account
-    from portal.ledger.operator import grant_credit
-
     if not reason.strip():
         raise click.ClickException("--reason must say why")
-    try:
-        account_id = owned_account(db.session(), email=email, account_id=account_id)
-        lot = grant_credit(session=db.session(), account_id=account_id, yen=yen, reason=reason, now=clock.now())
-    except (NoSuchAccount, AmbiguousAccount) as error:
-        raise click.ClickException(str(error)) from None
+    owner = _account_of(email, account_id, roles=(Role.OWNER,))
+    lot = grant_credit(session=db.session(), account_id=owner.account_id, yen=yen, reason=reason, now=clock.now())
     click.echo(f"granted ¥{yen:,} to account {lot.account_id} as lot #{lot.id}, expiring {lot.expires_at.isoformat()}")
 
 
@@ -130,8 +127,6 @@ def grant_credits(email, yen, reason, account_id):
 @with_appcontext
 def expire():
     """Write off expired credit and release stale holds, once, for every account."""
-    from portal.ledger.operator import sweep
-
     accounts, lines = sweep(engine=db.engine(), now=clock.now())
     click.echo(f"expiry sweep: {lines} journal lines in {accounts} accounts")
 
@@ -145,10 +140,6 @@ def ledger():
 @with_appcontext
 def check_ledger():
     """Verify the ledger's invariants for every account; exit 1 on any mismatch."""
-    from portal.ledger.check import check
-
-    from portal.billing.operator import check_payments
-
     problems, notes = check(db.session(), now=clock.now())
     problems = [*problems, *check_payments(db.session())]
     for note in notes:
@@ -169,9 +160,6 @@ def payments():
 @with_appcontext
 def reconcile_payments():
     """Ask the gateway about purchases still waiting for payment and apply what it says."""
-    from portal import services
-    from portal.billing.operator import reconcile_pending
-
     applied = reconcile_pending(session=db.session(), gateway=services.gateway(), issuer=services.issuer(),
                                 now=clock.now())
     click.echo(f"payments reconciled: {applied} purchases updated")
@@ -186,31 +174,19 @@ def keys():
 @click.argument("email")
 @click.option("--name", required=True, help="What the credential is for.")
 @click.option("--test", "test_mode", is_flag=True, help="A test credential: checked and recorded, never sent or charged.")
-@click.option("--scopes", default="sms,voice,otp,read", show_default=True, help="Comma-separated scopes.")
+@click.option("--scopes", default=",".join(Scope), show_default=True, help="Comma-separated scopes.")
 @click.option("--account", "account_id", type=int, default=None, help="Account id, when EMAIL belongs to several.")
 @with_appcontext
 def create_key(email, name, test_mode, scopes, account_id):
-    """Create an API credential for EMAIL's account; prints the SID and the token once."""
-    from portal.accounts.queries import memberships_of, normalise_email
-    from portal.accounts.models import User
-    from portal.credentials import service
-    from sqlalchemy import select
-
-    session = db.session()
-    user = session.scalars(select(User).where(User.email == normalise_email(email))).first()
-    pairs = memberships_of(session, user_id=user.id) if user else []
-    pairs = [(m, a) for m, a in pairs if account_id is None or a.id == account_id]
-    if not pairs:
-        raise click.ClickException(f"no account found for {email}")
-    if len(pairs) > 1:
-        raise click.ClickException(f"{email} belongs to several accounts: pass --account with one of "
-                                   + ", ".join(str(a.id) for _, a in pairs))
-    _, account = pairs[0]
+    """Create an API credential for EMAIL's account, where EMAIL is an owner or a developer;
+    prints the SID and the token once."""
+    member = _account_of(email, account_id, roles=credentials.MANAGERS)
     try:
-        credential, token = service.create(
-            session=session, account_id=account.id, user_id=user.id, name=name, mode="test" if test_mode else "live",
+        credential, token = credentials.create(
+            session=db.session(), account_id=member.account_id, user_id=member.user_id, name=name,
+            mode=CredentialMode.TEST if test_mode else CredentialMode.LIVE,
             scopes=[s.strip() for s in scopes.split(",") if s.strip()], networks=[], monthly_cap=None, now=clock.now())
-    except service.InvalidCredential as invalid:
+    except credentials.InvalidCredential as invalid:
         raise click.ClickException(f"invalid {invalid.field}: {invalid}")
     click.echo(f"SID:   {credential.sid}")
     click.echo(f"Token: {token}")
@@ -229,16 +205,24 @@ def invoices():
 @with_appcontext
 def reissue_invoice(number, reason, recipient_name):
     """Issue a corrected copy of invoice NUMBER under a new number, marked as a re-issue."""
-    from portal import documents, services
-    from portal.billing import invoices as billing_invoices
-
     try:
         copy = billing_invoices.reissue(session=db.session(), number=number, reason=reason,
                                         recipient_name=recipient_name, issuer=services.issuer(), now=clock.now())
     except billing_invoices.UnknownInvoice:
         raise click.ClickException(f"no invoice numbered {number}")
-    documents.pdf_of(db.session(), invoice_id=copy.id, language="ja", now=clock.now())
+    except billing_invoices.ReasonTooLong as error:
+        raise click.ClickException(f"--reason is printed on the invoice: at most {error.limit} characters "
+                                   f"(this one has {len(reason)})") from None
+    documents.pdf_of(db.session(), invoice_id=copy.id, language=Language.JA, now=clock.now())
     click.echo(f"re-issued {number} as {copy.number}")
+
+
+def _account_of(email: str, account_id: int | None, *, roles: tuple[Role, ...]):
+    """The account an operator command is about (portal.accounts.operator.account_by_email)."""
+    try:
+        return account_by_email(db.session(), email=email, account_id=account_id, roles=roles)
+    except (NoSuchAccount, AmbiguousAccount) as error:
+        raise click.ClickException(str(error)) from None
 
 
 if __name__ == "__main__":

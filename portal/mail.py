@@ -7,6 +7,7 @@ the development mailbox (a page that exists only in development and test mode).
 import logging
 import smtplib
 import ssl
+from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
 from typing import Protocol
@@ -17,8 +18,9 @@ from flask_babel import force_locale
 from sqlalchemy import Column, String, Text
 from sqlmodel import Field, Session, SQLModel
 
-from portal import outbox
+from portal import db, outbox
 from portal.db import utc_column
+from portal.outbox import OutboxKind
 
 log = logging.getLogger(__name__)
 
@@ -36,25 +38,32 @@ class DevMail(SQLModel, table=True):
 
 def queue(session: Session, *, to: str, template: str, language: str, now: datetime, **context) -> None:
     """Render templates/mail/<template>.{txt,html} in `language` and add it to the outbox."""
-    outbox.enqueue(session, kind="email", payload={"to": to, **_render(template, language, context)}, now=now)
+    outbox.enqueue(session, kind=OutboxKind.EMAIL, payload={"to": to, **_render(template, language, context)}, now=now)
 
 
 def defer(session: Session, *, to: str, compose: str, now: datetime, **data) -> None:
     """Queue a mail that the worker composes and renders when it delivers it (see
     portal.accounts.mails): the request writes one outbox row whatever it knows about `to`."""
-    outbox.enqueue(session, kind="email", payload={"to": to, "compose": compose, **data}, now=now)
+    outbox.enqueue(session, kind=OutboxKind.EMAIL, payload={"to": to, "compose": compose, **data}, now=now)
 
 
-def rendered(session: Session, *, payload: dict, now: datetime) -> dict | None:
-    """The mail to send for an outbox payload: as queued, or composed and rendered now;
-    None when there is nothing to send. Commits what composing wrote (a reset link exists
-    before its mail leaves) so no transaction stays open while the mail server is talked to."""
+class Composed(Protocol):
+    template: str
+    language: str
+    context: dict
+
+
+def rendered(session: Session, *, payload: dict, now: datetime,
+             compose: Callable[..., Composed | None]) -> dict | None:
+    """The mail to send for an outbox payload: as queued, or composed (by `compose`, which the
+    worker passes in: portal.accounts.mails.compose) and rendered now; None when there is
+    nothing to send. Composing is one unit of work, committed before rendering (a reset link
+    exists before its mail leaves), so no transaction stays open while the mail server is
+    talked to."""
     if "compose" not in payload:
         return payload
-    from portal.accounts.mails import compose
-
-    content = compose(session, payload=payload, now=now)
-    session.commit()
+    with db.write(session):
+        content = compose(session, payload=payload, now=now)
     if content is None:
         return None
     return {"to": payload["to"], **_render(content.template, content.language, content.context)}

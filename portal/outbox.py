@@ -6,21 +6,34 @@ them sent; a crashed worker's lease runs out and another worker delivers the row
 
 import json
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from sqlalchemy import Column, String, Text, or_, select
+from sqlalchemy import Column, Text, or_, select
 from sqlmodel import Field, Session, SQLModel
 
-from portal.db import utc_column
+from portal import db
+from portal.db import enum_column, utc_column
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 12
+LAST_ERROR_LENGTH = 2000
+
+
+class OutboxKind(StrEnum):
+    """What the worker does with a message (portal.worker.deliver)."""
+
+    EMAIL = "email"
+    SMS = "sms"  # a verification code from the portal itself
+    API_SMS = "api_sms"  # a customer's message sent through the API
+    API_CALL = "api_call"
+    CALLBACK = "callback"  # a status callback to the customer's URL
 
 
 class OutboxMessage(SQLModel, table=True):
     __tablename__ = "outbox"
 
     id: int | None = Field(default=None, primary_key=True)
-    kind: str = Field(sa_column=Column(String(20), nullable=False))
+    kind: OutboxKind = Field(sa_column=enum_column(OutboxKind, 20))
     payload: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(sa_column=utc_column())
     available_at: datetime = Field(sa_column=utc_column())
@@ -34,7 +47,7 @@ class OutboxMessage(SQLModel, table=True):
         return json.loads(self.payload)
 
 
-def enqueue(session: Session, *, kind: str, payload: dict, now: datetime) -> OutboxMessage:
+def enqueue(session: Session, *, kind: OutboxKind, payload: dict, now: datetime) -> OutboxMessage:
     """Add a message to the caller's transaction; the caller commits."""
     message = OutboxMessage(
         kind=kind, payload=json.dumps(payload, ensure_ascii=False), created_at=now, available_at=now
@@ -44,7 +57,7 @@ def enqueue(session: Session, *, kind: str, payload: dict, now: datetime) -> Out
 
 
 def claim(session: Session, *, now: datetime, limit: int = 10) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages to this worker and commit the lease."""
+    """Lease up to `limit` due messages to this worker (one unit: the lease is committed)."""
     query = (
         select(OutboxMessage)
         .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
@@ -55,21 +68,21 @@ def claim(session: Session, *, now: datetime, limit: int = 10) -> list[OutboxMes
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    messages = list(session.scalars(query))
-    for message in messages:
-        message.leased_until = now + LEASE
-        message.attempts += 1
-    session.commit()
+    with db.write(session):
+        messages = list(session.scalars(query))
+        for message in messages:
+            message.leased_until = now + LEASE
+            message.attempts += 1
     return messages
 
 
 def mark_sent(session: Session, *, message_id: int, lease: datetime, now: datetime) -> None:
     """Record delivery and drop what the payload carried (links, codes): it served its purpose."""
-    message = session.get(OutboxMessage, message_id)
-    if message.leased_until == lease:
-        message.sent_at, message.leased_until = now, None
-        message.payload = _redacted(message.payload)
-    session.commit()
+    with db.write(session):
+        message = session.get(OutboxMessage, message_id)
+        if message.leased_until == lease:
+            message.sent_at, message.leased_until = now, None
+            message.payload = _redacted(message.payload)
 
 
 def _redacted(payload: str) -> str:
@@ -78,13 +91,16 @@ def _redacted(payload: str) -> str:
 
 
 def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime) -> None:
-    """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up."""
-    message = session.get(OutboxMessage, message_id)
-    message.last_error = error[:2000]
-    message.leased_until = None
-    if message.attempts >= MAX_ATTEMPTS:
-        message.failed_at = now
-        message.payload = _redacted(message.payload)
-    else:
-        message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
-    session.commit()
+    """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up.
+    `error` is the worker's description of the failure, for the operators, not anyone's text:
+    its first LAST_ERROR_LENGTH characters tell what went wrong (a mail server's whole answer
+    page is not worth keeping twelve times)."""
+    with db.write(session):
+        message = session.get(OutboxMessage, message_id)
+        message.last_error = error[:LAST_ERROR_LENGTH]
+        message.leased_until = None
+        if message.attempts >= MAX_ATTEMPTS:
+            message.failed_at = now
+            message.payload = _redacted(message.payload)
+        else:
+            message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))

@@ -7,26 +7,32 @@ import time
 from flask import Flask
 
 from portal import clock, db, documents, outbox, services
+from portal.accounts import mails
+from portal.accounts.signup import purge_stale
+from portal.billing.operator import check_payments, reconcile_pending
+from portal.ledger.check import check
+from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
+from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.worker")
 
 
 def deliver(session, message: outbox.OutboxMessage, now) -> None:
     payload = message.data()
-    if message.kind == "email":
-        if (payload := rendered(session, payload=payload, now=now)) is not None:
+    if message.kind == OutboxKind.EMAIL:
+        if (payload := rendered(session, payload=payload, now=now, compose=mails.compose)) is not None:
             services.mailer().send(session=session, payload=payload, now=now)
-    elif message.kind == "sms":
+    elif message.kind == OutboxKind.SMS:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
-    elif message.kind == "api_sms":
+    elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
                              base_url=services.base_url(), now=now)
-    elif message.kind == "api_call":
+    elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(), now=now)
-    elif message.kind == "callback":
+    elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
         raise ValueError(f"unknown outbox kind {message.kind!r}")
@@ -45,17 +51,18 @@ def drain_once(app: Flask) -> int:
 def _deliver_one(message_id: int, lease) -> None:
     """Deliver one claimed message. The row is read in a short transaction, the carrier or
     SMTP server is talked to outside any transaction, and the result is recorded after
-    checking that no other worker took the message over meanwhile."""
+    checking that no other worker took the message over meanwhile (mark_sent's unit also
+    writes what delivering left in the session, such as the development mailbox's copy)."""
     with db.job_session() as session:
-        message = session.get(outbox.OutboxMessage, message_id)
-        mine = message.sent_at is None and message.leased_until == lease
-        session.commit()
+        with db.read(session):
+            message = session.get(outbox.OutboxMessage, message_id)
+            mine = message.sent_at is None and message.leased_until == lease
         if not mine:
             return
         try:
             deliver(session, message, clock.now())
         except Exception as error:  # one bad message must not stop the others
-            session.rollback()
+            session.rollback()  # nothing a failed delivery left in the session is recorded
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
             stored = db.describe(error, frames=False) if db.is_database_error(error) else repr(error)  # no values
             outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now())
@@ -68,8 +75,6 @@ RECONCILE_EVERY = 24 * 3600.0
 
 
 def sweep_expiry(app: Flask) -> int:
-    from portal.ledger.operator import sweep
-
     with app.app_context():
         accounts, lines = sweep(engine=db.engine(), now=clock.now())
     if lines:
@@ -78,8 +83,6 @@ def sweep_expiry(app: Flask) -> int:
 
 
 def purge_signups(app: Flask) -> int:
-    from portal.accounts.signup import purge_stale
-
     with app.app_context():
         with db.job_session() as session:
             return purge_stale(session=session, now=clock.now())
@@ -87,8 +90,6 @@ def purge_signups(app: Flask) -> int:
 
 def billing_round(app: Flask) -> int:
     """Payments whose webhook has not come, and invoice PDFs not rendered yet."""
-    from portal.billing.operator import reconcile_pending
-
     with app.app_context():
         with db.job_session() as session:
             applied = reconcile_pending(session=session, gateway=services.gateway(),
@@ -101,9 +102,6 @@ def billing_round(app: Flask) -> int:
 
 def reconcile(app: Flask) -> int:
     """The daily ledger check (R15): any drift is logged as an error for the operators."""
-    from portal.billing.operator import check_payments
-    from portal.ledger.check import check
-
     with app.app_context():
         with db.job_session() as session:
             problems, _ = check(session, now=clock.now())

@@ -11,22 +11,21 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from portal.accounts.models import MailQuota
+from portal.accounts.models import MailPurpose, MailQuota
 
 log = logging.getLogger("portal.auth")
 
 MAILS_PER_ADDRESS_PER_HOUR = 3
-PURPOSES = ("signup", "reset_password", "invitation")
 
 
 def address_hash(email: str) -> str:
     return hashlib.sha256(f"mail-quota\x1f{email}".encode()).hexdigest()
 
 
-def allow_mail(session: Session, *, email: str, purpose: str, now: datetime) -> bool:
-    """Count one more mail of `purpose` to `email` this hour; False once the quota is spent."""
-    if purpose not in PURPOSES:
-        raise ValueError(f"unknown mail purpose {purpose!r}")
+def allow_mail(session: Session, *, email: str, purpose: MailPurpose, now: datetime) -> bool:
+    """Count one more mail of `purpose` to `email` this hour (in the caller's unit of work);
+    False once the quota is spent."""
+    purpose = MailPurpose(purpose)
     key = address_hash(email)
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     table = MailQuota.__table__
@@ -47,7 +46,7 @@ def allow_mail(session: Session, *, email: str, purpose: str, now: datetime) -> 
 
 
 def purge(session: Session, *, now: datetime) -> None:
-    """Counters of hours that are over; the caller commits."""
+    """Counters of hours that are over (in the caller's unit of work)."""
     session.execute(delete(MailQuota).where(MailQuota.hour < _hour_of(now) - timedelta(hours=1)))
 
 

@@ -1,12 +1,53 @@
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, Column, Index, String, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from portal.db import utc_column
+from portal.db import enum_column, utc_column
 
-ROLES = ("owner", "developer", "billing")
-LANGUAGES = ("ja", "en")
+
+class Role(StrEnum):
+    """What a member may do in an account: everything, the developer's tools, or the money."""
+
+    OWNER = "owner"
+    DEVELOPER = "developer"
+    BILLING = "billing"
+
+
+class Language(StrEnum):
+    JA = "ja"
+    EN = "en"
+
+
+class AccountKind(StrEnum):
+    COMPANY = "company"
+    INDIVIDUAL = "individual"
+
+
+class TaxResidency(StrEnum):
+    """Japan-resident customers pay consumption tax; overseas ones do not."""
+
+    JP = "JP"
+    OVERSEAS = "overseas"
+
+
+class LinkPurpose(StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
+
+
+class MailPurpose(StrEnum):
+    """Mails counted against an address's hourly quota."""
+
+    SIGNUP = "signup"
+    RESET_PASSWORD = "reset_password"
+    INVITATION = "invitation"
+
+
+# The constraints whose clash means "someone took it at this very moment" (portal.db.violated_constraint).
+EMAIL_TAKEN = "users_email_key"  # users.email is UNIQUE without a name of its own: PostgreSQL's name for it
+PHONE_TAKEN = "uq_users_verified_phone"
 
 
 class Account(SQLModel, table=True):
@@ -19,9 +60,9 @@ class Account(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_column=Column(String(200), nullable=False))
-    kind: str = Field(sa_column=Column(String(20), nullable=False))
-    language: str = Field(sa_column=Column(String(2), nullable=False))
-    tax_residency: str = Field(sa_column=Column(String(10), nullable=False))
+    kind: AccountKind = Field(sa_column=enum_column(AccountKind, 20))
+    language: Language = Field(sa_column=enum_column(Language, 2))
+    tax_residency: TaxResidency = Field(sa_column=enum_column(TaxResidency, 10))
     created_at: datetime = Field(sa_column=utc_column())
     allowed_countries: str = Field(default="JP", sa_column=Column(String(100), nullable=False, server_default="JP"))
 
@@ -30,7 +71,7 @@ class User(SQLModel, table=True):
     __tablename__ = "users"
     __table_args__ = (
         Index(
-            "uq_users_verified_phone",
+            PHONE_TAKEN,
             "phone_e164",
             unique=True,
             sqlite_where=text("phone_verified_at IS NOT NULL"),
@@ -43,7 +84,7 @@ class User(SQLModel, table=True):
     email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))
     name: str = Field(sa_column=Column(String(100), nullable=False))
     password_hash: str = Field(sa_column=Column(String(200), nullable=False))
-    language: str = Field(sa_column=Column(String(2), nullable=False))
+    language: Language = Field(sa_column=enum_column(Language, 2))
     created_at: datetime = Field(sa_column=utc_column())
     email_verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     phone_e164: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
@@ -62,7 +103,7 @@ class Membership(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="accounts.id", index=True)
     user_id: int = Field(foreign_key="users.id", index=True)
-    role: str = Field(sa_column=Column(String(20), nullable=False))
+    role: Role = Field(sa_column=enum_column(Role, 20))
     created_at: datetime = Field(sa_column=utc_column())
 
 
@@ -75,7 +116,7 @@ class Invitation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="accounts.id", index=True)
     email: str = Field(sa_column=Column(String(254), nullable=False))
-    role: str = Field(sa_column=Column(String(20), nullable=False))
+    role: Role = Field(sa_column=enum_column(Role, 20))
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     invited_by_user_id: int = Field(foreign_key="users.id")
     created_at: datetime = Field(sa_column=utc_column())
@@ -110,7 +151,7 @@ class OneTimeToken(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    purpose: str = Field(sa_column=Column(String(20), nullable=False))
+    purpose: LinkPurpose = Field(sa_column=enum_column(LinkPurpose, 20))
     user_id: int = Field(foreign_key="users.id", index=True)
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=utc_column())
@@ -166,9 +207,9 @@ class SignUpAttempt(SQLModel, table=True):
     password_hash: str = Field(sa_column=Column(String(200), nullable=False))
     name: str = Field(sa_column=Column(String(100), nullable=False))
     account_name: str = Field(sa_column=Column(String(200), nullable=False))
-    account_kind: str = Field(sa_column=Column(String(20), nullable=False))
-    language: str = Field(sa_column=Column(String(2), nullable=False))
-    tax_residency: str = Field(sa_column=Column(String(10), nullable=False))
+    account_kind: AccountKind = Field(sa_column=enum_column(AccountKind, 20))
+    language: Language = Field(sa_column=enum_column(Language, 2))
+    tax_residency: TaxResidency = Field(sa_column=enum_column(TaxResidency, 10))
     token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
     created_at: datetime = Field(sa_column=utc_column())
     expires_at: datetime = Field(sa_column=utc_column())
@@ -186,6 +227,6 @@ class MailQuota(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     address_hash: str = Field(sa_column=Column(String(64), nullable=False))
-    purpose: str = Field(sa_column=Column(String(20), nullable=False))
+    purpose: MailPurpose = Field(sa_column=enum_column(MailPurpose, 20))
     hour: datetime = Field(sa_column=utc_column())
     requests: int = Field(default=0)

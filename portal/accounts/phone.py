@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import outbox
+from portal import db, outbox
 from portal.accounts import tokens
 from portal.accounts.errors import (
     ChallengeLocked,
@@ -28,8 +28,9 @@ from portal.accounts.errors import (
     TooManyCodes,
     WrongCode,
 )
-from portal.accounts.models import PhoneChallenge, User
+from portal.accounts.models import PHONE_TAKEN, PhoneChallenge, User
 from portal.ledger import service as ledger
+from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.auth")
 
@@ -90,31 +91,31 @@ def send_code(*, session: Session, user_id: int, account_id: int | None, phone: 
     """Send a code to `phone` (raw input), starting a challenge or continuing the open one.
     `account_id` is the test inbox the code is shown in (None: in no test inbox)."""
     e164 = normalise_phone(phone)
-    _lock_user(session, user_id)
-    if _verified_elsewhere(session, e164, user_id):
-        raise PhoneTaken()
-    sends, failures = _last_hour(session, user_id, now)
-    if failures >= MAX_FAILURES:
-        raise ChallengeLocked()
-    if sends >= MAX_SENDS:
-        raise TooManyCodes()
-    challenge = _open_challenge(session, user_id)
-    if challenge is not None:
-        _check_cooldown(challenge, now)  # switching numbers does not skip it either
-    if challenge is None or challenge.closed_at is not None or challenge.phone_e164 != e164:
-        if challenge is not None and challenge.closed_at is None:
-            challenge.closed_at = now
-        challenge = PhoneChallenge(
-            user_id=user_id, phone_e164=e164, code_hash="", created_at=now, sent_at=now, expires_at=now, sends=0
-        )
-        session.add(challenge)
-    code = f"{secrets.randbelow(10**6):06d}"
-    challenge.code_hash = _code_hash(secret, f"{user_id}:{e164}", code)
-    challenge.sent_at = now
-    challenge.expires_at = now + CODE_TTL
-    challenge.sends += 1
-    _queue_sms(session, account_id=account_id, e164=e164, code=code, now=now)
-    session.commit()
+    with db.write(session):
+        _lock_user(session, user_id)
+        if _verified_elsewhere(session, e164, user_id):
+            raise PhoneTaken()
+        sends, failures = _last_hour(session, user_id, now)
+        if failures >= MAX_FAILURES:
+            raise ChallengeLocked()
+        if sends >= MAX_SENDS:
+            raise TooManyCodes()
+        challenge = _open_challenge(session, user_id)
+        if challenge is not None:
+            _check_cooldown(challenge, now)  # switching numbers does not skip it either
+        if challenge is None or challenge.closed_at is not None or challenge.phone_e164 != e164:
+            if challenge is not None and challenge.closed_at is None:
+                challenge.closed_at = now
+            challenge = PhoneChallenge(
+                user_id=user_id, phone_e164=e164, code_hash="", created_at=now, sent_at=now, expires_at=now, sends=0
+            )
+            session.add(challenge)
+        code = f"{secrets.randbelow(10**6):06d}"
+        challenge.code_hash = _code_hash(secret, f"{user_id}:{e164}", code)
+        challenge.sent_at = now
+        challenge.expires_at = now + CODE_TTL
+        challenge.sends += 1
+        _queue_sms(session, account_id=account_id, e164=e164, code=code, now=now)
     log.info("phone code sent user_id=%s challenge_id=%s", user_id, challenge.id)
     return challenge
 
@@ -133,14 +134,41 @@ def _verified_elsewhere(session: Session, e164: str, user_id: int) -> bool:
 def _queue_sms(session: Session, *, account_id: int | None, e164: str, code: str, now: datetime) -> None:
     body = f"Chotto: {code} is your verification code / 認証コード {code} (10 min)"
     payload = {"account_id": account_id, "recipient": e164, "sender": SENDER, "body": body}
-    outbox.enqueue(session, kind="sms", payload=payload, now=now)
+    outbox.enqueue(session, kind=OutboxKind.SMS, payload=payload, now=now)
 
 
 def check_code(
     *, session: Session, user_id: int, account_id: int | None, code: str, secret: str, trial_amount: int, now: datetime
 ) -> User:
     """Verify the user's number with the code they typed. With the e-mail already verified,
-    the account in use gets its trial credit (once per account, once per number)."""
+    the account in use gets its trial credit (once per account, once per number). A wrong code
+    is counted in the unit of work and refused after it has committed, so the count outlives
+    the refusal (which is why this must not run inside a caller's unit)."""
+    db.outside_units(session)
+    try:
+        with db.write(session):
+            challenge, failures = _checkable_challenge(session, user_id, now)
+            expected = _code_hash(secret, f"{user_id}:{challenge.phone_e164}", code.strip())
+            right = tokens.same(expected, challenge.code_hash)
+            if right:
+                user = _verify(session, challenge, account_id=account_id, trial_amount=trial_amount, now=now)
+            else:
+                failures = _count_failure(challenge, failures + 1, now)
+    except IntegrityError as error:
+        if db.violated_constraint(error) != PHONE_TAKEN:
+            raise
+        raise PhoneTaken() from None  # another account verified the same number at the same moment
+    if right:
+        log.info("phone verified user_id=%s", user_id)
+        return user
+    log.info("phone code wrong user_id=%s failures_last_hour=%s", user_id, failures)
+    if failures >= MAX_FAILURES:
+        raise ChallengeLocked()
+    raise WrongCode(MAX_FAILURES - failures)
+
+
+def _checkable_challenge(session: Session, user_id: int, now: datetime) -> tuple[PhoneChallenge, int]:
+    """The user's open challenge, locked, and their wrong codes in the last hour."""
     _lock_user(session, user_id)
     challenge = _open_challenge(session, user_id)
     if challenge is None or challenge.verified_at is not None:
@@ -152,24 +180,18 @@ def check_code(
         raise NoChallenge()
     if now >= challenge.expires_at:
         raise CodeExpired()
-    expected = _code_hash(secret, f"{user_id}:{challenge.phone_e164}", code.strip())
-    if not tokens.same(expected, challenge.code_hash):
-        return _fail(session, challenge, failures + 1, now)
-    return _succeed(session, challenge, account_id=account_id, trial_amount=trial_amount, now=now)
+    return challenge, failures
 
 
-def _fail(session: Session, challenge: PhoneChallenge, failures: int, now: datetime):
+def _count_failure(challenge: PhoneChallenge, failures: int, now: datetime) -> int:
     challenge.failures += 1
     if failures >= MAX_FAILURES:
         challenge.closed_at = now
-    session.commit()
-    log.info("phone code wrong user_id=%s failures_last_hour=%s", challenge.user_id, failures)
-    if failures >= MAX_FAILURES:
-        raise ChallengeLocked()
-    raise WrongCode(MAX_FAILURES - failures)
+    return failures
 
 
-def _succeed(session: Session, challenge: PhoneChallenge, *, account_id: int | None, trial_amount: int, now: datetime) -> User:
+def _verify(session: Session, challenge: PhoneChallenge, *, account_id: int | None, trial_amount: int,
+            now: datetime) -> User:
     user = session.get(User, challenge.user_id)
     if _verified_elsewhere(session, challenge.phone_e164, user.id):
         raise PhoneTaken()
@@ -177,21 +199,16 @@ def _succeed(session: Session, challenge: PhoneChallenge, *, account_id: int | N
     user.phone_verified_at = now
     challenge.verified_at = now
     challenge.closed_at = now
-    try:
-        session.flush()
-        if account_id is not None and user.email_verified_at is not None:
-            ledger.grant_trial_in(session, account_id=account_id, phone_e164=user.phone_e164, amount=trial_amount, now=now)
-        session.commit()
-    except IntegrityError:  # another account verified the same number at the same moment
-        session.rollback()
-        raise PhoneTaken() from None
-    log.info("phone verified user_id=%s", user.id)
+    session.flush()
+    if account_id is not None and user.email_verified_at is not None:
+        ledger.grant_trial_in(session, account_id=account_id, phone_e164=user.phone_e164, amount=trial_amount, now=now)
     return user
 
 
 def latest_phone(*, session: Session, user_id: int) -> str | None:
     """The number of the user's open challenge, for "send the code again"."""
-    challenge = _open_challenge(session, user_id)
+    with db.read(session):
+        challenge = _open_challenge(session, user_id)
     if challenge is None or challenge.closed_at is not None:
         return None
     return challenge.phone_e164

@@ -2,14 +2,15 @@
 
 from sqlmodel import Session
 
-from portal.accounts.models import LANGUAGES, User
+from portal import db
+from portal.accounts.models import Language, User
 
 
 def update_profile(*, session: Session, user_id: int, name: str, language: str) -> User:
-    if language not in LANGUAGES:
+    if language not in list(Language):
         raise ValueError(f"unknown language {language!r}")
-    user = session.get(User, user_id)
-    user.name = name.strip()
-    user.language = language
-    session.commit()
+    with db.write(session):
+        user = session.get(User, user_id)
+        user.name = name.strip()
+        user.language = Language(language)
     return user

@@ -12,22 +12,29 @@ therefore ends up with a password she chose herself.
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from enum import StrEnum
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import mail
+from portal import db, mail
 from portal.accounts import mail_quota, passwords, throttle, tokens
 from portal.accounts.errors import TokenInvalid, WeakPassword, WrongPassword
 from portal.accounts.models import (
+    EMAIL_TAKEN,
     Account,
+    AccountKind,
     Invitation,
+    Language,
+    LinkPurpose,
+    MailPurpose,
     Membership,
     OneTimeToken,
     PhoneChallenge,
+    Role,
     SignUpAttempt,
+    TaxResidency,
     User,
     UserSession,
 )
@@ -40,15 +47,30 @@ log = logging.getLogger("portal.auth")
 VERIFY_EMAIL_TTL = timedelta(hours=24)
 
 
+class DeferredMail(StrEnum):
+    """Mails the worker composes as it delivers them (portal.accounts.mails.compose)."""
+
+    SIGNUP = "signup"
+    RESET_PASSWORD = "reset_password"
+
+
+class LinkState(StrEnum):
+    READY = "ready"
+    USED = "used"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"  # the address signed up again since: only the newest link works
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class SignUpRequest:
     email: str
     password: str
     name: str
     account_name: str
-    account_kind: str
-    language: str
-    tax_residency: str
+    account_kind: AccountKind
+    language: Language
+    tax_residency: TaxResidency
 
 
 @dataclass(frozen=True)
@@ -71,7 +93,7 @@ class VerificationLink:
     """What a /verify-email/ link is, read without using it: a sign-up attempt (attempt_id) or
     a link mailed to an existing login whose address was never proved (user_id)."""
 
-    state: Literal["ready", "used", "expired", "superseded", "unknown"]
+    state: LinkState
     attempt_id: int | None = None
     user_id: int | None = None
 
@@ -88,7 +110,7 @@ def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> int:
     reasons = passwords.problems(request.password, context_words=(email.split("@")[0],))
     if reasons:
         raise WeakPassword(reasons)
-    password_hash = passwords.hash_password(request.password)  # before any query: no lock held while hashing
+    password_hash = passwords.hash_password(request.password)  # before the unit of work: no lock held while hashing
     token, token_hash = tokens.new_token()
     attempt = SignUpAttempt(
         email=email,
@@ -102,18 +124,19 @@ def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> int:
         created_at=now,
         expires_at=now + VERIFY_EMAIL_TTL,
     )
-    session.add(attempt)
-    if mail_quota.allow_mail(session, email=email, purpose="signup", now=now):
-        mail.defer(session, to=email, compose="signup", now=now, token=token)
-    session.flush()
-    attempt_id = attempt.id
-    session.commit()
+    with db.write(session):
+        session.add(attempt)
+        if mail_quota.allow_mail(session, email=email, purpose=MailPurpose.SIGNUP, now=now):
+            mail.defer(session, to=email, compose=DeferredMail.SIGNUP, now=now, token=token)
+        session.flush()
+        attempt_id = attempt.id
     log.info("sign-up attempt attempt_id=%s", attempt_id)
     return attempt_id
 
 
 def signup_mail(session: Session, *, email: str, token: str) -> MailContent | None:
-    """The worker's choice for an attempt's mail: nothing once a newer attempt exists."""
+    """The worker's choice for an attempt's mail (in its unit of work): nothing once a newer
+    attempt exists."""
     attempt = session.scalars(select(SignUpAttempt).where(SignUpAttempt.token_hash == tokens.hash_token(token))).first()
     if attempt is None or not _is_newest(session, attempt):
         return None
@@ -130,14 +153,15 @@ def attempt_for(session: Session, *, token: str) -> SignUpAttempt | None:
 def verification_link(*, session: Session, token: str, now: datetime) -> VerificationLink:
     """Reads a link and changes nothing: a GET of it (a mail scanner, a link preview) never
     creates, proves or uses up anything."""
-    attempt = attempt_for(session, token=token)
-    if attempt is not None:
-        return VerificationLink(_attempt_state(session, attempt, now), attempt_id=attempt.id)
-    record = live_link(session, token=token, purpose="verify_email", now=now)
-    user = session.get(User, record.user_id) if record is not None else None
-    if user is None or user.disabled_at is not None or has_pending_attempt(session, email=user.email, now=now):
-        return VerificationLink("unknown")
-    return VerificationLink("ready", user_id=user.id)
+    with db.read(session):
+        attempt = attempt_for(session, token=token)
+        if attempt is not None:
+            return VerificationLink(_attempt_state(session, attempt, now), attempt_id=attempt.id)
+        record = live_link(session, token=token, purpose=LinkPurpose.VERIFY_EMAIL, now=now)
+        user = session.get(User, record.user_id) if record is not None else None
+        if user is None or user.disabled_at is not None or has_pending_attempt(session, email=user.email, now=now):
+            return VerificationLink(LinkState.UNKNOWN)
+        return VerificationLink(LinkState.READY, user_id=user.id)
 
 
 def complete_sign_up(
@@ -148,8 +172,11 @@ def complete_sign_up(
     attempt (`browser_attempt_id`, kept in its signed session) or with the attempt's password,
     checked against the address's failure throttle (WrongPassword, LoginThrottled,
     LoginLocked). A login whose address was never proved gives way to it; an address that has a
-    proved login keeps it."""
-    attempt = _ready_attempt(session, token=token, now=now)
+    proved login keeps it. The password check commits units of its own (the failure count
+    outlives a refusal), so it runs between a read unit and the write unit, which reads the
+    attempt again under the write lock."""
+    with db.read(session):
+        attempt = _ready_attempt(session, token=token, now=now)
     if attempt.id != browser_attempt_id:
         email, stored_hash = attempt.email, attempt.password_hash
         if password is None or not throttle.checked_password(
@@ -157,7 +184,19 @@ def complete_sign_up(
         ):
             log.info("sign-up link refused a wrong password attempt_id=%s", attempt.id)
             raise WrongPassword()
-        attempt = _ready_attempt(session, token=token, now=now)  # the check committed: read it again
+    try:
+        with db.write(session):
+            user = _complete(session, token=token, now=now)
+    except IntegrityError as error:
+        if db.violated_constraint(error) != EMAIL_TAKEN:
+            raise
+        raise TokenInvalid() from None  # the address got a login at this very moment
+    log.info("email verified user_id=%s (sign-up completed)", user.id)
+    return Verified(user=user, attempt_id=attempt.id)
+
+
+def _complete(session: Session, *, token: str, now: datetime) -> User:
+    attempt = _ready_attempt(session, token=token, now=now)
     claimed = session.execute(
         update(SignUpAttempt).where(SignUpAttempt.id == attempt.id, SignUpAttempt.used_at.is_(None)).values(used_at=now)
     )
@@ -165,36 +204,27 @@ def complete_sign_up(
         raise TokenInvalid()
     existing = user_by_email(session, attempt.email)
     if existing is not None and existing.email_verified_at is not None:
-        session.rollback()
         raise TokenInvalid()
     if existing is not None and not _delete_login(session, user_id=existing.id):
-        session.rollback()
         raise TokenInvalid()
-    user = _create_owner(session, attempt=attempt, now=now)
-    try:
-        session.commit()
-    except IntegrityError:  # the address got a login at this very moment
-        session.rollback()
-        raise TokenInvalid() from None
-    log.info("email verified user_id=%s (sign-up completed)", user.id)
-    return Verified(user=user, attempt_id=attempt.id)
+    return _create_owner(session, attempt=attempt, now=now)
 
 
 def _ready_attempt(session: Session, *, token: str, now: datetime) -> SignUpAttempt:
     attempt = attempt_for(session, token=token)
-    if attempt is None or _attempt_state(session, attempt, now) != "ready":
+    if attempt is None or _attempt_state(session, attempt, now) != LinkState.READY:
         raise TokenInvalid()
     return attempt
 
 
-def _attempt_state(session: Session, attempt: SignUpAttempt, now: datetime) -> str:
+def _attempt_state(session: Session, attempt: SignUpAttempt, now: datetime) -> LinkState:
     if attempt.used_at is not None:
-        return "used"
+        return LinkState.USED
     if not _is_newest(session, attempt):
-        return "superseded"
+        return LinkState.SUPERSEDED
     if attempt.expires_at <= now:
-        return "expired"
-    return "ready"
+        return LinkState.EXPIRED
+    return LinkState.READY
 
 
 def has_pending_attempt(session: Session, *, email: str, now: datetime) -> bool:
@@ -223,7 +253,7 @@ def _create_owner(session: Session, *, attempt: SignUpAttempt, now: datetime) ->
     user.email_verified_at = now
     session.add_all([account, user])
     session.flush()
-    session.add(Membership(account_id=account.id, user_id=user.id, role="owner", created_at=now))
+    session.add(Membership(account_id=account.id, user_id=user.id, role=Role.OWNER, created_at=now))
     ledger.open_state(session, account_id=account.id, now=now)
     return user
 
@@ -244,13 +274,14 @@ def queue_verification_mail(session: Session, *, user: User, now: datetime) -> N
     without --verified): earlier links of the login stop working."""
     session.execute(
         update(OneTimeToken)
-        .where(OneTimeToken.user_id == user.id, OneTimeToken.purpose == "verify_email", OneTimeToken.used_at.is_(None))
+        .where(OneTimeToken.user_id == user.id, OneTimeToken.purpose == LinkPurpose.VERIFY_EMAIL,
+               OneTimeToken.used_at.is_(None))
         .values(used_at=now)
     )
     token, token_hash = tokens.new_token()
     session.add(
         OneTimeToken(
-            purpose="verify_email",
+            purpose=LinkPurpose.VERIFY_EMAIL,
             user_id=user.id,
             token_hash=token_hash,
             created_at=now,
@@ -262,20 +293,22 @@ def queue_verification_mail(session: Session, *, user: User, now: datetime) -> N
 
 def purge_stale(*, session: Session, now: datetime) -> int:
     """Forget sign-up attempts whose link has expired and logins whose address was not proved
-    within a link's lifetime, with the accounts only they belong to. Returns the logins removed."""
-    session.execute(delete(SignUpAttempt).where(SignUpAttempt.expires_at <= now))
-    mail_quota.purge(session, now=now)
-    stale = session.scalars(
-        select(User.id).where(User.email_verified_at.is_(None), User.created_at <= now - VERIFY_EMAIL_TTL)
-    ).all()
+    within a link's lifetime, with the accounts only they belong to. Returns the logins removed.
+    One unit of work; each login is removed under a savepoint, so one that other rows still
+    refer to (a foreign key refuses) is kept and the others go."""
     removed = 0
-    for user_id in stale:
-        try:
-            with session.begin_nested():
-                removed += _delete_login(session, user_id=user_id)
-        except IntegrityError:
-            log.warning("unverified login user_id=%s kept: other rows refer to it", user_id)
-    session.commit()
+    with db.write(session):
+        session.execute(delete(SignUpAttempt).where(SignUpAttempt.expires_at <= now))
+        mail_quota.purge(session, now=now)
+        stale = session.scalars(
+            select(User.id).where(User.email_verified_at.is_(None), User.created_at <= now - VERIFY_EMAIL_TTL)
+        ).all()
+        for user_id in stale:
+            try:
+                with session.begin_nested():
+                    removed += _delete_login(session, user_id=user_id)
+            except IntegrityError:
+                log.warning("unverified login user_id=%s kept: other rows refer to it", user_id)
     if removed:
         log.info("purged %s unverified logins", removed)
     return removed

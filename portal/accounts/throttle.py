@@ -10,6 +10,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from portal import db
 from portal.accounts import passwords
 from portal.accounts.errors import LoginLocked, LoginThrottled
 from portal.accounts.models import LoginThrottle
@@ -40,26 +41,27 @@ def checked_password(session: Session, *, email: str, stored_hash: str | None, p
 
     The attempt is counted as a failure under the address's row lock before the password is
     checked, so parallel guesses cannot slip past the delays; a right password then clears the
-    count. Commits twice: argon2 runs outside any transaction, so a burst of checks never holds
-    the database (on SQLite, the whole database) while hashing."""
-    key = email_key(email)
-    throttle = _locked_throttle(session, key, now)
-    try:
-        _refuse_if_throttled(throttle, now)
-    except (LoginLocked, LoginThrottled):
-        session.commit()
-        raise
-    _record_failure(throttle, now)
-    session.commit()
+    count. Two units of work around the check: argon2 runs outside any transaction, so a burst
+    of checks never holds the database (on SQLite, the whole database) while hashing, and the
+    count is committed before the caller refuses a wrong password, which is why this must not
+    run inside a caller's unit (it would be rolled back with it)."""
+    db.outside_units(session)
+    with db.write(session):
+        throttle = _locked_throttle(session, email_key(email), now)
+        refusal = _refusal(throttle, now)
+        if refusal is None:
+            _record_failure(throttle, now)
+    if refusal is not None:
+        raise refusal
     if not passwords.verify_password(stored_hash or passwords.DUMMY_HASH, password) or stored_hash is None:
         return False
-    clear(session, email=email)
-    session.commit()
+    with db.write(session):
+        clear(session, email=email)
     return True
 
 
 def clear(session: Session, *, email: str) -> None:
-    """Forget the address's failures (a right password, or a reset by e-mail); no commit."""
+    """Forget the address's failures (a right password, or a reset by e-mail), in the caller's unit."""
     session.execute(delete(LoginThrottle).where(LoginThrottle.email_hash == email_key(email)))
 
 
@@ -75,11 +77,12 @@ def _locked_throttle(session: Session, key: str, now: datetime) -> LoginThrottle
     return session.scalars(query).one()
 
 
-def _refuse_if_throttled(throttle: LoginThrottle, now: datetime) -> None:
+def _refusal(throttle: LoginThrottle, now: datetime) -> LoginLocked | LoginThrottled | None:
     if throttle.failures >= HARD_CAP:
-        raise LoginLocked()
+        return LoginLocked()
     if throttle.blocked_until is not None and throttle.blocked_until > now:
-        raise LoginThrottled(int((throttle.blocked_until - now).total_seconds()) + 1)
+        return LoginThrottled(int((throttle.blocked_until - now).total_seconds()) + 1)
+    return None
 
 
 def _record_failure(throttle: LoginThrottle, now: datetime) -> None:

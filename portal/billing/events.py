@@ -32,7 +32,7 @@ class VerifiedEvent:
 
 @dataclass(frozen=True)
 class Handled:
-    result: str  # duplicate (already seen), ignored, applied, mismatch
+    result: service.Result
     seen_before: bool = False
 
 
@@ -43,7 +43,7 @@ class GatewayUnreachable(Exception):
 def handle(*, session: Session, gateway: Gateway, event: VerifiedEvent, issuer: service.Issuer,
            now: datetime) -> Handled:
     if service.seen(session, event_id=event.id):
-        return Handled("duplicate", seen_before=True)
+        return Handled(service.Result.DUPLICATE, seen_before=True)
     try:
         purchase_ref = _purchase_ref(session, gateway, event)
     except LookupError:

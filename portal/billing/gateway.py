@@ -8,13 +8,16 @@ Fulfilment never trusts an event's body or the browser's return: it asks the gat
 the payment's facts (`fetch`) and applies them.
 """
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from sqlmodel import select
 
-from portal.billing.models import SandboxPayment
+from portal import db
+from portal.billing.models import (CheckoutStatus, DisputeStatus, GatewayName, IntentStatus, PaymentStatus,
+                                   PurchaseStatus, SandboxPayment)
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class PaymentFacts:
 
     session_id: str
     purchase_ref: str | None
-    status: str  # open, awaiting, paid, failed, expired
+    status: PurchaseStatus
     amount_total: int | None
     currency: str | None
     payment_intent_id: str | None = None
@@ -62,12 +65,12 @@ class PaymentFacts:
     voucher_expires_at: datetime | None = None
     refunds: tuple[RefundFact, ...] = ()
     dispute_id: str | None = None
-    dispute_status: str | None = None  # open, won, lost
+    dispute_status: DisputeStatus | None = None
     livemode_matches: bool = True  # a test-mode payment never counts for a live-mode portal
 
 
 class Gateway(Protocol):
-    name: str
+    name: GatewayName
 
     def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout: ...
 
@@ -85,14 +88,15 @@ def _utc(timestamp: int | None) -> datetime | None:
 # Stripe's dispute statuses: won/lost close it; warning_closed (an inquiry that never became a
 # chargeback) and prevented count as won; everything else (needs_response, under_review,
 # warning_*, appeal_*) is open.
-_CLOSED_DISPUTE = {"won": "won", "lost": "lost", "warning_closed": "won", "prevented": "won"}
+_CLOSED_DISPUTE = {"won": DisputeStatus.WON, "lost": DisputeStatus.LOST, "warning_closed": DisputeStatus.WON,
+                   "prevented": DisputeStatus.WON}
 
 
 class StripeGateway:
-    name = "stripe"
+    name = GatewayName.STRIPE
 
     def __init__(self, api_key: str, http_client=None):
-        import stripe
+        import stripe  # not at the top: importing it takes most of a second, which only a portal using Stripe pays
 
         self.client = stripe.StripeClient(api_key, http_client=http_client, max_network_retries=2)
         self.livemode = api_key.startswith(("sk_live_", "rk_live_"))
@@ -131,26 +135,17 @@ class StripeGateway:
             "currency": session.currency, "livemode_matches": bool(session.livemode) == self.livemode,
         }
         if intent is None or isinstance(intent, str):
-            status = "expired" if session.status == "expired" else "open"
+            status = PurchaseStatus.EXPIRED if session.status == CheckoutStatus.EXPIRED else PurchaseStatus.OPEN
             return PaymentFacts(status=status, payment_intent_id=intent, **facts)
         charge = intent.latest_charge if not isinstance(intent.latest_charge, str) else None
         method = _method_of(intent, charge)
         voucher = None
         if intent.next_action is not None and getattr(intent.next_action, "konbini_display_details", None):
             voucher = _utc(intent.next_action.konbini_display_details.expires_at)
-        if session.payment_status == "paid" or intent.status == "succeeded":
-            status = "paid"
-        elif intent.status == "requires_action" and session.status == "complete":
-            status = "awaiting"
-        elif intent.status in ("requires_payment_method", "canceled") and session.status in ("complete", "expired"):
-            status = "failed"
-        elif session.status == "expired":
-            status = "expired"
-        else:
-            status = "open"
-        paid_at = _utc(charge.created) if status == "paid" and charge is not None else None
+        status = _status(session.status, session.payment_status, intent.status)
+        paid_at = _utc(charge.created) if status == PurchaseStatus.PAID and charge is not None else None
         refunds, dispute = (), (None, None)
-        if status == "paid":
+        if status == PurchaseStatus.PAID:
             refunds = self._refunds(intent.id)
             dispute = self._dispute(intent.id)
         return PaymentFacts(
@@ -165,16 +160,16 @@ class StripeGateway:
             for refund in listed.auto_paging_iter() if refund.status == "succeeded"
         )
 
-    def _dispute(self, payment_intent_id: str) -> tuple[str | None, str | None]:
+    def _dispute(self, payment_intent_id: str) -> tuple[str | None, DisputeStatus | None]:
         listed = self.client.v1.disputes.list({"payment_intent": payment_intent_id, "limit": 10})
         disputes = list(listed.data)
         if not disputes:
             return None, None
         latest = max(disputes, key=lambda d: d.created)
-        return latest.id, _CLOSED_DISPUTE.get(latest.status, "open")
+        return latest.id, _CLOSED_DISPUTE.get(latest.status, DisputeStatus.OPEN)
 
     def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None:
-        import stripe
+        import stripe  # loaded already by __init__ (see there)
 
         try:
             intent = self.client.v1.payment_intents.retrieve(payment_intent_id)
@@ -184,6 +179,21 @@ class StripeGateway:
             raise
         metadata = intent.metadata.to_dict() if intent.metadata else {}
         return metadata.get("purchase")
+
+
+def _status(checkout: str, payment: str, intent: str) -> PurchaseStatus:
+    """A purchase's status from a Checkout Session's status and payment status and its payment
+    intent's status (Stripe's words; the sandbox keeps the same)."""
+    if payment == PaymentStatus.PAID or intent == IntentStatus.SUCCEEDED:
+        return PurchaseStatus.PAID
+    if intent == IntentStatus.REQUIRES_ACTION and checkout == CheckoutStatus.COMPLETE:
+        return PurchaseStatus.AWAITING
+    if (intent in (IntentStatus.REQUIRES_PAYMENT_METHOD, IntentStatus.CANCELED)
+            and checkout in (CheckoutStatus.COMPLETE, CheckoutStatus.EXPIRED)):
+        return PurchaseStatus.FAILED
+    if checkout == CheckoutStatus.EXPIRED:
+        return PurchaseStatus.EXPIRED
+    return PurchaseStatus.OPEN
 
 
 def _line(amount_yen: int, name: str) -> dict:
@@ -206,7 +216,7 @@ class SandboxGateway:
     """Checkout without real money, for development and a first look at the product. Its
     records live in `sandbox_payments`; `portal.billing.sandbox` acts the payer's part."""
 
-    name = "sandbox"
+    name = GatewayName.SANDBOX
 
     def __init__(self, session_factory, base_url: str, clock):
         self._session = session_factory
@@ -214,48 +224,47 @@ class SandboxGateway:
         self._clock = clock
 
     def create_checkout(self, request: CheckoutRequest, *, idempotency_key: str) -> Checkout:
-        import secrets
-
         session = self._session()
-        found = session.exec(select(SandboxPayment).where(SandboxPayment.purchase_ref == request.purchase_ref)).first()
-        if found is None:
-            token = secrets.token_hex(12)
-            found = SandboxPayment(
-                session_id=f"cs_sandbox_{token}", payment_intent_id=f"pi_sandbox_{token}",
-                purchase_ref=request.purchase_ref, amount_total=request.total_yen, description=request.description,
-                konbini_allowed=request.konbini_allowed, status="open", payment_status="unpaid",
-                intent_status="requires_payment_method", created_at=self._clock(),
-            )
-            session.add(found)
-        session.commit()
+        with db.write(session):
+            found = session.exec(select(SandboxPayment).where(SandboxPayment.purchase_ref == request.purchase_ref)).first()
+            if found is None:
+                token = secrets.token_hex(12)
+                found = SandboxPayment(
+                    session_id=f"cs_sandbox_{token}", payment_intent_id=f"pi_sandbox_{token}",
+                    purchase_ref=request.purchase_ref, amount_total=request.total_yen, description=request.description,
+                    konbini_allowed=request.konbini_allowed, status=CheckoutStatus.OPEN,
+                    payment_status=PaymentStatus.UNPAID, intent_status=IntentStatus.REQUIRES_PAYMENT_METHOD,
+                    created_at=self._clock(),
+                )
+                session.add(found)
         return Checkout(found.session_id, f"{self._base_url}/sandbox/checkout/{found.session_id}")
 
     def fetch(self, session_id: str) -> PaymentFacts:
         session = self._session()
-        found = session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)).first()
-        session.commit()
+        with db.read(session):
+            found = session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)).first()
         if found is None:
             raise LookupError(session_id)
         return facts_of_sandbox(found)
 
     def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None:
         session = self._session()
-        found = session.exec(select(SandboxPayment).where(SandboxPayment.payment_intent_id == payment_intent_id)).first()
-        session.commit()
+        with db.read(session):
+            found = session.exec(select(SandboxPayment).where(SandboxPayment.payment_intent_id == payment_intent_id)).first()
         return found.purchase_ref if found else None
 
 
 def facts_of_sandbox(payment: SandboxPayment) -> PaymentFacts:
-    if payment.payment_status == "paid":
-        status = "paid"
-    elif payment.intent_status == "requires_action":
-        status = "awaiting"
-    elif payment.intent_status == "canceled":
-        status = "failed"
-    elif payment.status == "expired":
-        status = "expired"
+    if payment.payment_status == PaymentStatus.PAID:
+        status = PurchaseStatus.PAID
+    elif payment.intent_status == IntentStatus.REQUIRES_ACTION:
+        status = PurchaseStatus.AWAITING
+    elif payment.intent_status == IntentStatus.CANCELED:
+        status = PurchaseStatus.FAILED
+    elif payment.status == CheckoutStatus.EXPIRED:
+        status = PurchaseStatus.EXPIRED
     else:
-        status = "open"
+        status = PurchaseStatus.OPEN
     return PaymentFacts(
         session_id=payment.session_id, purchase_ref=payment.purchase_ref, status=status,
         amount_total=payment.amount_total, currency="jpy", payment_intent_id=payment.payment_intent_id,

@@ -15,15 +15,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from portal import db
+from portal.accounts.models import Language
 from portal.billing import rules
-from portal.billing.models import DocumentCounter, Invoice, InvoiceRendition, PaymentRefund, Purchase
+from portal.billing.models import (RENDITION_STORED, DocumentCounter, Invoice, InvoiceKind, InvoiceRendition,
+                                   PaymentRefund, Purchase)
 
-SERIES = {"invoice": "INV", "return": "RET"}
-LANGUAGES = ("ja", "en")
+SERIES = {InvoiceKind.INVOICE: "INV", InvoiceKind.RETURN: "RET"}
+REISSUE_REASON_LENGTH = Invoice.__table__.c.reissue_reason.type.length
+COUNTERPARTY_LENGTH = Invoice.__table__.c.recipient_name.type.length  # no longer text can name a recipient
 
 
 class UnknownInvoice(LookupError):
     pass
+
+
+class ReasonTooLong(ValueError):
+    """A re-issue's reason is printed on the document: it must fit, whole, in its field."""
+
+    def __init__(self, limit: int):
+        super().__init__(f"at most {limit} characters")
+        self.limit = limit
 
 
 def next_number(session: Session, series: str) -> str:
@@ -42,7 +54,7 @@ def next_number(session: Session, series: str) -> str:
 def issue_in(session: Session, *, purchase: Purchase, issuer, now: datetime) -> Invoice:
     """The qualified invoice for a confirmed payment (inside the fulfilment transaction)."""
     invoice = Invoice(
-        number=next_number(session, SERIES["invoice"]), kind="invoice", account_id=purchase.account_id,
+        number=next_number(session, SERIES[InvoiceKind.INVOICE]), kind=InvoiceKind.INVOICE, account_id=purchase.account_id,
         purchase_id=purchase.id, issued_at=now, transaction_date=purchase.paid_at, issuer_name=issuer.name,
         issuer_registration_number=issuer.registration_number, recipient_name=purchase.recipient_name,
         recipient_address=purchase.recipient_address,
@@ -59,7 +71,7 @@ def issue_return_in(session: Session, *, purchase: Purchase, refund: PaymentRefu
     """A return invoice for a refund (tax included) of ¥10,000 or more."""
     tax = rules.tax_within(refund.amount_yen, purchase.tax_rate)
     invoice = Invoice(
-        number=next_number(session, SERIES["return"]), kind="return", account_id=purchase.account_id,
+        number=next_number(session, SERIES[InvoiceKind.RETURN]), kind=InvoiceKind.RETURN, account_id=purchase.account_id,
         purchase_id=purchase.id, refund_id=refund.id, issued_at=now, transaction_date=refund.refunded_at,
         original_date=purchase.paid_at, issuer_name=issuer.name, issuer_registration_number=issuer.registration_number,
         recipient_name=purchase.recipient_name, recipient_address=purchase.recipient_address,
@@ -74,21 +86,22 @@ def issue_return_in(session: Session, *, purchase: Purchase, refund: PaymentRefu
 def reissue(*, session: Session, number: str, reason: str, recipient_name: str | None, issuer, now: datetime) -> Invoice:
     """Issue a corrected copy under a new number (for example after the customer's legal name
     changed); the original stays as it was."""
-    original = session.scalars(select(Invoice).where(Invoice.number == number)).first()
-    if original is None:
-        session.rollback()
-        raise UnknownInvoice(number)
-    copy = Invoice(
-        **{column: getattr(original, column) for column in (
-            "kind", "account_id", "purchase_id", "refund_id", "transaction_date", "original_date",
-            "recipient_address", "recipient_registration_number", "credit_yen", "amount_yen", "tax_rate",
-            "tax_yen", "total_yen")},
-        number=next_number(session, SERIES[original.kind]), reissue_of=original.id, reissue_reason=reason[:300],
-        issued_at=now, issuer_name=issuer.name, issuer_registration_number=issuer.registration_number,
-        recipient_name=recipient_name or original.recipient_name,
-    )
-    session.add(copy)
-    session.commit()
+    if len(reason) > REISSUE_REASON_LENGTH:
+        raise ReasonTooLong(REISSUE_REASON_LENGTH)
+    with db.write(session):
+        original = session.scalars(select(Invoice).where(Invoice.number == number)).first()
+        if original is None:
+            raise UnknownInvoice(number)
+        copy = Invoice(
+            **{column: getattr(original, column) for column in (
+                "kind", "account_id", "purchase_id", "refund_id", "transaction_date", "original_date",
+                "recipient_address", "recipient_registration_number", "credit_yen", "amount_yen", "tax_rate",
+                "tax_yen", "total_yen")},
+            number=next_number(session, SERIES[original.kind]), reissue_of=original.id, reissue_reason=reason,
+            issued_at=now, issuer_name=issuer.name, issuer_registration_number=issuer.registration_number,
+            recipient_name=recipient_name or original.recipient_name,
+        )
+        session.add(copy)
     return copy
 
 
@@ -117,63 +130,59 @@ def invoices_of(session: Session, *, account_id: int, search: Search = Search())
         query = query.where(Invoice.total_yen >= search.min_total)
     if search.max_total is not None:
         query = query.where(Invoice.total_yen <= search.max_total)
-    rows = session.scalars(query.order_by(Invoice.id.desc())).all()
-    all_numbers = dict(session.execute(select(Invoice.id, Invoice.number).where(Invoice.account_id == account_id)).all())
-    session.commit()
+    with db.read(session):
+        rows = session.scalars(query.order_by(Invoice.id.desc())).all()
+        all_numbers = dict(session.execute(select(Invoice.id, Invoice.number).where(Invoice.account_id == account_id)).all())
     return [(row, all_numbers.get(row.reissue_of)) for row in rows]
 
 
 def invoices_of_purchase(session: Session, *, purchase_id: int) -> list[Invoice]:
-    rows = session.scalars(select(Invoice).where(Invoice.purchase_id == purchase_id).order_by(Invoice.id)).all()
-    session.commit()
-    return list(rows)
+    with db.read(session):
+        return list(session.scalars(select(Invoice).where(Invoice.purchase_id == purchase_id).order_by(Invoice.id)))
 
 
 def invoice_of(session: Session, *, account_id: int, number: str) -> Invoice | None:
-    found = session.scalars(select(Invoice).where(Invoice.number == number, Invoice.account_id == account_id)).first()
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalars(select(Invoice).where(Invoice.number == number, Invoice.account_id == account_id)).first()
 
 
-def stored_pdf(session: Session, *, invoice_id: int, language: str) -> bytes | None:
-    found = session.scalar(select(InvoiceRendition.pdf).where(InvoiceRendition.invoice_id == invoice_id,
-                                                              InvoiceRendition.language == language))
-    session.commit()
-    return found
+def stored_pdf(session: Session, *, invoice_id: int, language: Language) -> bytes | None:
+    with db.read(session):
+        return session.scalar(select(InvoiceRendition.pdf).where(InvoiceRendition.invoice_id == invoice_id,
+                                                                 InvoiceRendition.language == language))
 
 
-def store_pdf(session: Session, *, invoice_id: int, language: str, pdf: bytes, now: datetime) -> bytes:
+def store_pdf(session: Session, *, invoice_id: int, language: Language, pdf: bytes, now: datetime) -> bytes:
     """Keep the first rendition; if another process stored one meanwhile, that one wins and
     is returned, so every download of a document is byte-identical."""
     try:
-        session.execute(insert(InvoiceRendition.__table__).values(
-            invoice_id=invoice_id, language=language, pdf=pdf, sha256=hashlib.sha256(pdf).hexdigest(), rendered_at=now,
-        ))
-        session.commit()
-        return pdf
-    except IntegrityError:
-        session.rollback()
+        with db.write(session):
+            session.execute(insert(InvoiceRendition.__table__).values(
+                invoice_id=invoice_id, language=language, pdf=pdf, sha256=hashlib.sha256(pdf).hexdigest(),
+                rendered_at=now,
+            ))
+    except IntegrityError as error:
+        if db.violated_constraint(error) != RENDITION_STORED:
+            raise
         return stored_pdf(session, invoice_id=invoice_id, language=language)
+    return pdf
 
 
 def unrendered(session: Session, *, limit: int = 20) -> list[int]:
     """Invoices without their Japanese PDF yet (the worker renders them)."""
-    done = select(InvoiceRendition.invoice_id).where(InvoiceRendition.language == "ja")
-    found = session.scalars(select(Invoice.id).where(Invoice.id.not_in(done)).order_by(Invoice.id).limit(limit)).all()
-    session.commit()
-    return list(found)
+    done = select(InvoiceRendition.invoice_id).where(InvoiceRendition.language == Language.JA)
+    with db.read(session):
+        return list(session.scalars(select(Invoice.id).where(Invoice.id.not_in(done)).order_by(Invoice.id).limit(limit)))
 
 
 def get(session: Session, *, invoice_id: int) -> Invoice:
-    found = session.get(Invoice, invoice_id)
-    session.commit()
-    return found
+    with db.read(session):
+        return session.get(Invoice, invoice_id)
 
 
 def replaced_number(session: Session, invoice: Invoice) -> str | None:
     if invoice.reissue_of is None:
         return None
-    found = session.scalar(select(Invoice.number).where(Invoice.id == invoice.reissue_of))
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalar(select(Invoice.number).where(Invoice.id == invoice.reissue_of))
 

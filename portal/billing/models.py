@@ -3,11 +3,67 @@ qualified invoices with their stored PDFs, and the local sandbox's payments. Pay
 invoices are in whole yen (the ledger works in milli-yen)."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from portal.db import utc_column
+from portal.accounts.models import Language
+from portal.db import enum_column, utc_column
+
+
+class PurchaseStatus(StrEnum):
+    """A purchase's life at the gateway; it only moves forward (rules.next_status)."""
+
+    OPEN = "open"
+    AWAITING = "awaiting"  # a konbini voucher waits to be paid
+    PAID = "paid"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class GatewayName(StrEnum):
+    STRIPE = "stripe"
+    SANDBOX = "sandbox"
+
+
+class InvoiceKind(StrEnum):
+    INVOICE = "invoice"  # 適格請求書
+    RETURN = "return"  # 返還インボイス
+
+
+class CheckoutStatus(StrEnum):
+    """A Checkout Session's status in Stripe's words, which the sandbox keeps too."""
+
+    OPEN = "open"
+    COMPLETE = "complete"
+    EXPIRED = "expired"
+
+
+class PaymentStatus(StrEnum):
+    UNPAID = "unpaid"
+    PAID = "paid"
+
+
+class IntentStatus(StrEnum):
+    """The statuses of a Stripe payment intent that the portal tells apart."""
+
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+    REQUIRES_ACTION = "requires_action"  # a konbini voucher was issued
+    SUCCEEDED = "succeeded"
+    CANCELED = "canceled"
+
+
+# The constraints whose clash means "the same thing was stored at this very moment"
+# (portal.db.violated_constraint).
+EVENT_SEEN = "webhook_events_event_id_key"  # webhook_events.event_id is UNIQUE without a name: PostgreSQL's name
+RENDITION_STORED = "uq_invoice_rendition"
 
 
 class BillingProfile(SQLModel, table=True):
@@ -49,9 +105,9 @@ class Purchase(SQLModel, table=True):
     recipient_name: str = Field(sa_column=Column(String(200), nullable=False))
     recipient_address: str = Field(sa_column=Column(String(330), nullable=False))
     recipient_registration_number: str | None = Field(default=None, sa_column=Column(String(14), nullable=True))
-    language: str = Field(sa_column=Column(String(2), nullable=False))
-    gateway: str = Field(sa_column=Column(String(20), nullable=False))
-    status: str = Field(sa_column=Column(String(10), nullable=False))
+    language: Language = Field(sa_column=enum_column(Language, 2))
+    gateway: GatewayName = Field(sa_column=enum_column(GatewayName, 20))
+    status: PurchaseStatus = Field(sa_column=enum_column(PurchaseStatus, 10))
     checkout_session_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True, unique=True))
     checkout_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     payment_intent_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True, unique=True))
@@ -63,7 +119,7 @@ class Purchase(SQLModel, table=True):
     refunded_yen: int = 0
     taken_back: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))  # milli-yen, for refunds
     dispute_id: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
-    dispute_status: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))
+    dispute_status: DisputeStatus | None = Field(default=None, sa_column=enum_column(DisputeStatus, 10, nullable=True))
     dispute_hold_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("credit_holds.id"),
                                                                         nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
@@ -124,7 +180,7 @@ class Invoice(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(sa_column=Column(String(20), nullable=False, unique=True))
-    kind: str = Field(sa_column=Column(String(10), nullable=False))
+    kind: InvoiceKind = Field(sa_column=enum_column(InvoiceKind, 10))
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
     purchase_id: int = Field(sa_column=Column(Integer, ForeignKey("purchases.id"), nullable=False))
     refund_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("payment_refunds.id"), nullable=True))
@@ -149,11 +205,11 @@ class InvoiceRendition(SQLModel, table=True):
     """An invoice's PDF in one language, rendered once and served unchanged ever after."""
 
     __tablename__ = "invoice_renditions"
-    __table_args__ = (UniqueConstraint("invoice_id", "language", name="uq_invoice_rendition"),)
+    __table_args__ = (UniqueConstraint("invoice_id", "language", name=RENDITION_STORED),)
 
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(sa_column=Column(Integer, ForeignKey("invoices.id"), nullable=False))
-    language: str = Field(sa_column=Column(String(2), nullable=False))
+    language: Language = Field(sa_column=enum_column(Language, 2))
     pdf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     sha256: str = Field(sa_column=Column(String(64), nullable=False))
     rendered_at: datetime = Field(sa_column=utc_column())
@@ -172,9 +228,9 @@ class SandboxPayment(SQLModel, table=True):
     amount_total: int
     description: str = Field(sa_column=Column(String(200), nullable=False))
     konbini_allowed: bool = True
-    status: str = Field(sa_column=Column(String(10), nullable=False))  # open, complete, expired
-    payment_status: str = Field(sa_column=Column(String(10), nullable=False))  # unpaid, paid
-    intent_status: str = Field(sa_column=Column(String(30), nullable=False))
+    status: CheckoutStatus = Field(sa_column=enum_column(CheckoutStatus, 10))
+    payment_status: PaymentStatus = Field(sa_column=enum_column(PaymentStatus, 10))
+    intent_status: IntentStatus = Field(sa_column=enum_column(IntentStatus, 30))
     method: str | None = Field(default=None, sa_column=Column(String(20), nullable=True))
     paid_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     voucher_expires_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

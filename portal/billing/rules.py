@@ -2,9 +2,12 @@
 turned into credit, registration numbers. No database, no Flask, no gateway."""
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 
+from portal.accounts.models import TaxResidency
+from portal.billing.models import DisputeStatus, PurchaseStatus
 from portal.ledger.rules import MILLI_YEN
 
 JAPAN_TAX_RATE = 10
@@ -46,8 +49,8 @@ class Quote:
         return self.total_yen <= KONBINI_MAX_YEN
 
 
-def tax_rate_for(residency: str) -> int:
-    return JAPAN_TAX_RATE if residency == "JP" else 0
+def tax_rate_for(residency: TaxResidency) -> int:
+    return JAPAN_TAX_RATE if residency == TaxResidency.JP else 0
 
 
 def tax_on(amount_yen: int, rate: int) -> int:
@@ -62,8 +65,6 @@ def tax_within(total_yen: int, rate: int) -> int:
 
 def parse_amount(raw: str) -> int:
     """Whole yen from what a person typed: "1000", "1,000", "¥1,000", full-width digits."""
-    import unicodedata
-
     text = unicodedata.normalize("NFKC", raw or "").strip().replace(",", "").replace("¥", "").replace("円", "")
     if not re.fullmatch(r"\d{1,9}", text):
         raise ValueError("not a whole number of yen")
@@ -79,7 +80,7 @@ def search_day(raw: str) -> date:
     return day
 
 
-def quote(*, amount_yen: int, residency: str, minimum: int, maximum: int = MAX_PURCHASE_YEN) -> Quote:
+def quote(*, amount_yen: int, residency: TaxResidency, minimum: int, maximum: int = MAX_PURCHASE_YEN) -> Quote:
     if amount_yen < minimum:
         raise AmountError("too_small", minimum, maximum)
     if amount_yen > maximum:
@@ -98,19 +99,20 @@ def credit_to_take_back(*, refunded_yen: int, total_yen: int, amount_yen: int) -
     return min(amount_yen * MILLI_YEN, -(-refunded_yen * amount_yen * MILLI_YEN // total_yen))
 
 
-_RANK = {"open": 0, "awaiting": 1, "failed": 2, "expired": 2, "paid": 3}
+_RANK = {PurchaseStatus.OPEN: 0, PurchaseStatus.AWAITING: 1, PurchaseStatus.FAILED: 2, PurchaseStatus.EXPIRED: 2,
+         PurchaseStatus.PAID: 3}
 
 
-def next_status(current: str, reported: str) -> str:
+def next_status(current: PurchaseStatus, reported: PurchaseStatus) -> PurchaseStatus:
     """Purchase status only moves forward, so events handled in any order agree: a paid
     purchase stays paid; a failure never overwrites a payment."""
     return reported if _RANK[reported] > _RANK[current] else current
 
 
-_DISPUTE_RANK = {None: 0, "open": 1, "won": 2, "lost": 2}
+_DISPUTE_RANK = {None: 0, DisputeStatus.OPEN: 1, DisputeStatus.WON: 2, DisputeStatus.LOST: 2}
 
 
-def next_dispute_status(current: str | None, reported: str | None) -> str | None:
+def next_dispute_status(current: DisputeStatus | None, reported: DisputeStatus | None) -> DisputeStatus | None:
     return reported if _DISPUTE_RANK[reported] > _DISPUTE_RANK[current] else current
 
 

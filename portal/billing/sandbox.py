@@ -6,13 +6,23 @@ caller signs it and hands it to the same webhook code as Stripe's."""
 import json
 import secrets
 from datetime import datetime
+from enum import StrEnum
 
 from sqlmodel import Session, select
 
+from portal import db
 from portal.billing.gateway import voucher_deadline
-from portal.billing.models import SandboxPayment
+from portal.billing.models import CheckoutStatus, IntentStatus, PaymentStatus, SandboxPayment
 
-ACTIONS = ("pay", "decline", "konbini", "konbini_paid", "konbini_expired")
+
+class Action(StrEnum):
+    """What the person on the sandbox checkout page can do."""
+
+    PAY = "pay"
+    DECLINE = "decline"
+    KONBINI = "konbini"  # choose a convenience-store voucher
+    KONBINI_PAID = "konbini_paid"
+    KONBINI_EXPIRED = "konbini_expired"
 
 
 class NotAllowed(Exception):
@@ -20,45 +30,45 @@ class NotAllowed(Exception):
 
 
 def payment_of(session: Session, *, session_id: str) -> SandboxPayment | None:
-    found = session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)).first()
-    session.commit()
-    return found
+    with db.read(session):
+        return session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)).first()
 
 
 def act(*, session: Session, session_id: str, action: str, now: datetime) -> bytes:
     """Apply the payer's `action` and return the JSON body of the resulting event."""
-    payment = session.exec(
-        select(SandboxPayment).where(SandboxPayment.session_id == session_id).with_for_update()
-        .execution_options(populate_existing=True)
-    ).first()
-    if payment is None or action not in ACTIONS:
-        session.rollback()
-        raise NotAllowed(action)
-    waiting = payment.status == "open"
-    awaiting_konbini = payment.status == "complete" and payment.intent_status == "requires_action"
-    if action == "pay" and waiting:
-        payment.status, payment.payment_status, payment.intent_status = "complete", "paid", "succeeded"
-        payment.method, payment.paid_at = "card", now
-        event_type = "checkout.session.completed"
-    elif action == "decline" and waiting:
-        payment.status, payment.intent_status, payment.method = "expired", "canceled", "card"
-        event_type = "checkout.session.expired"
-    elif action == "konbini" and waiting and payment.konbini_allowed:
-        payment.status, payment.intent_status, payment.method = "complete", "requires_action", "konbini"
+    with db.write(session):
+        payment = session.exec(
+            select(SandboxPayment).where(SandboxPayment.session_id == session_id).with_for_update()
+            .execution_options(populate_existing=True)
+        ).first()
+        if payment is None or action not in list(Action):
+            raise NotAllowed(action)
+        return _event(payment, _apply(payment, Action(action), now), now)
+
+
+def _apply(payment: SandboxPayment, action: Action, now: datetime) -> str:
+    """Change the payment as `action` does; returns the type of the event Stripe would send."""
+    waiting = payment.status == CheckoutStatus.OPEN
+    awaiting_konbini = payment.status == CheckoutStatus.COMPLETE and payment.intent_status == IntentStatus.REQUIRES_ACTION
+    if action == Action.PAY and waiting:
+        payment.status, payment.payment_status = CheckoutStatus.COMPLETE, PaymentStatus.PAID
+        payment.intent_status, payment.method, payment.paid_at = IntentStatus.SUCCEEDED, "card", now
+        return "checkout.session.completed"
+    if action == Action.DECLINE and waiting:
+        payment.status, payment.intent_status, payment.method = CheckoutStatus.EXPIRED, IntentStatus.CANCELED, "card"
+        return "checkout.session.expired"
+    if action == Action.KONBINI and waiting and payment.konbini_allowed:
+        payment.status, payment.intent_status, payment.method = (CheckoutStatus.COMPLETE, IntentStatus.REQUIRES_ACTION,
+                                                                 "konbini")
         payment.voucher_expires_at = voucher_deadline(now)
-        event_type = "checkout.session.completed"
-    elif action == "konbini_paid" and awaiting_konbini:
-        payment.payment_status, payment.intent_status, payment.paid_at = "paid", "succeeded", now
-        event_type = "checkout.session.async_payment_succeeded"
-    elif action == "konbini_expired" and awaiting_konbini:
-        payment.intent_status = "canceled"
-        event_type = "checkout.session.async_payment_failed"
-    else:
-        session.rollback()
-        raise NotAllowed(action)
-    event = _event(payment, event_type, now)
-    session.commit()
-    return event
+        return "checkout.session.completed"
+    if action == Action.KONBINI_PAID and awaiting_konbini:
+        payment.payment_status, payment.intent_status, payment.paid_at = PaymentStatus.PAID, IntentStatus.SUCCEEDED, now
+        return "checkout.session.async_payment_succeeded"
+    if action == Action.KONBINI_EXPIRED and awaiting_konbini:
+        payment.intent_status = IntentStatus.CANCELED
+        return "checkout.session.async_payment_failed"
+    raise NotAllowed(action)
 
 
 def _event(payment: SandboxPayment, event_type: str, now: datetime) -> bytes:

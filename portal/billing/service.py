@@ -8,15 +8,18 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal.accounts.models import Account
+from portal import db, mail
+from portal.accounts.models import Account, TaxResidency
 from portal.billing import invoices, rules
 from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
-from portal.billing.models import BillingProfile, PaymentRefund, Purchase, WebhookEvent
+from portal.billing.models import (EVENT_SEEN, BillingProfile, DisputeStatus, PaymentRefund, Purchase, PurchaseStatus,
+                                   WebhookEvent)
 from portal.ledger import rules as ledger_rules
 from portal.ledger import service as ledger
 from portal.ledger.models import Lot
@@ -42,28 +45,30 @@ class Issuer:
 
 
 def profile_of(session: Session, *, account_id: int) -> BillingProfile | None:
-    return session.get(BillingProfile, account_id)
+    with db.read(session):
+        return session.get(BillingProfile, account_id)
 
 
 def save_profile(
     *, session: Session, account_id: int, legal_name: str, postal_code: str, address: str, billing_email: str,
     residency: str, registration_number: str | None, now: datetime,
 ) -> BillingProfile:
-    if residency not in ("JP", "overseas"):
+    if residency not in list(TaxResidency):
         raise ValueError("residency must be JP or overseas")
     if registration_number and not rules.valid_registration_number(registration_number):
         raise ValueError("invalid registration number")
-    profile = session.get(BillingProfile, account_id) or BillingProfile(account_id=account_id)
-    profile.legal_name, profile.postal_code, profile.address = legal_name, postal_code, address
-    profile.billing_email, profile.registration_number, profile.updated_at = billing_email, registration_number or None, now
-    session.add(profile)
-    account = session.get(Account, account_id)
-    account.tax_residency = residency
-    session.commit()
+    with db.write(session):
+        profile = session.get(BillingProfile, account_id) or BillingProfile(account_id=account_id)
+        profile.legal_name, profile.postal_code, profile.address = legal_name, postal_code, address
+        profile.billing_email, profile.registration_number = billing_email, registration_number or None
+        profile.updated_at = now
+        session.add(profile)
+        account = session.get(Account, account_id)
+        account.tax_residency = TaxResidency(residency)
     return profile
 
 
-def residency_of(session: Session, *, account_id: int) -> str:
+def residency_of(session: Session, *, account_id: int) -> TaxResidency:
     return session.get(Account, account_id).tax_residency
 
 
@@ -72,8 +77,8 @@ def residency_of(session: Session, *, account_id: int) -> str:
 
 def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: int) -> rules.Quote:
     """The quote for `amount_yen` of credit at the account's tax residency (or AmountError)."""
-    residency = residency_of(session, account_id=account_id)
-    session.commit()
+    with db.read(session):
+        residency = residency_of(session, account_id=account_id)
     return rules.quote(amount_yen=amount_yen, residency=residency, minimum=minimum)
 
 
@@ -82,25 +87,13 @@ def start_purchase(
     language: str, line_items: Callable[[int, int, str], tuple[str, str]], base_url: str, now: datetime,
 ) -> Purchase:
     """Record the confirmed quote, open a checkout at the gateway, and return the purchase
-    with the checkout's address. Two short transactions around the gateway call, so no lock
+    with the checkout's address. Two short units of work around the gateway call, so no lock
     is held while the network is slow; the gateway call is keyed by the purchase, so a retry
     can never open a second checkout for it. `line_items(amount_yen, tax_rate, language)` words
     the credit and tax lines the gateway shows (the faces render them in the customer's language)."""
-    profile = session.get(BillingProfile, account_id)
-    if profile is None:
-        session.rollback()
-        raise NoBillingProfile(account_id)
-    residency = residency_of(session, account_id=account_id)
-    quote = rules.quote(amount_yen=amount_yen, residency=residency, minimum=minimum)
-    purchase = Purchase(
-        public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
-        tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=profile.legal_name,
-        recipient_address=f"〒{profile.postal_code} {profile.address}",
-        recipient_registration_number=profile.registration_number, language=language, gateway=gateway.name,
-        status="open", created_at=now, updated_at=now,
-    )
-    session.add(purchase)
-    session.commit()
+    with db.write(session):
+        purchase, profile, quote = _record_quote(session, account_id=account_id, user_id=user_id, amount_yen=amount_yen,
+                                                 minimum=minimum, language=language, gateway=gateway.name, now=now)
     description, tax_description = line_items(quote.amount_yen, quote.tax_rate, language)
     page = f"{base_url}/credit/purchases/{purchase.public_id}"
     request = CheckoutRequest(
@@ -113,28 +106,46 @@ def start_purchase(
         checkout = gateway.create_checkout(request, idempotency_key=f"chotto-checkout-{purchase.public_id}")
     except Exception as error:
         log.warning("checkout for purchase %s failed: %s", purchase.public_id, type(error).__name__)
-        session.rollback()
-        purchase = session.get(Purchase, purchase.id, populate_existing=True)
-        purchase.status, purchase.updated_at = "failed", now
-        session.commit()
+        session.rollback()  # whatever the failed call left in the session
+        with db.write(session):  # the failure is recorded before it is reported
+            purchase = session.get(Purchase, purchase.id, populate_existing=True)
+            purchase.status, purchase.updated_at = PurchaseStatus.FAILED, now
         raise GatewayUnavailable(purchase.public_id) from error
-    purchase = session.get(Purchase, purchase.id, populate_existing=True)
-    purchase.checkout_session_id, purchase.checkout_url = checkout.session_id, checkout.url
-    session.commit()
+    with db.write(session):
+        purchase = session.get(Purchase, purchase.id, populate_existing=True)
+        purchase.checkout_session_id, purchase.checkout_url = checkout.session_id, checkout.url
     return purchase
 
 
+def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen: int, minimum: int, language: str,
+                  gateway: str, now: datetime) -> tuple[Purchase, BillingProfile, rules.Quote]:
+    profile = session.get(BillingProfile, account_id)
+    if profile is None:
+        raise NoBillingProfile(account_id)
+    quote = rules.quote(amount_yen=amount_yen, residency=residency_of(session, account_id=account_id), minimum=minimum)
+    purchase = Purchase(
+        public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
+        tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=profile.legal_name,
+        recipient_address=f"〒{profile.postal_code} {profile.address}",
+        recipient_registration_number=profile.registration_number, language=language, gateway=gateway,
+        status=PurchaseStatus.OPEN, created_at=now, updated_at=now,
+    )
+    session.add(purchase)
+    return purchase, profile, quote
+
+
 def purchase_of(session: Session, *, account_id: int, public_id: str) -> Purchase | None:
-    found = session.scalars(select(Purchase).where(Purchase.public_id == public_id, Purchase.account_id == account_id)).first()
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalars(
+            select(Purchase).where(Purchase.public_id == public_id, Purchase.account_id == account_id)).first()
 
 
 def purchases_of(session: Session, *, account_id: int, page: int = 1, per_page: int = 20) -> tuple[list[Purchase], int]:
     query = select(Purchase).where(Purchase.account_id == account_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
-    rows = session.scalars(query.order_by(Purchase.id.desc()).offset((max(page, 1) - 1) * per_page).limit(per_page)).all()
-    session.commit()
+    with db.read(session):
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        rows = session.scalars(
+            query.order_by(Purchase.id.desc()).offset((max(page, 1) - 1) * per_page).limit(per_page)).all()
     return list(rows), total
 
 
@@ -147,9 +158,18 @@ class Event:
     type: str
 
 
+class Result(StrEnum):
+    """What applying an event or a payment's facts came to."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # the event was applied before
+    IGNORED = "ignored"  # it concerns no purchase of ours
+    MISMATCH = "mismatch"  # the gateway's facts do not match the purchase: nothing granted
+
+
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # applied, duplicate, ignored, mismatch
+    result: Result
     purchase_id: int | None = None
     new_invoices: tuple[int, ...] = ()
 
@@ -157,30 +177,28 @@ class Outcome:
 def record_unrelated(*, session: Session, event: Event, now: datetime) -> Outcome:
     """An event that concerns no purchase of ours: remembered, so it is answered once."""
     try:
-        session.add(WebhookEvent(event_id=event.id, type=event.type, received_at=now))
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        return Outcome("duplicate")
-    return Outcome("ignored")
+        with db.write(session):
+            session.add(WebhookEvent(event_id=event.id, type=event.type, received_at=now))
+    except IntegrityError as error:
+        if db.violated_constraint(error) != EVENT_SEEN:
+            raise
+        return Outcome(Result.DUPLICATE)  # delivered twice at the same moment
+    return Outcome(Result.IGNORED)
 
 
 def seen(session: Session, *, event_id: str) -> bool:
-    found = session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event_id)) is not None
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event_id)) is not None
 
 
 def purchase_ref_by_payment(session: Session, *, payment_intent_id: str) -> str | None:
-    found = session.scalar(select(Purchase.public_id).where(Purchase.payment_intent_id == payment_intent_id))
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalar(select(Purchase.public_id).where(Purchase.payment_intent_id == payment_intent_id))
 
 
 def checkout_of(session: Session, *, purchase_ref: str) -> str | None:
-    found = session.scalar(select(Purchase.checkout_session_id).where(Purchase.public_id == purchase_ref))
-    session.commit()
-    return found
+    with db.read(session):
+        return session.scalar(select(Purchase.checkout_session_id).where(Purchase.public_id == purchase_ref))
 
 
 def apply_facts(
@@ -189,41 +207,43 @@ def apply_facts(
     """Bring the purchase, its credit and its invoices in line with the gateway's facts.
     Every step is monotonic (a payment stays paid, refunds are a growing set, a dispute only
     moves from open to closed), so any order of events ends in the same state, and a repeated
-    event or fact changes nothing."""
-    account_id = session.scalar(select(Purchase.account_id).where(Purchase.public_id == purchase_ref))
-    if account_id is None:
-        session.rollback()
-        return record_unrelated(session=session, event=event, now=now) if event else Outcome("ignored")
-    state, lots = ledger.lock(session, account_id)
+    event or fact changes nothing. One unit of work; an event about no purchase of ours is
+    recorded by a unit of its own after it."""
     try:
-        if event is not None:
-            if session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id)) is not None:
-                session.commit()
-                return Outcome("duplicate")
-        purchase = session.scalars(
-            select(Purchase).where(Purchase.public_id == purchase_ref).execution_options(populate_existing=True)
-        ).one()
-        if event is not None:
-            session.add(WebhookEvent(event_id=event.id, type=event.type, purchase_id=purchase.id, received_at=now))
-        if (facts.session_id != purchase.checkout_session_id or not facts.livemode_matches
-                or not _amount_matches(purchase, facts)):
-            log.error("payment facts for purchase %s do not match it (session %s, %s %s); nothing granted",
-                      purchase.public_id, facts.session_id, facts.amount_total, facts.currency)
-            session.commit()
-            return Outcome("mismatch", purchase.id)
-        issued = _apply(session, state, lots, purchase, facts, issuer, now)
-        purchase.updated_at = now
-        session.commit()
-        return Outcome("applied", purchase.id, tuple(issued))
+        with db.write(session):
+            account_id = session.scalar(select(Purchase.account_id).where(Purchase.public_id == purchase_ref))
+            if account_id is not None:
+                return _apply_locked(session, account_id, purchase_ref, facts, event, issuer, now)
     except IntegrityError:
-        session.rollback()
         if event is not None and seen(session, event_id=event.id):
-            return Outcome("duplicate")
+            return Outcome(Result.DUPLICATE)  # the same event, delivered twice at the same moment
         raise
+    return record_unrelated(session=session, event=event, now=now) if event else Outcome(Result.IGNORED)
+
+
+def _apply_locked(session: Session, account_id: int, purchase_ref: str, facts: PaymentFacts, event: Event | None,
+                  issuer: Issuer, now: datetime) -> Outcome:
+    state, lots = ledger.lock(session, account_id)
+    if event is not None:
+        if session.scalar(select(WebhookEvent.id).where(WebhookEvent.event_id == event.id)) is not None:
+            return Outcome(Result.DUPLICATE)
+    purchase = session.scalars(
+        select(Purchase).where(Purchase.public_id == purchase_ref).execution_options(populate_existing=True)
+    ).one()
+    if event is not None:
+        session.add(WebhookEvent(event_id=event.id, type=event.type, purchase_id=purchase.id, received_at=now))
+    if (facts.session_id != purchase.checkout_session_id or not facts.livemode_matches
+            or not _amount_matches(purchase, facts)):
+        log.error("payment facts for purchase %s do not match it (session %s, %s %s); nothing granted",
+                  purchase.public_id, facts.session_id, facts.amount_total, facts.currency)
+        return Outcome(Result.MISMATCH, purchase.id)
+    issued = _apply(session, state, lots, purchase, facts, issuer, now)
+    purchase.updated_at = now
+    return Outcome(Result.APPLIED, purchase.id, tuple(issued))
 
 
 def _amount_matches(purchase: Purchase, facts: PaymentFacts) -> bool:
-    if facts.status != "paid":
+    if facts.status != PurchaseStatus.PAID:
         return True
     return facts.amount_total == purchase.total_yen and (facts.currency or "").lower() == "jpy"
 
@@ -235,7 +255,7 @@ def _apply(session: Session, state, lots, purchase: Purchase, facts: PaymentFact
     purchase.method = facts.method or purchase.method
     if facts.voucher_expires_at:
         purchase.voucher_expires_at = facts.voucher_expires_at
-    if purchase.status == "paid" and purchase.lot_id is None:
+    if purchase.status == PurchaseStatus.PAID and purchase.lot_id is None:
         purchase.paid_at = facts.paid_at or now
         purchase.lot_id = _grant(session, state, lots, purchase, now)
         invoice = invoices.issue_in(session, purchase=purchase, issuer=issuer, now=now)
@@ -257,8 +277,6 @@ def _apply(session: Session, state, lots, purchase: Purchase, facts: PaymentFact
 
 def _tell_billing_contact(session: Session, purchase: Purchase, invoice, now: datetime) -> None:
     """The payment confirmation and receipt notice, through the outbox in this transaction."""
-    from portal import mail
-
     profile = session.get(BillingProfile, purchase.account_id)
     if profile is None:
         return
@@ -292,15 +310,15 @@ def _record_refund(session: Session, purchase: Purchase, refund, issuer: Issuer,
 def _settle_credit(session: Session, state, purchase: Purchase, now: datetime) -> None:
     """The lot's credit follows the payment: frozen while a dispute is open, written off when
     it is lost, and reduced by the credit each refund stands for (only what is left unused)."""
-    if purchase.dispute_status == "open":
+    if purchase.dispute_status == DisputeStatus.OPEN:
         if purchase.dispute_hold_id is None:
             held = ledger.freeze_lot_in(session, state, ledger.lots_of(session, purchase.account_id), lot_id=purchase.lot_id,
                                         key=f"dispute:{purchase.dispute_id}:freeze",
                                         reason=f"dispute {purchase.dispute_id} on purchase {purchase.public_id}", now=now)
             purchase.dispute_hold_id = held.id if held is not None else None
         return
-    if purchase.dispute_status in ("won", "lost"):
-        lost = purchase.dispute_status == "lost"
+    if purchase.dispute_status in (DisputeStatus.WON, DisputeStatus.LOST):
+        lost = purchase.dispute_status == DisputeStatus.LOST
         if purchase.dispute_hold_id is not None or lost:
             ledger.close_hold_in(session, state, hold_id=purchase.dispute_hold_id, now=now,
                                  write_off_lot=purchase.lot_id if lost else None)

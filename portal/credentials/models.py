@@ -3,13 +3,26 @@ overlaps). Only SHA-256 digests of tokens are stored, with a display prefix and 
 characters. Each credential also has a callback signing secret, stored as it is."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Integer, String, Text
 from sqlmodel import Field, SQLModel
 
-from portal.db import utc_column
+from portal.db import enum_column, utc_column
 
-SCOPES = ("sms", "voice", "otp", "read")
+
+class Scope(StrEnum):
+    """What a credential may call, in this order wherever scopes are listed."""
+
+    SMS = "sms"
+    VOICE = "voice"
+    OTP = "otp"
+    READ = "read"  # statuses, lists, credit
+
+
+class CredentialMode(StrEnum):
+    LIVE = "live"
+    TEST = "test"  # checked and recorded in the test inbox; never sent, never charged
 
 
 class Credential(SQLModel, table=True):
@@ -23,8 +36,8 @@ class Credential(SQLModel, table=True):
     sid: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
     name: str = Field(sa_column=Column(String(100), nullable=False))
-    mode: str = Field(sa_column=Column(String(4), nullable=False))
-    scopes: str = Field(sa_column=Column(String(40), nullable=False))  # comma-separated, from SCOPES
+    mode: CredentialMode = Field(sa_column=enum_column(CredentialMode, 4))
+    scopes: str = Field(sa_column=Column(String(40), nullable=False))  # comma-separated Scope names, in Scope's order
     allowed_networks: str = Field(default="", sa_column=Column(Text, nullable=False))  # CIDRs, one per line
     monthly_cap: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # milli-yen
     created_by: int = Field(sa_column=Column(Integer, ForeignKey("users.id"), nullable=False))
@@ -34,8 +47,8 @@ class Credential(SQLModel, table=True):
     last_used_ip: str | None = Field(default=None, sa_column=Column(String(45), nullable=True))
 
     @property
-    def scope_list(self) -> list[str]:
-        return [scope for scope in self.scopes.split(",") if scope]
+    def scope_list(self) -> list[Scope]:
+        return [Scope(scope) for scope in self.scopes.split(",") if scope]
 
 
 class CredentialSecret(SQLModel, table=True):

@@ -17,17 +17,20 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session
 
-from portal import audit
-from portal.accounts.models import Account, Membership, User
+from portal import audit, db, mail
+from portal.accounts.models import Account, Membership, Role, User
 from portal.accounts.queries import lock_account
+from portal.audit import AuditAction
 from portal.credentials import tokens
-from portal.credentials.models import SCOPES, CallbackSecret, Credential, CredentialSecret
+from portal.credentials.models import CallbackSecret, Credential, CredentialMode, CredentialSecret, Scope
 from portal.ledger.models import CreditState
 
 log = logging.getLogger("portal.credentials")
 MAX_OVERLAP = timedelta(days=7)
 LAST_USED_EVERY = timedelta(minutes=1)
 MAX_NETWORKS = 50
+MANAGERS = (Role.OWNER, Role.DEVELOPER)  # who may create, rotate and revoke credentials
+IP_LENGTH = 45  # the longest written form of an address (IPv6 with an IPv4 tail)
 
 
 class InvalidCredential(ValueError):
@@ -61,8 +64,8 @@ class Principal:
     credential_id: int
     sid: str
     account_id: int
-    mode: str
-    scopes: frozenset[str]
+    mode: CredentialMode
+    scopes: frozenset[Scope]
     monthly_cap: int | None
     allowed_countries: tuple[str, ...] = ("JP",)
     has_purchased: bool = False  # read before the account is locked: it only ever turns true
@@ -86,7 +89,7 @@ def parse_networks(text: str) -> list[str]:
 def _check(name: str, scopes: list[str], monthly_cap: int | None) -> None:
     if not name.strip() or len(name) > 100:
         raise InvalidCredential("name", name)
-    if not scopes or any(scope not in SCOPES for scope in scopes):
+    if not scopes or any(scope not in list(Scope) for scope in scopes):
         raise InvalidCredential("scopes", ",".join(scopes))
     if monthly_cap is not None and monthly_cap <= 0:
         raise InvalidCredential("monthly_cap", str(monthly_cap))
@@ -98,24 +101,24 @@ def create(
 ) -> tuple[Credential, str]:
     """A new credential and its token (the only time the token exists outside the caller)."""
     _check(name, scopes, monthly_cap)
-    if mode not in tokens.PREFIXES:
+    if mode not in list(CredentialMode):
         raise InvalidCredential("mode", mode)
-    _lock_manager(session, account_id=account_id, user_id=user_id)
-    credential = Credential(
-        sid=tokens.new_sid(), account_id=account_id, name=name.strip(), mode=mode,
-        scopes=",".join(s for s in SCOPES if s in scopes), allowed_networks="\n".join(networks),
-        monthly_cap=monthly_cap, created_by=user_id, created_at=now,
-    )
-    if expires_at is not None and expires_at <= now:
-        raise InvalidCredential("expires_at", str(expires_at))
-    session.add(credential)
-    session.flush()
-    token = _add_secret(session, credential, user_id, now, expires_at)
-    _add_callback_secret(session, credential, now)
-    audit.record(session, account_id=account_id, user_id=user_id, action="credential.created",
-                 detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
-    _tell_owners(session, account_id, "credential_created", credential, user_id, now)
-    session.commit()
+    with db.write(session):
+        _lock_manager(session, account_id=account_id, user_id=user_id)
+        credential = Credential(
+            sid=tokens.new_sid(), account_id=account_id, name=name.strip(), mode=CredentialMode(mode),
+            scopes=",".join(scope for scope in Scope if scope in scopes), allowed_networks="\n".join(networks),
+            monthly_cap=monthly_cap, created_by=user_id, created_at=now,
+        )
+        if expires_at is not None and expires_at <= now:
+            raise InvalidCredential("expires_at", str(expires_at))
+        session.add(credential)
+        session.flush()
+        token = _add_secret(session, credential, user_id, now, expires_at)
+        _add_callback_secret(session, credential, now)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.CREDENTIAL_CREATED,
+                     detail=f"{credential.name} ({credential.sid}, {mode}, {credential.scopes})", now=now)
+        _tell_owners(session, account_id, "credential_created", credential, user_id, now)
     log.info("api credential created sid=%s prefix=%s account=%s by user=%s", credential.sid,
              tokens.PREFIXES[mode], account_id, user_id)
     return credential, token
@@ -127,8 +130,7 @@ def _lock_manager(session: Session, *, account_id: int, user_id: int) -> None:
     lock_account(session, account_id)
     role = session.scalar(select(Membership.role).where(Membership.account_id == account_id,
                                                         Membership.user_id == user_id))
-    if role not in ("owner", "developer"):
-        session.rollback()
+    if role not in MANAGERS:
         raise NotAManager()
 
 
@@ -147,7 +149,6 @@ def _owned(session: Session, account_id: int, credential_id: int) -> Credential:
         .with_for_update()
     ).first()
     if credential is None or credential.revoked_at is not None:
-        session.rollback()
         raise UnknownCredential(credential_id)
     return credential
 
@@ -157,39 +158,39 @@ def rotate(*, session: Session, account_id: int, user_id: int, credential_id: in
     """A new token; the current ones keep working for `overlap` (0 to 7 days), then stop."""
     if not timedelta(0) <= overlap <= MAX_OVERLAP:
         raise InvalidCredential("overlap", str(overlap))
-    credential = _owned(session, account_id, credential_id)
-    ends = now + overlap
-    current_expiry = session.scalar(select(CredentialSecret.expires_at).where(
-        CredentialSecret.credential_id == credential.id, CredentialSecret.expires_at.is_not(None),
-        CredentialSecret.expires_at > now).order_by(CredentialSecret.expires_at.desc()))
-    session.execute(
-        update(CredentialSecret).where(
-            CredentialSecret.credential_id == credential.id,
-            or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > ends),
-        ).values(expires_at=ends)
-    )
-    token = _add_secret(session, credential, user_id, now,
-                        current_expiry if current_expiry and current_expiry > ends else None)
-    audit.record(session, account_id=account_id, user_id=user_id, action="credential.rotated",
-                 detail=f"{credential.name} ({credential.sid}); old token valid for {overlap}", now=now)
-    session.commit()
+    with db.write(session):
+        credential = _owned(session, account_id, credential_id)
+        ends = now + overlap
+        current_expiry = session.scalar(select(CredentialSecret.expires_at).where(
+            CredentialSecret.credential_id == credential.id, CredentialSecret.expires_at.is_not(None),
+            CredentialSecret.expires_at > now).order_by(CredentialSecret.expires_at.desc()))
+        session.execute(
+            update(CredentialSecret).where(
+                CredentialSecret.credential_id == credential.id,
+                or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > ends),
+            ).values(expires_at=ends)
+        )
+        token = _add_secret(session, credential, user_id, now,
+                            current_expiry if current_expiry and current_expiry > ends else None)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.CREDENTIAL_ROTATED,
+                     detail=f"{credential.name} ({credential.sid}); old token valid for {overlap}", now=now)
     log.info("api credential rotated sid=%s overlap=%s by user=%s", credential.sid, overlap, user_id)
     return credential, token
 
 
 def revoke(*, session: Session, account_id: int, user_id: int, credential_id: int, now: datetime) -> Credential:
-    credential = _owned(session, account_id, credential_id)
-    revoke_in_transaction(session, credential=credential, user_id=user_id, now=now)
-    _tell_owners(session, account_id, "credential_revoked", credential, user_id, now)
-    session.commit()
+    with db.write(session):
+        credential = _owned(session, account_id, credential_id)
+        revoke_in_transaction(session, credential=credential, user_id=user_id, now=now)
+        _tell_owners(session, account_id, "credential_revoked", credential, user_id, now)
     return credential
 
 
 def revoke_in_transaction(session: Session, *, credential: Credential, user_id: int, now: datetime) -> None:
-    """Revoke a credential the caller has locked, in the caller's transaction (the caller commits
-    and tells the owners): refused from the next request on, with its audit event."""
+    """Revoke a credential the caller has locked, in the caller's unit of work (the caller tells
+    the owners): refused from the next request on, with its audit event."""
     credential.revoked_at = now
-    audit.record(session, account_id=credential.account_id, user_id=user_id, action="credential.revoked",
+    audit.record(session, account_id=credential.account_id, user_id=user_id, action=AuditAction.CREDENTIAL_REVOKED,
                  detail=f"{credential.name} ({credential.sid})", now=now)
     log.info("api credential revoked sid=%s by user=%s", credential.sid, user_id)
 
@@ -209,11 +210,9 @@ def live_known_to(session: Session, *, account_id: int, user_id: int, now: datet
 
 def _tell_owners(session: Session, account_id: int, template: str, credential: Credential, user_id: int,
                  now: datetime) -> None:
-    from portal import mail
-
     actor = session.get(User, user_id)
     owners = session.scalars(select(User).join(Membership, Membership.user_id == User.id)
-                             .where(Membership.account_id == account_id, Membership.role == "owner")).all()
+                             .where(Membership.account_id == account_id, Membership.role == Role.OWNER)).all()
     account = session.get(Account, account_id)
     for owner in owners:
         mail.queue(session, to=owner.email, template=template, language=owner.language, now=now,
@@ -227,13 +226,13 @@ class Listed:
 
 
 def credentials_of(session: Session, *, account_id: int, now: datetime) -> list[Listed]:
-    rows = session.scalars(select(Credential).where(Credential.account_id == account_id)
-                           .order_by(Credential.revoked_at.is_not(None), Credential.id.desc())).all()
-    secrets = session.scalars(select(CredentialSecret).where(
-        CredentialSecret.credential_id.in_([row.id for row in rows]),
-        or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > now),
-    ).order_by(CredentialSecret.id)).all()
-    session.commit()
+    with db.read(session):
+        rows = session.scalars(select(Credential).where(Credential.account_id == account_id)
+                               .order_by(Credential.revoked_at.is_not(None), Credential.id.desc())).all()
+        secrets = session.scalars(select(CredentialSecret).where(
+            CredentialSecret.credential_id.in_([row.id for row in rows]),
+            or_(CredentialSecret.expires_at.is_(None), CredentialSecret.expires_at > now),
+        ).order_by(CredentialSecret.id)).all()
     return [Listed(row, [s for s in secrets if s.credential_id == row.id]) for row in rows]
 
 
@@ -246,9 +245,9 @@ def _add_callback_secret(session: Session, credential: Credential, now: datetime
 
 def credential_of(*, session: Session, account_id: int, credential_id: int) -> Credential:
     """One credential of the account, not revoked (for a page about it)."""
-    credential = session.scalars(select(Credential).where(
-        Credential.id == credential_id, Credential.account_id == account_id, Credential.revoked_at.is_(None))).first()
-    session.commit()
+    with db.read(session):
+        credential = session.scalars(select(Credential).where(
+            Credential.id == credential_id, Credential.account_id == account_id, Credential.revoked_at.is_(None))).first()
     if credential is None:
         raise UnknownCredential(credential_id)
     return credential
@@ -265,11 +264,11 @@ def _callback_secrets(session: Session, credential_id: int, now: datetime) -> li
 def reveal_callback_secrets(*, session: Session, account_id: int, user_id: int, credential_id: int,
                             now: datetime) -> tuple[Credential, list[CallbackSecret]]:
     """The secrets in force, for the one answer that shows them; the showing is audited."""
-    credential = _owned(session, account_id, credential_id)
-    shown = _callback_secrets(session, credential.id, now)
-    audit.record(session, account_id=account_id, user_id=user_id, action="credential.callback_secret_shown",
-                 detail=f"{credential.name} ({credential.sid})", now=now)
-    session.commit()
+    with db.write(session):
+        credential = _owned(session, account_id, credential_id)
+        shown = _callback_secrets(session, credential.id, now)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.CALLBACK_SECRET_SHOWN,
+                     detail=f"{credential.name} ({credential.sid})", now=now)
     log.info("callback secret shown sid=%s to user=%s", credential.sid, user_id)
     return credential, shown
 
@@ -279,28 +278,27 @@ def rotate_callback_secret(*, session: Session, account_id: int, user_id: int, c
     """A new secret; the current ones keep signing for `overlap` (0 to 7 days), then stop."""
     if not timedelta(0) <= overlap <= MAX_OVERLAP:
         raise InvalidCredential("overlap", str(overlap))
-    credential = _owned(session, account_id, credential_id)
-    ends = now + overlap
-    session.execute(update(CallbackSecret).where(
-        CallbackSecret.credential_id == credential.id,
-        or_(CallbackSecret.expires_at.is_(None), CallbackSecret.expires_at > ends),
-    ).values(expires_at=ends))
-    _add_callback_secret(session, credential, now)
-    session.flush()
-    shown = _callback_secrets(session, credential.id, now)
-    audit.record(session, account_id=account_id, user_id=user_id, action="credential.callback_secret_rotated",
-                 detail=f"{credential.name} ({credential.sid}); old secret signs for {overlap}", now=now)
-    session.commit()
+    with db.write(session):
+        credential = _owned(session, account_id, credential_id)
+        ends = now + overlap
+        session.execute(update(CallbackSecret).where(
+            CallbackSecret.credential_id == credential.id,
+            or_(CallbackSecret.expires_at.is_(None), CallbackSecret.expires_at > ends),
+        ).values(expires_at=ends))
+        _add_callback_secret(session, credential, now)
+        session.flush()
+        shown = _callback_secrets(session, credential.id, now)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.CALLBACK_SECRET_ROTATED,
+                     detail=f"{credential.name} ({credential.sid}); old secret signs for {overlap}", now=now)
     log.info("callback secret rotated sid=%s overlap=%s by user=%s", credential.sid, overlap, user_id)
     return credential, shown
 
 
 def callback_signing_secrets(*, session: Session, sid: str, now: datetime) -> list[str]:
     """What signs a callback of credential `sid` now: one secret, two during an overlap."""
-    credential_id = session.scalar(select(Credential.id).where(Credential.sid == sid))
-    secrets = [row.secret for row in _callback_secrets(session, credential_id, now)] if credential_id else []
-    session.commit()
-    return secrets
+    with db.read(session):
+        credential_id = session.scalar(select(Credential.id).where(Credential.sid == sid))
+        return [row.secret for row in _callback_secrets(session, credential_id, now)] if credential_id else []
 
 
 # -- authentication ---------------------------------------------------------------------------
@@ -321,23 +319,31 @@ _AUTHENTICATE = (  # Core, not ORM: this runs on every API request
 
 
 def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime) -> Principal:
+    """A read unit (on SQLite it never waits for the write lock); the first request in a
+    minute also notes the use in a short write unit of its own."""
     if not tokens.well_formed(token) or len(sid) != 32:
         raise Unauthenticated()
-    row = session.execute(_AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now}).first()
+    with db.read(session):
+        row = session.execute(_AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now}).first()
     if row is None:
-        session.rollback()
         raise Unauthenticated()
     if row.allowed_networks and not _allowed(ip, row.allowed_networks):
-        session.rollback()
         raise NotFromHere()
     if row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY:
+        _note_use(session, row.id, ip, now)
+    return Principal(row.id, row.sid, row.account_id, row.mode, frozenset(Scope(s) for s in row.scopes.split(",") if s),
+                     row.monthly_cap, tuple(c for c in (row.allowed_countries or "JP").split(",") if c),
+                     bool(row.has_purchased))
+
+
+def _note_use(session: Session, credential_id: int, ip: str, now: datetime) -> None:
+    """One conditional UPDATE, so parallel requests write it once. An address longer than any
+    written IP address is no address: it is kept cut, as a hint for the customer's eyes only."""
+    with db.write(session):
         session.execute(update(Credential).where(
-            Credential.id == row.id,
+            Credential.id == credential_id,
             or_(Credential.last_used_at.is_(None), Credential.last_used_at <= now - LAST_USED_EVERY),
-        ).values(last_used_at=now, last_used_ip=ip[:45]))
-        session.commit()
-    return Principal(row.id, row.sid, row.account_id, row.mode, frozenset(row.scopes.split(",")), row.monthly_cap,
-                     tuple(c for c in (row.allowed_countries or "JP").split(",") if c), bool(row.has_purchased))
+        ).values(last_used_at=now, last_used_ip=ip[:IP_LENGTH]))
 
 
 def _allowed(ip: str, networks: str) -> bool:

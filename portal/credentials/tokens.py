@@ -7,8 +7,10 @@ import re
 import secrets
 import zlib
 
+from portal.credentials.models import CredentialMode
+
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-PREFIXES = {"live": "chotto_live_", "test": "chotto_test_"}
+PREFIXES = {CredentialMode.LIVE: "chotto_live_", CredentialMode.TEST: "chotto_test_"}
 BODY_LENGTH, CHECKSUM_LENGTH = 30, 6
 PATTERN = re.compile(r"\bchotto_(live|test)_[0-9A-Za-z]{36}\b")
 
@@ -25,7 +27,7 @@ def checksum(text: str) -> str:
     return _base62(zlib.crc32(text.encode()), CHECKSUM_LENGTH)
 
 
-def new_token(mode: str) -> str:
+def new_token(mode: CredentialMode) -> str:
     prefix = PREFIXES[mode]
     body = "".join(secrets.choice(BASE62) for _ in range(BODY_LENGTH))
     return prefix + body + checksum(prefix + body)

@@ -2,13 +2,17 @@
 
 import logging
 
+from babel.dates import format_date
 from flask import Blueprint, Flask, Response, current_app, g, render_template
-from flask_babel import format_datetime
+from flask_babel import format_datetime, get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from portal import db, failures, security
+from portal.accounts.models import Language
 from portal.bad_input import BadInput
+from portal.clock import JST
+from portal.ledger.rules import MILLI_YEN
 from portal.web import auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox, team
 
 log = logging.getLogger("portal.web")
@@ -95,19 +99,19 @@ def register_template_helpers(app: Flask) -> None:
     def yen(milli_yen: int) -> str:
         """The one place money is formatted: milli-yen in, "¥1,234" or "¥1,234.5" out."""
         sign = "-" if milli_yen < 0 else ""
-        whole, fraction = divmod(abs(milli_yen), 1000)
+        whole, fraction = divmod(abs(milli_yen), MILLI_YEN)
         text = f"{sign}¥{whole:,}"
         return text + f".{fraction:03d}".rstrip("0") if fraction else text
+
+    @app.template_filter("whole_yen")
+    def whole_yen(amount_yen: int) -> str:
+        """Payments and invoices count whole yen; formatted as the ledger's milli-yen are."""
+        return yen(amount_yen * MILLI_YEN)
 
     @app.template_filter("jst_date")
     def jst_date(value) -> str:
         """A calendar date in Japan time (invoices): 2026年11月27日 / 27 November 2026."""
-        from babel.dates import format_date
-        from flask_babel import get_locale
-
-        from portal.clock import JST
-
-        return format_date(value.astimezone(JST).date(), "long", locale=str(get_locale() or "ja")) if value else ""
+        return format_date(value.astimezone(JST).date(), "long", locale=str(get_locale() or Language.JA)) if value else ""
 
     @app.template_filter("jst")
     def jst(value, format="medium"):
@@ -115,6 +119,4 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.context_processor
     def page_context():
-        from flask_babel import get_locale
-
-        return {"current_locale": str(get_locale() or "en"), "config_env": app.config["ENV"]}
+        return {"current_locale": str(get_locale() or Language.EN), "config_env": app.config["ENV"]}

@@ -9,8 +9,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from portal import clock, db
 from portal.accounts import auth, sessions
 from portal.accounts.errors import InvalidCredentials, LoginLocked, LoginThrottled, TokenInvalid, WeakPassword, WrongPassword
+from portal.accounts.models import AccountKind, Language
 from portal.accounts.queries import InvalidEmail
-from portal.accounts.signup import SignUpRequest, complete_sign_up, sign_up, verification_link
+from portal.accounts.signup import LinkState, SignUpRequest, complete_sign_up, sign_up, verification_link
 from portal.web.current import load_user
 from portal.extensions import limiter
 from portal.web.forms import (PASSWORD_MESSAGES, ActionForm, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm,
@@ -69,13 +70,13 @@ def sign_in(user_id: int) -> None:
 @bp.route("/signup", methods=["GET", "POST"])
 @limiter.limit(_signup_limit, methods=["POST"])
 def signup():
-    form = SignUpForm(language=session.get("lang") or request.accept_languages.best_match(["ja", "en"], "en"))
+    form = SignUpForm(language=session.get("lang") or request.accept_languages.best_match(list(Language), Language.EN))
     if form.validate_on_submit():
         signup_request = SignUpRequest(
             email=form.email.data,
             password=form.password.data,
             name=form.name.data,
-            account_name=form.account_name.data if form.account_kind.data == "company" else form.name.data,
+            account_name=form.account_name.data if form.account_kind.data == AccountKind.COMPANY else form.name.data,
             account_kind=form.account_kind.data,
             language=form.language.data,
             tax_residency=form.tax_residency.data,
@@ -116,7 +117,7 @@ def verify_email(token: str):
     answers (a mail scanner has no such cookie): anyone else finishes the sign-up with its
     password, or proves an existing login's address with a click."""
     link = verification_link(session=db.session(), token=token, now=clock.now())
-    if link.state != "ready":
+    if link.state != LinkState.READY:
         return render_template("auth/link_invalid.html", state=link.state, sign_up=True), 410
     if link.user_id is not None:
         return _verify_existing_login(token, user_id=link.user_id)

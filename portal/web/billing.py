@@ -12,8 +12,10 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.accounts import sessions
+from portal.accounts.models import Language, Role
 from portal import documents
 from portal.billing import invoices, rules, service
+from portal.billing.models import GatewayName, PurchaseStatus
 from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
 from portal import security
@@ -25,7 +27,7 @@ from portal.web.forms import AmountForm, BillingProfileForm, PayForm
 from portal.web.fragments import render_page
 
 bp = Blueprint("billing", __name__)
-BUYERS = ("owner", "billing")
+BUYERS = (Role.OWNER, Role.BILLING)
 QUICK_PICKS = (1000, 3000, 10000)
 STRIPE_CHECKOUT = "https://checkout.stripe.com"
 
@@ -135,7 +137,7 @@ def confirm():
         return redirect(url_for("billing.profile", next=request.full_path))
     response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
                                          form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen))))
-    if current_app.extensions["portal.gateway"].name == "stripe":
+    if current_app.extensions["portal.gateway"].name == GatewayName.STRIPE:
         security.allow_form_action(response, STRIPE_CHECKOUT)
     return response
 
@@ -157,7 +159,8 @@ def pay():
     try:
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
-            user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(), language=str(get_locale() or "ja"),
+            user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(),
+            language=str(get_locale() or Language.JA),
             line_items=documents.checkout_lines, base_url=current_app.config["BASE_URL"], now=clock.now(),
         )
     except service.NoBillingProfile:
@@ -185,12 +188,12 @@ def purchase(public_id: str):
     found = service.purchase_of(db.session(), account_id=_account_id(), public_id=public_id)
     if found is None:
         abort(404)
-    if request.args.get("canceled") and found.status == "open":
+    if request.args.get("canceled") and found.status == PurchaseStatus.OPEN:
         flash(_("You left the payment page. Nothing was charged; you can pay from here or start again."), "info")
     documents_of = invoices.invoices_of_purchase(db.session(), purchase_id=found.id)
     return render_page("billing/purchase.html", fragment="status", purchase=found, invoices=documents_of,
                        expires_at=purchase_expiry(found.paid_at) if found.paid_at else None,
-                       sandbox=current_app.extensions["portal.gateway"].name == "sandbox")
+                       sandbox=current_app.extensions["portal.gateway"].name == GatewayName.SANDBOX)
 
 
 # -- invoices -----------------------------------------------------------------------------------
@@ -221,7 +224,11 @@ def _search() -> tuple[invoices.Search, dict[str, str]]:
                 found[field] = rules.parse_amount(raw)
             except ValueError:
                 errors[name] = _("Enter a whole number of yen, for example 1000.")
-    found["counterparty"] = (args.get("q") or "").strip()[:200]
+    counterparty = (args.get("q") or "").strip()
+    if len(counterparty) > invoices.COUNTERPARTY_LENGTH:
+        errors["q"] = _("Enter a name of at most %(count)s characters.", count=invoices.COUNTERPARTY_LENGTH)
+    else:
+        found["counterparty"] = counterparty
     return invoices.Search(**found), errors
 
 
@@ -269,13 +276,13 @@ def invoice_export():
 @role_required(*BUYERS)
 def invoice_pdf(number: str):
     found = invoices.invoice_of(db.session(), account_id=_account_id(), number=number)
-    language = request.args.get("lang", "ja")
-    if found is None or language not in invoices.LANGUAGES:
+    language = request.args.get("lang", Language.JA)
+    if found is None or language not in list(Language):
         abort(404)
-    pdf = documents.pdf_of(db.session(), invoice_id=found.id, language=language, now=clock.now())
+    pdf = documents.pdf_of(db.session(), invoice_id=found.id, language=Language(language), now=clock.now())
     response = make_response(pdf)
     response.headers["Content-Type"] = "application/pdf"
-    suffix = "" if language == "ja" else "-en"
+    suffix = "" if language == Language.JA else "-en"
     response.headers["Content-Disposition"] = f'attachment; filename="{found.number}{suffix}.pdf"'
     response.headers["Cache-Control"] = "private, no-store"
     return response

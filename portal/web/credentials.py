@@ -11,14 +11,16 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.accounts import sessions
+from portal.billing.rules import parse_amount
 from portal.credentials import service
+from portal.ledger.rules import MILLI_YEN
 from portal.openapi import document
 from portal.web.current import reauthentication_redirect, role_required
 from portal.web.forms import ActionForm, CredentialForm, RotateForm
 from portal.web.fragments import render_page
 
 bp = Blueprint("credentials", __name__)
-MANAGERS = ("owner", "developer")
+MANAGERS = service.MANAGERS
 
 
 def _page(form: CredentialForm | None = None, status: int = 200):
@@ -58,10 +60,8 @@ def create():
         return _page(form, 422)
     cap = None
     if (form.monthly_cap.data or "").strip():
-        from portal.billing.rules import parse_amount
-
         try:
-            cap = parse_amount(form.monthly_cap.data) * 1000
+            cap = parse_amount(form.monthly_cap.data) * MILLI_YEN
         except ValueError:
             cap = 0
         if not cap:

@@ -59,7 +59,8 @@ def load_user(user_id: str) -> SignedIn | None:
 
 
 def _account_in_use(row: UserSession) -> tuple[Membership | None, Account | None]:
-    pairs = memberships_of(db.session(), user_id=row.user_id)
+    with db.read(db.session()):
+        pairs = memberships_of(db.session(), user_id=row.user_id)
     for membership, account in pairs:
         if account.id == row.account_id:
             return membership, account
@@ -68,7 +69,8 @@ def _account_in_use(row: UserSession) -> tuple[Membership | None, Account | None
 
 def accounts_of_current_user() -> list[tuple[Membership, Account]]:
     if "my_accounts" not in g:
-        g.my_accounts = memberships_of(db.session(), user_id=current_user.id)
+        with db.read(db.session()):
+            g.my_accounts = memberships_of(db.session(), user_id=current_user.id)
     return g.my_accounts
 
 

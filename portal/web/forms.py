@@ -7,7 +7,10 @@ from wtforms import (BooleanField, EmailField, HiddenField, PasswordField, Radio
                      StringField, TelField, TextAreaField)
 from wtforms.validators import Email, InputRequired, Length, Optional, Regexp
 
+from portal.accounts.models import AccountKind, Language, Role, TaxResidency
 from portal.accounts.passwords import MAX_LENGTH
+from portal.billing.rules import JAPAN_TAX_RATE
+from portal.credentials.models import CredentialMode, Scope
 
 PASSWORD_MESSAGES = {
     "too_short": _l("Use at least 15 characters. A few random words make a strong, memorable password."),
@@ -16,8 +19,8 @@ PASSWORD_MESSAGES = {
     "contains_context": _l("Do not use your e-mail name or the service name in your password."),
     "too_repetitive": _l("This password repeats one or two characters. Choose another."),
 }
-ROLE_LABELS = {"owner": _l("Owner"), "developer": _l("Developer"), "billing": _l("Billing")}
-LANGUAGE_CHOICES = [SelectChoice("ja", "日本語"), SelectChoice("en", "English")]
+ROLE_LABELS = {Role.OWNER: _l("Owner"), Role.DEVELOPER: _l("Developer"), Role.BILLING: _l("Billing")}
+LANGUAGE_CHOICES = [SelectChoice(Language.JA, "日本語"), SelectChoice(Language.EN, "English")]
 
 
 def password_field(label):
@@ -30,21 +33,22 @@ class SignUpForm(FlaskForm):
     password = password_field(_l("Password"))
     account_kind = RadioField(
         _l("Who is the customer?"),
-        choices=[SelectChoice("individual", _l("Myself (individual)")), SelectChoice("company", _l("A company or organisation"))],
-        default="individual",
+        choices=[SelectChoice(AccountKind.INDIVIDUAL, _l("Myself (individual)")),
+                 SelectChoice(AccountKind.COMPANY, _l("A company or organisation"))],
+        default=AccountKind.INDIVIDUAL,
         validators=[InputRequired()],
     )
     account_name = StringField(_l("Company or organisation name"), validators=[Optional(), Length(max=200)])
     tax_residency = SelectField(
         _l("Tax residency"),
-        choices=[SelectChoice("JP", _l("Japan")), SelectChoice("overseas", _l("Outside Japan"))],
-        default="JP",
+        choices=[SelectChoice(TaxResidency.JP, _l("Japan")), SelectChoice(TaxResidency.OVERSEAS, _l("Outside Japan"))],
+        default=TaxResidency.JP,
     )
     language = SelectField(_l("Language for e-mails"), choices=LANGUAGE_CHOICES)
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)
-        if self.account_kind.data == "company" and not (self.account_name.data or "").strip():
+        if self.account_kind.data == AccountKind.COMPANY and not (self.account_name.data or "").strip():
             self.account_name.errors = [*self.account_name.errors, _l("Enter the company or organisation name.")]
             valid = False
         return valid
@@ -98,7 +102,8 @@ class CodeForm(FlaskForm):
 
 class InviteForm(FlaskForm):
     email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
-    role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()], default="developer")
+    role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()],
+                       default=Role.DEVELOPER)
 
 
 class RoleForm(FlaskForm):
@@ -133,9 +138,9 @@ class BillingProfileForm(FlaskForm):
     )
     tax_residency = RadioField(
         _l("Tax residency"),
-        choices=[SelectChoice("JP", _l("Japan (%(rate)s%% consumption tax is added)", rate=10)),
-                 SelectChoice("overseas", _l("Outside Japan (no Japanese consumption tax)"))],
-        default="JP", validators=[InputRequired()],
+        choices=[SelectChoice(TaxResidency.JP, _l("Japan (%(rate)s%% consumption tax is added)", rate=JAPAN_TAX_RATE)),
+                 SelectChoice(TaxResidency.OVERSEAS, _l("Outside Japan (no Japanese consumption tax)"))],
+        default=TaxResidency.JP, validators=[InputRequired()],
     )
     registration_number = StringField(
         _l("Qualified invoice registration number (optional)"),
@@ -164,15 +169,16 @@ class CredentialForm(FlaskForm):
                        description=_l("Where it is used, for example: production web server."))
     mode = RadioField(
         _l("Kind"),
-        choices=[SelectChoice("test", _l("Test: everything is checked and recorded in the test inbox; nothing is sent or charged")),
-                 SelectChoice("live", _l("Live: messages and calls are sent and charged"))],
-        default="test", validators=[InputRequired()],
+        choices=[SelectChoice(CredentialMode.TEST,
+                              _l("Test: everything is checked and recorded in the test inbox; nothing is sent or charged")),
+                 SelectChoice(CredentialMode.LIVE, _l("Live: messages and calls are sent and charged"))],
+        default=CredentialMode.TEST, validators=[InputRequired()],
     )
     scopes = SelectMultipleField(
         _l("Scopes"),
-        choices=[SelectChoice("sms", _l("SMS")), SelectChoice("voice", _l("Voice calls")),
-                 SelectChoice("otp", _l("OTP")), SelectChoice("read", _l("Read (status, lists, credit)"))],
-        default=["sms", "voice", "read"], validators=[InputRequired(message=_l("Choose at least one scope."))],
+        choices=[SelectChoice(Scope.SMS, _l("SMS")), SelectChoice(Scope.VOICE, _l("Voice calls")),
+                 SelectChoice(Scope.OTP, _l("OTP")), SelectChoice(Scope.READ, _l("Read (status, lists, credit)"))],
+        default=[Scope.SMS, Scope.VOICE, Scope.READ], validators=[InputRequired(message=_l("Choose at least one scope."))],
     )
     networks = TextAreaField(
         _l("Allowed IP addresses (optional)"), validators=[Optional(), Length(max=4000)],

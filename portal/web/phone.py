@@ -16,6 +16,7 @@ from portal.accounts.errors import (
     TooManyCodes,
     WrongCode,
 )
+from portal.ledger.rules import MILLI_YEN
 from portal.web.current import reauthentication_redirect, verified_email_required
 from portal.extensions import limiter
 from portal.web.forms import ActionForm, CodeForm, PhoneForm
@@ -84,7 +85,7 @@ def code():
                 account_id=current_user.account.id if current_user.membership else None,
                 code=form.code.data,
                 secret=current_app.config["SECRET_KEY"],
-                trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * 1000,
+                trial_amount=current_app.config["TRIAL_CREDIT_YEN"] * MILLI_YEN,
                 now=clock.now(),
             )
         except WrongCode as error:

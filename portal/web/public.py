@@ -1,8 +1,9 @@
 """Pages anyone can read, and the language switch."""
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from portal.config import LEGAL_KEYS
 from portal.web.auth import safe_next
 from portal.extensions import LANGUAGES
 from portal.web.forms import ActionForm
@@ -31,10 +32,6 @@ def pricing():
 @bp.get("/legal/commercial-transactions")
 def legal():
     """特定商取引法に基づく表記: the seller's details come from configuration."""
-    from flask import current_app
-
-    from portal.config import LEGAL_KEYS
-
     details = {key.removeprefix("LEGAL_").lower(): current_app.config[key] for key in LEGAL_KEYS}
     return render_template("public/legal.html", details=details, issuer=current_app.config["ISSUER_NAME"],
                            registration_number=current_app.config["ISSUER_REGISTRATION_NUMBER"],

@@ -7,11 +7,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal import clock, db, services, webhooks
+from portal.accounts.models import Role
 from portal.billing import sandbox, service
 from portal.web.current import role_required
 from portal.web.forms import ActionForm
 
 bp = Blueprint("sandbox", __name__, url_prefix="/sandbox")
+PAYERS = (Role.OWNER, Role.BILLING)
 
 
 def _payment_and_purchase(session_id: str):
@@ -25,14 +27,14 @@ def _payment_and_purchase(session_id: str):
 
 
 @bp.get("/checkout/<session_id>")
-@role_required("owner", "billing")
+@role_required(*PAYERS)
 def checkout(session_id: str):
     payment, purchase = _payment_and_purchase(session_id)
     return render_template("billing/sandbox.html", payment=payment, purchase=purchase, form=ActionForm())
 
 
 @bp.post("/checkout/<session_id>")
-@role_required("owner", "billing")
+@role_required(*PAYERS)
 def act(session_id: str):
     purchase = _payment_and_purchase(session_id)[1]
     if not ActionForm().validate_on_submit():

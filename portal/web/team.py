@@ -19,6 +19,7 @@ from portal.accounts.errors import (
     TokenInvalid,
     WeakPassword,
 )
+from portal.accounts.models import Role
 from portal.accounts.queries import InvalidEmail, user_by_email
 from portal.web.auth import password_errors, sign_in
 from portal.web.current import reauthentication_redirect, role_required
@@ -48,19 +49,19 @@ def _page(invite_form: InviteForm | None = None, status: int = 200):
 
 
 @bp.get("/team")
-@role_required("owner", "developer", "billing")
+@role_required(*Role)
 def show():
     return _page()
 
 
 @bp.post("/team/invitations")
-@role_required("owner")
+@role_required(Role.OWNER)
 @limiter.limit("30 per hour")
 def invite():
     form = InviteForm()
     if not form.validate_on_submit():
         return _page(form, 422)
-    stale = form.role.data == "owner" and reauthentication_redirect()
+    stale = form.role.data == Role.OWNER and reauthentication_redirect()
     if stale:
         return _go(stale)
     try:
@@ -87,7 +88,7 @@ def invite():
 
 
 @bp.post("/team/invitations/<int:invitation_id>/revoke")
-@role_required("owner")
+@role_required(Role.OWNER)
 def revoke(invitation_id: int):
     if ActionForm().validate_on_submit():
         try:
@@ -102,14 +103,14 @@ def revoke(invitation_id: int):
 
 @bp.get("/team/invitations")
 @bp.get("/team/members/<int:membership_id>/role")
-@role_required("owner")
+@role_required(Role.OWNER)
 def back_to_team(membership_id: int | None = None):
     """Where the password prompt sends an owner back to after a refused POST."""
     return redirect(url_for("team.show"))
 
 
 @bp.post("/team/members/<int:membership_id>/role")
-@role_required("owner")
+@role_required(Role.OWNER)
 def change_role(membership_id: int):
     stale = reauthentication_redirect()
     if stale:
@@ -127,13 +128,13 @@ def change_role(membership_id: int):
             flash(_("That person is no longer a member."), "error")
         else:
             flash(_("Role changed."), "success")
-            if changed.user_id == current_user.id and changed.role != "owner":
+            if changed.user_id == current_user.id and changed.role != Role.OWNER:
                 return _go(redirect(url_for("team.show")))  # the page was drawn for an owner
     return _page() if wants_fragment() else redirect(url_for("team.show"))
 
 
 @bp.route("/team/members/<int:membership_id>/remove", methods=["GET", "POST"])
-@role_required("owner")
+@role_required(Role.OWNER)
 def remove(membership_id: int):
     """A confirmation step listing the member's credentials, then the removal."""
     stale = reauthentication_redirect()
@@ -182,7 +183,8 @@ def accept(token: str):
         invitation, account = team.open_invitation(db.session(), token=token, now=clock.now())
     except TokenInvalid:
         return render_template("auth/link_invalid.html"), 410
-    existing = user_by_email(db.session(), invitation.email)
+    with db.read(db.session()):
+        existing = user_by_email(db.session(), invitation.email)
     context = {"invitation": invitation, "account": account, "role_labels": ROLE_LABELS, "existing": existing}
     if existing is not None:
         return _accept_existing(token, context)
