@@ -130,6 +130,16 @@ def test_a_reissue_gets_a_new_number_names_the_original_and_leaves_it_unchanged(
     assert cli(stripe_app, "invoices", "reissue", "INV-99999999", "--reason", "x").exit_code != 0
 
 
+def test_a_reissue_reason_that_would_not_fit_the_document_is_refused_not_cut(stripe_app, stripe, clock):
+    paid_purchase(stripe_app, stripe, clock)
+    with db_session(stripe_app) as session:
+        [original] = session.scalars(select(Invoice.number)).all()
+    result = cli(stripe_app, "invoices", "reissue", original, "--reason", "x" * 301)
+    assert result.exit_code == 1 and "at most 300 characters (this one has 301)" in result.output
+    with db_session(stripe_app) as session:
+        assert session.scalars(select(Invoice.number)).all() == [original]
+
+
 @pytest.mark.pdf
 def test_english_receipts_are_rendered_on_request_and_kept(stripe_app, stripe, clock):
     paid_purchase(stripe_app, stripe, clock)

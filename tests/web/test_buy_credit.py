@@ -257,6 +257,16 @@ def test_finance_searches_invoices_by_date_amount_and_counterparty_and_exports_c
     client.get("/billing/invoices.csv?from=nonsense", status=400)
 
 
+def test_a_search_for_a_name_longer_than_any_recipient_is_refused_not_cut(app):
+    client, _ = with_profile(app)
+    pay_in_sandbox(client, 1000)
+    page = client.page("/billing/invoices?q=" + "x" * 201)
+    assert [e.get_text(strip=True) for e in page.select(".filter-error")] == ["Enter a name of at most 200 characters."]
+    assert page.select_one("input[name=q]")["aria-invalid"] == "true"
+    client.get("/billing/invoices.csv?q=" + "x" * 201, status=400)
+    assert len(client.page("/billing/invoices?q=" + "x" * 200).select("tbody tr")) == 0
+
+
 def test_paying_is_refused_when_the_total_changed_after_the_confirmation_screen(app):
     client, account_id = with_profile(app)
     fields = confirmed(client, 1000)
