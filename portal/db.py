@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import timezone
 
 from flask import current_app, g
-from sqlalchemy import Column, DateTime, create_engine, event, exc
+from sqlalchemy import Column, DateTime, Index, PrimaryKeyConstraint, UniqueConstraint, create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
 
 class UTCDateTime(TypeDecorator):
@@ -125,18 +125,22 @@ def write(session: Session):
 
 
 @contextmanager
-def read(session: Session):
+def read(session: Session, *, snapshot: bool = False):
     """One read unit of work: it writes nothing and never holds the write lock (on SQLite a
     plain deferred BEGIN); the transaction ends when the unit does. Inside a write unit it
-    simply reads in that unit's transaction."""
+    simply reads in that unit's transaction. With `snapshot`, every read of the unit sees the
+    same moment (PostgreSQL: REPEATABLE READ; a SQLite read transaction is one already)."""
     if session.info.get(_DEPTH, 0):
         yield session
         return
     if session.in_transaction():
         session.commit()
     session.info[_DEPTH] = 1
+    options = {READ_ONLY: True}
+    if snapshot and session.get_bind().dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
     try:
-        session.connection(execution_options={READ_ONLY: True})
+        session.connection(execution_options=options)
         yield session
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("a read unit of work changed rows; use db.write()")
@@ -215,6 +219,40 @@ def describe(error: BaseException, *, frames: bool = True) -> str:
         parts.append(" ".join([type(cause).__name__, *facts]))
     where = "".join(traceback.format_tb(error.__traceback__)) if frames else ""
     return " <- ".join(parts) + ("\nTraceback (values omitted):\n" + where if where else "")
+
+
+def violated_constraint(error: BaseException) -> str | None:
+    """The name of the constraint an IntegrityError broke, the same on both engines, or None
+    (NOT NULL, a foreign key). PostgreSQL names it. SQLite names CHECK constraints only: its
+    "UNIQUE constraint failed: table.a, table.b" is mapped to the unique constraint, index or
+    primary key of the table on exactly those columns, an unnamed one under PostgreSQL's
+    default name (table_a_b_key, table_pkey)."""
+    cause = getattr(error, "orig", None) or error
+    name = getattr(getattr(cause, "diag", None), "constraint_name", None)
+    if name:
+        return name
+    message = str(cause)
+    if message.startswith("CHECK constraint failed: "):
+        return message.removeprefix("CHECK constraint failed: ")
+    if message.startswith("UNIQUE constraint failed: "):
+        return _unique_on(message.removeprefix("UNIQUE constraint failed: ").split(", "))
+    return None
+
+
+def _unique_on(qualified: list[str]) -> str | None:
+    if qualified[0].startswith("index '"):  # a unique index on expressions names itself
+        return qualified[0].removeprefix("index '").removesuffix("'")
+    table_name, columns = qualified[0].partition(".")[0], [name.partition(".")[2] for name in qualified]
+    table = SQLModel.metadata.tables.get(table_name)
+    if table is None:
+        return None
+    uniques = [*table.constraints, *(index for index in table.indexes if index.unique)]
+    for unique in uniques:
+        if isinstance(unique, (UniqueConstraint, PrimaryKeyConstraint, Index)) and [c.name for c in unique.columns] == columns:
+            if unique.name:
+                return unique.name
+            return f"{table_name}_pkey" if isinstance(unique, PrimaryKeyConstraint) else f"{table_name}_{'_'.join(columns)}_key"
+    return None
 
 
 def _chain(error: BaseException | None):
