@@ -115,13 +115,14 @@ def grant_credits(email, yen, reason, account_id):
     """Grant YEN of credit (valid 90 days) to the account owned by EMAIL."""
     from portal.accounts.operator import AmbiguousAccount, NoSuchAccount, owned_account
     from portal.ledger.operator import grant_credit
+    from portal.ledger.rules import ReasonTooLong
 
     if not reason.strip():
         raise click.ClickException("--reason must say why")
     try:
         account_id = owned_account(db.session(), email=email, account_id=account_id)
         lot = grant_credit(session=db.session(), account_id=account_id, yen=yen, reason=reason, now=clock.now())
-    except (NoSuchAccount, AmbiguousAccount) as error:
+    except (NoSuchAccount, AmbiguousAccount, ReasonTooLong) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"granted ¥{yen:,} to account {lot.account_id} as lot #{lot.id}, expiring {lot.expires_at.isoformat()}")
 
