@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from portal import db
 from portal.ledger import service
 from portal.ledger.check import check
 from portal.ledger.models import CreditState, Lot, Transaction
@@ -321,4 +322,14 @@ def test_a_hold_reason_leaves_room_for_the_line_that_closes_the_hold(session, ac
     service.settle(session=session, hold_id=held.id, charged=20 * YEN, now=clock())
     closing = session.scalars(select(Transaction.reason).where(Transaction.kind == "release")).one()
     assert closing == "x" * HOLD_REASON_LENGTH + ": charged 20000, released 30000"
+    assert_consistent(session, clock)
+
+
+def test_a_service_inside_a_callers_unit_joins_it_and_rolls_back_with_it(session, account, clock):
+    buy(session, account, clock, 10, "pi")
+    with pytest.raises(LookupError):
+        with db.write(session):
+            spend(session, account, clock, 3, "inner")
+            raise LookupError
+    assert balance(session, account) == 10 * YEN
     assert_consistent(session, clock)
