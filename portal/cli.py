@@ -20,7 +20,7 @@ from portal.credentials import service as credentials
 from portal.credentials.models import CredentialMode, Scope
 from portal.ledger.check import check
 from portal.ledger.operator import grant_credit, sweep
-from portal.ledger.rules import MILLI_YEN
+from portal.ledger.rules import MILLI_YEN, ReasonTooLong
 from portal.migrate import upgrade as run_upgrade
 
 
@@ -119,7 +119,10 @@ def grant_credits(email, yen, reason, account_id):
     if not reason.strip():
         raise click.ClickException("--reason must say why")
     owner = _account_of(email, account_id, roles=(Role.OWNER,))
-    lot = grant_credit(session=db.session(), account_id=owner.account_id, yen=yen, reason=reason, now=clock.now())
+    try:
+        lot = grant_credit(session=db.session(), account_id=owner.account_id, yen=yen, reason=reason, now=clock.now())
+    except ReasonTooLong as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"granted ¥{yen:,} to account {lot.account_id} as lot #{lot.id}, expiring {lot.expires_at.isoformat()}")
 
 

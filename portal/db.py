@@ -156,18 +156,22 @@ def outside_units(session: Session) -> None:
 
 
 @contextmanager
-def read(session: Session):
+def read(session: Session, *, snapshot: bool = False):
     """One read unit of work: it writes nothing and never holds the write lock (on SQLite a
     plain deferred BEGIN); the transaction ends when the unit does. Inside a write unit it
-    simply reads in that unit's transaction."""
+    simply reads in that unit's transaction. With `snapshot`, every read of the unit sees the
+    same moment (PostgreSQL: REPEATABLE READ; a SQLite read transaction is one already)."""
     if session.info.get(_DEPTH, 0):
         yield session
         return
     if session.in_transaction():
         session.commit()
     session.info[_DEPTH] = 1
+    options = {READ_ONLY: True}
+    if snapshot and session.get_bind().dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
     try:
-        session.connection(execution_options={READ_ONLY: True})
+        session.connection(execution_options=options)
         yield session
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("a read unit of work changed rows; use db.write()")

@@ -36,6 +36,16 @@ def database_url(request, tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def postgresql_only(request):
+    """A test marked `postgresql` runs on the PostgreSQL database only."""
+    if not request.node.get_closest_marker("postgresql"):
+        return
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("database_url") != "postgresql":
+        pytest.skip("PostgreSQL only (PORTAL_TEST_DATABASE_URL adds the PostgreSQL run)")
+
+
+@pytest.fixture(autouse=True)
 def fast_receipts(request, monkeypatch):
     """WeasyPrint takes about a second a page; tests not marked `pdf` get a small stand-in with
     the invoice number, so storage, serving and immutability are still exercised."""

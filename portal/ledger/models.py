@@ -6,6 +6,15 @@ from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, I
 from sqlmodel import Field, SQLModel
 
 from portal.db import utc_column
+from portal.ledger.rules import LotKind, TransactionKind
+
+
+def _one_of(kinds) -> str:
+    """The SQL list of an enum's values, for a CHECK constraint."""
+    return ", ".join(f"'{kind}'" for kind in kinds)
+
+
+IDEMPOTENCY_CONSTRAINT = "uq_transaction_idempotency"  # one key books once per account
 
 
 def money(nullable: bool = False, **kwargs) -> Column:
@@ -40,7 +49,7 @@ class Lot(SQLModel, table=True):
         CheckConstraint("amount > 0", name="lot_amount_positive"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="lot_remaining_within_amount"),
         CheckConstraint("expires_at > issued_at", name="lot_expires_after_issue"),
-        CheckConstraint("kind IN ('trial', 'purchase', 'grant', 'adjustment')", name="lot_kind"),
+        CheckConstraint(f"kind IN ({_one_of(LotKind)})", name="lot_kind"),
         CheckConstraint(
             "expires_at <= datetime(issued_at, '+6 months')", name="lot_at_most_six_months"
         ).ddl_if(dialect="sqlite"),
@@ -67,10 +76,8 @@ class Transaction(SQLModel, table=True):
 
     __tablename__ = "credit_transactions"
     __table_args__ = (
-        UniqueConstraint("account_id", "idempotency_key", name="uq_transaction_idempotency"),
-        CheckConstraint(
-            "kind IN ('grant', 'debit', 'hold', 'release', 'expire', 'refund')", name="transaction_kind"
-        ),
+        UniqueConstraint("account_id", "idempotency_key", name=IDEMPOTENCY_CONSTRAINT),
+        CheckConstraint(f"kind IN ({_one_of(TransactionKind)})", name="transaction_kind"),
         Index("ix_credit_transactions_account_time", "account_id", "occurred_at"),
     )
 
@@ -127,3 +134,7 @@ class HoldPart(SQLModel, table=True):
     hold_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_holds.id"), nullable=False, index=True))
     lot_id: int = Field(sa_column=Column(Integer, ForeignKey("credit_lots.id"), nullable=False))
     amount: int = Field(sa_column=money())
+
+
+STATES, LOTS = CreditState.__table__, Lot.__table__
+JOURNAL, ENTRIES = Transaction.__table__, Entry.__table__

@@ -6,11 +6,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from portal import db
 from portal.ledger import rules
 from portal.ledger.models import CreditState, Lot, Transaction
+from portal.ledger.rules import TransactionKind
 
 BURN_WINDOW = timedelta(days=7)
-SPENDING_KINDS = ("debit", "hold", "release")
+SPENDING_KINDS = (TransactionKind.DEBIT, TransactionKind.HOLD, TransactionKind.RELEASE)
 
 
 @dataclass(frozen=True)
@@ -24,20 +26,22 @@ class Summary:
 
 
 def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
-    state = session.get(CreditState, account_id)
-    lots = list(session.scalars(select(Lot).where(Lot.account_id == account_id, Lot.remaining > 0)))
+    with db.read(session):
+        state = session.get(CreditState, account_id)
+        lots = list(session.scalars(select(Lot).where(Lot.account_id == account_id, Lot.remaining > 0)))
+        spent = -int(session.scalar(
+            select(func.coalesce(func.sum(Transaction.amount), 0)).where(
+                Transaction.account_id == account_id,
+                Transaction.kind.in_(SPENDING_KINDS),
+                Transaction.occurred_at > now - BURN_WINDOW,
+            )
+        ))
+        held = state.held if state else 0
     live = rules.burn_order(lots, now)
-    spent = -int(session.scalar(
-        select(func.coalesce(func.sum(Transaction.amount), 0)).where(
-            Transaction.account_id == account_id,
-            Transaction.kind.in_(SPENDING_KINDS),
-            Transaction.occurred_at > now - BURN_WINDOW,
-        )
-    ))
-    rate = rules.burn_rate_per_day(max(spent - (state.held if state else 0), 0), BURN_WINDOW)
+    rate = rules.burn_rate_per_day(max(spent - held, 0), BURN_WINDOW)
     return Summary(
         available=rules.available(lots, now),
-        held=state.held if state else 0,
+        held=held,
         live_lots=live,
         next_expiry=min(live, key=lambda lot: lot.expires_at) if live else None,
         burn_per_day=rate,
@@ -58,14 +62,15 @@ class Page:
 
 
 def statement(session: Session, *, account_id: int, page: int, per_page: int = 20) -> Page:
-    total = session.scalar(select(func.count()).select_from(Transaction).where(Transaction.account_id == account_id))
-    pages = max(1, -(-total // per_page))
-    number = min(max(page, 1), pages)
-    items = session.scalars(
-        select(Transaction)
-        .where(Transaction.account_id == account_id)
-        .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
-        .offset((number - 1) * per_page)
-        .limit(per_page)
-    ).all()
+    with db.read(session):
+        total = session.scalar(select(func.count()).select_from(Transaction).where(Transaction.account_id == account_id))
+        pages = max(1, -(-total // per_page))
+        number = min(max(page, 1), pages)
+        items = session.scalars(
+            select(Transaction)
+            .where(Transaction.account_id == account_id)
+            .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
+            .offset((number - 1) * per_page)
+            .limit(per_page)
+        ).all()
     return Page(items=list(items), number=number, pages=pages)

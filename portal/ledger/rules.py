@@ -2,12 +2,33 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol, Sequence
 
 PURCHASE_LIFETIME = timedelta(days=90)
 TRIAL_LIFETIME = timedelta(days=90)
 GRANT_LIFETIME = timedelta(days=90)
 MILLI_YEN = 1000
+
+
+class LotKind(StrEnum):
+    """Where a lot's credit came from."""
+
+    TRIAL = "trial"
+    PURCHASE = "purchase"
+    GRANT = "grant"
+    ADJUSTMENT = "adjustment"
+
+
+class TransactionKind(StrEnum):
+    """What a journal line did to the balance."""
+
+    GRANT = "grant"
+    DEBIT = "debit"
+    HOLD = "hold"
+    RELEASE = "release"
+    EXPIRE = "expire"
+    REFUND = "refund"
 
 
 class LotLike(Protocol):
@@ -28,6 +49,15 @@ class InsufficientCredit(Exception):
 
 class LotTooLong(ValueError):
     """A lot may live at most six months (Payment Services Act: outside prepaid instruments)."""
+
+
+class ReasonTooLong(ValueError):
+    """A reason longer than its column holds: refused, never cut short."""
+
+
+def check_reason(reason: str, limit: int) -> None:
+    if len(reason) > limit:
+        raise ReasonTooLong(f"a reason has at most {limit} characters, this one {len(reason)}")
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -64,7 +94,7 @@ def is_due(lot: LotLike, now: datetime) -> bool:
 
 def burn_key(lot: LotLike):
     """Soonest expiry first, then trial before paid, then oldest, then id."""
-    return (lot.expires_at, 0 if lot.kind == "trial" else 1, lot.issued_at, lot.id or 0)
+    return (lot.expires_at, 0 if lot.kind == LotKind.TRIAL else 1, lot.issued_at, lot.id or 0)
 
 
 def burn_order(lots: Sequence[LotLike], now: datetime) -> list[LotLike]:

@@ -22,7 +22,7 @@ from portal.clock import JST
 from portal.credentials.service import Principal
 from portal.ledger import service as ledger
 from portal.ledger.rules import MILLI_YEN
-from portal.messaging import rules, segments, spend, validation
+from portal.messaging import riders, rules, segments, spend, validation
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price
 
 log = logging.getLogger("portal.messaging")
@@ -130,9 +130,6 @@ def _check_limits(principal: Principal, totals: list[int], daily_cap: int | None
                                       "would be exceeded."})
 
 
-_SPEND_CTE, _SPEND_SELECTS = spend.cte(2)
-
-
 def _require(principal: Principal, scope: str) -> None:
     if scope not in principal.scopes:
         raise Refused(403, {"detail": f"This credential does not have the {scope} scope."})
@@ -185,9 +182,7 @@ def send_sms(*, session: Session, principal: Principal, fields: dict, idempotenc
                 _record(db, values, now)
                 return spend.add(db, counters, cost)
 
-            rider = ledger.Rider(_RECORD_CTE + ",\n" + _SPEND_CTE,
-                                 {f"r_{k}": v for k, v in values.items()} | spend.params(counters, cost), fallback,
-                                 selects=_SPEND_SELECTS)
+            rider = riders.sms_debit(values, counters, cost, fallback)
             ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}", reason=f"SMS {msgid}", now=now,
                             rider=rider)
             _check_limits(principal, rider.results, daily_cap)
@@ -206,17 +201,6 @@ def _parts(body: str) -> segments.Split:
 
 
 MESSAGES, OUTBOX = Message.__table__, outbox.OutboxMessage.__table__
-_RECORD_CTE = """message AS (
-    INSERT INTO sms_messages (msgid, account_id, credential_id, mode, sender, recipient, country, body, encoding,
-                              segments, cost, status, tags, callback_url, created_at, updated_at)
-    VALUES (:r_msgid, :r_account_id, :r_credential_id, :r_mode, :r_sender, :r_recipient, :r_country, :r_body,
-            :r_encoding, :r_segments, :r_cost, :r_status, :r_tags, :r_callback_url, :r_created_at, :r_updated_at)
-    RETURNING id
-), job AS (
-    INSERT INTO outbox (kind, payload, created_at, available_at, attempts)
-    SELECT 'api_sms', '{"message_id": ' || message.id || '}', :r_created_at, :r_created_at, 0 FROM message
-    RETURNING id
-)"""
 
 
 def _record(session: Session, values: dict, now: datetime) -> None:

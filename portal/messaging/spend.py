@@ -4,7 +4,10 @@ credential in a calendar month, kept as running totals updated in the transactio
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, String, text
+from sqlalchemy import BigInteger, Column, String, bindparam, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.selectable import CTE
 from sqlmodel import Field, Session, SQLModel
 
 from portal.clock import JST
@@ -18,22 +21,31 @@ class SpendCounter(SQLModel, table=True):
     spent: int = Field(sa_column=Column(BigInteger, nullable=False))  # milli-yen
 
 
+COUNTERS = SpendCounter.__table__
+
+
 def keys(*, account_id: int, credential_id: int, at: datetime) -> list[tuple[str, str]]:
     """The account's day and the credential's month that spending at `at` counts toward."""
     local = at.astimezone(JST)
     return [(f"account:{account_id}", local.strftime("%Y-%m-%d")), (f"credential:{credential_id}", local.strftime("%Y-%m"))]
 
 
-_UPSERT = """INSERT INTO spend_counters (scope, period, spent) VALUES ({scope}, {period}, {amount})
-    ON CONFLICT (scope, period) DO UPDATE SET spent = spend_counters.spent + EXCLUDED.spent RETURNING spent"""
+def _upsert(insert, scope, period, amount):
+    """Add `amount` to the counter (scope, period), starting it at `amount`; returns the new
+    total. `insert` is the dialect's own (both PostgreSQL and SQLite upsert)."""
+    statement = insert(COUNTERS).values(scope=scope, period=period, spent=amount)
+    return statement.on_conflict_do_update(
+        index_elements=[COUNTERS.c.scope, COUNTERS.c.period], set_={"spent": COUNTERS.c.spent + statement.excluded.spent},
+    ).returning(COUNTERS.c.spent)
 
 
-def cte(count: int) -> tuple[str, str]:
-    """CTE clauses adding `:r_spend_amount` to `count` counters (parameters `:r_spend_scope_N`,
-    `:r_spend_period_N`), and the expressions that read their new totals."""
-    clauses = [f"spend_{n} AS ({_UPSERT.format(scope=f':r_spend_scope_{n}', period=f':r_spend_period_{n}', amount=':r_spend_amount')})"
-               for n in range(count)]
-    return ",\n".join(clauses), ", ".join(f"(SELECT spent FROM spend_{n})" for n in range(count))
+def ctes(count: int) -> tuple[list[CTE], list[ColumnElement]]:
+    """PostgreSQL CTEs adding `r_spend_amount` to `count` counters (parameters
+    `r_spend_scope_N`, `r_spend_period_N`), and the columns `spend_N` that read their new totals."""
+    amount = bindparam("r_spend_amount")
+    clauses = [_upsert(postgresql.insert, bindparam(f"r_spend_scope_{n}"), bindparam(f"r_spend_period_{n}"), amount)
+               .cte(f"spend_{n}") for n in range(count)]
+    return clauses, [select(clause.c.spent).scalar_subquery().label(clause.name) for clause in clauses]
 
 
 def params(counters: list[tuple[str, str]], amount: int) -> dict:
@@ -43,8 +55,16 @@ def params(counters: list[tuple[str, str]], amount: int) -> dict:
     return found
 
 
+def _adding(insert):
+    # Parameters not named after the columns: those would be taken for the INSERT's own values.
+    return _upsert(insert, bindparam("counter_scope"), bindparam("counter_period"), bindparam("counter_amount"))
+
+
+_ADD = {"postgresql": _adding(postgresql.insert), "sqlite": _adding(sqlite.insert)}
+
+
 def add(session: Session, counters: list[tuple[str, str]], amount: int) -> list[int]:
     """Add `amount` (negative to give back) to each counter; returns the new totals."""
-    statement = text(_UPSERT.format(scope=":scope", period=":period", amount=":amount"))
-    return [session.execute(statement, {"scope": scope, "period": period, "amount": amount}).scalar_one()
-            for scope, period in counters]
+    statement = _ADD[session.get_bind().dialect.name]
+    return [session.execute(statement, {"counter_scope": scope, "counter_period": period, "counter_amount": amount})
+            .scalar_one() for scope, period in counters]

@@ -4,10 +4,12 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from portal import db
 from portal.ledger import service
 from portal.ledger.check import check
 from portal.ledger.models import CreditState, Lot, Transaction
-from portal.ledger.rules import InsufficientCredit, LotTooLong
+from portal.ledger.rules import InsufficientCredit, LotTooLong, ReasonTooLong
+from portal.ledger.steps import HOLD_REASON_LENGTH, REASON_LENGTH
 from tests.helpers import new_account
 
 YEN = 1000
@@ -297,3 +299,37 @@ def test_the_sweep_stops_at_a_database_failure_instead_of_waiting_on_it_for_ever
     with pytest.raises(OperationalError):
         operator.sweep(engine=app.extensions["portal.engine"], now=clock())
     assert len(tried) == 1
+
+
+def test_a_reason_longer_than_the_journal_holds_is_refused_not_cut_short(session, account, clock):
+    buy(session, account, clock, 10, "pi")
+    with pytest.raises(ReasonTooLong):
+        service.debit(session=session, account_id=account, amount=YEN, idempotency_key="long", reason="x" * (REASON_LENGTH + 1),
+                      now=clock())
+    assert balance(session, account) == 10 * YEN
+    service.debit(session=session, account_id=account, amount=YEN, idempotency_key="fits", reason="x" * REASON_LENGTH,
+                  now=clock())
+    assert session.scalars(select(Transaction.reason).where(Transaction.kind == "debit")).one() == "x" * REASON_LENGTH
+
+
+def test_a_hold_reason_leaves_room_for_the_line_that_closes_the_hold(session, account, clock):
+    buy(session, account, clock, 100, "pi")
+    with pytest.raises(ReasonTooLong):
+        service.hold(session=session, account_id=account, amount=YEN, idempotency_key="long",
+                     reason="x" * (HOLD_REASON_LENGTH + 1), now=clock())
+    held = service.hold(session=session, account_id=account, amount=50 * YEN, idempotency_key="fits",
+                        reason="x" * HOLD_REASON_LENGTH, now=clock())
+    service.settle(session=session, hold_id=held.id, charged=20 * YEN, now=clock())
+    closing = session.scalars(select(Transaction.reason).where(Transaction.kind == "release")).one()
+    assert closing == "x" * HOLD_REASON_LENGTH + ": charged 20000, released 30000"
+    assert_consistent(session, clock)
+
+
+def test_a_service_inside_a_callers_unit_joins_it_and_rolls_back_with_it(session, account, clock):
+    buy(session, account, clock, 10, "pi")
+    with pytest.raises(LookupError):
+        with db.write(session):
+            spend(session, account, clock, 3, "inner")
+            raise LookupError
+    assert balance(session, account) == 10 * YEN
+    assert_consistent(session, clock)

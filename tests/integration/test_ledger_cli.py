@@ -27,6 +27,14 @@ def test_credits_grant_refuses_unknown_addresses_and_empty_reasons(app):
     assert run(app, "credits", "grant", "ops@example.com", "0", "--reason", "x").exit_code == 2
 
 
+def test_credits_grant_refuses_a_reason_too_long_for_the_statement_and_grants_nothing(app):
+    make_user(app, "ops@example.com")
+    result = run(app, "credits", "grant", "ops@example.com", "5", "--reason", "x" * 300)
+    assert result.exit_code == 1 and "a reason has at most 300 characters" in result.output
+    with db_session(app) as session:
+        assert session.scalars(select(Lot)).all() == []
+
+
 def test_expire_writes_off_due_lots_once(app, clock):
     make_user(app, "ops@example.com")
     run(app, "credits", "grant", "ops@example.com", "5", "--reason", "test")

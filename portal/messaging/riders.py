@@ -1,0 +1,42 @@
+"""What rides with an SMS's debit: the message, the outbox job that hands it to the carrier,
+and the spend counters, written in the debit's own statement on PostgreSQL (see
+`portal.ledger.writes.Rider`), composed from the table definitions."""
+
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import String, bindparam, cast, insert, literal, select
+from sqlalchemy.sql.selectable import CTE
+from sqlmodel import Session
+
+from portal import outbox
+from portal.ledger import service as ledger
+from portal.messaging import spend
+from portal.messaging.api_models import Message
+
+MESSAGES, OUTBOX = Message.__table__, outbox.OutboxMessage.__table__
+SMS_JOB = "api_sms"
+_MESSAGE_COLUMNS = [column for column in MESSAGES.c if not column.primary_key]
+
+
+def _message_job_and_counters(line: CTE) -> ledger.RiderRows:
+    """The message (every column but the id, from the parameters `r_<column>`), its outbox job
+    and two spend counters; the counters' new totals are read back."""
+    values = {column.name: bindparam(f"r_{column.name}", type_=column.type) for column in _MESSAGE_COLUMNS}
+    message = insert(MESSAGES).values(values).returning(MESSAGES.c.id).cte("message")
+    payload = literal('{"message_id": ') + cast(message.c.id, String) + literal("}")  # as outbox.enqueue writes it
+    created = values["created_at"]
+    job = insert(OUTBOX).from_select(
+        [OUTBOX.c.kind, OUTBOX.c.payload, OUTBOX.c.created_at, OUTBOX.c.available_at, OUTBOX.c.attempts],
+        select(literal(SMS_JOB), payload, created, created, literal(0)).select_from(message),
+    ).returning(OUTBOX.c.id).cte("job")
+    counters, totals = spend.ctes(2)
+    return ledger.RiderRows([message, job, *counters], totals)
+
+
+def sms_debit(values: dict, counters: list[tuple[str, str]], cost: int,
+              fallback: Callable[[Session], Sequence]) -> ledger.Rider:
+    """The rider of an SMS's debit: `values` are the message's columns (a column left out is
+    NULL, as in a plain INSERT); `fallback` writes the same rows on other databases and
+    returns the counters' new totals."""
+    params = {f"r_{column.name}": values.get(column.name) for column in _MESSAGE_COLUMNS}
+    return ledger.Rider("sms", _message_job_and_counters, params | spend.params(counters, cost), fallback)
