@@ -13,6 +13,8 @@ from portal.credentials.models import Credential
 from portal.ledger import service as ledger
 from portal.ledger.models import CreditState
 from portal.messaging.api_models import ApiIdempotency, Call
+from portal.messaging.carrier import CarrierRejected, TestInboxCarrier
+from portal.messaging.models import TestInboxMessage
 from tests.api.conftest import YEN, fund, new_key
 from tests.api.test_sms import SMS, RefusingCarrier, send
 from tests.helpers import db_session, deliver_outbox
@@ -274,3 +276,44 @@ def test_call_status_callbacks(app, api, key, clock):
         f'"recipient": "+819012345678", "start_time": "2026-11-27 12:02:00", "end_time": "2026-11-27 12:02:00", '
         f'"tags": ["a", "b"], "test": false}}',
     ]
+
+
+class RefusingCalls(TestInboxCarrier):
+    """Writes the test inbox as a real call would, then refuses: nothing it wrote may stay."""
+
+    def place_call(self, *, session, call, now):
+        super().place_call(session=session, call=call, now=now)
+        raise CarrierRejected("number not in service")
+
+
+def test_a_refused_call_and_its_callbacks(app, api, key):
+    with HookServer() as hook:
+        callid = call(api, key, CALL | {"callbackurl": f"http://127.0.0.1:{hook.port}/hook"}).json[0]["callid"]
+        app.extensions["portal.carrier"] = RefusingCalls()
+        deliver_outbox(app)
+    failed = (f'{{"callid": "{callid}", "status": "FAILED", "duration": 0, "cost": 0.0, "caller": "+81312345678", '
+              f'"recipient": "+819012345678", "start_time": "2026-11-27 12:00:00", "end_time": "2026-11-27 12:00:00", '
+              f'"tags": [], "test": false}}')
+    exactly(api.get(f"/voice/calls/{callid}", headers=key.headers), 200, failed)
+    assert [received.body.decode() for received in hook.received] == [
+        f'{{"callid": "{callid}", "status": "IN PROGRESS", "duration": null, "cost": 0.0, "caller": "+81312345678", '
+        f'"recipient": "+819012345678", "start_time": "2026-11-27 12:00:00", "end_time": null, "tags": [], '
+        f'"test": false}}', failed]
+    exactly(api.get("/you/credits/", headers=key.headers), 200,
+            '{"credits": 1050.0, "held": 0.0, "lots": [{"kind": "trial", "remaining": 50.0, '
+            '"expires_at": "2027-02-25T12:00:00+09:00"}, {"kind": "grant", "remaining": 1000.0, '
+            '"expires_at": "2027-02-25T12:00:00+09:00"}]}')
+    with db_session(app) as session:
+        assert session.scalars(select(TestInboxMessage)).all() == []
+
+
+def test_a_test_call_with_a_recording(app, api, customer):
+    user, account_id = customer
+    test_key = new_key(app, account_id, user.id, mode="test")
+    fields = {"caller": "0312345678", "recipient": "+819012345678", "recording_url": "https://example.com/a.mp3"}
+    callid = call(api, test_key, fields).json[0]["callid"]
+    deliver_outbox(app)
+    exactly(api.get(f"/voice/calls/{callid}", headers=test_key.headers), 200,
+            f'{{"callid": "{callid}", "status": "ANSWERED", "duration": 30, "cost": 0.0, "caller": "+81312345678", '
+            f'"recipient": "+819012345678", "start_time": "2026-11-27 12:00:00", "end_time": "2026-11-27 12:00:00", '
+            f'"tags": [], "test": true}}')
