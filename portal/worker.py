@@ -7,6 +7,7 @@ import time
 from flask import Flask
 
 from portal import clock, db, documents, outbox, services
+from portal.api import wire
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
@@ -23,9 +24,10 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == "api_sms":
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
-                             base_url=services.base_url(), now=now)
+                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
     elif message.kind == "api_call":
-        delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(), now=now)
+        delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
+                            bodies=wire.StatusCallbacks(services.base_url()), now=now)
     elif message.kind == "callback":
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
