@@ -11,6 +11,14 @@ from portal.db import utc_column
 
 
 
+class Product(StrEnum):
+    """What a price is for: an SMS segment, an OTP message, a started minute of a call."""
+
+    SMS = "sms"
+    OTP = "otp"
+    VOICE = "voice"
+
+
 class MessageStatus(StrEnum):
     """Xoxzo's statuses of a message, as the API answers them."""
 
@@ -39,7 +47,7 @@ class Price(SQLModel, table=True):
     __tablename__ = "prices"
     __table_args__ = (
         UniqueConstraint("product", "country", name="uq_price"),
-        CheckConstraint("product IN ('sms', 'otp', 'voice')", name="price_product"),
+        CheckConstraint(one_of("product", Product), name="price_product"),
         CheckConstraint("unit_price > 0", name="price_positive"),
     )
 

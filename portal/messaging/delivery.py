@@ -70,7 +70,8 @@ def fail_sms(session: Session, *, message_id: int, reason: str, bodies: StatusBo
             _set_status(session, message, MessageStatus.FAIL, bodies, now)
         if message.cost:
             ledger.reverse_in(session, state, transaction_id=_debit_of(session, message),
-                              key=f"refund:sms:{message.msgid}", reason=f"refund of failed SMS {message.msgid}", now=now)
+                              key=f"refund:sms:{message.msgid}", reason=f"refund of failed SMS {message.msgid}",
+                              now=now)
             spend.add(session, spend.keys(account_id=message.account_id, credential_id=message.credential_id,
                                           at=message.created_at), -message.cost)
             message.refunded_at = now

@@ -27,7 +27,7 @@ from portal.credentials.service import Principal
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.messaging import rules, segments, spend, validation
-from portal.messaging.api_models import ApiIdempotency, Call, CallStatus, Message, MessageStatus, Price
+from portal.messaging.api_models import ApiIdempotency, Call, CallStatus, Message, MessageStatus, Price, Product
 from portal.messaging.errors import (DestinationNotAllowed, DestinationNotPriced, InvalidField, KeyReused,
                                      ScopeMissing, SpendCap, SpendCapReached)
 
@@ -133,7 +133,7 @@ _PRICES: dict[str, tuple[float, dict[tuple[str, str], int]]] = {}
 PRICE_CACHE_SECONDS = 10.0
 
 
-def _price(session: Session, product: str, country: str, field: str) -> int:
+def _price(session: Session, product: Product, country: str, field: str) -> int:
     """A unit price from the price table, read at most every 10 seconds per process (prices
     change rarely; the hot path saves a round trip)."""
     url = str(session.get_bind().url)
@@ -179,7 +179,7 @@ def _require(principal: Principal, scope: str) -> None:
 
 
 def _refuse_if_invalid(session: Session, principal: Principal, form: validation.Form, number: rules.Number | None,
-                       product: str) -> None:
+                       product: Product) -> None:
     """Refuse a request with invalid fields, naming every one: a well-formed recipient is
     checked against the account's destinations too (what a valid request learns under the lock)."""
     if not form.errors:
@@ -207,14 +207,15 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
     callback = form.read("callbackurl", rules.callback_url, required=False)
     tags = form.read("tags", rules.tags_of, required=False, lists=True)
     idempotency_key = form.check(rules.idempotency_key, idempotency_key)
-    _refuse_if_invalid(session, principal, form, number, "sms")
+    _refuse_if_invalid(session, principal, form, number, Product.SMS)
     body = request.message
     fingerprint = request_hash(op="sms", credential=principal.credential_id, mode=principal.mode, recipient=number.e164,
                                sender=sender, message=body, callback=callback, tags=tags)
 
     def work(state, lots) -> Sent:
         _check_destination(session, principal, number, "recipient")
-        cost = _price(session, "sms", number.country, "recipient") * split.parts if principal.mode == "live" else 0
+        unit_price = _price(session, Product.SMS, number.country, "recipient")
+        cost = unit_price * split.parts if principal.mode == "live" else 0
         msgid = secrets.token_hex(16)
         values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
                       mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
@@ -315,14 +316,14 @@ def start_call(*, session: Session, principal: Principal, request: StartCall, id
     callback = form.read("callbackurl", rules.callback_url, required=False)
     tags = form.read("tags", rules.tags_of, required=False, lists=True)
     idempotency_key = form.check(rules.idempotency_key, idempotency_key)
-    _refuse_if_invalid(session, principal, form, number, "voice")
+    _refuse_if_invalid(session, principal, form, number, Product.VOICE)
     fingerprint = request_hash(op="call", credential=principal.credential_id, mode=principal.mode, caller=caller,
                                recipient=number.e164, recording=recording, tts=tts, language=language,
                                callback=callback, tags=tags)
 
     def work(state, lots) -> CallStarted:
         _check_destination(session, principal, number, "recipient")
-        unit_price = _price(session, "voice", number.country, "recipient")
+        unit_price = _price(session, Product.VOICE, number.country, "recipient")
         callid = secrets.token_hex(16)
         hold_id = None
         if principal.mode == "live":

@@ -255,9 +255,9 @@ def test_sms_status_callbacks(app, api, key, clock):
     assert [received.body.decode() for received in hook.received] == [
         f'{{"msgid": "{msgid}", "status": "DELIVERING", {common}',
         f'{{"msgid": "{msgid}", "status": "DELIVERED", {common}',
-        f'{{"msgid": "{failed}", "status": "FAIL", "sent_time": "2026-11-27 12:00:03", "cost": 10.0, "sender": "Chotto", '
-        f'"recipient": "+819012345678", "url": "{BASE}/sms/messages/{failed}/", "tags": [], "segments": 1, '
-        f'"encoding": "GSM-7", "test": false, "status_time": "2026-11-27 12:00:03"}}',
+        f'{{"msgid": "{failed}", "status": "FAIL", "sent_time": "2026-11-27 12:00:03", "cost": 10.0, '
+        f'"sender": "Chotto", "recipient": "+819012345678", "url": "{BASE}/sms/messages/{failed}/", "tags": [], '
+        f'"segments": 1, "encoding": "GSM-7", "test": false, "status_time": "2026-11-27 12:00:03"}}',
     ]
 
 
