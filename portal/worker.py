@@ -9,6 +9,7 @@ from flask import Flask
 from portal import clock, db, documents, outbox, services
 from portal.accounts import mails
 from portal.accounts.signup import purge_stale
+from portal.api import wire
 from portal.billing.operator import check_payments, reconcile_pending
 from portal.ledger.check import check
 from portal.ledger.operator import sweep
@@ -29,9 +30,10 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
-                             base_url=services.base_url(), now=now)
+                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
     elif message.kind == OutboxKind.API_CALL:
-        delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(), now=now)
+        delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
+                            bodies=wire.StatusCallbacks(services.base_url()), now=now)
     elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:

@@ -3,20 +3,25 @@
 trailing slash, and Xoxzo's answer shapes: 401 {"detail"}, 400 keyed by field, 402, 403,
 404, 422 for a reused Idempotency-Key, 429 with Retry-After."""
 
-import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import fields as fields_of
 from functools import wraps
+from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from portal import clock, db, failures
+from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
-from portal.ledger.rules import InsufficientCredit
-from portal.messaging import rules, validation
+from portal.ledger.rules import MILLI_YEN
+from portal.messaging import rules
 from portal.messaging import service as messaging
+from portal.messaging.errors import (InsufficientCredit, InvalidField, InvalidFields, KeyReused, ScopeMissing,
+                                     SpendCap, SpendCapReached)
 from portal.openapi import document
 from portal.bad_input import API_MESSAGES, BadInput
 from portal.extensions import limiter
@@ -28,8 +33,11 @@ JSON = "application/json"
 
 
 def _json(body, status: int, **headers) -> Response:
-    response = Response(json.dumps(body, ensure_ascii=False) if not isinstance(body, str) else body, status=status,
-                        mimetype=JSON)
+    return _sent_as_is(wire.text(body), status, **headers)
+
+
+def _sent_as_is(text: str, status: int, **headers) -> Response:
+    response = Response(text, status=status, mimetype=JSON)
     response.headers.update(headers)
     return response
 
@@ -76,9 +84,18 @@ def fields() -> dict:
     if request.is_json:
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            raise messaging.Refused(400, {"non_field_errors": ["The body must be a JSON object."]})
+            raise InvalidFields({"non_field_errors": ["The body must be a JSON object."]})
         return {key: value for key, value in body.items() if value is not None}
     return {key: values[0] if len(values) == 1 else values for key, values in request.form.lists()}
+
+
+Asked = TypeVar("Asked", messaging.SendSms, messaging.StartCall)
+
+
+def asked(kind: type[Asked]) -> Asked:
+    """The service's request built from the fields it knows (others are ignored, as Xoxzo does)."""
+    given = fields()
+    return kind(**{field.name: given[field.name] for field in fields_of(kind) if field.name in given})
 
 
 def _principal_key() -> str:
@@ -113,25 +130,47 @@ def sending(view):
     return authenticated(limited)
 
 
-def answer(work) -> Response:
+REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused)
+CAP_REACHED = {
+    SpendCap.ACCOUNT_DAILY: "This account's daily spend limit of ¥{yen:,} would be exceeded. Ask support to raise it.",
+    SpendCap.CREDENTIAL_MONTHLY: "This credential's monthly spend cap of ¥{yen:,} would be exceeded.",
+}
+
+
+def refusal(error: Exception) -> Response:
+    """The API's answer to a service's refusal: 400 keyed by field, 402, 403 or 422."""
+    match error:
+        case InvalidFields():
+            return _json(error.errors, 400)
+        case InvalidField():
+            return _json({error.field: error.reasons}, 400)
+        case InsufficientCredit():
+            return _json({"detail": "Insufficient credit. Buy credit in the portal to continue."}, 402)
+        case ScopeMissing():
+            return _json({"detail": f"This credential does not have the {error.scope} scope."}, 403)
+        case SpendCapReached():  # caps are set in whole yen
+            return _json({"detail": CAP_REACHED[error.cap].format(yen=error.limit // MILLI_YEN)}, 403)
+        case KeyReused():
+            return _json({"detail": "This Idempotency-Key was already used for a different request."}, 422)
+    raise TypeError(f"not a refusal: {error!r}")
+
+
+def answer(work: Callable[[], Response]) -> Response:
+    """`work`'s response, or the answer to the refusal it raised."""
     try:
-        result = work()
-    except messaging.Refused as refused:
-        return _json(refused.body, refused.status)
-    except validation.InvalidFields as invalid:
-        return _json(invalid.errors, 400)
-    except rules.Invalid as invalid:
-        return _json({invalid.field: invalid.messages}, 400)
-    except InsufficientCredit:
-        return _json({"detail": "Insufficient credit. Buy credit in the portal to continue."}, 402)
-    except messaging.KeyReused:
-        return _json({"detail": "This Idempotency-Key was already used for a different request."}, 422)
-    return _json(result.body, result.status)
+        return work()
+    except REFUSALS as refused:
+        return refusal(refused)
+
+
+def stored(answer: messaging.StoredAnswer) -> Response:
+    """A send's answer as rendered (by wire) or as stored under its Idempotency-Key: sent as it is."""
+    return _sent_as_is(answer.body, answer.status)
 
 
 def _daily_cap() -> int | None:
     yen = current_app.config["API_DAILY_SPEND_CAP_YEN"]
-    return yen * 1000 if yen else None
+    return yen * MILLI_YEN if yen else None
 
 
 def reader(view):
@@ -163,20 +202,21 @@ def route(rule: str, **options):
 @sending
 def send_sms():
     now = clock.now()
-    return answer(lambda: messaging.send_sms(session=db.session(), principal=g.principal, fields=fields(),
-                                             idempotency_key=request.headers.get("Idempotency-Key"),
-                                             base_url=current_app.config["BASE_URL"], now=now, daily_cap=_daily_cap()))
+    return answer(lambda: stored(messaging.send_sms(
+        session=db.session(), principal=g.principal, request=asked(messaging.SendSms),
+        idempotency_key=request.headers.get("Idempotency-Key"), now=now, render=wire.sms_sent,
+        daily_cap=_daily_cap())))
 
 
 @route("/sms/messages/", methods=["GET"])
 @reader
 def list_sms():
     def work():
-        today = clock.now().astimezone(rules.JST).date()
+        today = wire.in_japan(clock.now()).date()
         date_filters = rules.sent_dates(request.args.items(multi=True), today)
         rows = messaging.messages_of(db.session(), principal=g.principal, date_filters=date_filters, now=clock.now())
         base = current_app.config["BASE_URL"]
-        return messaging.Answer(200, json.dumps([messaging.message_json(m, base) for m in rows], ensure_ascii=False))
+        return _json([wire.message_json(m, base) for m in rows], 200)
 
     return answer(work)
 
@@ -187,16 +227,17 @@ def get_sms(msgid: str):
     found = messaging.message_of(db.session(), principal=g.principal, msgid=msgid)
     if found is None:
         return _json({"detail": "Not found."}, 404)
-    return _json(messaging.message_json(found, current_app.config["BASE_URL"]), 200)
+    return _json(wire.message_json(found, current_app.config["BASE_URL"]), 200)
 
 
 @route("/voice/simple/playbacks/", methods=["POST"])
 @sending
 def start_call():
     now = clock.now()
-    return answer(lambda: messaging.start_call(session=db.session(), principal=g.principal, fields=fields(),
-                                               idempotency_key=request.headers.get("Idempotency-Key"), now=now,
-                                               daily_cap=_daily_cap()))
+    return answer(lambda: stored(messaging.start_call(
+        session=db.session(), principal=g.principal, request=asked(messaging.StartCall),
+        idempotency_key=request.headers.get("Idempotency-Key"), now=now, render=wire.call_started,
+        daily_cap=_daily_cap())))
 
 
 @route("/voice/calls/<callid>", methods=["GET"])
@@ -205,13 +246,13 @@ def get_call(callid: str):
     found = messaging.call_of(db.session(), principal=g.principal, callid=callid)
     if found is None:
         return _json({"detail": "Not found."}, 404)
-    return _json(messaging.call_json(found), 200)
+    return _json(wire.call_json(found), 200)
 
 
 @route("/you/credits/", methods=["GET"])
 @reader
 def credits_view():
-    return _json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now()), 200)
+    return _json(wire.credits_json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now())), 200)
 
 
 @bp.get("/api/openapi.json")

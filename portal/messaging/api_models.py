@@ -2,14 +2,43 @@
 records. Amounts are milli-yen."""
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from portal.db import utc_column
 
-SMS_STATUSES = ("QUEUED", "DELIVERING", "DELIVERED", "FAIL")
-CALL_STATUSES = ("QUEUED", "IN PROGRESS", "ANSWERED", "FAILED")
+
+
+class Product(StrEnum):
+    """What a price is for: an SMS segment, an OTP message, a started minute of a call."""
+
+    SMS = "sms"
+    OTP = "otp"
+    VOICE = "voice"
+
+
+class MessageStatus(StrEnum):
+    """Xoxzo's statuses of a message, as the API answers them."""
+
+    QUEUED = "QUEUED"
+    DELIVERING = "DELIVERING"
+    DELIVERED = "DELIVERED"
+    FAIL = "FAIL"
+
+
+class CallStatus(StrEnum):
+    QUEUED = "QUEUED"
+    IN_PROGRESS = "IN PROGRESS"
+    ANSWERED = "ANSWERED"
+    FAILED = "FAILED"
+
+
+def one_of(column: str, values: type[StrEnum]) -> str:
+    """A CHECK that `column` holds one of `values`: `status IN ('QUEUED', 'FAIL')`."""
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} IN ({quoted})"
 
 
 class Price(SQLModel, table=True):
@@ -18,7 +47,7 @@ class Price(SQLModel, table=True):
     __tablename__ = "prices"
     __table_args__ = (
         UniqueConstraint("product", "country", name="uq_price"),
-        CheckConstraint("product IN ('sms', 'otp', 'voice')", name="price_product"),
+        CheckConstraint(one_of("product", Product), name="price_product"),
         CheckConstraint("unit_price > 0", name="price_positive"),
     )
 
@@ -31,7 +60,7 @@ class Price(SQLModel, table=True):
 class Message(SQLModel, table=True):
     __tablename__ = "sms_messages"
     __table_args__ = (
-        CheckConstraint("status IN ('QUEUED', 'DELIVERING', 'DELIVERED', 'FAIL')", name="sms_status"),
+        CheckConstraint(one_of("status", MessageStatus), name="sms_status"),
         CheckConstraint("mode IN ('live', 'test')", name="sms_mode"),
         CheckConstraint("segments BETWEEN 1 AND 10", name="sms_segments"),
         CheckConstraint("cost >= 0", name="sms_cost"),
@@ -62,7 +91,7 @@ class Message(SQLModel, table=True):
 class Call(SQLModel, table=True):
     __tablename__ = "voice_calls"
     __table_args__ = (
-        CheckConstraint("status IN ('QUEUED', 'IN PROGRESS', 'ANSWERED', 'FAILED')", name="call_status"),
+        CheckConstraint(one_of("status", CallStatus), name="call_status"),
         CheckConstraint("mode IN ('live', 'test')", name="call_mode"),
         CheckConstraint("cost >= 0", name="call_cost"),
         Index("ix_voice_calls_account_time", "account_id", "created_at"),

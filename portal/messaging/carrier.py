@@ -12,7 +12,7 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlmodel import Session
 
-from portal.messaging.models import TestInboxMessage
+from portal.messaging.models import InboxChannel, TestInboxMessage
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class TestInboxCarrier:
     def send_sms(self, *, session: Session, sms: OutgoingSMS, now: datetime) -> str:
         record = TestInboxMessage(
             account_id=sms.account_id,
-            channel="sms",
+            channel=InboxChannel.SMS,
             recipient=sms.recipient,
             sender=sms.sender,
             body=sms.body,
@@ -74,7 +74,7 @@ class TestInboxCarrier:
         else:
             body, duration = f"Recording: {call.recording_url}", 30
         duration = min(duration, call.max_seconds)
-        session.add(TestInboxMessage(account_id=call.account_id, channel="voice", recipient=call.recipient,
+        session.add(TestInboxMessage(account_id=call.account_id, channel=InboxChannel.VOICE, recipient=call.recipient,
                                      sender=call.caller, body=f"{body} [{duration} s]", created_at=now))
         session.flush()
         return duration

@@ -1,9 +1,16 @@
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, Column, String, Text
 from sqlmodel import Field, SQLModel
 
 from portal.db import utc_column
+from portal.messaging.api_models import one_of
+
+
+class InboxChannel(StrEnum):
+    SMS = "sms"
+    VOICE = "voice"
 
 
 class TestInboxMessage(SQLModel, table=True):
@@ -11,7 +18,7 @@ class TestInboxMessage(SQLModel, table=True):
 
     __tablename__ = "test_inbox_messages"
     __test__ = False
-    __table_args__ = (CheckConstraint("channel IN ('sms', 'voice')", name="inbox_channel"),)
+    __table_args__ = (CheckConstraint(one_of("channel", InboxChannel), name="inbox_channel"),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)

@@ -14,7 +14,7 @@ from portal.messaging import spend
 from portal.messaging.api_models import Message
 
 MESSAGES, OUTBOX = Message.__table__, outbox.OutboxMessage.__table__
-SMS_JOB = "api_sms"
+SMS_JOB = outbox.OutboxKind.API_SMS
 _MESSAGE_COLUMNS = [column for column in MESSAGES.c if not column.primary_key]
 
 

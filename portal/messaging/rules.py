@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 
 from portal.clock import JST
+from portal.messaging.errors import InvalidField
 
 HISTORY_DAYS = 90
 CALL_MINIMUM_HOLD = 50_000  # milli-yen: a call needs at least ¥50 available
@@ -18,14 +19,6 @@ SENDER = re.compile(r"[A-Za-z0-9]{1,10}|[0-9]{1,15}")  # ASCII only: \d and isal
 CALLER = re.compile(r"\+?[0-9]{6,15}")
 TTS_LANGUAGES = ("ja", "en", "zh", "ko", "es", "fr", "de", "it", "pt", "ru")
 TTS_MESSAGE_MAX_LENGTH = 1000  # characters: about two minutes read out
-
-
-class Invalid(ValueError):
-    """A field's value is wrong; `field` names it and the message (or messages) say why."""
-
-    def __init__(self, field: str, message: str, *more: str):
-        super().__init__(message)
-        self.field, self.message, self.messages = field, message, [message, *more]
 
 
 @dataclass(frozen=True)
@@ -40,17 +33,17 @@ def phone_number(field: str, raw: str) -> Number:
     after +81) is refused rather than silently corrected."""
     text = (raw or "").strip()
     if not text:
-        raise Invalid(field, "This field is required.")
+        raise InvalidField(field, "This field is required.")
     digits = re.sub(r"[\s\-().]", "", text)
     if not re.fullmatch(r"\+?\d{4,16}", digits):
-        raise Invalid(field, "Enter a phone number in E.164 form, such as +819012345678.")
+        raise InvalidField(field, "Enter a phone number in E.164 form, such as +819012345678.")
     try:
         parsed = phonenumbers.parse(digits, None if digits.startswith("+") else "JP")
     except phonenumbers.NumberParseException:
-        raise Invalid(field, "Enter a phone number in E.164 form, such as +819012345678.") from None
+        raise InvalidField(field, "Enter a phone number in E.164 form, such as +819012345678.") from None
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if not phonenumbers.is_valid_number(parsed) or (digits.startswith("+") and digits != e164):
-        raise Invalid(field, f"{text} is not a valid phone number.")
+        raise InvalidField(field, f"{text} is not a valid phone number.")
     return Number(e164, phonenumbers.region_code_for_number(parsed))
 
 
@@ -61,42 +54,42 @@ def caller_number(raw: str) -> str:
     not necessarily one in service."""
     text = (raw or "").strip()
     if not text:
-        raise Invalid("caller", "This field is required.")
+        raise InvalidField("caller", "This field is required.")
     digits = re.sub(r"[\s\-().]", "", text)
     if not CALLER.fullmatch(digits):
-        raise Invalid("caller", "Enter a phone number in E.164 form, such as +819012345678.")
+        raise InvalidField("caller", "Enter a phone number in E.164 form, such as +819012345678.")
     national = digits.startswith("0")
     international = "+" + digits.removeprefix("+")
     try:
         parsed = phonenumbers.parse(digits if national else international, "JP")
     except phonenumbers.NumberParseException:
-        raise Invalid("caller", f"{text} is not a valid phone number.") from None
+        raise InvalidField("caller", f"{text} is not a valid phone number.") from None
     e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     if not phonenumbers.is_possible_number(parsed) or (not national and e164 != international):
-        raise Invalid("caller", f"{text} is not a valid phone number.")
+        raise InvalidField("caller", f"{text} is not a valid phone number.")
     return e164
 
 
 def sender_id(raw: str) -> str:
     text = (raw or "").strip().removeprefix("+")
     if not text:
-        raise Invalid("sender", "This field is required.")
+        raise InvalidField("sender", "This field is required.")
     if not SENDER.fullmatch(text):
-        raise Invalid("sender", "Use up to 10 letters and digits, or up to 15 digits.")
+        raise InvalidField("sender", "Use up to 10 letters and digits, or up to 15 digits.")
     return text
 
 
 def tts_message(raw: str) -> str:
     text = (raw or "").strip()
     if len(text) > TTS_MESSAGE_MAX_LENGTH:
-        raise Invalid("tts_message", f"Use at most {TTS_MESSAGE_MAX_LENGTH:,} characters.")
+        raise InvalidField("tts_message", f"Use at most {TTS_MESSAGE_MAX_LENGTH:,} characters.")
     return text
 
 
 def tts_language(raw: str) -> str:
     language = (raw or "").strip()
     if language not in TTS_LANGUAGES:
-        raise Invalid("tts_lang", "Use a language code such as ja or en.")
+        raise InvalidField("tts_lang", "Use a language code such as ja or en.")
     return language
 
 
@@ -106,9 +99,9 @@ def tags_of(raw) -> list[str]:
     items = raw if isinstance(raw, list) else str(raw).split(",")
     tags = [str(item).strip() for item in items if str(item).strip()]
     if any("," in tag for tag in tags):
-        raise Invalid("tags", "A tag cannot contain a comma.")
+        raise InvalidField("tags", "A tag cannot contain a comma.")
     if len(tags) > MAX_TAGS or any(len(tag) > MAX_TAG_LENGTH for tag in tags):
-        raise Invalid("tags", f"Use at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters.")
+        raise InvalidField("tags", f"Use at most {MAX_TAGS} tags of at most {MAX_TAG_LENGTH} characters.")
     return tags
 
 
@@ -118,7 +111,7 @@ def idempotency_key(raw: str | None) -> str | None:
         return None
     key = raw.strip()
     if not key or len(key) > 255:
-        raise Invalid("Idempotency-Key", "Use 1 to 255 characters.")
+        raise InvalidField("Idempotency-Key", "Use 1 to 255 characters.")
     return key
 
 
@@ -128,7 +121,7 @@ def callback_url(raw: str | None) -> str | None:
         return None
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > 2000:
-        raise Invalid("callbackurl", "Enter an http:// or https:// address.")
+        raise InvalidField("callbackurl", "Enter an http:// or https:// address.")
     return text
 
 
@@ -158,10 +151,10 @@ def sent_dates(args, today: date) -> list[DateFilter]:
         if key.startswith("sent_date"):
             try:
                 filters.append(_sent_date(key[len("sent_date"):], value, today))
-            except Invalid as invalid:
-                problems.append(invalid.message)
+            except InvalidField as invalid:
+                problems.append(invalid.reason)
     if problems:
-        raise Invalid("sent_date", *problems)
+        raise InvalidField("sent_date", *problems)
     return filters
 
 
@@ -175,14 +168,15 @@ def _sent_date(operator: str, value: str, today: date) -> DateFilter:
         text = operator + "=" + value  # "sent_date>=2026-10-31" read as name "sent_date>", value "2026-10-31"
     match = re.fullmatch(r"\s*(>=|<=|>|<|=)?\s*([0-9]{4}-[0-9]{2}-[0-9]{2})\s*", text)
     if not match:
-        raise Invalid("sent_date", f"{text.strip()} is not a date such as 2026-10-31, optionally after >=, >, <= or <.")
+        raise InvalidField("sent_date",
+                           f"{text.strip()} is not a date such as 2026-10-31, optionally after >=, >, <= or <.")
     operator = {"=": "==", None: "=="}.get(match.group(1), match.group(1))
     try:
         day = date.fromisoformat(match.group(2))
     except ValueError:
-        raise Invalid("sent_date", f"{match.group(2)} is not a date.") from None
+        raise InvalidField("sent_date", f"{match.group(2)} is not a date.") from None
     if day < today - timedelta(days=HISTORY_DAYS):
-        raise Invalid("sent_date", f"{day.isoformat()} is more than {HISTORY_DAYS} days ago: only the last "
+        raise InvalidField("sent_date", f"{day.isoformat()} is more than {HISTORY_DAYS} days ago: only the last "
                                    f"{HISTORY_DAYS} days can be listed.")
     return DateFilter(operator, day)
 

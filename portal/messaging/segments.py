@@ -8,6 +8,7 @@ Multilingual Plane takes two UTF-16 units. More than 10 parts is refused.
 """
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 MAX_PARTS = 10
 GSM7_BASIC = set(
@@ -15,6 +16,11 @@ GSM7_BASIC = set(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = set("^{}\\[~]|€\f")
+
+
+class Encoding(StrEnum):
+    GSM7 = "GSM-7"
+    UCS2 = "UCS-2"
 
 
 class TooLong(ValueError):
@@ -25,7 +31,7 @@ class TooLong(ValueError):
 
 @dataclass(frozen=True)
 class Split:
-    encoding: str  # "GSM-7" or "UCS-2"
+    encoding: Encoding
     units: int  # septets or UTF-16 code units
     parts: int
 
@@ -35,10 +41,10 @@ def split(text: str) -> Split:
     units (UCS-2) once split, and an extension character (two septets) or a surrogate pair
     (two units) never straddles two parts."""
     if all(ch in GSM7_BASIC or ch in GSM7_EXTENSION for ch in text):
-        encoding, single, multi = "GSM-7", 160, 153
+        encoding, single, multi = Encoding.GSM7, 160, 153
         sizes = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
     else:
-        encoding, single, multi = "UCS-2", 70, 67
+        encoding, single, multi = Encoding.UCS2, 70, 67
         sizes = [len(ch.encode("utf-16-le")) // 2 for ch in text]
     units = sum(sizes)
     if units <= single:

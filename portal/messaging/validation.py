@@ -4,17 +4,9 @@ field (Xoxzo's 400: `{"recipient": ["…"], "sender": ["…"]}`), instead of sto
 from collections.abc import Callable
 from typing import TypeVar
 
-from portal.messaging.rules import Invalid
+from portal.messaging.errors import InvalidField, InvalidFields
 
 T = TypeVar("T")
-
-
-class InvalidFields(ValueError):
-    """Every invalid field of one request, each with its messages."""
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__(", ".join(errors))
-        self.errors = errors
 
 
 class Form:
@@ -24,8 +16,8 @@ class Form:
         self.fields = fields
         self.errors: dict[str, list[str]] = {}
 
-    def add(self, field: str, *messages: str) -> None:
-        self.errors.setdefault(field, []).extend(messages)
+    def add(self, field: str, *reasons: str) -> None:
+        self.errors.setdefault(field, []).extend(reasons)
 
     def read(self, name: str, rule: Callable[[str | None], T], *, required: bool = True,
              lists: bool = False) -> T | None:
@@ -43,8 +35,8 @@ class Form:
     def check(self, rule: Callable[..., T], *args) -> T | None:
         try:
             return rule(*args)
-        except Invalid as invalid:
-            self.add(invalid.field, *invalid.messages)
+        except InvalidField as invalid:
+            self.add(invalid.field, *invalid.reasons)
             return None
 
     def raise_if_invalid(self) -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, text, update
 
+from portal.api.wire import StatusCallbacks
 from portal.credentials import service as credentials
 from portal.messaging.api_models import Message
 from portal.messaging.carrier import TestInboxCarrier
@@ -34,9 +35,10 @@ def test_a_failure_recorded_without_its_refund_is_refunded_by_the_next_attempt(a
         message_id = session.scalars(select(Message.id)).one()
         from portal.messaging.delivery import fail_sms
 
+        bodies = StatusCallbacks(app.config["BASE_URL"])
         with app.app_context():
-            fail_sms(session, message_id=message_id, reason="again", base_url=app.config["BASE_URL"], now=app.config["CLOCK"]())
-            fail_sms(session, message_id=message_id, reason="and again", base_url=app.config["BASE_URL"], now=app.config["CLOCK"]())
+            fail_sms(session, message_id=message_id, reason="again", bodies=bodies, now=app.config["CLOCK"]())
+            fail_sms(session, message_id=message_id, reason="and again", bodies=bodies, now=app.config["CLOCK"]())
         refunds = session.execute(text("SELECT count(*) FROM credit_transactions WHERE kind = 'refund'")).scalar()
     assert refunds == 1 and available(app, key.account_id) == 1050 * YEN
 

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from portal.accounts.models import Account
+from portal.api.wire import StatusCallbacks
 from portal.ledger import queries
 from portal.ledger.check import check
 from portal.messaging.api_models import Message
@@ -253,7 +254,8 @@ def test_a_carrier_refusal_fails_the_message_and_refunds_it_exactly_once(app, ap
         from portal.messaging.delivery import fail_sms
 
         message = session.scalars(select(Message)).one()
-        fail_sms(session, message_id=message.id, reason="again", base_url=app.config["BASE_URL"], now=app.config["CLOCK"]())  # a second report
+        fail_sms(session, message_id=message.id, reason="again", bodies=StatusCallbacks(app.config["BASE_URL"]),
+                 now=app.config["CLOCK"]())  # a second report
         refunds = session.execute(text("SELECT count(*) FROM credit_transactions WHERE kind = 'refund'")).scalar()
         problems, _ = check(session, now=app.config["CLOCK"]())
     assert refunds == 1 and problems == [] and available(app, key.account_id) == 1050 * YEN

@@ -6,6 +6,7 @@ import pytest
 
 from portal.clock import JST
 from portal.messaging import rules, segments
+from portal.messaging.errors import InvalidField
 
 
 @pytest.mark.parametrize("text, encoding, parts", [
@@ -39,7 +40,7 @@ def test_numbers_normalise_to_e164(raw, e164, country):
 
 @pytest.mark.parametrize("raw", ["+8108012345678", "+81901234567", "12345", "+", "abc", "", "+819012345678901"])
 def test_invalid_numbers_name_the_field(raw):
-    with pytest.raises(rules.Invalid) as refused:
+    with pytest.raises(InvalidField) as refused:
         rules.phone_number("recipient", raw)
     assert refused.value.field == "recipient"
 
@@ -51,7 +52,7 @@ def test_sender_ids(raw, ok):
     if ok:
         assert rules.sender_id(raw) == raw.removeprefix("+")
     else:
-        with pytest.raises(rules.Invalid):
+        with pytest.raises(InvalidField):
             rules.sender_id(raw)
 
 
@@ -84,7 +85,7 @@ def test_a_filter_on_the_first_or_last_calendar_day_has_only_the_bounds_that_exi
 
 @pytest.mark.parametrize("value", ["2026-08-28", "2026-02-30", "11/01/2026", ">>2026-11-01", "today"])
 def test_bad_sent_dates(value):
-    with pytest.raises(rules.Invalid) as refused:
+    with pytest.raises(InvalidField) as refused:
         rules.sent_dates([("sent_date", value)], TODAY)
     assert refused.value.field == "sent_date"
 
