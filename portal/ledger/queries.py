@@ -7,6 +7,7 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from portal.ledger import rules
+from portal.ledger.forecast import Forecast, forecast
 from portal.ledger.models import CreditState, Lot, Transaction
 
 BURN_WINDOW = timedelta(days=7)
@@ -19,8 +20,7 @@ class Summary:
     held: int
     live_lots: list[Lot]
     next_expiry: Lot | None
-    burn_per_day: int
-    runs_out_at: datetime | None
+    forecast: Forecast
 
 
 def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
@@ -34,14 +34,13 @@ def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
             Transaction.occurred_at > now - BURN_WINDOW,
         )
     ))
-    rate = rules.burn_rate_per_day(max(spent - (state.held if state else 0), 0), BURN_WINDOW)
+    spent = max(spent - (state.held if state else 0), 0)
     return Summary(
         available=rules.available(lots, now),
         held=state.held if state else 0,
         live_lots=live,
         next_expiry=min(live, key=lambda lot: lot.expires_at) if live else None,
-        burn_per_day=rate,
-        runs_out_at=rules.runs_out_at(live, rate, now),
+        forecast=forecast(live, spent=spent, window=BURN_WINDOW, now=now),
     )
 
 

@@ -60,8 +60,10 @@ def test_the_dashboard_shows_lots_next_expiry_burn_rate_and_forecast(app, clock)
     text = " ".join(page.get_text(" ").split())
     assert "¥930 expires on Dec 7, 2026, 12:00:00 PM" in text  # 80 days ago + 90 days, in Japan time
     assert "¥10 a day" in text
-    # ¥930 lasts past its expiry at this rate, so it expires on Dec 7; the ¥50 trial then lasts 5 days.
-    assert "At this rate credit runs out on Dec 12, 2026" in text
+    # At ¥10 a day only ¥100 of the ¥930 is used before it expires on Dec 7; the ¥50 trial then lasts 5 days.
+    forecast = " ".join(page.select_one("[data-testid=forecast]").get_text(" ").split())
+    assert "At this pace your credit lasts until December 12, 2026, when it runs out." in forecast
+    assert "¥830 expires before this pace uses it." in forecast
     rows = page.select("table.lots tbody tr")
     assert [row.select("td")[0].get_text(strip=True) for row in rows] == ["Purchase", "Trial"]
 
