@@ -18,13 +18,18 @@ class Forecast:
     spending: bool  # anything was spent in the window, even under ¥0.5 a day
     lasts_until: datetime | None  # when the last credit is gone; None without live credit
     ending: str | None  # RUNS_OUT or EXPIRES: what happens at `lasts_until`
-    expires_unused: int  # milli-yen that expires before the pace reaches it
+    expires_unused: int  # milli-yen that expires before the pace reaches it, rounded to whole yen
 
 
 def burn_per_day(spent: int, window: timedelta) -> int:
     """The window's average spending a day, in milli-yen rounded to whole yen, half up."""
     day, span = timedelta(days=1) // timedelta(microseconds=1), window // timedelta(microseconds=1)
-    return (2 * spent * day + MILLI_YEN * span) // (2 * MILLI_YEN * span) * MILLI_YEN
+    return _whole_yen(spent * day, span)
+
+
+def _whole_yen(numerator: int, denominator: int) -> int:
+    """numerator / denominator milli-yen, rounded to whole yen (half up), in milli-yen."""
+    return (2 * numerator + MILLI_YEN * denominator) // (2 * MILLI_YEN * denominator) * MILLI_YEN
 
 
 def forecast(lots: Sequence[LotLike], *, spent: int, window: timedelta, now: datetime) -> Forecast:
@@ -40,4 +45,4 @@ def forecast(lots: Sequence[LotLike], *, spent: int, window: timedelta, now: dat
             lost += lot.remaining - left_us * spent // window_us
             moment, ending = lot.expires_at, EXPIRES
     return Forecast(daily_burn=burn_per_day(spent, window), spending=spent > 0,
-                    lasts_until=moment if ending else None, ending=ending, expires_unused=lost)
+                    lasts_until=moment if ending else None, ending=ending, expires_unused=_whole_yen(lost, 1))

@@ -47,24 +47,3 @@ def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
 def expiring_on(lots: list[Lot], lot: Lot) -> int:
     """All credit expiring at the same moment as `lot` (several lots can share one)."""
     return sum(other.remaining for other in lots if other.expires_at == lot.expires_at)
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Transaction]
-    number: int
-    pages: int
-
-
-def statement(session: Session, *, account_id: int, page: int, per_page: int = 20) -> Page:
-    total = session.scalar(select(func.count()).select_from(Transaction).where(Transaction.account_id == account_id))
-    pages = max(1, -(-total // per_page))
-    number = min(max(page, 1), pages)
-    items = session.scalars(
-        select(Transaction)
-        .where(Transaction.account_id == account_id)
-        .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
-        .offset((number - 1) * per_page)
-        .limit(per_page)
-    ).all()
-    return Page(items=list(items), number=number, pages=pages)

@@ -4,7 +4,7 @@ from flask import Blueprint
 from flask_login import current_user
 
 from portal import clock, db
-from portal.ledger import queries
+from portal.ledger import queries, statement as statements
 from portal.bad_input import page_number
 from portal.web.current import verified_email_required
 from portal.web.fragments import render_page
@@ -25,7 +25,7 @@ def _credit_context() -> dict:
 def show():
     context = _credit_context()
     if current_user.membership is not None:
-        context["statement"] = queries.statement(db.session(), account_id=current_user.account.id, page=1, per_page=10)
+        context["statement"] = statements.page(db.session(), account_id=current_user.account.id, page=1, per_page=10)
     return render_page("dashboard/show.html", fragment="balance", **context)
 
 
@@ -34,5 +34,5 @@ def show():
 def statement():
     if current_user.membership is None:
         return render_page("dashboard/statement.html", statement=None)
-    page = queries.statement(db.session(), account_id=current_user.account.id, page=page_number())
-    return render_page("dashboard/statement.html", fragment="statement", statement=page)
+    lines = statements.page(db.session(), account_id=current_user.account.id, page=page_number())
+    return render_page("dashboard/statement.html", fragment="statement", statement=lines)

@@ -84,3 +84,8 @@ def test_expired_and_empty_lots_are_not_credit():
 def test_the_burn_rate_is_whole_yen_rounded_half_up(spent_in_a_week, per_day):
     assert burn_per_day(spent_in_a_week, WEEK) == per_day
     assert forecast([], spent=spent_in_a_week, window=WEEK, now=T).spending is (spent_in_a_week > 0)
+
+
+def test_what_expires_unused_is_a_whole_number_of_yen():
+    lots = [FakeLot(1, 30 * YEN + 600, T + 2 * DAY), FakeLot(2, 10 * YEN, T + 90 * DAY)]
+    assert at_pace(lots, 10).expires_unused == 11 * YEN  # ¥10.6 of the first lot expires unused
