@@ -21,18 +21,19 @@ def sms_samples(*, base_url: str, sid: str, token: str, recipient: str, message:
     url = f"{base_url}/sms/messages/"
     return [
         Sample("curl", None, "\n".join([
-            f"curl -u {shlex.quote(f'{sid}:{token}')} \\",
+            f"curl {shlex.quote(url)} \\",
+            f"  -u {shlex.quote(f'{sid}:{token}')} \\",
             f"  --data-urlencode {shlex.quote(f'recipient={recipient}')} \\",
             f"  --data-urlencode {shlex.quote(f'sender={SENDER}')} \\",
-            f"  --data-urlencode {shlex.quote(f'message={message}')} \\",
-            f"  {shlex.quote(url)}",
+            f"  --data-urlencode {shlex.quote(f'message={message}')}",
         ])),
         Sample("requests", "pip install requests", "\n".join([
             "import requests",
             "",
+            *_credential(sid, token),
             "answer = requests.post(",
             f"    {_py(url)},",
-            f"    auth=({_py(sid)}, {_py(token)}),",
+            "    auth=(SID, TOKEN),",
             f"    data={{\"recipient\": {_py(recipient)}, \"sender\": {_py(SENDER)}, \"message\": {_py(message)}}},",
             ")",
             "print(answer.status_code, answer.json())",
@@ -40,11 +41,17 @@ def sms_samples(*, base_url: str, sid: str, token: str, recipient: str, message:
         Sample("cloudpy", "pip install xoxzo.cloudpy", "\n".join([
             "from xoxzo.cloudpy import XoxzoClient",
             "",
-            f"client = XoxzoClient(sid={_py(sid)}, auth_token={_py(token)}, api_host={_py(base_url)})",
-            f"result = client.send_sms(message={_py(message)}, recipient={_py(recipient)}, sender={_py(SENDER)})",
+            *_credential(sid, token),
+            f"client = XoxzoClient(sid=SID, auth_token=TOKEN, api_host={_py(base_url)})",
+            "result = client.send_sms(",
+            f"    message={_py(message)}, recipient={_py(recipient)}, sender={_py(SENDER)})",
             "print(result.messages if result.errors is None else (result.errors, result.message))",
         ])),
     ]
+
+
+def _credential(sid: str, token: str) -> list[str]:
+    return [f"SID = {_py(sid)}", f"TOKEN = {_py(token)}", ""]
 
 
 def _py(text: str) -> str:

@@ -15,7 +15,7 @@ from portal.ledger import queries, statement as statements
 from portal.onboarding import service as onboarding
 from portal.web.current import role_required, verified_email_required
 from portal.web.forms import SendTestSMSForm
-from portal.web.fragments import render_page, wants_fragment
+from portal.web.fragments import render_block, render_page, wants_fragment
 
 bp = Blueprint("dashboard", __name__)
 SENDERS = ("owner", "developer")  # who may create credentials, so who may send the test SMS
@@ -79,7 +79,7 @@ def send_test_sms():
         return _first_sms(refused=" ".join(m for messages in refused.errors.values() for m in messages))
     if not wants_fragment():
         return redirect(url_for("dashboard.test_sms", msgid=sent.msgid), code=303)
-    return _first_sms(sent=sent)
+    return _first_sms(sent=sent) + _checklist_out_of_band()
 
 
 @bp.get("/dashboard/test-sms/<msgid>")
@@ -90,6 +90,12 @@ def test_sms(msgid: str):
     if sent is None:
         abort(404)
     return _first_sms(sent=sent)
+
+
+def _checklist_out_of_band() -> str:
+    """The checklist, for htmx to swap in beside the panel: "test SMS sent" ticks at once."""
+    progress = onboarding.progress(session=db.session(), account_id=current_user.account.id, user_id=current_user.id)
+    return render_block("dashboard/show.html", "get_started", progress=progress, oob=True)
 
 
 def _first_sms(**state):

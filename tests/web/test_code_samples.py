@@ -34,12 +34,14 @@ def test_every_sample_carries_the_real_sid_token_and_address(app):
     response = client.post("/credentials", NEW, status=200)
     sid, token = shown(response)
     samples = samples_of(response)
-    assert f"curl -u {sid}:{token} \\" in samples["curl"]
-    assert "https://portal.chotto.test/sms/messages/" in samples["curl"]
+    assert samples["curl"].startswith("curl https://portal.chotto.test/sms/messages/ \\\n")
+    assert f"  -u {sid}:{token} \\" in samples["curl"]
     assert "--data-urlencode recipient=+819011112222" in samples["curl"]  # the person's own verified number
-    assert f'auth=("{sid}", "{token}")' in samples["requests"]
-    assert f'XoxzoClient(sid="{sid}", auth_token="{token}", api_host="https://portal.chotto.test")' in samples["cloudpy"]
-    assert 'recipient="+819011112222", sender="Chotto"' in samples["cloudpy"]
+    for python in (samples["requests"], samples["cloudpy"]):
+        assert f'SID = "{sid}"\nTOKEN = "{token}"\n' in python
+    assert 'requests.post(\n    "https://portal.chotto.test/sms/messages/",\n    auth=(SID, TOKEN),' in samples["requests"]
+    assert 'XoxzoClient(sid=SID, auth_token=TOKEN, api_host="https://portal.chotto.test")' in samples["cloudpy"]
+    assert 'recipient="+819011112222", sender="Chotto")' in samples["cloudpy"]
     assert response.headers["Cache-Control"] == "no-store"
     assert token not in client.get("/credentials").get_data(as_text=True)
 
