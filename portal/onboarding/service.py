@@ -100,7 +100,9 @@ def _verified_phone(session: Session, user_id: int) -> str:
 
 def dashboard_credential(*, session: Session, account_id: int, user_id: int, name: str, now: datetime) -> Credential:
     """The account's dashboard test credential that is not revoked, or a new one, decided under
-    the account's lock (two presses at once make one)."""
+    the account's lock. Two presses at once make one as soon as credentials.create joins this
+    unit of work instead of committing on its own; until then the second may make a second test
+    credential (harmless: both charge nothing, and the newest is the one reused)."""
     with db.write(session):
         lock_account(session, account_id)
         credential = session.scalars(
