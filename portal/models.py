@@ -28,6 +28,7 @@ from portal.messaging.api_models import ApiIdempotency, Call, Message, Price  # 
 from portal.messaging.spend import SpendCounter  # noqa: F401
 from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401
 from portal.mail import DevMail  # noqa: F401
+from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
 

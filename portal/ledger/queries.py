@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from portal import db
 from portal.ledger import rules
+from portal.ledger.forecast import Forecast, forecast
 from portal.ledger.models import CreditState, Lot, Transaction
 from portal.ledger.rules import TransactionKind
 
@@ -21,8 +22,7 @@ class Summary:
     held: int
     live_lots: list[Lot]
     next_expiry: Lot | None
-    burn_per_day: int
-    runs_out_at: datetime | None
+    forecast: Forecast
 
 
 def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
@@ -38,39 +38,16 @@ def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
         ))
         held = state.held if state else 0
     live = rules.burn_order(lots, now)
-    rate = rules.burn_rate_per_day(max(spent - held, 0), BURN_WINDOW)
+    spent = max(spent - held, 0)
     return Summary(
         available=rules.available(lots, now),
         held=held,
         live_lots=live,
         next_expiry=min(live, key=lambda lot: lot.expires_at) if live else None,
-        burn_per_day=rate,
-        runs_out_at=rules.runs_out_at(live, rate, now),
+        forecast=forecast(live, spent=spent, window=BURN_WINDOW, now=now),
     )
 
 
 def expiring_on(lots: list[Lot], lot: Lot) -> int:
     """All credit expiring at the same moment as `lot` (several lots can share one)."""
     return sum(other.remaining for other in lots if other.expires_at == lot.expires_at)
-
-
-@dataclass(frozen=True)
-class Page:
-    items: list[Transaction]
-    number: int
-    pages: int
-
-
-def statement(session: Session, *, account_id: int, page: int, per_page: int = 20) -> Page:
-    with db.read(session):
-        total = session.scalar(select(func.count()).select_from(Transaction).where(Transaction.account_id == account_id))
-        pages = max(1, -(-total // per_page))
-        number = min(max(page, 1), pages)
-        items = session.scalars(
-            select(Transaction)
-            .where(Transaction.account_id == account_id)
-            .order_by(Transaction.occurred_at.desc(), Transaction.id.desc())
-            .offset((number - 1) * per_page)
-            .limit(per_page)
-        ).all()
-    return Page(items=list(items), number=number, pages=pages)

@@ -137,21 +137,3 @@ def assign_charge(parts: Sequence[tuple[LotLike, int]], charged: int) -> list[tu
         if amount - kept:
             returns.append((lot, amount - kept))
     return returns
-
-
-def burn_rate_per_day(spent_in_window: int, window: timedelta = timedelta(days=7)) -> int:
-    """Average milli-yen spent per day over the window (rounded down)."""
-    return spent_in_window * 86400 // int(window.total_seconds())
-
-
-def runs_out_at(lots: Sequence[LotLike], rate_per_day: int, now: datetime) -> datetime | None:
-    """When credit runs out if spending goes on at `rate_per_day`, lots expiring on the way."""
-    if rate_per_day <= 0:
-        return None
-    moment = now
-    for lot in burn_order(lots, now):
-        if moment >= lot.expires_at:
-            continue
-        finished = moment + timedelta(seconds=lot.remaining * 86400 // rate_per_day)
-        moment = min(finished, lot.expires_at)
-    return moment

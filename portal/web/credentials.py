@@ -9,18 +9,20 @@ from flask import Blueprint, abort, current_app, flash, make_response, redirect,
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import clock, db
+from portal import clock, db, services
 from portal.accounts import sessions
 from portal.billing.rules import parse_amount
 from portal.credentials import service
 from portal.ledger.rules import MILLI_YEN
 from portal.openapi import document
+from portal.web import code_samples
 from portal.web.current import reauthentication_redirect, role_required
 from portal.web.forms import ActionForm, CredentialForm, RotateForm
 from portal.web.fragments import render_page
 
 bp = Blueprint("credentials", __name__)
 MANAGERS = service.MANAGERS
+EXAMPLE_RECIPIENT = "+819012345678"
 
 
 def _page(form: CredentialForm | None = None, status: int = 200):
@@ -39,9 +41,19 @@ def index():
 def _shown_once(credential, token: str, rotated: bool):
     """The token's only appearance: never cached, never stored anywhere but this answer."""
     response = make_response(render_template(
-        "credentials/created.html", credential=credential, token=token, rotated=rotated))
+        "credentials/created.html", credential=credential, token=token, rotated=rotated,
+        samples=_samples(credential, token) if "sms" in credential.scope_list else []))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _samples(credential, token: str) -> list[code_samples.Sample]:
+    """To the person's own verified number when there is one: a live credential reaches only
+    those until the account's first purchase."""
+    user = current_user.user
+    recipient = user.phone_e164 if user.phone_verified_at and user.phone_e164 else EXAMPLE_RECIPIENT
+    return code_samples.sms_samples(base_url=services.base_url(), sid=credential.sid, token=token,
+                                    recipient=recipient, message=_("Hello from Chotto"))
 
 
 @bp.post("/credentials")

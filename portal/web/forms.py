@@ -204,3 +204,10 @@ class RotateForm(FlaskForm):
                  SelectChoice("24", _l("1 day")), SelectChoice("72", _l("3 days")), SelectChoice("168", _l("7 days"))],
         default="24",
     )
+
+
+class SendTestSMSForm(FlaskForm):
+    """The dashboard's "send a test SMS" button. `attempt` is new on every rendering of the
+    button and keys the send, so a double click or a resubmitted page sends once."""
+
+    attempt = HiddenField(validators=[InputRequired(), Regexp(r"^[A-Za-z0-9_-]{16,64}$")])

@@ -90,15 +90,3 @@ def test_a_charge_is_kept_from_the_first_burning_lots_and_the_rest_returned():
     assert rules.assign_charge([(a, 30), (b, 20)], 10) == [(a, 20), (b, 20)]
     assert rules.assign_charge([(a, 30), (b, 20)], 40) == [(b, 10)]
     assert rules.assign_charge([(a, 30), (b, 20)], 50) == []
-
-
-def test_burn_rate_and_the_day_credit_runs_out():
-    assert rules.burn_rate_per_day(70_000) == 10_000
-    lots = [lot(1, 50_000, expires=T + 90 * DAY)]
-    assert rules.runs_out_at(lots, 10_000, T) == T + 5 * DAY
-    assert rules.runs_out_at(lots, 0, T) is None
-
-
-def test_the_forecast_counts_credit_that_expires_before_it_is_spent():
-    lots = [lot(1, 100_000, expires=T + 2 * DAY), lot(2, 30_000, expires=T + 90 * DAY)]
-    assert rules.runs_out_at(lots, 10_000, T) == T + 2 * DAY + 3 * DAY

@@ -60,8 +60,10 @@ def test_the_dashboard_shows_lots_next_expiry_burn_rate_and_forecast(app, clock)
     text = " ".join(page.get_text(" ").split())
     assert "¥930 expires on Dec 7, 2026, 12:00:00 PM" in text  # 80 days ago + 90 days, in Japan time
     assert "¥10 a day" in text
-    # ¥930 lasts past its expiry at this rate, so it expires on Dec 7; the ¥50 trial then lasts 5 days.
-    assert "At this rate credit runs out on Dec 12, 2026" in text
+    # At ¥10 a day only ¥100 of the ¥930 is used before it expires on Dec 7; the ¥50 trial then lasts 5 days.
+    forecast = " ".join(page.select_one("[data-testid=forecast]").get_text(" ").split())
+    assert "At this pace your credit lasts until December 12, 2026, when it runs out." in forecast
+    assert "¥830 expires before this pace uses it." in forecast
     rows = page.select("table.lots tbody tr")
     assert [row.select("td")[0].get_text(strip=True) for row in rows] == ["Purchase", "Trial"]
 
@@ -93,3 +95,63 @@ def test_amounts_are_formatted_in_one_place(app):
     with app.app_context():
         yen = app.jinja_env.filters["yen"]
         assert [yen(v) for v in (0, 1000, 1_234_000, 1500, 10, -3000)] == ["¥0", "¥1", "¥1,234", "¥1.5", "¥0.01", "-¥3"]
+
+
+def test_without_usage_the_forecast_says_the_credit_lasts_until_it_expires(app, clock):
+    client, _ = signed_in(app, phone="+819012345678")
+    forecast = " ".join(client.page("/dashboard").select_one("[data-testid=forecast]").get_text(" ").split())
+    assert "No usage in the last 7 days." in forecast
+    assert "Without usage, your credit lasts until February 25, 2027, when it expires." in forecast  # the trial's 90 days
+
+
+def test_the_burn_rate_is_shown_in_whole_yen(app, clock):
+    client, account_id = signed_in(app, phone="+819012345678")
+    buy(app, account_id, 500, "pi_1", clock())
+    with db_session(app) as session:  # ¥73.5 in a week is ¥10.5 a day
+        service.debit(session=session, account_id=account_id, amount=73_500, idempotency_key="k", reason="sms",
+                      now=clock() - timedelta(days=2))
+    forecast = " ".join(client.page("/dashboard").select_one("[data-testid=forecast]").get_text(" ").split())
+    assert "¥11 a day" in forecast and "¥10.5" not in forecast
+    assert "when it runs out." in forecast
+
+
+def _statement_lines(client, path="/credit/statement"):
+    rows = client.page(path).select("#statement tbody tr")
+    return [[" ".join(cell.get_text(" ").split()) for cell in row.select("td")[1:]] for row in rows]
+
+
+def test_a_call_is_one_statement_line_for_what_it_cost_once_settled(app, clock):
+    from tests.api.conftest import fund, new_key
+    from tests.helpers import deliver_outbox
+
+    client, account_id = signed_in(app, phone="+819012345678")
+    with db_session(app) as session:
+        user_id = session.scalars(select(Membership.user_id).where(Membership.account_id == account_id)).one()
+    fund(app, account_id, 1000)
+    key = new_key(app, account_id, user_id)
+    call = {"caller": "+81312345678", "recipient": "+819012345678", "tts_message": "Hello", "tts_lang": "en"}
+    assert client.client.post("/voice/simple/playbacks/", data=call, headers=key.headers).status_code == 201
+    clock.advance(minutes=1)
+    assert _statement_lines(client)[0] == ["Voice call in progress (credit set aside)", "-¥50", "¥1,000"]
+
+    deliver_outbox(app)
+    clock.advance(minutes=1)
+    lines = _statement_lines(client)
+    assert lines == [["Voice call", "-¥10", "¥1,040"], ["Credit added", "+¥1,000", "¥1,050"], ["Trial credit", "+¥50", "¥50"]]
+    assert _statement_lines(client, "/dashboard") == lines
+
+
+def test_the_statement_pages_count_a_call_as_one_line(app, clock):
+    client, account_id = signed_in(app, phone="+819012345678")
+    buy(app, account_id, 1000, "pi_1", clock())
+    with db_session(app) as session:
+        for i in range(9):
+            held = service.hold(session=session, account_id=account_id, amount=50 * YEN, idempotency_key=f"call:{i}",
+                                reason=f"call {i}", now=clock())
+            service.settle(session=session, hold_id=held.id, charged=10 * YEN, now=clock())
+        service.hold(session=session, account_id=account_id, amount=80 * YEN, idempotency_key="dispute",
+                     reason="dispute dp_1 on purchase", now=clock())
+    page = client.page("/credit/statement")
+    assert "Page 1 of" not in page.get_text() and len(page.select("#statement tbody tr")) == 12
+    labels = [line[0] for line in _statement_lines(client)]
+    assert labels.count("Voice call") == 9 and labels[0] == "Credit set aside"  # a hold of no call stays as it is

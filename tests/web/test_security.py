@@ -18,7 +18,7 @@ ROUTES = [
     "/", "/pricing", "/language/<lang>", "/signup", "/signup/check-email", "/signup/resend",
     "/verify-email/<token>", "/login", "/logout", "/password/forgot", "/reset-password/<token>",
     "/reauthenticate", "/verify-phone/", "/verify-phone/code", "/verify-phone/resend", "/dashboard",
-    "/credit/statement",
+    "/credit/statement", "/dashboard/test-sms", "/dashboard/test-sms/<msgid>",
     "/team", "/team/invitations", "/team/invitations/<int:invitation_id>/revoke",
     "/team/members/<int:membership_id>/role", "/team/members/<int:membership_id>/remove",
     "/invitations/<token>", "/test-inbox", "/profile/", "/profile/password",
