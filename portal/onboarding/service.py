@@ -24,7 +24,7 @@ from portal.ledger.models import CreditState
 from portal.messaging import service as messaging
 from portal.messaging.api_models import Message
 from portal.messaging.models import TestInboxMessage
-from portal.messaging.validation import InvalidFields
+from portal.messaging.errors import InvalidFields, KeyReused, ScopeMissing, SpendCapReached
 from portal.onboarding.models import DashboardCredential
 
 SENDER = "Chotto"
@@ -71,7 +71,7 @@ class Progress:
 
 
 def send_test_sms(*, session: Session, account_id: int, user_id: int, message: str, credential_name: str,
-                  attempt: str, base_url: str, now: datetime) -> SentSMS:
+                  attempt: str, now: datetime) -> SentSMS:
     """Send `message` to the person's verified mobile number with the account's dashboard test
     credential. `attempt` identifies one press of the button: a repeated post sends once.
     NoVerifiedPhone, credentials.NotAManager (only owners and developers create credentials),
@@ -79,15 +79,21 @@ def send_test_sms(*, session: Session, account_id: int, user_id: int, message: s
     phone = _verified_phone(session, user_id)
     credential = dashboard_credential(session=session, account_id=account_id, user_id=user_id,
                                       name=credential_name, now=now)
-    fields = {"recipient": phone, "sender": SENDER, "message": message}
+    request = messaging.SendSms(recipient=phone, sender=SENDER, message=message)
     try:
-        answer = messaging.send_sms(session=session, principal=_principal(session, credential), fields=fields,
-                                    idempotency_key=f"dashboard:{attempt}", base_url=base_url, now=now)
+        answer = messaging.send_sms(session=session, principal=_principal(session, credential), request=request,
+                                    idempotency_key=f"dashboard:{attempt}", now=now, render=_stored)
     except InvalidFields as invalid:
         raise SMSRefused(invalid.errors) from None
-    except messaging.Refused as refused:
-        raise SMSRefused({"detail": [str(refused.body.get("detail", refused.status))]}) from None
+    except (ScopeMissing, SpendCapReached, KeyReused) as refused:
+        raise SMSRefused({"detail": [str(refused)]}) from None
     return sent_sms(session=session, account_id=account_id, msgid=json.loads(answer.body)[0]["msgid"])
+
+
+def _stored(sent: messaging.Sent) -> messaging.StoredAnswer:
+    """The answer kept with the button press's key: the API's own shape, so a replay through
+    the API with the same key would read the same."""
+    return messaging.StoredAnswer(201, json.dumps([{"msgid": sent.msgid}]))
 
 
 def _verified_phone(session: Session, user_id: int) -> str:

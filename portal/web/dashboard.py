@@ -7,7 +7,7 @@ from flask import Blueprint, abort, redirect, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import clock, db, services
+from portal import clock, db
 from portal.bad_input import page_number
 from portal.credentials.service import NotAManager
 from portal.extensions import limiter
@@ -69,7 +69,7 @@ def send_test_sms():
         sent = onboarding.send_test_sms(
             session=db.session(), account_id=current_user.account.id, user_id=current_user.id,
             message=_("Hello from Chotto! This test SMS went through the API like any other, and cost nothing."),
-            credential_name=_("Dashboard test SMS"), attempt=form.attempt.data, base_url=services.base_url(),
+            credential_name=_("Dashboard test SMS"), attempt=form.attempt.data,
             now=clock.now())
     except NotAManager:
         abort(403)
