@@ -210,30 +210,43 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
                                sender=sender, message=body, callback=callback, tags=tags)
 
     def work(state, lots) -> Sent:
-        _check_destination(session, principal, number, "recipient")
-        unit_price = _price(session, Product.SMS, number.country, "recipient")
-        cost = unit_price * split.parts if principal.mode == "live" else 0
-        msgid = secrets.token_hex(16)
-        values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
-                      mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
-                      encoding=split.encoding, segments=split.parts, cost=cost, status=MessageStatus.QUEUED,
-                      tags=",".join(tags), callback_url=callback, created_at=now, updated_at=now)
-        if cost:  # the message, its delivery job and the spend counters ride in the debit's statement
-            counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
-
-            def fallback(db_session):
-                _record(db_session, values, now)
-                return spend.add(db_session, counters, cost)
-
-            rider = riders.sms_debit(values, counters, cost, fallback)
-            ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}", reason=f"SMS {msgid}", now=now,
-                            rider=rider)
-            _check_limits(principal, rider.results, daily_cap)
-        else:
-            _record(session, values, now)
-        return Sent(msgid)
+        return send_in(session, principal, state, lots, number=number, sender=sender, body=body, split=split,
+                       product=Product.SMS, callback=callback, tags=tags, now=now, daily_cap=daily_cap)
 
     return _idempotent(session, principal, idempotency_key, fingerprint, now, work, render)
+
+
+def send_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *,
+            number: rules.Number, sender: str, body: str, split: segments.Split, product: Product, now: datetime,
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None,
+            msgid: str | None = None) -> Sent:
+    """Record, pay and queue one SMS inside the caller's unit of work, the account locked by the
+    caller (`ledger.lock`): the send path of the API, shared with the OTP product. An SMS is
+    priced per segment, an OTP message (`Product.OTP`) per message. A live send is debited
+    under the key "sms:<msgid>", which is what refunds a failed message."""
+    _check_destination(session, principal, number, "recipient")
+    unit_price = _price(session, product, number.country, "recipient")
+    per = split.parts if product == Product.SMS else 1
+    cost = unit_price * per if principal.mode == "live" else 0
+    msgid = msgid or secrets.token_hex(16)
+    values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
+                  mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
+                  encoding=split.encoding, segments=split.parts, cost=cost, status=MessageStatus.QUEUED,
+                  tags=",".join(tags), callback_url=callback, created_at=now, updated_at=now)
+    if cost:  # the message, its delivery job and the spend counters ride in the debit's statement
+        counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
+
+        def fallback(db_session):
+            _record(db_session, values, now)
+            return spend.add(db_session, counters, cost)
+
+        rider = riders.sms_debit(values, counters, cost, fallback)
+        ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}",
+                        reason=f"{'OTP' if product == Product.OTP else 'SMS'} {msgid}", now=now, rider=rider)
+        _check_limits(principal, rider.results, daily_cap)
+    else:
+        _record(session, values, now)
+    return Sent(msgid)
 
 
 def _parts(body: str) -> segments.Split:

@@ -1,0 +1,28 @@
+"""OTP sites (SMS絶対認証): a customer registers its website and verifies its own users' phone
+numbers with two API calls. DESIGN.md "OTP sites"; issue 12.
+
+Modules:
+  models   OtpSite (one per domain per account, its settings and ownership token),
+           OtpCode (one row per code sent: keyed hash, expiry, wrong attempts, status; at most one
+           ACTIVE per site, mode and number), OtpBlocked (requests a guard refused, with the reason).
+  rules    pure: domains, Settings and their ranges, templates (must name {code}, one segment),
+           codes from `secrets` and their HMAC, expiry, cooldown, carried failures, fraud guards.
+  errors   the refusals, each reason with English text marked N_ for the catalog.
+  service  the units of work, below.
+
+Services (`from portal.otp import service as otp`), keyword-only, `now` passed in:
+  register_site(session, account_id, website, now, display_name=None, language=ja) -> OtpSite
+      InvalidFields (website), SiteExists. Default settings, a fresh `ownership_token`.
+  register_site_by_api(session, principal, website, now) -> OtpSite   (needs the `otp` scope)
+  update_settings(session, account_id, site_id, settings: rules.Settings, now) -> OtpSite
+      InvalidFields naming each wrong setting; rules.default_settings() gives a starting point.
+  site_of / sites_of / blocked_of (reads), mark_proven(session, account_id, site_id, proven, now),
+  resume_site(session, account_id, site_id, user_id, now): lifts a completion-rate pause.
+  request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
+      InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
+      retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
+  verify_code(session, principal, request: VerifyCode, secret, now) -> Verified
+      VerificationFailed(reason: Failure, attempts_left), InvalidFields, SiteNotFound, ScopeMissing.
+`secret` is the key of the codes' HMAC: the application's SECRET_KEY, as bytes. Reason texts for
+pages: errors.BLOCK_TEXTS and errors.FAILURE_TEXTS (translate them with gettext).
+"""
