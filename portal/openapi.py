@@ -96,6 +96,41 @@ CALL = {
         "tags": {"type": "array", "items": {"type": "string"}}, "test": {"type": "boolean"},
     },
 }
+OTP_REGISTER_FIELDS = {
+    "type": "object", "required": ["website"],
+    "properties": {"website": {"type": "string", "description": "The site's URL or domain, e.g. https://example.com.",
+                               "examples": ["https://example.com"]},
+                   "template_id": {"type": "string", "description": "Accepted for Xoxzo's clients and ignored: the "
+                                                                    "template is set in the portal."}},
+}
+OTP_REQUEST_FIELDS = {
+    "type": "object", "required": ["website", "phone_number"],
+    "properties": {
+        "website": {"type": "string", "description": "A registered site's URL or domain."},
+        "phone_number": PHONE,
+        "channel": {"type": "string", "enum": ["sms", "voice"], "description": "sms (the default); voice is not "
+                                                                             "available yet."},
+        "ip": {"type": "string", "description": "The end user's IP address, for the site's per-IP limit."},
+    },
+}
+OTP_VERIFY_FIELDS = {
+    "type": "object", "required": ["code"],
+    "description": "Give website and phone_number, or otp_id (or msgid) from the request.",
+    "properties": {"code": {"type": "string", "description": "The digits the end user typed."},
+                   "website": {"type": "string"}, "phone_number": PHONE,
+                   "otp_id": {"type": "string"}, "msgid": {"type": "string"}},
+}
+REASONED = {"type": "object", "properties": {"detail": {"type": "string"}, "reason": {"type": "string"}}}
+OTP_FAILED = {
+    "type": "object", "description": "The code was not accepted (or a field is invalid, keyed by field).",
+    "properties": {"code": {"type": "array", "items": {"type": "string"}},
+                   "reason": {"type": "string", "enum": ["wrong", "expired", "too_many_attempts", "already_used",
+                                                         "no_active_code"]},
+                   "attempts_left": {"type": "integer"}},
+    "additionalProperties": True,
+}
+OTP_BLOCKED_REASONS = ("A fraud guard refused the request (recorded with its reason in the portal): number_limit, "
+                       "ip_limit, prefix_limit, number_locked, or resend_cooldown.")
 
 
 def _body(schema: dict) -> dict:
@@ -108,7 +143,7 @@ def document(base_url: str) -> dict:
         "openapi": "3.1.0",
         "info": {
             "title": "Chotto API", "version": "1",
-            "description": "SMS and voice on prepaid credit, wire-compatible with Xoxzo's API: existing Xoxzo client "
+            "description": "SMS, voice and one-time codes on prepaid credit, wire-compatible with Xoxzo's API: existing Xoxzo client "
                            "libraries work by changing the host. Authenticate with HTTP Basic: the credential's SID "
                            "as user name and its token as password. Paths work with and without the trailing slash.",
         },
@@ -159,6 +194,47 @@ def document(base_url: str) -> dict:
                     "responses": {"200": _response("The call.", CALL),
                                   "404": _response("No such call in this account and mode: a test credential reads "
                                                    "only test calls, a live one only live ones.", ERROR), **COMMON},
+                },
+            },
+            "/otp/register-website/": {
+                "post": {
+                    "operationId": "registerOtpWebsite", "summary": "Register a website for OTP",
+                    "requestBody": _body(OTP_REGISTER_FIELDS),
+                    "responses": {"201": _response("Registered; serve verification_token at verification_url to "
+                                                   "send codes to any number.", {"type": "object", "properties": {
+                                                       "message": {"type": "string"}, "website": {"type": "string"},
+                                                       "verification_url": {"type": "string"},
+                                                       "verification_token": {"type": "string"}}}),
+                                  "400": _response("Invalid, or already registered.", FIELD_ERRORS), **COMMON},
+                },
+            },
+            "/otp/request/": {
+                "post": {
+                    "operationId": "requestOtp", "summary": "Send a one-time code (¥3 an SMS)",
+                    "requestBody": _body(OTP_REQUEST_FIELDS),
+                    "responses": {"201": _response("Sent; a new code replaces the number's previous one.", {
+                        "type": "object", "properties": {"msgid": {"type": "string"}, "otp_id": {"type": "string"},
+                                                         "expires_at": {"type": "string"}}}),
+                                  "400": _response("Invalid input keyed by field; a country the site does not allow or "
+                                                   "a number an unproven site may not send to is keyed phone_number "
+                                                   "with a reason.", FIELD_ERRORS),
+                                  "402": _response("Not enough credit.", ERROR),
+                                  "403": _response("The credential lacks the otp scope, or the site is paused "
+                                                   "(reason site_paused).", REASONED),
+                                  "429": _response(OTP_BLOCKED_REASONS, REASONED, {"Retry-After": {
+                                      "schema": {"type": "integer", "minimum": 1}}}),
+                                  **{k: v for k, v in COMMON.items() if k not in ("403", "429")}},
+                },
+            },
+            "/otp/verify/": {
+                "post": {
+                    "operationId": "verifyOtp", "summary": "Check a code the end user typed",
+                    "requestBody": _body(OTP_VERIFY_FIELDS),
+                    "responses": {"200": _response("Verified: the code is used up.", {"type": "object", "properties": {
+                        "message": {"type": "string"}, "verified": {"type": "boolean"}, "otp_id": {"type": "string"},
+                        "phone_number": {"type": "string"}}}),
+                                  "400": _response("Not accepted: wrong, expired, too_many_attempts, already_used or "
+                                                   "no_active_code.", OTP_FAILED), **COMMON},
                 },
             },
             "/you/credits/": {

@@ -10,7 +10,7 @@ from portal.messaging.errors import InsufficientCredit, InvalidField, InvalidFie
 from portal.otp.models import BlockReason
 
 __all__ = ["BLOCK_TEXTS", "FAILURE_TEXTS", "Failure", "InsufficientCredit", "InvalidField", "InvalidFields",
-           "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists", "SiteNotFound", "SpendCapReached",
+           "RESEND_TEXT", "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists", "SiteNotFound", "SpendCapReached",
            "VerificationFailed", "N_"]
 
 
@@ -34,8 +34,13 @@ class SiteExists(InvalidField):
         self.domain = domain
 
 
+RESEND_TEXT = N_("A code was sent to this number a moment ago. Wait before requesting another.")
+
+
 class ResendTooSoon(Exception):
     """The site's resend cooldown for this number has not passed yet."""
+
+    text = RESEND_TEXT
 
     def __init__(self, retry_after_seconds: int):
         super().__init__(f"retry after {retry_after_seconds} s")

@@ -1,0 +1,374 @@
+"""The OTP services: one unit of work each, keyword-only, `now` passed in, no HTTP.
+
+A code is sent through the messaging service's own send path (`messaging.send_in`, under the
+account's credit lock): the SMS is a message like any other, delivered by the worker, landing in
+the test inbox for a test credential, debited ¥3 (the `otp` price) for a live one and refunded
+like any failed message. A refusal by a fraud guard is recorded (with its reason) in its own
+committed unit before RequestBlocked is raised; a wrong code's attempt is counted and committed
+before VerificationFailed is raised."""
+
+import ipaddress
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from functools import partial
+
+from sqlalchemy import case, func, or_, select, update
+from sqlmodel import Session
+
+from portal import db
+from portal.accounts.models import Membership, User
+from portal.credentials.service import Principal
+from portal.ledger import service as ledger
+from portal.messaging import rules as messaging_rules
+from portal.messaging import segments, validation
+from portal.messaging import service as messaging
+from portal.messaging.api_models import Product
+from portal.otp import rules
+from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
+                               SiteNotFound, VerificationFailed)
+from portal.otp.models import BlockReason, Channel, CodeStatus, OtpBlocked, OtpCode, OtpSite, TemplateLanguage
+
+SENDER = "Chotto"
+Given = object  # a field's value as the client sent it
+
+
+@dataclass(frozen=True)
+class RequestCode:
+    """A code request under Xoxzo's field names, unchecked (the service checks every field)."""
+
+    website: Given = None
+    phone_number: Given = None
+    channel: Given = None  # "sms" (the default) or "voice"
+    ip: Given = None  # the end user's IP address, for the per-IP limit
+
+
+@dataclass(frozen=True)
+class VerifyCode:
+    """A code to check: for `website` + `phone_number`, or for the request `otp_id` (or `msgid`)."""
+
+    code: Given = None
+    website: Given = None
+    phone_number: Given = None
+    otp_id: Given = None
+    msgid: Given = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A code sent: `msgid` is the SMS's id and the API's `otp_id`."""
+
+    msgid: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Verified:
+    msgid: str
+    phone_number: str
+    verified_at: datetime
+
+
+def _require(principal: Principal) -> None:
+    if "otp" not in principal.scopes:
+        raise ScopeMissing("otp")
+
+
+# -- sites --------------------------------------------------------------------------------------
+
+
+def register_site(*, session: Session, account_id: int, website: Given, now: datetime,
+                  display_name: str | None = None, language: TemplateLanguage = TemplateLanguage.JA) -> OtpSite:
+    """Register a website (a URL or a domain) with the default settings and a fresh ownership
+    token. One site per domain per account: SiteExists otherwise."""
+    form = validation.Form({"website": website})
+    domain = form.read("website", rules.domain_of)
+    form.raise_if_invalid()
+    settings = rules.default_settings(display_name or domain, language)
+    with db.write(session):
+        if session.scalars(select(OtpSite.id).where(OtpSite.account_id == account_id,
+                                                    OtpSite.domain == domain)).first() is not None:
+            raise SiteExists(domain)
+        site = OtpSite(account_id=account_id, domain=domain, ownership_token=secrets.token_urlsafe(32),
+                       created_at=now, **_columns(settings))
+        session.add(site)
+        session.flush()
+    return site
+
+
+def register_site_by_api(*, session: Session, principal: Principal, website: Given, now: datetime) -> OtpSite:
+    """The API's registration: the credential needs the `otp` scope."""
+    _require(principal)
+    return register_site(session=session, account_id=principal.account_id, website=website, now=now)
+
+
+def _columns(settings: rules.Settings) -> dict:
+    values = asdict(settings)
+    values["allowed_countries"] = ",".join(settings.allowed_countries)
+    values["display_name"] = settings.display_name.strip()
+    return values
+
+
+def update_settings(*, session: Session, account_id: int, site_id: int, settings: rules.Settings,
+                    now: datetime) -> OtpSite:
+    """Replace a site's settings with `settings`, all checked first (InvalidFields names every
+    wrong one); codes already sent keep the lifetime and attempts they were sent with."""
+    rules.checked(settings)
+    with db.write(session):
+        site = _own_site(session, account_id, site_id)
+        for name, value in _columns(settings).items():
+            setattr(site, name, value)
+    return site
+
+
+def site_of(*, session: Session, account_id: int, site_id: int) -> OtpSite:
+    with db.read(session):
+        return _own_site(session, account_id, site_id)
+
+
+def sites_of(*, session: Session, account_id: int) -> list[OtpSite]:
+    with db.read(session):
+        return list(session.scalars(select(OtpSite).where(OtpSite.account_id == account_id).order_by(OtpSite.domain)))
+
+
+def mark_proven(*, session: Session, account_id: int, site_id: int, proven: bool, now: datetime) -> OtpSite:
+    """Record the result of an ownership check (the token file found, or not any more)."""
+    with db.write(session):
+        site = _own_site(session, account_id, site_id)
+        site.checked_at = now
+        site.proven_at = (site.proven_at or now) if proven else None
+    return site
+
+
+def resume_site(*, session: Session, account_id: int, site_id: int, user_id: int, now: datetime) -> OtpSite:
+    """An owner lifts the pause: the completion rate is counted afresh from now on."""
+    with db.write(session):
+        site = _own_site(session, account_id, site_id)
+        site.paused_at, site.resumed_at = None, now
+        session.execute(update(OtpBlocked).where(OtpBlocked.site_id == site.id, OtpBlocked.reason == BlockReason.PAUSED,
+                                                 OtpBlocked.lifted_at.is_(None)).values(lifted_at=now, lifted_by=user_id))
+    return site
+
+
+def blocked_of(*, session: Session, account_id: int, site_id: int, limit: int = 100) -> list[OtpBlocked]:
+    with db.read(session):
+        _own_site(session, account_id, site_id)
+        return list(session.scalars(select(OtpBlocked).where(OtpBlocked.site_id == site_id)
+                                    .order_by(OtpBlocked.id.desc()).limit(limit)))
+
+
+def _own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
+    site = session.get(OtpSite, site_id, populate_existing=True)
+    if site is None or site.account_id != account_id:
+        raise SiteNotFound("site")
+    return site
+
+
+def _site_for(session: Session, account_id: int, domain: str) -> OtpSite:
+    site = session.scalars(select(OtpSite).where(OtpSite.account_id == account_id, OtpSite.domain == domain)
+                           .execution_options(populate_existing=True)).first()
+    if site is None:
+        raise SiteNotFound()
+    return site
+
+
+# -- requesting a code --------------------------------------------------------------------------
+
+
+def request_code(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
+                 daily_cap: int | None = None) -> Issued:
+    """Send a new code for the site and number, replacing the number's active code (its wrong
+    attempts carried over). Refusals: InvalidFields, SiteNotFound, ResendTooSoon,
+    RequestBlocked (recorded), InsufficientCredit, SpendCapReached, ScopeMissing."""
+    _require(principal)
+    form = validation.Form(asdict(request))
+    domain = form.read("website", rules.domain_of)
+    number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
+    form.read("channel", _channel, required=False)
+    ip = form.read("ip", _ip, required=False)
+    form.raise_if_invalid()
+    with db.write(session):
+        state, lots = ledger.lock(session, principal.account_id)
+        site = _site_for(session, principal.account_id, domain)
+        blocked = _guard(session, principal, site, number, ip, now)
+        if blocked is None:
+            return _issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap)
+        session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
+                               phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
+    raise blocked
+
+
+def _channel(raw: str | None) -> Channel:
+    text = (raw or "sms").strip().lower()
+    if text == Channel.VOICE:
+        raise InvalidField("channel", N_("Codes by voice call are not available yet: use sms."))
+    if text != Channel.SMS:
+        raise InvalidField("channel", N_("Use sms or voice."))
+    return Channel.SMS
+
+
+def _ip(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidField("ip", N_("Enter the end user's IPv4 or IPv6 address.")) from None
+
+
+def _latest(session: Session, site_id: int, mode: str, e164: str) -> OtpCode | None:
+    return session.scalars(select(OtpCode).where(OtpCode.site_id == site_id, OtpCode.mode == mode,
+                                                 OtpCode.phone_number == e164)
+                           .order_by(OtpCode.id.desc()).execution_options(populate_existing=True)).first()
+
+
+def _sent_since(session: Session, site: OtpSite, mode: str, since: datetime, *where) -> list[datetime]:
+    return list(session.scalars(select(OtpCode.created_at).where(OtpCode.site_id == site.id, OtpCode.mode == mode,
+                                                                 OtpCode.created_at > since, *where)))
+
+
+def _guard(session: Session, principal: Principal, site: OtpSite, number: messaging_rules.Number, ip: str | None,
+           now: datetime) -> RequestBlocked | None:
+    """The first guard the request breaks, in the order a customer would look for it; the
+    cooldown is a plain refusal (ResendTooSoon), not a block."""
+    if site.paused_at is not None:
+        return RequestBlocked(BlockReason.PAUSED)
+    if number.country not in site.countries:
+        return RequestBlocked(BlockReason.COUNTRY)
+    if site.proven_at is None and number.e164 not in _own_numbers(session, site.account_id):
+        return RequestBlocked(BlockReason.UNPROVEN)
+    mode = principal.mode
+    previous = _latest(session, site.id, mode, number.e164)
+    if previous is not None:
+        wait = rules.cooldown_left(previous.created_at, site.resend_cooldown_seconds, now)
+        if wait:
+            raise ResendTooSoon(wait)
+        if rules.carried_failures(_state(previous), previous.created_at, now) >= site.max_attempts:
+            return RequestBlocked(BlockReason.LOCKED, rules.cooldown_left(previous.created_at,
+                                                                          int(rules.NUMBER_WINDOW.total_seconds()), now))
+    limits = [
+        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW, OtpCode.phone_number == number.e164),
+        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW, OtpCode.ip == ip) if ip else None,
+        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW,
+         OtpCode.prefix == rules.prefix_of(number.e164)),
+    ]
+    for reason, limit, window, where in filter(None, limits):
+        wait = rules.over_limit(_sent_since(session, site, mode, now - window, where), limit=limit, window=window,
+                                now=now)
+        if wait is not None:
+            return RequestBlocked(reason, wait)
+    if mode == "live" and _completion_too_low(session, site, now):
+        site.paused_at = now
+        return RequestBlocked(BlockReason.PAUSED)
+    return None
+
+
+def _own_numbers(session: Session, account_id: int) -> set[str]:
+    return set(session.scalars(select(User.phone_e164).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == account_id, User.phone_verified_at.is_not(None))))
+
+
+def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> bool:
+    """Live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
+    since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
+    decided = or_(OtpCode.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
+                  (OtpCode.status == CodeStatus.ACTIVE) & (OtpCode.expires_at <= now))
+    row = session.execute(select(func.count(), func.count().filter(OtpCode.status == CodeStatus.VERIFIED)).where(
+        OtpCode.site_id == site.id, OtpCode.mode == "live", OtpCode.created_at >= since, decided)).one()
+    return rules.should_pause(row[0], row[1])
+
+
+def _issue(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], site: OtpSite,
+           number: messaging_rules.Number, ip: str | None, secret: bytes, now: datetime,
+           daily_cap: int | None) -> Issued:
+    previous = _latest(session, site.id, principal.mode, number.e164)
+    failures = rules.carried_failures(_state(previous), previous.created_at, now) if previous else 0
+    if previous is not None and previous.status == CodeStatus.ACTIVE:
+        previous.status = CodeStatus.REPLACED
+        session.flush()  # before the new code takes the number's one active place
+    code, msgid = rules.new_code(site.code_length), secrets.token_hex(16)
+    body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
+    try:
+        messaging.send_in(session, principal, state, lots, number=number, sender=SENDER, body=body,
+                          split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap, msgid=msgid)
+    except InvalidField as refused:  # the account's own destination rules, named as this API names the number
+        raise InvalidField("phone_number", *refused.reasons) from None
+    expiry = rules.expires_at(now, site.lifetime_minutes)
+    session.add(OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                        mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                        channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                        failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
+                        created_at=now, expires_at=expiry))
+    return Issued(msgid, expiry)
+
+
+def _state(code: OtpCode | None) -> rules.CodeState | None:
+    if code is None:
+        return None
+    return rules.CodeState(code.status, code.failures, code.max_attempts, code.expires_at)
+
+
+# -- verifying a code ---------------------------------------------------------------------------
+
+CODES = OtpCode.__table__
+
+
+def verify_code(*, session: Session, principal: Principal, request: VerifyCode, secret: bytes,
+                now: datetime) -> Verified:
+    """Check a code typed by the end user. A wrong code uses one of the code's attempts
+    (counted atomically: concurrent checks can never use more); VerificationFailed names the
+    reason (wrong, expired, too many attempts, already used, no active code)."""
+    _require(principal)
+    form = validation.Form(asdict(request))
+    typed = form.read("code", _typed)
+    request_id = request.otp_id or request.msgid
+    if request_id is not None:
+        form.read("otp_id" if request.otp_id is not None else "msgid", str.strip)
+        domain = number = None
+    else:
+        domain = form.read("website", rules.domain_of)
+        number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
+    form.raise_if_invalid()
+    with db.write(session):
+        if request_id is not None:
+            code = session.scalars(select(OtpCode).where(
+                OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
+                OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+        else:
+            site = _site_for(session, principal.account_id, domain)
+            code = _latest(session, site.id, principal.mode, number.e164)
+        outcome = _check(session, code, typed, secret, now)
+    if isinstance(outcome, VerificationFailed):
+        raise outcome
+    return outcome
+
+
+def _typed(raw: str | None) -> str:
+    text = (raw or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 8:
+        raise InvalidField("code", N_("Enter the code of 4 to 8 digits."))
+    return text
+
+
+def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
+           now: datetime) -> Verified | VerificationFailed:
+    refused = rules.refusal(_state(code), now)
+    if refused is not None:
+        return VerificationFailed(refused)
+    usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
+    if rules.matches(secret, code.msgid, typed, code.code_hash):
+        used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
+                               .values(status=CodeStatus.VERIFIED, verified_at=now).returning(CODES.c.id)).first()
+        if used is not None:
+            return Verified(code.msgid, code.phone_number, now)
+    else:
+        counted = session.execute(update(CODES).where(*usable).values(
+            failures=CODES.c.failures + 1,
+            status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
+                        else_=CODES.c.status),
+        ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
+        if counted is not None:
+            return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
+    session.refresh(code)  # another check changed it meanwhile
+    return VerificationFailed(rules.refusal(_state(code), now) or Failure.NO_ACTIVE_CODE)

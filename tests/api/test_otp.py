@@ -1,0 +1,275 @@
+"""The OTP API end to end through the test client: register a website, request a code, verify
+it; each SMS charged ¥3 through the ledger (a failed one refunded), test credentials landing in
+the test inbox, and every fraud guard recorded with its reason. The clock is fixed."""
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from portal.ledger.check import check
+from portal.messaging.api_models import Message
+from portal.messaging.models import TestInboxMessage
+from portal.otp import service as otp
+from portal.otp.models import BlockReason, CodeStatus, OtpBlocked, OtpCode, OtpSite
+from tests.api.conftest import YEN, fund, new_key
+from tests.api.test_sms import RefusingCarrier, available
+from tests.helpers import db_session, deliver_outbox
+
+SITE = "https://shop.example.com/login"
+OWN = "+819011112222"  # the customer's verified mobile number (tests.api.conftest.customer)
+OTHER = "+819012345678"
+
+
+def post(api, key, path, **data):
+    return api.post(path, data=data, headers=key.headers)
+
+
+def register(api, key, website=SITE):
+    return post(api, key, "/otp/register-website/", website=website)
+
+
+def prove(app, key, domain="shop.example.com"):
+    with db_session(app) as session:
+        site = session.scalars(select(OtpSite).where(OtpSite.domain == domain)).one()
+        otp.mark_proven(session=session, account_id=key.account_id, site_id=site.id, proven=True,
+                        now=app.config["CLOCK"]())
+        return site.id
+
+
+def settle(app, key, **settings):
+    from dataclasses import replace
+
+    from portal.otp import rules
+
+    with db_session(app) as session:
+        site = session.scalars(select(OtpSite)).one()
+        current = rules.Settings(**{name: getattr(site, name) for name in rules.Settings.__dataclass_fields__
+                                    if name != "allowed_countries"}, allowed_countries=site.countries)
+        otp.update_settings(session=session, account_id=key.account_id, site_id=site.id,
+                            settings=replace(current, **settings), now=app.config["CLOCK"]())
+
+
+def ask(api, key, number=OTHER, **extra):
+    return post(api, key, "/otp/request/", website="shop.example.com", phone_number=number, **extra)
+
+
+def check_code(api, key, code, number=OTHER, **extra):
+    return post(api, key, "/otp/verify/", website="shop.example.com", phone_number=number, code=code, **extra)
+
+
+def last_code(app) -> str:
+    """The code of the last SMS, as the end user reads it on the phone (the test inbox)."""
+    deliver_outbox(app)
+    with db_session(app) as session:
+        body = session.scalars(select(TestInboxMessage.body).order_by(TestInboxMessage.id.desc())).first()
+    return re.search(r"(\d{4,8})", body).group(1)
+
+
+def blocked(app) -> list[BlockReason]:
+    with db_session(app) as session:
+        return list(session.scalars(select(OtpBlocked.reason).order_by(OtpBlocked.id)))
+
+
+@pytest.fixture
+def site(app, api, key):
+    assert register(api, key).status_code == 201
+    return prove(app, key)
+
+
+def test_registering_a_website_answers_as_xoxzo_and_once_per_domain(app, api, key):
+    first = register(api, key)
+    assert first.status_code == 201, first.json
+    assert first.json["message"] == "Website registered successfully." and first.json["website"] == "shop.example.com"
+    assert first.json["verification_url"] == "https://shop.example.com/.well-known/chotto-verification.txt"
+    again = register(api, key, "shop.example.com")
+    assert again.status_code == 400 and again.json == {"website": ["A website with this domain already exists."]}
+    assert register(api, key, "not a website").status_code == 400
+
+
+def test_a_live_code_is_sent_charged_3_yen_and_verified_once(app, api, key, site):
+    before = available(app, key.account_id)
+    sent = ask(api, key)
+    assert sent.status_code == 201, sent.json
+    assert sent.json["msgid"] == sent.json["otp_id"]
+    assert available(app, key.account_id) == before - 3 * YEN
+    code = last_code(app)
+    with db_session(app) as session:
+        stored = session.scalars(select(OtpCode)).one()
+        message = session.scalars(select(Message)).one()
+    assert code not in stored.code_hash and message.cost == 3 * YEN and message.msgid == sent.json["msgid"]
+    assert "shop.example.com" in message.body and "5" in message.body
+    wrong = check_code(api, key, "0" * 6 if code != "0" * 6 else "1" * 6)
+    assert wrong.status_code == 400 and wrong.json["reason"] == "wrong" and wrong.json["attempts_left"] == 4
+    right = check_code(api, key, code)
+    assert right.status_code == 200 and right.json["verified"] is True and right.json["otp_id"] == sent.json["otp_id"]
+    again = check_code(api, key, code)
+    assert again.status_code == 400 and again.json["reason"] == "already_used"
+    assert api.get(f"/sms/messages/{sent.json['msgid']}", headers=key.headers).json["cost"] == 3.0
+
+
+def test_verifying_by_otp_id_or_msgid(app, api, key, site):
+    otp_id = ask(api, key).json["otp_id"]
+    code = last_code(app)
+    assert post(api, key, "/otp/verify/", otp_id="nope", code=code).json["reason"] == "no_active_code"
+    assert post(api, key, "/otp/verify/", msgid=otp_id, code=code).status_code == 200
+
+
+def test_a_test_credential_lands_in_the_test_inbox_and_charges_nothing(app, api, customer):
+    user, account_id = customer
+    fund(app, account_id, 100)
+    test_key = new_key(app, account_id, user.id, mode="test")
+    assert register(api, test_key).status_code == 201
+    before = available(app, account_id)
+    sent = ask(api, test_key, OWN)  # an unproven site sends to the account's own numbers
+    assert sent.status_code == 201, sent.json
+    code = last_code(app)
+    with db_session(app) as session:
+        inbox = session.scalars(select(TestInboxMessage)).one()
+    assert inbox.recipient == OWN and code in inbox.body and available(app, account_id) == before
+    assert check_code(api, test_key, code, OWN).status_code == 200
+
+
+def test_a_code_expires_with_its_lifetime(app, api, key, site, clock):
+    ask(api, key)
+    code = last_code(app)
+    clock.advance(minutes=5)
+    expired = check_code(api, key, code)
+    assert expired.status_code == 400 and expired.json["reason"] == "expired"
+    assert expired.json["code"] == ["The code has expired. Request a new one."]
+
+
+def test_the_code_is_dead_after_its_attempts_even_for_the_right_code(app, api, key, site):
+    ask(api, key)
+    code = last_code(app)
+    wrong = str((int(code) + 1) % 10**6).zfill(6)
+    lefts = [check_code(api, key, wrong).json["attempts_left"] for _ in range(5)]
+    assert lefts == [4, 3, 2, 1, 0]
+    sixth = check_code(api, key, code)
+    assert sixth.status_code == 400 and sixth.json["reason"] == "too_many_attempts"
+
+
+def test_a_new_request_replaces_the_code_but_not_the_failure_count(app, api, key, site, clock):
+    ask(api, key)
+    first = last_code(app)
+    wrong = "999999" if first != "999999" else "888888"
+    for _ in range(3):
+        check_code(api, key, wrong)
+    clock.advance(seconds=30)
+    assert ask(api, key).status_code == 201
+    second = last_code(app)
+    assert check_code(api, key, first).json["reason"] in ("wrong", "already_used") or first == second
+    assert check_code(api, key, wrong).json == {"code": ["The code is wrong."], "reason": "wrong", "attempts_left": 0}
+    assert check_code(api, key, second).json["reason"] == "too_many_attempts"
+    clock.advance(seconds=30)
+    locked = ask(api, key)
+    assert locked.status_code == 429 and locked.json["reason"] == "number_locked"
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).where(OtpCode.status == CodeStatus.ACTIVE)) == 0
+
+
+def test_the_resend_cooldown_answers_429_with_retry_after(app, api, key, site, clock):
+    assert ask(api, key).status_code == 201
+    clock.advance(seconds=10)
+    again = ask(api, key)
+    assert again.status_code == 429 and again.headers["Retry-After"] == "20"
+    assert blocked(app) == []  # pacing, not fraud
+
+
+def test_an_unproven_site_sends_only_to_the_accounts_verified_numbers(app, api, key):
+    register(api, key)
+    refused = ask(api, key, OTHER)
+    assert refused.status_code == 400 and refused.json["reason"] == "unproven_site"
+    assert ask(api, key, OWN).status_code == 201
+    assert blocked(app) == [BlockReason.UNPROVEN]
+
+
+def test_a_country_the_site_does_not_allow_is_blocked(app, api, key, site):
+    refused = ask(api, key, "+14155552671")
+    assert refused.status_code == 400 and refused.json["reason"] == "country_not_allowed"
+    assert blocked(app) == [BlockReason.COUNTRY]
+
+
+def test_more_than_five_sends_to_a_number_in_ten_minutes_are_blocked(app, api, key, site, clock):
+    answers = []
+    for _ in range(7):
+        answers.append(ask(api, key).status_code)
+        clock.advance(seconds=31)
+    assert answers == [201] * 5 + [429] * 2 and blocked(app) == [BlockReason.NUMBER_LIMIT] * 2
+
+
+def test_the_per_ip_limit(app, api, key, site):
+    settle(app, key, per_ip_limit=3)
+    answers = [ask(api, key, f"+8190{n + 1000:04d}1234", ip="203.0.113.9").status_code for n in range(5)]
+    assert answers == [201] * 3 + [429] * 2 and blocked(app) == [BlockReason.IP_LIMIT] * 2
+    assert ask(api, key, "+819099990000", ip="203.0.113.10").status_code == 201
+    assert ask(api, key, "+819099990001", ip="not an ip").json == {"ip": ["Enter the end user's IPv4 or IPv6 address."]}
+
+
+def test_a_hundred_requests_to_numbers_sharing_a_prefix_send_at_most_twenty(app, api, key, site):
+    answers = [ask(api, key, f"+81901234{n:04d}") for n in range(100)]
+    assert sum(a.status_code == 201 for a in answers) == 20
+    assert {a.json["reason"] for a in answers if a.status_code != 201} == {"prefix_limit"}
+    assert blocked(app) == [BlockReason.PREFIX_LIMIT] * 80
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 20
+
+
+def test_two_hundred_requests_without_verification_pause_the_site_until_an_owner_resumes_it(app, api, key, site,
+                                                                                          clock, customer):
+    fund(app, key.account_id, 1000, ref="more")
+    answers = []
+    for n in range(200):
+        answers.append(ask(api, key, f"+8190{n + 1000:04d}5678").status_code)
+        clock.advance(minutes=1)
+    assert 403 in answers
+    paused_at = answers.index(403)
+    assert 50 <= paused_at <= 60 and set(answers[paused_at:]) == {403}
+    with db_session(app) as session:
+        assert session.get(OtpSite, site).paused_at is not None
+        user, _ = customer
+        otp.resume_site(session=session, account_id=key.account_id, site_id=site, user_id=user.id, now=clock())
+    assert ask(api, key, "+819011110000").status_code == 201
+
+
+def test_a_code_never_delivered_is_refunded(app, api, key, site):
+    before = available(app, key.account_id)
+    ask(api, key)
+    app.extensions["portal.carrier"] = RefusingCarrier()
+    deliver_outbox(app)
+    assert available(app, key.account_id) == before
+    with db_session(app) as session:
+        assert check(session, now=app.config["CLOCK"]())[0] == []
+
+
+def test_without_the_otp_scope_the_api_answers_403(app, api, customer):
+    user, account_id = customer
+    sms_only = new_key(app, account_id, user.id, scopes=("sms",))
+    for path in ("/otp/register-website/", "/otp/request/", "/otp/verify/"):
+        answer = api.post(path, data={"website": SITE, "phone_number": OWN, "code": "123456"}, headers=sms_only.headers)
+        assert answer.status_code == 403 and answer.json == {"detail": "This credential does not have the otp scope."}
+
+
+def test_missing_fields_are_named(app, api, key, site):
+    assert post(api, key, "/otp/request/").json == {"website": ["This field is required."],
+                                                    "phone_number": ["This field is required."]}
+    assert post(api, key, "/otp/verify/", website="shop.example.com").json == {
+        "code": ["This field is required."], "phone_number": ["This field is required."]}
+    assert ask(api, key, channel="fax").json == {"channel": ["Use sms or voice."]}
+    assert post(api, key, "/otp/request/", website="other.example.com", phone_number=OTHER).json == {
+        "website": ["No website with this domain is registered for this account."]}
+
+
+def test_insufficient_credit_answers_402(app, api, customer):
+    user, account_id = customer
+    poor = new_key(app, account_id, user.id)
+    register(api, poor)
+    prove(app, poor)
+    with db_session(app) as session:
+        from portal.ledger.models import CreditState
+
+        session.get(CreditState, account_id).has_purchased = True
+        session.commit()
+    for n in range(16):  # the ¥50 trial pays 16 codes
+        assert ask(api, poor, f"+81901{n:02d}45678").status_code == 201
+    assert ask(api, poor, "+819099945678").status_code == 402
