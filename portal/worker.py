@@ -16,6 +16,7 @@ from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
+from portal.otp import service as otp
 from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.worker")
@@ -31,9 +32,12 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
                              bodies=wire.StatusCallbacks(services.base_url()), now=now)
+        otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+    elif message.kind == OutboxKind.OTP_FALLBACK:
+        otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:

@@ -319,27 +319,36 @@ def start_call(*, session: Session, principal: Principal, request: StartCall, id
                                callback=callback, tags=tags)
 
     def work(state, lots) -> CallStarted:
-        _check_destination(session, principal, number, "recipient")
-        unit_price = _price(session, Product.VOICE, number.country, "recipient")
-        callid = secrets.token_hex(16)
-        hold_id = None
-        if principal.mode == "live":
-            hold = rules.call_hold(unit_price)
-            hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
-                                     now=now, lifetime=CALL_HOLD_LIFETIME).id
-            counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
-            _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
-        call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
-                    mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
-                    tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
-                    unit_price=unit_price, hold_id=hold_id, status=CallStatus.QUEUED, tags=",".join(tags),
-                    callback_url=callback, created_at=now)
-        session.add(call)
-        session.flush()
-        outbox.enqueue(session, kind="api_call", payload={"call_id": call.id}, now=now)
-        return CallStarted(callid)
+        return call_in(session, principal, state, lots, caller=caller, number=number, tts=tts, language=language,
+                       recording=recording, callback=callback, tags=tags, now=now, daily_cap=daily_cap)
 
     return _idempotent(session, principal, idempotency_key, fingerprint, now, work, render)
+
+
+def call_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *, caller: str,
+            number: rules.Number, tts: str, language: str, now: datetime, recording: str = "",
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None) -> CallStarted:
+    """Queue one call inside the caller's unit of work, the account locked by the caller: a
+    live call sets ¥50 or a minute's price aside until it ends. Shared with the OTP fallback."""
+    _check_destination(session, principal, number, "recipient")
+    unit_price = _price(session, Product.VOICE, number.country, "recipient")
+    callid = secrets.token_hex(16)
+    hold_id = None
+    if principal.mode == "live":
+        hold = rules.call_hold(unit_price)
+        hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
+                                 now=now, lifetime=CALL_HOLD_LIFETIME).id
+        counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
+        _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
+    call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
+                mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
+                tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
+                unit_price=unit_price, hold_id=hold_id, status=CallStatus.QUEUED, tags=",".join(tags),
+                callback_url=callback, created_at=now)
+    session.add(call)
+    session.flush()
+    outbox.enqueue(session, kind="api_call", payload={"call_id": call.id}, now=now)
+    return CallStarted(callid)
 
 
 def _given(value: Given) -> bool:

@@ -23,6 +23,11 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
   verify_code(session, principal, request: VerifyCode, secret, now) -> Verified
       VerificationFailed(reason: Failure, attempts_left), InvalidFields, SiteNotFound, ScopeMissing.
+  after_sms(session, message_id, caller, now) / call_fallback(session, code_id, caller, now) -> callid | None
+      the worker's: a site's voice fallback (an outbox job `otp_fallback` due fallback_seconds after
+      the request, or at once after a failed SMS) queues one call through messaging.call_in that
+      reads the code, unless it was verified, replaced, locked or expired. The text read out is
+      kept on the code (fallback_text) only until then.
 `secret` is the key of the codes' HMAC: the application's SECRET_KEY, as bytes. Reason texts for
 pages: errors.BLOCK_TEXTS and errors.FAILURE_TEXTS (translate them with gettext).
 """

@@ -94,6 +94,9 @@ def checked(settings: Settings) -> Settings:
     if any(not re.fullmatch(r"[A-Z]{2}", country) for country in settings.allowed_countries) \
             or not settings.allowed_countries:
         errors["allowed_countries"] = [N_("Choose at least one country.")]
+    if settings.fallback != Fallback.OFF and "fallback_seconds" not in errors and "lifetime_minutes" not in errors \
+            and settings.fallback_seconds >= settings.lifetime_minutes * 60:
+        errors["fallback_seconds"] = [N_("The call must come before the code expires.")]
     try:  # with the longest code and lifetime where those are wrong themselves
         template_parts(settings.template, site=name,
                        code_length=settings.code_length if "code_length" not in errors else RANGES["code_length"][1],
@@ -127,6 +130,15 @@ def template_parts(template: str, *, site: str, code_length: int, minutes: int) 
         raise InvalidField("template", N_("The message must fit in one SMS segment (70 characters in Japanese, "
                                           "160 in English)."))
     return split
+
+
+def spoken(code: str, *, site: str, language: TemplateLanguage) -> str:
+    """What a fallback call reads out: the code digit by digit, twice."""
+    if language == TemplateLanguage.JA:
+        digits = "、".join(code)
+        return f"{site}の認証コードをお知らせします。{digits}。繰り返します。{digits}。"
+    digits = ", ".join(code)
+    return f"Your {site} code is {digits}. Again: {digits}."
 
 
 def render(template: str, *, code: str, site: str, minutes: int) -> str:

@@ -10,24 +10,28 @@ before VerificationFailed is raised."""
 import ipaddress
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy import case, func, or_, select, update
 from sqlmodel import Session
 
-from portal import db
-from portal.accounts.models import Membership, User
+from portal import db, outbox
+from portal.accounts.models import Account, Membership, User
+from portal.credentials.models import Credential
 from portal.credentials.service import Principal
+from portal.ledger.models import CreditState
 from portal.ledger import service as ledger
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Product
+from portal.messaging.api_models import Message, MessageStatus, Product
+from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
                                SiteNotFound, VerificationFailed)
-from portal.otp.models import BlockReason, Channel, CodeStatus, OtpBlocked, OtpCode, OtpSite, TemplateLanguage
+from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite,
+                               TemplateLanguage)
 
 SENDER = "Chotto"
 Given = object  # a field's value as the client sent it
@@ -285,7 +289,7 @@ def _issue(session: Session, principal: Principal, state: ledger.State, lots: li
     previous = _latest(session, site.id, principal.mode, number.e164)
     failures = rules.carried_failures(_state(previous), previous.created_at, now) if previous else 0
     if previous is not None and previous.status == CodeStatus.ACTIVE:
-        previous.status = CodeStatus.REPLACED
+        previous.status, previous.fallback_text = CodeStatus.REPLACED, None
         session.flush()  # before the new code takes the number's one active place
     code, msgid = rules.new_code(site.code_length), secrets.token_hex(16)
     body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
@@ -295,11 +299,18 @@ def _issue(session: Session, principal: Principal, state: ledger.State, lots: li
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
     expiry = rules.expires_at(now, site.lifetime_minutes)
-    session.add(OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
-                        mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
-                        channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
-                        failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
-                        created_at=now, expires_at=expiry))
+    spoken = None if site.fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
+                                                                      language=site.fallback_language)
+    issued = OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                     mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                     channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
+                     created_at=now, expires_at=expiry, fallback_text=spoken)
+    session.add(issued)
+    session.flush()
+    if site.fallback == Fallback.AFTER_DELAY:
+        job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
+        job.available_at = now + timedelta(seconds=site.fallback_seconds)
     return Issued(msgid, expiry)
 
 
@@ -359,7 +370,8 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
     usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
     if rules.matches(secret, code.msgid, typed, code.code_hash):
         used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
-                               .values(status=CodeStatus.VERIFIED, verified_at=now).returning(CODES.c.id)).first()
+                               .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
+                               .returning(CODES.c.id)).first()
         if used is not None:
             return Verified(code.msgid, code.phone_number, now)
     else:
@@ -367,8 +379,64 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
             failures=CODES.c.failures + 1,
             status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
                         else_=CODES.c.status),
+            fallback_text=case((CODES.c.failures + 1 >= CODES.c.max_attempts, None), else_=CODES.c.fallback_text),
         ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
         if counted is not None:
             return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
     session.refresh(code)  # another check changed it meanwhile
     return VerificationFailed(rules.refusal(_state(code), now) or Failure.NO_ACTIVE_CODE)
+
+
+# -- the voice fallback (run by the worker) --------------------------------------------------------
+
+
+def after_sms(*, session: Session, message_id: int, caller: str, now: datetime) -> str | None:
+    """After an SMS's delivery attempt: a failed OTP message of a site with a voice fallback is
+    followed at once by the call. Returns the call's id, if one was queued."""
+    with db.read(session):
+        msgid = session.scalar(select(Message.msgid).where(Message.id == message_id,
+                                                           Message.status == MessageStatus.FAIL))
+        code_id = session.scalar(select(OtpCode.id).where(OtpCode.msgid == msgid)) if msgid else None
+    return call_fallback(session=session, code_id=code_id, caller=caller, now=now) if code_id else None
+
+
+def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime) -> str | None:
+    """Queue the call that reads the code out, unless the code was verified, replaced, locked
+    or has expired meanwhile, or was already called: at most one call per code, paid like any
+    call through the credential that asked for the code. The text read out is forgotten once
+    the call is queued (or can no longer come). Returns the call's id, if one was queued."""
+    with db.write(session):
+        account_id = session.scalar(select(OtpCode.account_id).where(OtpCode.id == code_id))
+        if account_id is None:
+            return None
+        state, lots = ledger.lock(session, account_id)
+        code = session.get(OtpCode, code_id, populate_existing=True)
+        principal = _principal_of(session, code.credential_id)
+        if code.fallback_text is None or principal is None or rules.refusal(_state(code), now) is not None:
+            code.fallback_text = None
+            return None
+        site = session.get(OtpSite, code.site_id)
+        number = messaging_rules.phone_number("phone_number", code.phone_number)
+        try:
+            with session.begin_nested():  # a refused call leaves nothing of itself
+                started = messaging.call_in(session, principal, state, lots, caller=caller, number=number,
+                                            tts=code.fallback_text, language=str(site.fallback_language), now=now)
+        except (InsufficientCredit, SpendCapReached, InvalidField):
+            code.fallback_text = None
+            return None
+        code.fallback_text, code.fallback_callid = None, started.callid
+        return started.callid
+
+
+def _principal_of(session: Session, credential_id: int) -> Principal | None:
+    """The credential that asked for the code, as the API saw it; None once revoked."""
+    row = session.execute(select(Credential, Account.allowed_countries, CreditState.has_purchased)
+                          .join(Account, Account.id == Credential.account_id)
+                          .join(CreditState, CreditState.account_id == Credential.account_id)
+                          .where(Credential.id == credential_id, Credential.revoked_at.is_(None))).first()
+    if row is None:
+        return None
+    credential, countries, purchased = row
+    return Principal(credential.id, credential.sid, credential.account_id, credential.mode,
+                     frozenset(credential.scope_list), credential.monthly_cap,
+                     tuple(c for c in (countries or "JP").split(",") if c), bool(purchased))

@@ -273,3 +273,83 @@ def test_insufficient_credit_answers_402(app, api, customer):
     for n in range(16):  # the ¥50 trial pays 16 codes
         assert ask(api, poor, f"+81901{n:02d}45678").status_code == 201
     assert ask(api, poor, "+819099945678").status_code == 402
+
+
+# -- the voice fallback -----------------------------------------------------------------------------
+
+
+def calls(app) -> list[TestInboxMessage]:
+    deliver_outbox(app)
+    with db_session(app) as session:
+        return list(session.scalars(select(TestInboxMessage).where(TestInboxMessage.channel == "voice")))
+
+
+def test_no_verification_within_n_seconds_brings_one_call_reading_the_code(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    before = available(app, key.account_id)
+    ask(api, key)
+    code = last_code(app)
+    clock.advance(seconds=59)
+    assert calls(app) == []
+    clock.advance(seconds=1)
+    [call] = calls(app)
+    assert call.recipient == OTHER and "、".join(code) in call.body and call.body.count("、".join(code)) == 2
+    clock.advance(seconds=60)
+    assert len(calls(app)) == 1  # one call per code
+    with db_session(app) as session:
+        from portal.messaging.api_models import Call
+
+        placed = session.scalars(select(Call)).one()
+        stored = session.scalars(select(OtpCode)).one()
+    assert placed.cost == 10 * YEN and stored.fallback_callid == placed.callid and stored.fallback_text is None
+    assert available(app, key.account_id) == before - 3 * YEN - 10 * YEN  # the SMS, then a started minute
+    assert check_code(api, key, code).status_code == 200
+
+
+def test_a_verification_before_n_seconds_means_no_call(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    clock.advance(seconds=30)
+    assert check_code(api, key, last_code(app)).status_code == 200
+    clock.advance(seconds=60)
+    assert calls(app) == []
+
+
+def test_a_failed_sms_brings_the_call_at_once_and_is_refunded(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.ON_FAILURE, fallback_language="en")
+    before = available(app, key.account_id)
+    ask(api, key)
+    app.extensions["portal.carrier"] = RefusingCarrier()  # refuses SMS, places calls
+    [call] = calls(app)
+    assert call.body.startswith("TTS (en): Your shop.example.com code is ")
+    assert available(app, key.account_id) == before - 10 * YEN  # the SMS refunded, the call paid
+
+
+def test_a_replaced_code_is_never_called(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    clock.advance(seconds=30)
+    ask(api, key)
+    second = last_code(app)
+    clock.advance(seconds=30)
+    assert calls(app) == []  # the first code's call is cancelled with it
+    clock.advance(seconds=30)
+    [call] = calls(app)
+    assert "、".join(second) in call.body
+
+
+def test_the_call_must_come_before_the_code_expires(app, key, site):
+    from portal.messaging.errors import InvalidFields
+    from portal.otp.models import Fallback
+
+    with pytest.raises(InvalidFields) as refused:
+        settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=300, lifetime_minutes=5)
+    assert refused.value.errors == {"fallback_seconds": ["The call must come before the code expires."]}
