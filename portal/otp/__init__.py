@@ -18,6 +18,10 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       InvalidFields naming each wrong setting; rules.default_settings() gives a starting point.
   site_of / sites_of / blocked_of (reads), mark_proven(session, account_id, site_id, proven, now),
   resume_site(session, account_id, site_id, user_id, now): lifts a completion-rate pause.
+  check_ownership(session, account_id, site_id, fetch, https, now) -> bool: fetches the token file
+      (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
+      sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
+      re-checks them).
   request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.

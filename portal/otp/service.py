@@ -7,6 +7,7 @@ like any failed message. A refusal by a fraud guard is recorded (with its reason
 committed unit before RequestBlocked is raised; a wrong code's attempt is counted and committed
 before VerificationFailed is raised."""
 
+import hmac
 import ipaddress
 import secrets
 from dataclasses import asdict, dataclass
@@ -27,13 +28,14 @@ from portal.messaging import segments, validation
 from portal.messaging import service as messaging
 from portal.messaging.api_models import Message, MessageStatus, Product
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
-from portal.otp import rules
+from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
                                SiteNotFound, VerificationFailed)
 from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite,
                                TemplateLanguage)
 
 SENDER = "Chotto"
+RECHECK_EVERY = timedelta(days=30)
 Given = object  # a field's value as the client sent it
 
 
@@ -142,6 +144,27 @@ def mark_proven(*, session: Session, account_id: int, site_id: int, proven: bool
         site.checked_at = now
         site.proven_at = (site.proven_at or now) if proven else None
     return site
+
+
+def check_ownership(*, session: Session, account_id: int, site_id: int, fetch: ownership.Fetch, https: bool,
+                    now: datetime) -> bool:
+    """Fetch the site's token file (outside any transaction) and record the result: proven
+    while the file holds the site's token, unproven again once it does not."""
+    site = site_of(session=session, account_id=account_id, site_id=site_id)
+    text = fetch(ownership.token_url(site.domain, https=https))
+    proven = text is not None and hmac.compare_digest(text.strip().encode(), site.ownership_token.encode())
+    mark_proven(session=session, account_id=account_id, site_id=site_id, proven=proven, now=now)
+    return proven
+
+
+def sites_to_recheck(*, session: Session, now: datetime, limit: int = 100) -> list[tuple[int, int]]:
+    """(account_id, site_id) of proven sites last checked a month ago or more: the worker
+    checks them again."""
+    with db.read(session):
+        return [tuple(row) for row in session.execute(
+            select(OtpSite.account_id, OtpSite.id).where(OtpSite.proven_at.is_not(None),
+                                                         OtpSite.checked_at <= now - RECHECK_EVERY)
+            .order_by(OtpSite.checked_at).limit(limit))]
 
 
 def resume_site(*, session: Session, account_id: int, site_id: int, user_id: int, now: datetime) -> OtpSite:

@@ -81,7 +81,7 @@ def test_registering_a_website_answers_as_xoxzo_and_once_per_domain(app, api, ke
     first = register(api, key)
     assert first.status_code == 201, first.json
     assert first.json["message"] == "Website registered successfully." and first.json["website"] == "shop.example.com"
-    assert first.json["verification_url"] == "https://shop.example.com/.well-known/chotto-verification.txt"
+    assert first.json["verification_url"] == "http://shop.example.com/.well-known/chotto-verification.txt"
     again = register(api, key, "shop.example.com")
     assert again.status_code == 400 and again.json == {"website": ["A website with this domain already exists."]}
     assert register(api, key, "not a website").status_code == 400
