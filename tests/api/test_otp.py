@@ -353,3 +353,35 @@ def test_the_call_must_come_before_the_code_expires(app, key, site):
     with pytest.raises(InvalidFields) as refused:
         settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=300, lifetime_minutes=5)
     assert refused.value.errors == {"fallback_seconds": ["The call must come before the code expires."]}
+
+
+def test_an_unknown_carrier_outcome_neither_calls_nor_refunds_and_charges_once(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+    from tests.api.test_sms import FlakyCarrier
+
+    settle(app, key, fallback=Fallback.ON_FAILURE)
+    before = available(app, key.account_id)
+    sent = ask(api, key)
+    flaky = app.extensions["portal.carrier"] = FlakyCarrier()  # a timeout: not a failure (R12)
+    assert calls(app) == []
+    clock.advance(minutes=5)
+    assert calls(app) == []
+    status = api.get(f"/sms/messages/{sent.json['msgid']}", headers=key.headers).json["status"]
+    assert status == "DELIVERED" and flaky.calls == 2 and available(app, key.account_id) == before - 3 * YEN
+
+
+def test_verify_and_request_are_rate_limited_per_credential_with_retry_after(database_url, clock, customer):
+    from tests.conftest import make_app
+
+    limited = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="3 per minute")
+    try:
+        user, account_id = customer
+        fund(limited, account_id, 100)
+        limited_key = new_key(limited, account_id, user.id)
+        client = limited.test_client()
+        answers = [check_code(client, limited_key, "123456", OWN) for _ in range(5)]
+        assert [a.status_code for a in answers] == [400, 400, 400, 429, 429]  # S27: the count is exact
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        assert ask(client, limited_key, OWN).status_code == 400  # answered (no such site), not throttled: per route
+    finally:
+        limited.extensions["portal.engine"].dispose()
