@@ -17,8 +17,8 @@ from functools import partial
 from sqlalchemy import case, func, or_, select, update
 from sqlmodel import Session
 
-from portal import db, outbox
-from portal.accounts.models import Account, Membership, User
+from portal import db, mail, outbox
+from portal.accounts.models import Account, Membership, Role, User
 from portal.credentials.models import Credential
 from portal.credentials.service import Principal
 from portal.ledger.models import CreditState
@@ -285,8 +285,10 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
                                 now=now)
         if wait is not None:
             return RequestBlocked(reason, wait)
-    if mode == "live" and _completion_too_low(session, site, now):
+    decided = _completion_too_low(session, site, now) if mode == "live" else None
+    if decided:
         site.paused_at = now
+        _tell_owners_paused(session, site, decided, now)
         return RequestBlocked(BlockReason.PAUSED)
     return None
 
@@ -296,14 +298,24 @@ def _own_numbers(session: Session, account_id: int) -> set[str]:
         Membership.account_id == account_id, User.phone_verified_at.is_not(None))))
 
 
-def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> bool:
-    """Live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
+def _tell_owners_paused(session: Session, site: OtpSite, decided: int, now: datetime) -> None:
+    account = session.get(Account, site.account_id)
+    owners = session.scalars(select(User).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == site.account_id, Membership.role == Role.OWNER))
+    for owner in owners:
+        mail.queue(session, to=owner.email, template="otp_site_paused", language=owner.language, now=now, site=site,
+                   account=account, decided=decided)
+
+
+def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> int | None:
+    """How many decided codes show too low a completion rate (None while the rate is fine):
+    live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
     since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
     decided = or_(OtpCode.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
                   (OtpCode.status == CodeStatus.ACTIVE) & (OtpCode.expires_at <= now))
     row = session.execute(select(func.count(), func.count().filter(OtpCode.status == CodeStatus.VERIFIED)).where(
         OtpCode.site_id == site.id, OtpCode.mode == "live", OtpCode.created_at >= since, decided)).one()
-    return rules.should_pause(row[0], row[1])
+    return row[0] if rules.should_pause(row[0], row[1]) else None
 
 
 def _issue(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], site: OtpSite,

@@ -14,7 +14,7 @@ from portal.otp import service as otp
 from portal.otp.models import BlockReason, CodeStatus, OtpBlocked, OtpCode, OtpSite
 from tests.api.conftest import YEN, fund, new_key
 from tests.api.test_sms import RefusingCarrier, available
-from tests.helpers import db_session, deliver_outbox
+from tests.helpers import db_session, deliver_outbox, mails_to
 
 SITE = "https://shop.example.com/login"
 OWN = "+819011112222"  # the customer's verified mobile number (tests.api.conftest.customer)
@@ -225,6 +225,8 @@ def test_two_hundred_requests_without_verification_pause_the_site_until_an_owner
     assert 403 in answers
     paused_at = answers.index(403)
     assert 50 <= paused_at <= 60 and set(answers[paused_at:]) == {403}
+    [told] = [m for m in mails_to(app, "dev@example.com") if "paused" in m.subject]  # the owner, once
+    assert told.subject == "OTP site shop.example.com is paused" and "SMS pumping" in told.text_body
     with db_session(app) as session:
         assert session.get(OtpSite, site).paused_at is not None
         user, _ = customer
