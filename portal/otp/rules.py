@@ -38,10 +38,10 @@ def domain_of(raw: str | None) -> str:
     text = (raw or "").strip()
     if not text:
         raise InvalidField("website", N_("This field is required."))
-    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
     try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
         host = host.encode("idna").decode("ascii").lower().rstrip(".")
-    except UnicodeError:
+    except ValueError:  # "http://[" and the like; UnicodeError (a label IDNA refuses) is a ValueError too
         host = ""
     if not DOMAIN.fullmatch(host):
         raise InvalidField("website", N_("Enter the address of a website, such as https://example.com."))

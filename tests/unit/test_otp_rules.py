@@ -27,7 +27,8 @@ def test_a_website_is_registered_by_its_domain(given, domain):
     assert rules.domain_of(given) == domain
 
 
-@pytest.mark.parametrize("given", ["", "   ", "not a domain", "https://", "example", "http://exa_mple.com"])
+@pytest.mark.parametrize("given", ["", "   ", "not a domain", "https://", "example", "http://exa_mple.com", "http://[",
+                                   "[::1", "a" * 64 + ".com", "xn--.com", "\u3000"])
 def test_what_is_not_a_website_is_refused_naming_the_field(given):
     with pytest.raises(InvalidField) as refused:
         rules.domain_of(given)
