@@ -291,9 +291,9 @@ def register_website():
 @sending
 def request_otp():
     now = clock.now()
-    return answer(lambda: _json(wire.otp_requested(otp.request_code(
+    return answer(lambda: stored(otp.request_code_by_api(
         session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(), now=now,
-        daily_cap=_daily_cap())), 201))
+        idempotency_key=request.headers.get("Idempotency-Key"), render=wire.otp_requested, daily_cap=_daily_cap())))
 
 
 @route("/otp/verify/", methods=["POST"])

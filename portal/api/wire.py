@@ -50,9 +50,10 @@ def otp_registered(site: OtpSite, *, https: bool) -> dict:
             "verification_url": token_url(site.domain, https=https), "verification_token": site.ownership_token}
 
 
-def otp_requested(issued: Issued) -> dict:
+def otp_requested(issued: Issued) -> StoredAnswer:
     """Xoxzo's `msgid`, also as `otp_id` (Xoxzo's documents use both names)."""
-    return {"msgid": issued.msgid, "otp_id": issued.msgid, "expires_at": in_japan(issued.expires_at).isoformat()}
+    return StoredAnswer(201, text({"msgid": issued.msgid, "otp_id": issued.msgid,
+                                   "expires_at": in_japan(issued.expires_at).isoformat()}))
 
 
 def otp_verified(verified: Verified) -> dict:

@@ -106,16 +106,31 @@ def _idempotent(session: Session, principal: Principal, key: str | None, fingerp
     answer to its result under `key`. A refusal leaves nothing of the request behind."""
     with db.write(session):
         state, lots = ledger.lock(session, principal.account_id)
-        stored = _stored(session, principal.account_id, key, now) if key else None
+        stored = stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
         if stored is not None:
-            if stored.request_hash != fingerprint:
-                raise KeyReused(key)
-            return StoredAnswer(stored.status, stored.body)
+            return stored
         answer = render(work(state, lots))
         if key:
-            session.add(ApiIdempotency(account_id=principal.account_id, key=key, request_hash=fingerprint,
-                                       status=answer.status, body=answer.body, created_at=now))
+            keep_answer(session, principal.account_id, key, fingerprint, answer, now)
         return answer
+
+
+def stored_answer(session: Session, account_id: int, key: str, fingerprint: str, now: datetime) -> StoredAnswer | None:
+    """Inside the caller's unit, the account locked: the answer kept under `key` for the same
+    request, None if there is none; KeyReused if the key was used for another request."""
+    stored = _stored(session, account_id, key, now)
+    if stored is None:
+        return None
+    if stored.request_hash != fingerprint:
+        raise KeyReused(key)
+    return StoredAnswer(stored.status, stored.body)
+
+
+def keep_answer(session: Session, account_id: int, key: str, fingerprint: str, answer: StoredAnswer,
+                now: datetime) -> None:
+    """Keep the face's answer under `key`, in the unit that did the work."""
+    session.add(ApiIdempotency(account_id=account_id, key=key, request_hash=fingerprint, status=answer.status,
+                               body=answer.body, created_at=now))
 
 
 def _stored(session: Session, account_id: int, key: str, now: datetime) -> ApiIdempotency | None:

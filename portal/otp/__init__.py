@@ -25,6 +25,8 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
   request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
+  request_code_by_api(..., idempotency_key, render) -> StoredAnswer: the same with the API's
+      Idempotency-Key (messaging.stored_answer / keep_answer): a retry gets the first answer.
   verify_code(session, principal, request: VerifyCode, secret, now) -> Verified
       VerificationFailed(reason: Failure, attempts_left), InvalidFields, SiteNotFound, ScopeMissing.
   after_sms(session, message_id, caller, now) / call_fallback(session, code_id, caller, now) -> callid | None

@@ -10,9 +10,11 @@ before VerificationFailed is raised."""
 import hmac
 import ipaddress
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import case, func, or_, select, update
 from sqlmodel import Session
@@ -207,19 +209,44 @@ def request_code(*, session: Session, principal: Principal, request: RequestCode
     """Send a new code for the site and number, replacing the number's active code (its wrong
     attempts carried over). Refusals: InvalidFields, SiteNotFound, ResendTooSoon,
     RequestBlocked (recorded), InsufficientCredit, SpendCapReached, ScopeMissing."""
+    return _request(session, principal, request, secret, now, daily_cap, None, lambda issued: issued)
+
+
+def request_code_by_api(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
+                        idempotency_key: str | None, render: Callable[[Issued], messaging.StoredAnswer],
+                        daily_cap: int | None = None) -> messaging.StoredAnswer:
+    """request_code with the API's Idempotency-Key: a retry with the same key gets the first
+    answer (as the face rendered it) and sends nothing; a refusal keeps nothing under the key."""
+    return _request(session, principal, request, secret, now, daily_cap, idempotency_key, render)
+
+
+Answer = TypeVar("Answer")
+
+
+def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
+             daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
     _require(principal)
     form = validation.Form(asdict(request))
     domain = form.read("website", rules.domain_of)
     number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
-    form.read("channel", _channel, required=False)
+    channel = form.read("channel", _channel, required=False) or Channel.SMS
     ip = form.read("ip", _ip, required=False)
+    key = form.check(messaging_rules.idempotency_key, key)
     form.raise_if_invalid()
+    fingerprint = messaging.request_hash(op="otp", credential=principal.credential_id, mode=principal.mode,
+                                         website=domain, phone_number=number.e164, channel=channel, ip=ip)
     with db.write(session):
         state, lots = ledger.lock(session, principal.account_id)
+        stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
+        if stored is not None:
+            return stored
         site = _site_for(session, principal.account_id, domain)
         blocked = _guard(session, principal, site, number, ip, now)
         if blocked is None:
-            return _issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap)
+            answer = render(_issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap))
+            if key:
+                messaging.keep_answer(session, principal.account_id, key, fingerprint, answer, now)
+            return answer
         session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
                                phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
     raise blocked

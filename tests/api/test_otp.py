@@ -387,3 +387,36 @@ def test_verify_and_request_are_rate_limited_per_credential_with_retry_after(dat
         assert ask(client, limited_key, OWN).status_code == 400  # answered (no such site), not throttled: per route
     finally:
         limited.extensions["portal.engine"].dispose()
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_once(app, api, key, site, clock):
+    before = available(app, key.account_id)
+    headers = key.headers | {"Idempotency-Key": "login-42"}
+    data = {"website": "shop.example.com", "phone_number": OTHER}
+    first = api.post("/otp/request/", data=data, headers=headers)
+    clock.advance(seconds=5)  # inside the cooldown: without the key, a 429
+    again = api.post("/otp/request/", data=data, headers=headers)
+    assert (again.status_code, again.data) == (first.status_code, first.data) and first.status_code == 201
+    assert available(app, key.account_id) == before - 3 * YEN
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(OtpCode)) == 1
+    other = api.post("/otp/request/", data=data | {"phone_number": OWN}, headers=headers)
+    assert other.status_code == 422
+    bad = api.post("/otp/request/", data=data, headers=key.headers | {"Idempotency-Key": " "})
+    assert bad.json == {"Idempotency-Key": ["Use 1 to 255 characters."]}
+
+
+def test_a_blocked_request_keeps_nothing_under_its_key(app, api, key, site, clock):
+    headers = key.headers | {"Idempotency-Key": "us-1"}
+    data = {"website": "shop.example.com", "phone_number": "+14155552671"}
+    assert api.post("/otp/request/", data=data, headers=headers).status_code == 400
+    settle(app, key, allowed_countries=("JP", "US"))
+    with db_session(app) as session:
+        from sqlalchemy import update
+
+        from portal.accounts.models import Account
+
+        session.execute(update(Account).where(Account.id == key.account_id).values(allowed_countries="JP,US"))
+        session.commit()
+    retried = api.post("/otp/request/", data=data, headers=headers)  # decided afresh, not replayed
+    assert retried.status_code == 400 and retried.json == {"phone_number": ["Sending to US is not available."]}
