@@ -22,6 +22,10 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
       sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
       re-checks them).
+  log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
+      newest first, each with its status (rules.outcome), channel and cost.
+  statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan
+      day: requests, blocked, delivered, verified, completion_percent, fallback calls, cost.
   request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.

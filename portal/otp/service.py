@@ -28,7 +28,7 @@ from portal.ledger import service as ledger
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Message, MessageStatus, Product
+from portal.messaging.api_models import Call, Message, MessageStatus, Product
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
@@ -502,3 +502,61 @@ def _principal_of(session: Session, credential_id: int) -> Principal | None:
     return Principal(credential.id, credential.sid, credential.account_id, credential.mode,
                      frozenset(credential.scope_list), credential.monthly_cap,
                      tuple(c for c in (countries or "JP").split(",") if c), bool(purchased))
+
+
+# -- logs and statistics (for the site's pages) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One request of a site: a code sent (status from rules.outcome) or a blocked one."""
+
+    at: datetime
+    phone_number: str
+    mode: str
+    channel: str  # sms, or "sms+voice" when the fallback called
+    status: str  # verified, failed, replaced, expired, delivered, sent, or blocked
+    reason: BlockReason | None  # why it was blocked
+    msgid: str | None
+    cost: int  # milli-yen
+
+
+def _codes(session: Session, site_id: int, since: datetime, limit: int | None = None):
+    query = (select(OtpCode, Message.status, Message.cost, Call.cost)
+             .outerjoin(Message, Message.msgid == OtpCode.msgid)
+             .outerjoin(Call, Call.callid == OtpCode.fallback_callid)
+             .where(OtpCode.site_id == site_id, OtpCode.created_at >= since).order_by(OtpCode.id.desc()))
+    return session.execute(query.limit(limit) if limit else query).all()
+
+
+def log_of(*, session: Session, account_id: int, site_id: int, now: datetime, limit: int = 100,
+           days: int = 90) -> list[LogLine]:
+    """The site's newest requests, codes and blocked ones together, newest first."""
+    since = now - timedelta(days=days)
+    with db.read(session):
+        _own_site(session, account_id, site_id)
+        lines = [LogLine(code.created_at, code.phone_number, code.mode,
+                         "sms+voice" if code.fallback_callid else "sms",
+                         rules.outcome(code.status, code.expires_at, status, now), None, code.msgid,
+                         (sms_cost or 0) + (call_cost or 0))
+                 for code, status, sms_cost, call_cost in _codes(session, site_id, since, limit)]
+        blocked = session.scalars(select(OtpBlocked).where(OtpBlocked.site_id == site_id, OtpBlocked.created_at >= since)
+                                  .order_by(OtpBlocked.id.desc()).limit(limit))
+        lines += [LogLine(b.created_at, b.phone_number, b.mode, "sms", "blocked", b.reason, None, 0) for b in blocked]
+    return sorted(lines, key=lambda line: line.at, reverse=True)[:limit]
+
+
+def statistics_of(*, session: Session, account_id: int, site_id: int, now: datetime, days: int = 30,
+                  mode: str = "live") -> list[rules.Day]:
+    """By Japan day, newest first: requests, blocked, delivered, verified, the completion rate,
+    fallback calls and cost, for the live (or test) requests of the last `days` days."""
+    since = now - timedelta(days=days)
+    with db.read(session):
+        _own_site(session, account_id, site_id)
+        sent = [rules.Sent(code.created_at, rules.outcome(code.status, code.expires_at, status, now),
+                           status == MessageStatus.DELIVERED, code.fallback_callid is not None,
+                           (sms_cost or 0) + (call_cost or 0))
+                for code, status, sms_cost, call_cost in _codes(session, site_id, since) if code.mode == mode]
+        blocked = session.scalars(select(OtpBlocked.created_at).where(
+            OtpBlocked.site_id == site_id, OtpBlocked.mode == mode, OtpBlocked.created_at >= since))
+        return rules.by_day(sent, list(blocked))

@@ -420,3 +420,23 @@ def test_a_blocked_request_keeps_nothing_under_its_key(app, api, key, site, cloc
         session.commit()
     retried = api.post("/otp/request/", data=data, headers=headers)  # decided afresh, not replayed
     assert retried.status_code == 400 and retried.json == {"phone_number": ["Sending to US is not available."]}
+
+
+def test_the_log_and_the_statistics_count_each_request(app, api, key, site, clock, customer):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    check_code(api, key, last_code(app))
+    ask(api, key, "+819033334444")
+    clock.advance(seconds=60)
+    calls(app)
+    ask(api, key, "+14155552671")  # blocked
+    with db_session(app) as session:
+        log = otp.log_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+        [day] = otp.statistics_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+    assert [(line.status, line.channel, line.cost) for line in log] == [
+        ("blocked", "sms", 0), ("delivered", "sms+voice", 13 * YEN), ("verified", "sms", 3 * YEN)]
+    assert log[0].reason == BlockReason.COUNTRY
+    assert (day.requests, day.blocked, day.delivered, day.verified, day.completion_percent, day.fallback_calls,
+            day.cost) == (2, 1, 2, 1, 50, 1, 16 * YEN)
