@@ -38,6 +38,10 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       the request, or at once after a failed SMS) queues one call through messaging.call_in that
       reads the code, unless it was verified, replaced, locked or expired. The text read out is
       kept on the code (fallback_text) only until then.
+Events: a site with a callback_url gets a signed POST (the request's credential's callback secret,
+like the status callbacks) of {"event", "website", "otp_id", "phone_number", "time"} for sent,
+delivered, failed, fallback_called (+ "callid"), verified and blocked (+ "reason"); the delivery
+of a code is reported once (otp_codes.delivery_event).
 `secret` is the key of the codes' HMAC: the application's SECRET_KEY, as bytes. Reason texts for
 pages: errors.BLOCK_TEXTS and errors.FAILURE_TEXTS (translate them with gettext).
 """

@@ -131,6 +131,7 @@ class OtpCode(SQLModel, table=True):
     verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     fallback_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # while a call may come
     fallback_callid: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    delivery_event: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))  # reported once
 
 
 class OtpBlocked(SQLModel, table=True):

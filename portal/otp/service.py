@@ -9,10 +9,12 @@ before VerificationFailed is raised."""
 
 import hmac
 import ipaddress
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import TypeVar
 
@@ -20,6 +22,7 @@ from sqlalchemy import case, func, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
+from portal.clock import JST
 from portal.accounts.models import Account, Membership, Role, User
 from portal.credentials.models import Credential
 from portal.credentials.service import Principal
@@ -201,6 +204,31 @@ def _site_for(session: Session, account_id: int, domain: str) -> OtpSite:
     return site
 
 
+# -- events posted to the site's callback URL ------------------------------------------------------
+
+
+class Event(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    VERIFIED = "verified"
+    FALLBACK_CALLED = "fallback_called"
+    BLOCKED = "blocked"
+
+
+def _event(session: Session, site: OtpSite, credential_id: int, event: Event, now: datetime, *, phone_number: str,
+           otp_id: str | None = None, **extra) -> None:
+    """Queue a signed POST of the event to the site's callback URL (if it has one), signed like
+    the status callbacks with the callback secret of the credential that asked for the code."""
+    if not site.callback_url:
+        return
+    body = {"event": event.value, "website": site.domain, "otp_id": otp_id, "phone_number": phone_number,
+            "time": now.astimezone(JST).isoformat(), **extra}
+    sid = session.scalar(select(Credential.sid).where(Credential.id == credential_id))
+    outbox.enqueue(session, kind=outbox.OutboxKind.CALLBACK, now=now,
+                   payload={"url": site.callback_url, "sid": sid, "body": json.dumps(body, ensure_ascii=False)})
+
+
 # -- requesting a code --------------------------------------------------------------------------
 
 
@@ -249,6 +277,8 @@ def _request(session: Session, principal: Principal, request: RequestCode, secre
             return answer
         session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
                                phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
+        _event(session, site, principal.credential_id, Event.BLOCKED, now, phone_number=number.e164,
+               reason=blocked.reason.value)
     raise blocked
 
 
@@ -370,6 +400,7 @@ def _issue(session: Session, principal: Principal, state: ledger.State, lots: li
                      created_at=now, expires_at=expiry, fallback_text=spoken)
     session.add(issued)
     session.flush()
+    _event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
     if site.fallback == Fallback.AFTER_DELAY:
         job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
         job.available_at = now + timedelta(seconds=site.fallback_seconds)
@@ -435,6 +466,8 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
                                .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
                                .returning(CODES.c.id)).first()
         if used is not None:
+            _event(session, session.get(OtpSite, code.site_id), code.credential_id, Event.VERIFIED, now,
+                   phone_number=code.phone_number, otp_id=code.msgid)
             return Verified(code.msgid, code.phone_number, now)
     else:
         counted = session.execute(update(CODES).where(*usable).values(
@@ -453,13 +486,26 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
 
 
 def after_sms(*, session: Session, message_id: int, caller: str, now: datetime) -> str | None:
-    """After an SMS's delivery attempt: a failed OTP message of a site with a voice fallback is
-    followed at once by the call. Returns the call's id, if one was queued."""
+    """After an SMS's delivery attempt, for an OTP message: its delivery reported once to the
+    site's callback URL, and a failed one followed at once by the site's fallback call.
+    Returns the call's id, if one was queued."""
     with db.read(session):
-        msgid = session.scalar(select(Message.msgid).where(Message.id == message_id,
-                                                           Message.status == MessageStatus.FAIL))
-        code_id = session.scalar(select(OtpCode.id).where(OtpCode.msgid == msgid)) if msgid else None
-    return call_fallback(session=session, code_id=code_id, caller=caller, now=now) if code_id else None
+        row = session.execute(select(OtpCode.id, Message.status).join(Message, Message.msgid == OtpCode.msgid).where(
+            Message.id == message_id, OtpCode.delivery_event.is_(None),
+            Message.status.in_([MessageStatus.DELIVERED, MessageStatus.FAIL]))).first()
+    if row is None:  # not an OTP message, still on its way, or reported already
+        return None
+    event = Event.FAILED if row.status == MessageStatus.FAIL else Event.DELIVERED
+    with db.write(session):
+        reported = session.execute(update(CODES).where(CODES.c.id == row.id, CODES.c.delivery_event.is_(None))
+                                   .values(delivery_event=event.value).returning(CODES.c.id)).first()
+        if reported is not None:
+            code = session.get(OtpCode, row.id, populate_existing=True)
+            _event(session, session.get(OtpSite, code.site_id), code.credential_id, event, now,
+                   phone_number=code.phone_number, otp_id=code.msgid)
+    if event == Event.FAILED:
+        return call_fallback(session=session, code_id=row.id, caller=caller, now=now)
+    return None
 
 
 def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime) -> str | None:
@@ -487,6 +533,8 @@ def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime)
             code.fallback_text = None
             return None
         code.fallback_text, code.fallback_callid = None, started.callid
+        _event(session, site, code.credential_id, Event.FALLBACK_CALLED, now, phone_number=code.phone_number,
+               otp_id=code.msgid, callid=started.callid)
         return started.callid
 
 

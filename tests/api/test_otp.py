@@ -440,3 +440,55 @@ def test_the_log_and_the_statistics_count_each_request(app, api, key, site, cloc
     assert log[0].reason == BlockReason.COUNTRY
     assert (day.requests, day.blocked, day.delivered, day.verified, day.completion_percent, day.fallback_calls,
             day.cost) == (2, 1, 2, 1, 50, 1, 16 * YEN)
+
+
+# -- events posted to the site's callback URL -------------------------------------------------------
+
+
+def test_each_event_is_posted_signed_to_the_sites_callback_url_once(app, api, key, site, clock):
+    import json
+
+    from portal.otp.models import Fallback
+    from tests.api.test_callbacks import secrets_of
+    from tests.hooks import HookServer, signed_by
+
+    with HookServer() as hook:
+        settle(app, key, callback_url=f"http://127.0.0.1:{hook.port}/otp-events", fallback=Fallback.AFTER_DELAY,
+               fallback_seconds=60)
+        otp_id = ask(api, key).json["otp_id"]
+        code = last_code(app)
+        clock.advance(seconds=60)
+        deliver_outbox(app)  # the fallback call
+        assert check_code(api, key, code).status_code == 200
+        ask(api, key, "+14155552671")
+        deliver_outbox(app)
+        deliver_outbox(app)  # a second run reports nothing again
+    events = [json.loads(received.body) for received in hook.received]
+    assert [event["event"] for event in events] == ["sent", "delivered", "fallback_called", "verified", "blocked"]
+    assert {event["otp_id"] for event in events[:4]} == {otp_id} and events[4]["reason"] == "country_not_allowed"
+    assert events[0] == {"event": "sent", "website": "shop.example.com", "otp_id": otp_id, "phone_number": OTHER,
+                         "time": "2026-11-27T12:00:00+09:00"}
+    (secret,) = secrets_of(app, key.sid)
+    assert all(signed_by(received, secret.secret) for received in hook.received)
+    assert all(received.path == "/otp-events" for received in hook.received)
+
+
+def test_a_failed_sms_is_reported_once_as_failed(app, api, key, site):
+    import json
+
+    from tests.hooks import HookServer
+
+    with HookServer() as hook:
+        settle(app, key, callback_url=f"http://127.0.0.1:{hook.port}/e")
+        ask(api, key)
+        app.extensions["portal.carrier"] = RefusingCarrier()
+        deliver_outbox(app)
+    assert [json.loads(received.body)["event"] for received in hook.received] == ["sent", "failed"]
+
+
+def test_a_callback_url_must_be_http_or_https(app, key, site):
+    from portal.messaging.errors import InvalidFields
+
+    with pytest.raises(InvalidFields) as refused:
+        settle(app, key, callback_url="ftp://example.com/x")
+    assert refused.value.errors == {"callback_url": ["Enter an http:// or https:// address."]}
