@@ -292,8 +292,9 @@ def register_website():
 def request_otp():
     now = clock.now()
     return answer(lambda: stored(otp.request_code_by_api(
-        session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(), now=now,
-        idempotency_key=request.headers.get("Idempotency-Key"), render=wire.otp_requested, daily_cap=_daily_cap())))
+        session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(),
+        caller=services.otp_caller(), now=now, idempotency_key=request.headers.get("Idempotency-Key"),
+        render=wire.otp_requested, daily_cap=_daily_cap())))
 
 
 @route("/otp/verify/", methods=["POST"])

@@ -26,7 +26,8 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan
       day: requests, blocked, delivered, verified, completion_percent, fallback calls, cost.
-  request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
+  request_code(session, principal, request: RequestCode, secret, caller, now, daily_cap=None) -> Issued(msgid, expires_at)
+      by SMS (¥3), or with channel "voice" by a call from `caller` that reads the code (the voice price).
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
   request_code_by_api(..., idempotency_key, render) -> StoredAnswer: the same with the API's

@@ -492,3 +492,22 @@ def test_a_callback_url_must_be_http_or_https(app, key, site):
     with pytest.raises(InvalidFields) as refused:
         settle(app, key, callback_url="ftp://example.com/x")
     assert refused.value.errors == {"callback_url": ["Enter an http:// or https:// address."]}
+
+
+def test_a_code_by_voice_call_is_read_out_and_priced_as_a_call(app, api, key, site, clock):
+    before = available(app, key.account_id)
+    sent = ask(api, key, channel="voice")
+    assert sent.status_code == 201, sent.json
+    [call] = calls(app)
+    with db_session(app) as session:
+        from portal.messaging.api_models import Call
+
+        placed = session.scalars(select(Call)).one()
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert placed.callid == sent.json["otp_id"] and placed.caller == app.config["OTP_CALLER"]
+    code = re.search(r"認証コードをお知らせします。([\d、]+)。", call.body).group(1).replace("、", "")
+    assert available(app, key.account_id) == before - 10 * YEN
+    assert check_code(api, key, code).status_code == 200
+    with db_session(app) as session:
+        [line] = otp.log_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+    assert (line.channel, line.status, line.cost) == ("voice", "verified", 10 * YEN)
