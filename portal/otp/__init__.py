@@ -2,7 +2,7 @@
 numbers with two API calls. DESIGN.md "OTP sites"; issue 12.
 
 Modules:
-  models   OtpSite (one per domain per account, its settings and ownership token),
+  models   OtpSite (one per domain per account, its settings and ownership token), OtpCredentialSite,
            OtpCode (one row per code sent: keyed hash, expiry, wrong attempts, status; at most one
            ACTIVE per site, mode and number), OtpBlocked (requests a guard refused, with the reason).
   rules    pure: domains, Settings and their ranges, templates (must name {code}, one segment),
@@ -22,6 +22,8 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
       sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
       re-checks them).
+  limit_credential(session, account_id, credential_id, site_ids) / sites_of_credential(...): a
+      credential limited to some sites gets SiteNotAllowed (403) for the others.
   log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan

@@ -134,6 +134,16 @@ class OtpCode(SQLModel, table=True):
     delivery_event: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))  # reported once
 
 
+class OtpCredentialSite(SQLModel, table=True):
+    """A credential limited to some sites: it may request and verify codes for these only (a
+    credential without any row may use every site of its account)."""
+
+    __tablename__ = "otp_credential_sites"
+
+    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), primary_key=True))
+    site_id: int = Field(sa_column=Column(Integer, ForeignKey("otp_sites.id"), primary_key=True))
+
+
 class OtpBlocked(SQLModel, table=True):
     """A request a fraud guard refused, with its reason; an owner may lift it."""
 

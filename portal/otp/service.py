@@ -18,7 +18,7 @@ from enum import StrEnum
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -35,9 +35,9 @@ from portal.messaging.api_models import Call, CallStatus, Message, MessageStatus
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
-                               SiteNotFound, VerificationFailed)
-from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite,
-                               TemplateLanguage)
+                               SiteNotAllowed, SiteNotFound, VerificationFailed)
+from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite,
+                               OtpSite, TemplateLanguage)
 
 SENDER = "Chotto"
 RECHECK_EVERY = timedelta(days=30)
@@ -196,12 +196,39 @@ def _own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
     return site
 
 
-def _site_for(session: Session, account_id: int, domain: str) -> OtpSite:
-    site = session.scalars(select(OtpSite).where(OtpSite.account_id == account_id, OtpSite.domain == domain)
+def _site_for(session: Session, principal: Principal, domain: str) -> OtpSite:
+    site = session.scalars(select(OtpSite).where(OtpSite.account_id == principal.account_id, OtpSite.domain == domain)
                            .execution_options(populate_existing=True)).first()
     if site is None:
         raise SiteNotFound()
+    _may_use(session, principal, site.id)
     return site
+
+
+def _may_use(session: Session, principal: Principal, site_id: int) -> None:
+    allowed = set(session.scalars(select(OtpCredentialSite.site_id)
+                                  .where(OtpCredentialSite.credential_id == principal.credential_id)))
+    if allowed and site_id not in allowed:
+        raise SiteNotAllowed()
+
+
+def limit_credential(*, session: Session, account_id: int, credential_id: int, site_ids: list[int]) -> None:
+    """Limit an API credential of the account to these of its sites (none: every site)."""
+    with db.write(session):
+        credential = session.get(Credential, credential_id)
+        if credential is None or credential.account_id != account_id:
+            raise SiteNotFound("credential")
+        for site_id in site_ids:
+            _own_site(session, account_id, site_id)
+        session.execute(delete(OtpCredentialSite).where(OtpCredentialSite.credential_id == credential_id))
+        session.add_all(OtpCredentialSite(credential_id=credential_id, site_id=site_id) for site_id in set(site_ids))
+
+
+def sites_of_credential(*, session: Session, account_id: int, credential_id: int) -> list[int]:
+    """The ids of the sites a credential is limited to (empty: every site of its account)."""
+    with db.read(session):
+        return sorted(session.scalars(select(OtpCredentialSite.site_id).join(OtpSite).where(
+            OtpCredentialSite.credential_id == credential_id, OtpSite.account_id == account_id)))
 
 
 # -- events posted to the site's callback URL ------------------------------------------------------
@@ -268,7 +295,7 @@ def _request(session: Session, principal: Principal, request: RequestCode, secre
         stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
         if stored is not None:
             return stored
-        site = _site_for(session, principal.account_id, domain)
+        site = _site_for(session, principal, domain)
         blocked = _guard(session, principal, site, number, ip, now)
         if blocked is None:
             issued = _issue(session, principal, (state, lots), site, _Asked(domain, number, channel, ip), secret,
@@ -461,8 +488,10 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
             code = session.scalars(select(OtpCode).where(
                 OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
                 OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+            if code is not None:
+                _may_use(session, principal, code.site_id)
         else:
-            site = _site_for(session, principal.account_id, domain)
+            site = _site_for(session, principal, domain)
             code = _latest(session, site.id, principal.mode, number.e164)
         outcome = _check(session, code, typed, secret, now)
     if isinstance(outcome, VerificationFailed):

@@ -511,3 +511,24 @@ def test_a_code_by_voice_call_is_read_out_and_priced_as_a_call(app, api, key, si
     with db_session(app) as session:
         [line] = otp.log_of(session=session, account_id=key.account_id, site_id=site, now=clock())
     assert (line.channel, line.status, line.cost) == ("voice", "verified", 10 * YEN)
+
+
+def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key, site, customer):
+    user, account_id = customer
+    assert register(api, key, "https://blog.example.com").status_code == 201
+    prove(app, key, "blog.example.com")
+    shop_only = new_key(app, account_id, user.id, name="shop only")
+    with db_session(app) as session:
+        from portal.credentials.models import Credential
+
+        credential_id = session.scalars(select(Credential.id).where(Credential.sid == shop_only.sid)).one()
+        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[site])
+        assert otp.sites_of_credential(session=session, account_id=account_id, credential_id=credential_id) == [site]
+    assert ask(api, shop_only).status_code == 201
+    refused = post(api, shop_only, "/otp/request/", website="blog.example.com", phone_number=OTHER)
+    assert refused.status_code == 403 and refused.json == {"detail": "This credential may not be used for this website."}
+    blog_id = post(api, key, "/otp/request/", website="blog.example.com", phone_number=OTHER).json["otp_id"]
+    assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 403
+    with db_session(app) as session:
+        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[])
+    assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 400  # checked now
