@@ -88,8 +88,10 @@ def _typist() -> int | None:
 
 
 def _shown_by_get(path: str) -> bool:
+    """A page a GET shows, and whose address carries no link token (an invitation or a reset
+    link): the session cookie is signed, not encrypted, and holds no such token."""
     try:
-        current_app.url_map.bind("localhost").match(path, method="GET")
+        _, arguments = current_app.url_map.bind("localhost").match(path, method="GET")
     except HTTPException:
         return False
-    return True
+    return "token" not in arguments

@@ -197,3 +197,10 @@ def test_kept_input_is_bounded_and_never_holds_secrets(client):
     assert "account_name" not in names and {"name", "email", "language"} <= set(names)  # what does not fit is dropped
     assert "password" not in names and "csrf_token" not in names
     assert kept["path"] == "/signup"
+
+
+def test_no_link_token_is_kept_in_the_session(client):
+    client.post("/invitations/" + "t" * 43, {"name": "Hana Sato", "language": "ja", "password": PASSWORD}, csrf=False,
+                status=400)
+    with client.client.session_transaction() as session:
+        assert "kept_input" not in session
