@@ -2,13 +2,15 @@
 numbers with two API calls. DESIGN.md "OTP sites"; issue 12.
 
 Modules:
-  models   OtpSite (one per domain per account, its settings and ownership token), OtpCredentialSite,
-           OtpCode (one row per code sent: keyed hash, expiry, wrong attempts, status; at most one
-           ACTIVE per site, mode and number), OtpBlocked (requests a guard refused, with the reason).
-  rules    pure: domains, Settings and their ranges, templates (must name {code}, one segment),
-           codes from `secrets` and their HMAC, expiry, cooldown, carried failures, fraud guards.
-  errors   the refusals, each reason with English text marked N_ for the catalog.
-  service  the units of work, below.
+  models    OtpSite (one per domain per account, its settings and ownership token), OtpCredentialSite,
+            OtpCode (one row per code sent: keyed hash, expiry, wrong attempts, status; at most one
+            ACTIVE per site, mode and number), OtpBlocked (requests a guard refused, with the reason).
+  rules     pure: domains, Settings and their ranges, templates (must name {code}, one segment),
+            codes from `secrets` and their HMAC, expiry, cooldown, carried failures, fraud guards,
+            the log's statuses and the daily statistics.
+  errors    the refusals, each reason with English text marked N_ for the catalog.
+  ownership the token file's URL and its guarded fetch.
+  sites, codes, fallback, reports, events: the units of work, all re-exported by `service`:
 
 Services (`from portal.otp import service as otp`), keyword-only, `now` passed in:
   register_site(session, account_id, website, now, display_name=None, language=ja) -> OtpSite
@@ -31,7 +33,8 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan
       day: requests, blocked, delivered, verified, completion_percent, fallback calls, cost.
-  request_code(session, principal, request: RequestCode, secret, caller, now, daily_cap=None) -> Issued(msgid, expires_at)
+  request_code(session, principal, request: RequestCode, secret, caller, now, daily_cap=None)
+      -> Issued(msgid, expires_at)
       by SMS (¥3), or with channel "voice" by a call from `caller` that reads the code (the voice price).
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.

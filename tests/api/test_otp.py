@@ -526,7 +526,8 @@ def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key
         assert otp.sites_of_credential(session=session, account_id=account_id, credential_id=credential_id) == [site]
     assert ask(api, shop_only).status_code == 201
     refused = post(api, shop_only, "/otp/request/", website="blog.example.com", phone_number=OTHER)
-    assert refused.status_code == 403 and refused.json == {"detail": "This credential may not be used for this website."}
+    assert refused.status_code == 403
+    assert refused.json == {"detail": "This credential may not be used for this website."}
     blog_id = post(api, key, "/otp/request/", website="blog.example.com", phone_number=OTHER).json["otp_id"]
     assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 403
     with db_session(app) as session:
@@ -588,11 +589,11 @@ def test_lifting_a_prefix_limit_and_a_pause_and_what_cannot_be_lifted(app, api, 
 
 
 def test_a_registration_racing_another_for_the_same_domain_is_refused_by_the_constraint(app, api, key, monkeypatch):
-    from portal.otp import service
+    from portal.otp import sites
     from portal.otp.errors import SiteExists
 
     assert register(api, key).status_code == 201
-    monkeypatch.setattr(service, "_domain_taken", lambda *args: False)  # as if checked before the other committed
+    monkeypatch.setattr(sites, "_domain_taken", lambda *args: False)  # as if checked before the other committed
     with db_session(app) as session, pytest.raises(SiteExists):
         otp.register_site(session=session, account_id=key.account_id, website=SITE, now=app.config["CLOCK"]())
 
