@@ -68,8 +68,8 @@ def test_answers_the_same_for_a_known_address_and_mails_it_a_notice_instead_of_a
     assert known_page == client.text("/signup/check-email").replace("new@example.com", "hana@example.com")
     with db_session(app) as session:
         assert session.scalar(select(func.count()).select_from(User)) == 1
-    assert [m.subject for m in mails_to(app, "hana@example.com")] == ["You already have a Chotto login"]
-    assert [m.subject for m in mails_to(app, "new@example.com")] == ["Confirm your e-mail address for Chotto"]
+    assert [m.subject for m in mails_to(app, "hana@example.com")] == ["[Chotto] You already have a login"]
+    assert [m.subject for m in mails_to(app, "new@example.com")] == ["[Chotto] Confirm your e-mail address"]
 
 
 def test_an_email_link_works_once(client, app):
