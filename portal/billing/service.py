@@ -20,6 +20,7 @@ from portal.billing import invoices, rules
 from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
 from portal.billing.models import (EVENT_SEEN, BillingProfile, DisputeStatus, PaymentRefund, Purchase, PurchaseStatus,
                                    WebhookEvent)
+from portal.formats import postal_address
 from portal.ledger import rules as ledger_rules
 from portal.ledger import service as ledger
 from portal.ledger.models import Lot
@@ -126,7 +127,7 @@ def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen
     purchase = Purchase(
         public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
         tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=profile.legal_name,
-        recipient_address=f"〒{profile.postal_code} {profile.address}",
+        recipient_address=postal_address(profile.postal_code, profile.address),
         recipient_registration_number=profile.registration_number, language=language, gateway=gateway,
         status=PurchaseStatus.OPEN, created_at=now, updated_at=now,
     )

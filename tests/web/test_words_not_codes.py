@@ -1,0 +1,49 @@
+"""Pages show codes as words and numbers as people read them: scopes and modes by name in the
+page's language, Japanese phone numbers in the national form, dates the Japanese way."""
+
+from datetime import datetime, timezone
+
+from flask import render_template_string
+from flask_babel import force_locale
+
+from portal.web.labels import MESSAGE_STATUS_LABELS, SCOPE_LABELS
+from tests.helpers import PageClient, make_user
+
+NEW = {"name": "production web", "mode": "live", "scopes": ["sms", "voice", "read"], "networks": "", "monthly_cap": ""}
+JA = {"Accept-Language": "ja"}
+
+
+def signed_in(app, language="ja"):
+    make_user(app, "owner@example.com", phone="+819012345678", language=language)
+    client = PageClient(app.test_client(), app)
+    client.login("owner@example.com")
+    client.post(f"/language/{language}", {"next": "/dashboard"}, status=302)
+    return client
+
+
+def test_scopes_and_modes_are_words_in_japanese(app):
+    client = signed_in(app)
+    client.post("/credentials", NEW, status=200)
+    row = client.page("/credentials").select_one("tbody tr").get_text(" ", strip=True)
+    badge = client.page("/credentials").select_one("tbody .mode-badge").get_text(strip=True)
+    assert "SMS、音声通話、読み取り" in row and "sms, voice" not in row and badge == "本番"
+
+
+def test_a_japanese_number_is_shown_in_the_national_form(app):
+    client = signed_in(app)
+    assert "090-1234-5678" in client.text("/profile/") and "+819012345678" not in client.text("/profile/")
+    assert "携帯電話番号の確認完了：090-1234-5678" in client.text("/dashboard")
+
+
+def test_dates_on_japanese_pages_are_written_the_japanese_way(app):
+    moment = datetime(2026, 11, 30, 15, 5, tzinfo=timezone.utc)
+    with app.test_request_context(), force_locale("ja"):
+        assert render_template_string("{{ moment|jst }}", moment=moment) == "2026年12月1日 0:05"
+        assert render_template_string("{{ moment|jst_date }}", moment=moment) == "2026年12月1日"
+    with app.test_request_context(), force_locale("en"):
+        assert render_template_string("{{ moment|jst_date }}", moment=moment) == "December 1, 2026"
+
+
+def test_every_scope_and_message_status_has_a_label():
+    assert set(SCOPE_LABELS) == {"sms", "voice", "otp", "read"}
+    assert {"QUEUED", "DELIVERING", "DELIVERED", "FAIL"} <= set(MESSAGE_STATUS_LABELS)
