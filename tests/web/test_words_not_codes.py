@@ -47,3 +47,13 @@ def test_dates_on_japanese_pages_are_written_the_japanese_way(app):
 def test_every_scope_and_message_status_has_a_label():
     assert set(SCOPE_LABELS) == {"sms", "voice", "otp", "read"}
     assert {"QUEUED", "DELIVERING", "DELIVERED", "FAIL"} <= set(MESSAGE_STATUS_LABELS)
+
+
+def test_a_japanese_postal_code_is_kept_with_its_hyphen_and_shown_with_its_mark(app):
+    client = signed_in(app)
+    profile = {"legal_name": "Example KK", "postal_code": "１５００００１", "address": "東京都渋谷区神南1-2-3",
+               "billing_email": "finance@example.com", "tax_residency": "JP", "registration_number": ""}
+    client.post("/billing/profile", profile, status=302)
+    assert client.page("/billing/profile").select_one("input[name=postal_code]")["value"] == "150-0001"
+    address = client.page("/credit/buy/confirm?amount=1000").select_one("[data-testid=recipient-address]")
+    assert address.get_text(strip=True) == "〒150-0001 東京都渋谷区神南1-2-3"
