@@ -1,6 +1,8 @@
 """Codes shown to people as words: a credential's scopes and mode, a member's role, a message's
 channel and status. One translatable label per code, used by the templates through filters."""
 
+from types import SimpleNamespace
+
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
@@ -17,6 +19,22 @@ MESSAGE_STATUS_LABELS = {
 }
 
 
+PUNCTUATION = {
+    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、"),
+    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", "),
+}
+
+
+def _japanese() -> bool:
+    return str(get_locale() or "en") == "ja"
+
+
+def punctuation() -> SimpleNamespace:
+    """The marks templates put between their own pieces (a label and its value, a name and its
+    note): full-width on Japanese pages, with no space beside them."""
+    return PUNCTUATION["ja" if _japanese() else "en"]
+
+
 def label(labels: dict, code) -> str:
     """The word for a code; an unknown code is shown as it is rather than breaking the page."""
     return str(labels.get(code, code)) if code is not None else ""
@@ -24,7 +42,7 @@ def label(labels: dict, code) -> str:
 
 def listing(words) -> str:
     """Words as a list in the page's language: 「SMS、音声通話」 / "SMS, Voice calls"."""
-    return ("、" if str(get_locale() or "en") == "ja" else ", ").join(str(word) for word in words)
+    return punctuation().comma.join(str(word) for word in words)
 
 
 def register(app) -> None:
@@ -33,3 +51,4 @@ def register(app) -> None:
     for name, labels in filters.items():
         app.add_template_filter(lambda code, labels=labels: label(labels, code), name)
     app.add_template_filter(lambda codes: listing(label(SCOPE_LABELS, code) for code in codes), "scope_labels")
+    app.context_processor(lambda: {"mark": punctuation()})

@@ -57,3 +57,17 @@ def test_a_japanese_postal_code_is_kept_with_its_hyphen_and_shown_with_its_mark(
     assert client.page("/billing/profile").select_one("input[name=postal_code]")["value"] == "150-0001"
     address = client.page("/credit/buy/confirm?amount=1000").select_one("[data-testid=recipient-address]")
     assert address.get_text(strip=True) == "〒150-0001 東京都渋谷区神南1-2-3"
+
+
+def test_labels_and_notes_take_full_width_marks_on_japanese_pages(app):
+    client = signed_in(app)
+
+    def lines():
+        page = client.page("/profile/")
+        return [" ".join(element.get_text("").split()) for element in page.select("main p, main td")]
+
+    assert "メールアドレス：owner@example.com" in lines()
+    assert any(line.startswith("携帯電話番号：090-1234-5678（確認済み）") for line in lines())
+    assert any(line.endswith("（このブラウザ）") for line in lines())
+    client.post("/language/en", {"next": "/profile/"}, status=302)
+    assert any(line.startswith("Mobile number: 090-1234-5678 (verified)") for line in lines())
