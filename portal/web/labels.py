@@ -20,8 +20,8 @@ MESSAGE_STATUS_LABELS = {
 
 
 PUNCTUATION = {
-    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、"),
-    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", "),
+    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、", dash="："),
+    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", ", dash=" — "),
 }
 
 
