@@ -45,6 +45,7 @@ class Entry:
     msgid: str
     msgstr: str
     fuzzy: bool
+    plural: bool = False  # msgid is "singular\nplural"; Japanese has one form for both
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class Term:
 def catalog_entries(path: Path = CATALOG) -> list[Entry]:
     with path.open("rb") as file:
         catalog = read_po(file, locale="ja")
-    return [Entry(_text(message.id), _text(message.string), message.fuzzy) for message in catalog if message.id]
+    return [Entry(_text(message.id), _text(message.string), message.fuzzy, isinstance(message.id, tuple))
+            for message in catalog if message.id]
 
 
 def _text(value) -> str:
@@ -82,7 +84,7 @@ def placeholders(text: str) -> Counter:
 
 def placeholder_problem(entry: Entry) -> str | None:
     expected, found = placeholders(entry.msgid), placeholders(entry.msgstr)
-    if expected == found:
+    if expected == found or (entry.plural and set(expected) == set(found)):
         return None
     return f"placeholders {sorted(found.elements())} instead of {sorted(expected.elements())}"
 

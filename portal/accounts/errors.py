@@ -54,7 +54,14 @@ class ResendTooSoon(AccountsError):
 
 
 class TooManyCodes(AccountsError):
+    """The user's daily number of codes is used up; the next one can be sent after
+    `retry_after_seconds`."""
+
     code = "too_many_codes"
+
+    def __init__(self, retry_after_seconds: int):
+        super().__init__(f"retry after {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
 
 
 class NoChallenge(AccountsError):

@@ -172,7 +172,9 @@ class LoginThrottle(SQLModel, table=True):
 
 
 class PhoneChallenge(SQLModel, table=True):
-    """One mobile-number verification: a hashed 6-digit code, its failures survive resends."""
+    """One code sent for a mobile-number verification, hashed; a new code is a new row and
+    closes this one. Failures count per user across rows (rows written before each code had a
+    row of its own carry `sends` > 1)."""
 
     __tablename__ = "phone_challenges"
     __table_args__ = (CheckConstraint("failures >= 0", name="challenge_failures"),)

@@ -1,14 +1,17 @@
 """Mobile-number verification by a 6-digit SMS code.
 
-A code lives 10 minutes and is stored as a keyed hash. A user gets 5 codes and 5 wrong
-checks an hour, whatever the number: a new code, even for another number, replaces the
-code but keeps the failure count. After the fifth failure nothing is sent or checked for an
-hour.
+A code lives 10 minutes and is stored as a keyed hash; every code sent is a challenge of its
+own and ends the one before. Codes to one number are 60 seconds apart (so a mistyped number
+can be corrected at once); a user gets 10 codes a day, whatever the numbers, and 5 wrong
+checks an hour: a new code, even for another number, keeps the failure count. After the
+fifth failure nothing is sent or checked for an hour. The SMS is worded by the caller, in
+the user's language only.
 """
 
 import logging
 import re
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import phonenumbers
@@ -16,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import db, outbox
+from portal import db, formats, outbox
 from portal.accounts import tokens
 from portal.accounts.errors import (
     ChallengeLocked,
@@ -35,9 +38,10 @@ from portal.outbox import OutboxKind
 log = logging.getLogger("portal.auth")
 
 CODE_TTL = timedelta(minutes=10)
-RESEND_COOLDOWN = timedelta(seconds=60)
+RESEND_COOLDOWN = timedelta(seconds=60)  # between two codes to the same number
 MAX_FAILURES = 5
-MAX_SENDS = 5
+MAX_SENDS = 10  # codes a user is sent within SENDS_COUNTED_FOR, whatever the numbers
+SENDS_COUNTED_FOR = timedelta(days=1)
 LOCKED_FOR = timedelta(hours=1)
 SENDER = "Chotto"
 
@@ -77,53 +81,61 @@ def _lock_user(session: Session, user_id: int) -> None:
         session.execute(select(User.id).where(User.id == user_id).with_for_update())
 
 
-def _last_hour(session: Session, user_id: int, now: datetime) -> tuple[int, int]:
-    """Codes sent and wrong codes typed by this user in the last hour, whatever the number:
-    switching numbers resets neither."""
-    totals = select(func.coalesce(func.sum(PhoneChallenge.sends), 0), func.coalesce(func.sum(PhoneChallenge.failures), 0))
-    sends, failures = session.execute(
-        totals.where(PhoneChallenge.user_id == user_id, PhoneChallenge.created_at > now - LOCKED_FOR)
-    ).one()
-    return int(sends), int(failures)
+def _failures_last_hour(session: Session, user_id: int, now: datetime) -> int:
+    """Wrong codes typed by this user in the last hour, whatever the number: switching
+    numbers does not reset them."""
+    failures = session.scalar(select(func.coalesce(func.sum(PhoneChallenge.failures), 0)).where(
+        PhoneChallenge.user_id == user_id, PhoneChallenge.created_at > now - LOCKED_FOR))
+    return int(failures)
 
 
-def send_code(*, session: Session, user_id: int, account_id: int | None, phone: str, secret: str, now: datetime) -> PhoneChallenge:
-    """Send a code to `phone` (raw input), starting a challenge or continuing the open one.
-    `account_id` is the test inbox the code is shown in (None: in no test inbox)."""
+def _check_daily_limit(session: Session, user_id: int, now: datetime) -> None:
+    """TooManyCodes once the user was sent MAX_SENDS codes in a day, with the wait until the
+    oldest of them stops counting."""
+    counted = select(PhoneChallenge.created_at, PhoneChallenge.sends).where(
+        PhoneChallenge.user_id == user_id, PhoneChallenge.created_at > now - SENDS_COUNTED_FOR)
+    rows = session.execute(counted.order_by(PhoneChallenge.created_at)).all()
+    if sum(sends for _, sends in rows) >= MAX_SENDS:
+        raise TooManyCodes(int((rows[0].created_at + SENDS_COUNTED_FOR - now).total_seconds()) + 1)
+
+
+def _check_cooldown(session: Session, user_id: int, e164: str, now: datetime) -> None:
+    """ResendTooSoon while the last code to this number is under RESEND_COOLDOWN old; a code
+    to another number (a mistyped one) does not hold a corrected number back."""
+    last = session.scalar(select(func.max(PhoneChallenge.sent_at)).where(
+        PhoneChallenge.user_id == user_id, PhoneChallenge.phone_e164 == e164))
+    wait = last + RESEND_COOLDOWN - now if last is not None else timedelta(0)
+    if wait > timedelta(0):
+        raise ResendTooSoon(int(wait.total_seconds()) + 1)
+
+
+def send_code(*, session: Session, user_id: int, account_id: int | None, phone: str, secret: str,
+              wording: Callable[[str, str], str], now: datetime) -> PhoneChallenge:
+    """Send a code to `phone` (raw input) as a new challenge that ends the user's open one.
+    `account_id` is the test inbox the code is shown in (None: in no test inbox);
+    `wording(code, language)` is the SMS text in the user's language."""
     e164 = normalise_phone(phone)
     with db.write(session):
         _lock_user(session, user_id)
         if _verified_elsewhere(session, e164, user_id):
             raise PhoneTaken()
-        sends, failures = _last_hour(session, user_id, now)
-        if failures >= MAX_FAILURES:
+        if _failures_last_hour(session, user_id, now) >= MAX_FAILURES:
             raise ChallengeLocked()
-        if sends >= MAX_SENDS:
-            raise TooManyCodes()
-        challenge = _open_challenge(session, user_id)
-        if challenge is not None:
-            _check_cooldown(challenge, now)  # switching numbers does not skip it either
-        if challenge is None or challenge.closed_at is not None or challenge.phone_e164 != e164:
-            if challenge is not None and challenge.closed_at is None:
-                challenge.closed_at = now
-            challenge = PhoneChallenge(
-                user_id=user_id, phone_e164=e164, code_hash="", created_at=now, sent_at=now, expires_at=now, sends=0
-            )
-            session.add(challenge)
+        _check_daily_limit(session, user_id, now)
+        _check_cooldown(session, user_id, e164, now)
+        previous = _open_challenge(session, user_id)
+        if previous is not None and previous.closed_at is None:
+            previous.closed_at = now
         code = f"{secrets.randbelow(10**6):06d}"
-        challenge.code_hash = _code_hash(secret, f"{user_id}:{e164}", code)
-        challenge.sent_at = now
-        challenge.expires_at = now + CODE_TTL
-        challenge.sends += 1
-        _queue_sms(session, account_id=account_id, e164=e164, code=code, now=now)
+        challenge = PhoneChallenge(
+            user_id=user_id, phone_e164=e164, code_hash=_code_hash(secret, f"{user_id}:{e164}", code), created_at=now,
+            sent_at=now, expires_at=now + CODE_TTL, sends=1,
+        )
+        session.add(challenge)
+        language = session.get(User, user_id).language
+        _queue_sms(session, account_id=account_id, e164=e164, body=wording(code, language), now=now)
     log.info("phone code sent user_id=%s challenge_id=%s", user_id, challenge.id)
     return challenge
-
-
-def _check_cooldown(challenge: PhoneChallenge, now: datetime) -> None:
-    wait = challenge.sent_at + RESEND_COOLDOWN - now
-    if wait > timedelta(0):
-        raise ResendTooSoon(int(wait.total_seconds()) + 1)
 
 
 def _verified_elsewhere(session: Session, e164: str, user_id: int) -> bool:
@@ -131,8 +143,7 @@ def _verified_elsewhere(session: Session, e164: str, user_id: int) -> bool:
     return session.scalars(query).first() is not None
 
 
-def _queue_sms(session: Session, *, account_id: int | None, e164: str, code: str, now: datetime) -> None:
-    body = f"Chotto: {code} is your verification code / 認証コード {code} (10 min)"
+def _queue_sms(session: Session, *, account_id: int | None, e164: str, body: str, now: datetime) -> None:
     payload = {"account_id": account_id, "recipient": e164, "sender": SENDER, "body": body}
     outbox.enqueue(session, kind=OutboxKind.SMS, payload=payload, now=now)
 
@@ -173,7 +184,7 @@ def _checkable_challenge(session: Session, user_id: int, now: datetime) -> tuple
     challenge = _open_challenge(session, user_id)
     if challenge is None or challenge.verified_at is not None:
         raise NoChallenge()
-    _, failures = _last_hour(session, user_id, now)
+    failures = _failures_last_hour(session, user_id, now)
     if failures >= MAX_FAILURES:
         raise ChallengeLocked()
     if challenge.closed_at is not None:
@@ -203,6 +214,12 @@ def _verify(session: Session, challenge: PhoneChallenge, *, account_id: int | No
     if account_id is not None and user.email_verified_at is not None:
         ledger.grant_trial_in(session, account_id=account_id, phone_e164=user.phone_e164, amount=trial_amount, now=now)
     return user
+
+
+def display_number(e164: str) -> str:
+    """A number as people write it: 090-1234-5678 for a Japanese one, +44 7911 123456 otherwise
+    (the one formatter pages and mail use too, as the |phone filter)."""
+    return formats.phone_number(e164)
 
 
 def latest_phone(*, session: Session, user_id: int) -> str | None:

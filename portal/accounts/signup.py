@@ -38,7 +38,7 @@ from portal.accounts.models import (
     User,
     UserSession,
 )
-from portal.accounts.queries import live_link, normalise_email, user_by_email
+from portal.accounts.queries import InvalidEmail, live_link, normalise_email, user_by_email
 from portal.ledger import service as ledger
 from portal.ledger.models import CreditState
 
@@ -132,6 +132,31 @@ def sign_up(*, session: Session, request: SignUpRequest, now: datetime) -> int:
         attempt_id = attempt.id
     log.info("sign-up attempt attempt_id=%s", attempt_id)
     return attempt_id
+
+
+def resend_sign_up(*, session: Session, email: str, now: datetime) -> None:
+    """Mail the link of the address's pending sign-up again, valid for another day. The link
+    is replaced: the one mailed before stops working, as every link of ours does when a newer
+    one is issued (one live link per sign-up). The request does the same work whether or not
+    the address has a pending sign-up or a login (one quota count, one update of 0 or 1 rows,
+    one outbox row); the worker mails nothing for a token that matches no attempt, and the
+    caller answers the same either way."""
+    try:
+        email = normalise_email(email)
+    except InvalidEmail:
+        return
+    token, token_hash = tokens.new_token()
+    with db.write(session):
+        if not mail_quota.allow_mail(session, email=email, purpose=MailPurpose.SIGNUP, now=now):
+            return
+        newest = select(func.max(SignUpAttempt.id)).where(SignUpAttempt.email == email).scalar_subquery()
+        session.execute(
+            update(SignUpAttempt)
+            .where(SignUpAttempt.id == newest, SignUpAttempt.used_at.is_(None), SignUpAttempt.expires_at > now)
+            .values(token_hash=token_hash, expires_at=now + VERIFY_EMAIL_TTL)
+        )
+        mail.defer(session, to=email, compose=DeferredMail.SIGNUP, now=now, token=token)
+    log.info("sign-up link resend requested email_hash=%s", mail_quota.address_hash(email)[:12])
 
 
 def signup_mail(session: Session, *, email: str, token: str) -> MailContent | None:

@@ -64,6 +64,7 @@ class IntentStatus(StrEnum):
 # (portal.db.violated_constraint).
 EVENT_SEEN = "webhook_events_event_id_key"  # webhook_events.event_id is UNIQUE without a name: PostgreSQL's name
 RENDITION_STORED = "uq_invoice_rendition"
+OPEN_PURCHASE_EXISTS = "uq_open_purchase_per_quote"
 
 
 class BillingProfile(SQLModel, table=True):
@@ -92,6 +93,10 @@ class Purchase(SQLModel, table=True):
         CheckConstraint("refunded_yen >= 0 AND refunded_yen <= total_yen", name="purchase_refund_range"),
         CheckConstraint("dispute_status IS NULL OR dispute_status IN ('open', 'won', 'lost')", name="purchase_dispute"),
         CheckConstraint("status = 'paid' OR lot_id IS NULL", name="purchase_lot_only_when_paid"),
+        # a stale confirmation page, a second tab or a double submit finds the open purchase
+        # of the same quote instead of starting another (service.start_purchase)
+        Index(OPEN_PURCHASE_EXISTS, "account_id", "amount_yen", "total_yen", unique=True,
+              sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
     )
 
     id: int | None = Field(default=None, primary_key=True)

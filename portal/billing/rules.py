@@ -4,7 +4,7 @@ turned into credit, registration numbers. No database, no Flask, no gateway."""
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from portal.accounts.models import TaxResidency
 from portal.billing.models import DisputeStatus, PurchaseStatus
@@ -16,6 +16,8 @@ KONBINI_MAX_YEN = 300_000  # Stripe's ceiling for a convenience-store payment
 RETURN_INVOICE_THRESHOLD_YEN = 10_000  # below this a return invoice is not required (small returns)
 REGISTRATION_NUMBER = re.compile(r"T\d{13}")
 SEARCHABLE_DAYS = (date(2000, 1, 1), date(2099, 12, 31))  # invoices are searched by days within these
+RESUME_OPEN_PURCHASE_FOR = timedelta(hours=1)  # a confirmation repeated within this finds the open purchase
+CHECKOUT_STARTING_FOR = timedelta(minutes=2)  # an open purchase without a checkout yet is being started
 
 
 class DayOutOfRange(ValueError):
@@ -97,6 +99,14 @@ def credit_to_take_back(*, refunded_yen: int, total_yen: int, amount_yen: int) -
     if refunded_yen >= total_yen:
         return amount_yen * MILLI_YEN
     return min(amount_yen * MILLI_YEN, -(-refunded_yen * amount_yen * MILLI_YEN // total_yen))
+
+
+def resumable(*, created_at: datetime, has_checkout: bool, same_terms: bool, now: datetime) -> bool:
+    """Whether confirming a quote again continues the account's open purchase of that quote
+    rather than replacing it: it is recent, addressed as the billing profile is now, and its
+    checkout exists or is being opened at this moment."""
+    age = now - created_at
+    return same_terms and age < RESUME_OPEN_PURCHASE_FOR and (has_checkout or age < CHECKOUT_STARTING_FOR)
 
 
 _RANK = {PurchaseStatus.OPEN: 0, PurchaseStatus.AWAITING: 1, PurchaseStatus.FAILED: 2, PurchaseStatus.EXPIRED: 2,

@@ -18,8 +18,8 @@ from portal import db, mail
 from portal.accounts.models import Account, TaxResidency
 from portal.billing import invoices, rules
 from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
-from portal.billing.models import (EVENT_SEEN, BillingProfile, DisputeStatus, PaymentRefund, Purchase, PurchaseStatus,
-                                   WebhookEvent)
+from portal.billing.models import (EVENT_SEEN, OPEN_PURCHASE_EXISTS, BillingProfile, DisputeStatus, PaymentRefund,
+                                   Purchase, PurchaseStatus, WebhookEvent)
 from portal.formats import postal_address
 from portal.ledger import rules as ledger_rules
 from portal.ledger import service as ledger
@@ -91,10 +91,29 @@ def start_purchase(
     with the checkout's address. Two short units of work around the gateway call, so no lock
     is held while the network is slow; the gateway call is keyed by the purchase, so a retry
     can never open a second checkout for it. `line_items(amount_yen, tax_rate, language)` words
-    the credit and tax lines the gateway shows (the faces render them in the customer's language)."""
-    with db.write(session):
-        purchase, profile, quote = _record_quote(session, account_id=account_id, user_id=user_id, amount_yen=amount_yen,
-                                                 minimum=minimum, language=language, gateway=gateway.name, now=now)
+    the credit and tax lines the gateway shows (the faces render them in the customer's language).
+
+    Confirming a quote again (a stale confirmation page, a second tab, a double submit) returns
+    the account's open purchase of that quote, with its checkout or, while another request is
+    still opening it, without one; nothing new is recorded or asked of the gateway. The account
+    row is locked while the open purchase is looked for, and a unique index allows one open
+    purchase per quote."""
+    try:
+        with db.write(session):
+            purchase, profile, quote, new = _record_quote(
+                session, account_id=account_id, user_id=user_id, amount_yen=amount_yen, minimum=minimum,
+                language=language, gateway=gateway.name, now=now)
+    except IntegrityError as error:
+        if db.violated_constraint(error) != OPEN_PURCHASE_EXISTS:
+            raise
+        with db.read(session):  # recorded by another request at this very moment
+            purchase = _open_purchase(session, account_id=account_id, amount_yen=amount_yen)
+        if purchase is None:
+            raise
+        new = False
+    if not new:
+        log.info("purchase %s confirmed again: the open one is returned", purchase.public_id)
+        return purchase
     description, tax_description = line_items(quote.amount_yen, quote.tax_rate, language)
     page = f"{base_url}/credit/purchases/{purchase.public_id}"
     request = CheckoutRequest(
@@ -119,20 +138,47 @@ def start_purchase(
 
 
 def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen: int, minimum: int, language: str,
-                  gateway: str, now: datetime) -> tuple[Purchase, BillingProfile, rules.Quote]:
+                  gateway: str, now: datetime) -> tuple[Purchase, BillingProfile, rules.Quote, bool]:
+    """The purchase of the confirmed quote and whether it is new: the open one of the same
+    quote when it can be continued; otherwise that one is closed (expired on our side: a
+    payment of its checkout still counts, status only moves forward) and a new one recorded."""
+    _lock_account(session, account_id)
     profile = session.get(BillingProfile, account_id)
     if profile is None:
         raise NoBillingProfile(account_id)
     quote = rules.quote(amount_yen=amount_yen, residency=residency_of(session, account_id=account_id), minimum=minimum)
+    recipient = (profile.legal_name, postal_address(profile.postal_code, profile.address), profile.registration_number)
+    current = _open_purchase(session, account_id=account_id, amount_yen=quote.amount_yen, total_yen=quote.total_yen)
+    if current is not None:
+        same_terms = current.gateway == gateway and recipient == (
+            current.recipient_name, current.recipient_address, current.recipient_registration_number)
+        if rules.resumable(created_at=current.created_at, has_checkout=current.checkout_url is not None,
+                           same_terms=same_terms, now=now):
+            return current, profile, quote, False
+        current.status, current.updated_at = PurchaseStatus.EXPIRED, now
+        session.flush()  # before the new row: one open purchase per quote
     purchase = Purchase(
         public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
-        tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=profile.legal_name,
-        recipient_address=postal_address(profile.postal_code, profile.address),
-        recipient_registration_number=profile.registration_number, language=language, gateway=gateway,
-        status=PurchaseStatus.OPEN, created_at=now, updated_at=now,
+        tax_rate=quote.tax_rate, tax_yen=quote.tax_yen, total_yen=quote.total_yen, recipient_name=recipient[0],
+        recipient_address=recipient[1], recipient_registration_number=recipient[2], language=language,
+        gateway=gateway, status=PurchaseStatus.OPEN, created_at=now, updated_at=now,
     )
     session.add(purchase)
-    return purchase, profile, quote
+    return purchase, profile, quote, True
+
+
+def _lock_account(session: Session, account_id: int) -> None:
+    """Serialise one account's purchase starts (PostgreSQL row lock; SQLite: BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(Account.id).where(Account.id == account_id).with_for_update())
+
+
+def _open_purchase(session: Session, *, account_id: int, amount_yen: int, total_yen: int | None = None) -> Purchase | None:
+    query = select(Purchase).where(Purchase.account_id == account_id, Purchase.amount_yen == amount_yen,
+                                   Purchase.status == PurchaseStatus.OPEN)
+    if total_yen is not None:
+        query = query.where(Purchase.total_yen == total_yen)
+    return session.scalars(query.order_by(Purchase.id.desc()).execution_options(populate_existing=True)).first()
 
 
 def purchase_of(session: Session, *, account_id: int, public_id: str) -> Purchase | None:

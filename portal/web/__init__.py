@@ -1,9 +1,10 @@
 """The HTML side of the portal: its blueprints, error pages and template helpers, registered by create_app."""
 
 import logging
+import time
 
 from babel.dates import format_date
-from flask import Blueprint, Flask, Response, current_app, g, render_template
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from flask_babel import format_datetime, get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -13,8 +14,10 @@ from portal.accounts.models import Language
 from portal.bad_input import BadInput
 from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
-from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, labels, phone, profile, public, sandbox,
-                        team)
+from portal.extensions import limiter
+from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, kept, labels, phone, profile, public,
+                        sandbox, team)
+from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
 JAPANESE_DATE_TIME = "y年M月d日 H:mm"
@@ -40,7 +43,7 @@ def register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return _page(400, kind="csrf")
+        return _page(400, kind="csrf", **_carry_on())
 
     @app.errorhandler(BadInput)
     def refused_input(error: BadInput):
@@ -50,7 +53,7 @@ def register_error_pages(app: Flask) -> None:
     def http_error(error: HTTPException):
         if error.code is None or error.code < 400:
             return error
-        page = _page(error.code, kind="http")
+        page = _page(error.code, kind="http", **(_rate_limited() if error.code == 429 else {}))
         if page.status_code != error.code:
             return page  # the page could not be built without the database: a 503
         response = error.get_response()
@@ -61,6 +64,22 @@ def register_error_pages(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         return _unavailable() if failures.triage(error, log) else _page(500, kind="http")
+
+
+def _carry_on() -> dict:
+    """How a person whose form could not be handled carries on: the form's page again, with
+    what they typed kept for it (not passwords)."""
+    if not kept.keep():
+        return {}
+    return {"carry_on": request.full_path.rstrip("?")}
+
+
+def _rate_limited() -> dict:
+    """When to try again (in the page's language and Japan time), and the way back to the
+    form with its input kept."""
+    limit = limiter.current_limit
+    context = {"retry": retry_at(max(1, int(limit.reset_at - time.time())))} if limit is not None else {}
+    return context | _carry_on()
 
 
 def _unavailable() -> Response:

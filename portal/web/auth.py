@@ -11,7 +11,9 @@ from portal.accounts import auth, sessions
 from portal.accounts.errors import InvalidCredentials, LoginLocked, LoginThrottled, TokenInvalid, WeakPassword, WrongPassword
 from portal.accounts.models import AccountKind, Language
 from portal.accounts.queries import InvalidEmail
-from portal.accounts.signup import LinkState, SignUpRequest, complete_sign_up, sign_up, verification_link
+from portal.accounts.signup import (LinkState, SignUpRequest, complete_sign_up, resend_sign_up, sign_up,
+                                   verification_link)
+from portal.web import kept
 from portal.web.current import load_user
 from portal.extensions import limiter
 from portal.web.forms import (PASSWORD_MESSAGES, ActionForm, EmailForm, LogInForm, NewPasswordForm, ReauthenticateForm,
@@ -59,11 +61,12 @@ def sign_in(user_id: int) -> None:
         now=clock.now(),
         ending=session.get("sid"),
     )
-    lang = session.get("lang")
+    lang, typed = session.get("lang"), kept.held()
     session.clear()
     session["sid"] = token
     if lang:
         session["lang"] = lang
+    kept.put_back(typed)
     login_user(load_user(str(user_id)))
 
 
@@ -94,11 +97,21 @@ def signup():
     return render_template("auth/signup.html", form=form), 422 if form.errors else 200
 
 
-@bp.get("/signup/check-email")
+@bp.route("/signup/check-email", methods=["GET", "POST"])
+@limiter.limit(_signup_limit, methods=["POST"])
 def check_email():
-    """Same page whether or not the address was already registered."""
+    """Same page whether or not the address was already registered. Its form mails the link
+    of the address's pending sign-up again (signup.resend_sign_up), with the same answer
+    whether or not there is one; a signed-in login uses resend_verification instead."""
     email = current_user.email if current_user.is_authenticated else session.get("signup_email")
-    return render_template("auth/check_email.html", email=email, form=EmailForm())
+    form = EmailForm(email=email)
+    if not current_user.is_authenticated and form.validate_on_submit():
+        resend_sign_up(session=db.session(), email=form.email.data, now=clock.now())
+        session["signup_email"] = form.email.data.strip().lower()
+        flash(_("If a sign-up with %(email)s is waiting for its link, we sent a new one. It is valid for 24 hours; "
+                "the link in earlier mails no longer works.", email=session["signup_email"]), "success")
+        return redirect(url_for("auth.check_email"))
+    return render_template("auth/check_email.html", email=email, form=form), 422 if form.errors else 200
 
 
 @bp.post("/signup/resend")

@@ -168,6 +168,8 @@ def pay():
     except service.GatewayUnavailable as failed:
         flash(_("The payment service did not answer. Nothing was charged; please try again in a moment."), "error")
         return redirect(url_for("billing.purchase", public_id=str(failed)))
+    if purchase.checkout_url is None:  # confirmed again while the first confirmation opens its checkout
+        return redirect(url_for("billing.purchase", public_id=purchase.public_id), 303)
     return redirect(purchase.checkout_url, 303)
 
 

@@ -6,12 +6,14 @@ from functools import wraps
 from flask import abort, flash, g, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_required
+from flask_login.utils import login_url
 
 from portal import clock, db
 from portal.accounts import sessions
 from portal.accounts.models import Account, Membership, User, UserSession
 from portal.accounts.queries import memberships_of
 from portal.extensions import login_manager
+from portal.web import kept
 
 
 @dataclass
@@ -56,6 +58,15 @@ def load_user(user_id: str) -> SignedIn | None:
     row, user = found
     membership, account = _account_in_use(row)
     return SignedIn(user=user, row=row, membership=membership, account=account)
+
+
+@login_manager.unauthorized_handler
+def sign_in_first():
+    """Flask-Login's redirect to the sign-in page, back to this page afterwards; a form sent
+    after the session ended keeps what was typed for that page."""
+    if kept.keep():
+        flash(_("Your session has ended. Sign in again to continue: what you typed is kept."), "info")
+    return redirect(login_url(login_manager.login_view, request.url))
 
 
 def _account_in_use(row: UserSession) -> tuple[Membership | None, Account | None]:
@@ -114,5 +125,6 @@ def reauthentication_redirect(back: str | None = None):
     if sessions.is_fresh(current_user.row, clock.now()):
         return None
     flash(_("Please confirm your password to continue."), "info")
+    kept.keep()  # a form sent with a stale sign-in is filled in again after the password prompt
     target = request.full_path if request.method == "GET" else back or request.full_path
     return redirect(url_for("auth.reauthenticate", next=target))

@@ -2,6 +2,7 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from flask_wtf.form import _Auto
 from wtforms.fields.choices import SelectChoice
 from wtforms import (BooleanField, EmailField, HiddenField, PasswordField, RadioField, SelectField, SelectMultipleField,
                      StringField, TelField, TextAreaField)
@@ -12,6 +13,7 @@ from portal.accounts.models import AccountKind, Language, Role, TaxResidency
 from portal.accounts.passwords import MAX_LENGTH
 from portal.billing.rules import JAPAN_TAX_RATE
 from portal.credentials.models import CredentialMode, Scope
+from portal.web import kept
 from portal.web.labels import ROLE_LABELS
 
 PASSWORD_MESSAGES = {
@@ -24,11 +26,22 @@ PASSWORD_MESSAGES = {
 LANGUAGE_CHOICES = [SelectChoice(Language.JA, "日本語"), SelectChoice(Language.EN, "English")]
 
 
+class Form(FlaskForm):
+    """Every form of the portal: shown again after an expired form, an ended session or a rate
+    limit, it is filled with what was typed (portal.web.kept)."""
+
+    class Meta:
+        def wrap_formdata(self, form, formdata):
+            if formdata is _Auto and not form.is_submitted():
+                return kept.formdata_for_this_page()
+            return super().wrap_formdata(form, formdata)
+
+
 def password_field(label):
     return PasswordField(label, validators=[InputRequired(), Length(max=MAX_LENGTH * 4)])
 
 
-class SignUpForm(FlaskForm):
+class SignUpForm(Form):
     name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
     email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
     password = password_field(_l("Password"))
@@ -55,38 +68,38 @@ class SignUpForm(FlaskForm):
         return valid
 
 
-class LogInForm(FlaskForm):
+class LogInForm(Form):
     email = EmailField(_l("E-mail address"), validators=[InputRequired(), Length(max=254)])
     password = PasswordField(_l("Password"), validators=[InputRequired(), Length(max=MAX_LENGTH * 4)])
     next = HiddenField()
 
 
-class EmailForm(FlaskForm):
+class EmailForm(Form):
     email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
 
 
-class NewPasswordForm(FlaskForm):
+class NewPasswordForm(Form):
     password = password_field(_l("New password"))
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(Form):
     current_password = PasswordField(_l("Current password"), validators=[InputRequired()])
     new_password = password_field(_l("New password"))
     end_other_sessions = BooleanField(_l("Sign out of all other sessions"), default=True)
 
 
-class SignUpPasswordForm(FlaskForm):
+class SignUpPasswordForm(Form):
     password = PasswordField(
         _l("The password you chose when you signed up"), validators=[InputRequired(), Length(max=MAX_LENGTH * 4)]
     )
 
 
-class ReauthenticateForm(FlaskForm):
+class ReauthenticateForm(Form):
     password = PasswordField(_l("Password"), validators=[InputRequired()])
     next = HiddenField()
 
 
-class PhoneForm(FlaskForm):
+class PhoneForm(Form):
     phone = TelField(
         _l("Mobile number"),
         validators=[InputRequired(), Length(max=20)],
@@ -94,39 +107,39 @@ class PhoneForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
+class CodeForm(Form):
     code = StringField(
         _l("6-digit code"),
         validators=[InputRequired(), Regexp(r"^\s*\d{6}\s*$", message=_l("Enter the 6 digits from the SMS."))],
     )
 
 
-class InviteForm(FlaskForm):
+class InviteForm(Form):
     email = EmailField(_l("E-mail address"), validators=[InputRequired(), Email(), Length(max=254)])
     role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()],
                        default=Role.DEVELOPER)
 
 
-class RoleForm(FlaskForm):
+class RoleForm(Form):
     role = SelectField(_l("Role"), choices=[SelectChoice(value, label) for value, label in ROLE_LABELS.items()])
 
 
-class AcceptInvitationForm(FlaskForm):
+class AcceptInvitationForm(Form):
     name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
     password = password_field(_l("Password"))
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
 
 
-class ProfileForm(FlaskForm):
+class ProfileForm(Form):
     name = StringField(_l("Your name"), validators=[InputRequired(), Length(max=100)])
     language = SelectField(_l("Language"), choices=LANGUAGE_CHOICES)
 
 
-class ActionForm(FlaskForm):
+class ActionForm(Form):
     """A button that only needs the CSRF token."""
 
 
-class BillingProfileForm(FlaskForm):
+class BillingProfileForm(Form):
     legal_name = StringField(
         _l("Legal name"), validators=[InputRequired(), Length(max=200)],
         description=_l("The company's registered name, or your full name: invoices are addressed to it."),
@@ -151,7 +164,7 @@ class BillingProfileForm(FlaskForm):
     next = HiddenField()
 
 
-class AmountForm(FlaskForm):
+class AmountForm(Form):
     """The amount of credit to buy; GET (no CSRF) so the confirmation screen has an address."""
 
     class Meta:
@@ -160,12 +173,12 @@ class AmountForm(FlaskForm):
     amount = StringField(_l("Amount of credit (yen, tax excluded)"), validators=[InputRequired()])
 
 
-class PayForm(FlaskForm):
+class PayForm(Form):
     amount = HiddenField(validators=[InputRequired()])
     total = HiddenField(validators=[InputRequired()])  # what the customer confirmed
 
 
-class CredentialForm(FlaskForm):
+class CredentialForm(Form):
     name = StringField(_l("Name"), validators=[InputRequired(), Length(max=100)],
                        description=_l("Where it is used, for example: production web server."))
     mode = RadioField(
@@ -198,7 +211,7 @@ class CredentialForm(FlaskForm):
     )
 
 
-class RotateForm(FlaskForm):
+class RotateForm(Form):
     overlap = SelectField(
         _l("Keep the current token working for"),
         choices=[SelectChoice("0", _l("No overlap: stop it now")), SelectChoice("1", _l("1 hour")),
@@ -207,7 +220,7 @@ class RotateForm(FlaskForm):
     )
 
 
-class SendTestSMSForm(FlaskForm):
+class SendTestSMSForm(Form):
     """The dashboard's "send a test SMS" button. `attempt` is new on every rendering of the
     button and keys the send, so a double click or a resubmitted page sends once."""
 

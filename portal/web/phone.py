@@ -1,6 +1,7 @@
 """Prove the mobile number with a code sent by SMS (delivered to the test inbox by default)."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -20,8 +21,20 @@ from portal.ledger.rules import MILLI_YEN
 from portal.web.current import reauthentication_redirect, verified_email_required
 from portal.extensions import limiter
 from portal.web.forms import ActionForm, CodeForm, PhoneForm
+from portal.web.waiting import retry_at
 
 bp = Blueprint("phone", __name__, url_prefix="/verify-phone")
+
+
+def code_sms(code: str, language: str) -> str:
+    """The verification SMS, in the user's language only."""
+    with force_locale(language):
+        return _("Chotto: your verification code is %(code)s. It is valid for 10 minutes.", code=code)
+
+
+def _send(number: str) -> None:
+    phone.send_code(session=db.session(), user_id=current_user.id, account_id=_test_inbox(), phone=number,
+                    secret=current_app.config["SECRET_KEY"], wording=code_sms, now=clock.now())
 
 
 def send_error_message(error: Exception) -> str:
@@ -32,7 +45,7 @@ def send_error_message(error: Exception) -> str:
     if isinstance(error, ResendTooSoon):
         return _("Please wait %(seconds)s seconds before asking for another code.", seconds=error.retry_after_seconds)
     if isinstance(error, TooManyCodes):
-        return _("Too many codes were sent to this number. Try again in an hour.")
+        return " ".join((_("You have been sent as many codes as we send in a day."), retry_at(error.retry_after_seconds)))
     return _("Too many wrong codes. Try again in an hour.")
 
 
@@ -46,22 +59,21 @@ def start():
             return redirect(url_for("dashboard.show"))
         if (prompt := reauthentication_redirect()) is not None:
             return prompt
-    form = PhoneForm()
+    form = PhoneForm() if request.method == "POST" else PhoneForm(phone=_number_to_correct())
     if form.validate_on_submit():
         try:
-            phone.send_code(
-                session=db.session(),
-                user_id=user.id,
-                account_id=_test_inbox(),
-                phone=form.phone.data,
-                secret=current_app.config["SECRET_KEY"],
-                now=clock.now(),
-            )
+            _send(form.phone.data)
         except (PhoneInvalid, PhoneTaken, ResendTooSoon, TooManyCodes, ChallengeLocked) as error:
             form.phone.errors = [send_error_message(error)]
             return render_template("phone/start.html", form=form), 422
         return redirect(url_for("phone.code"))
     return render_template("phone/start.html", form=form)
+
+
+def _number_to_correct() -> str | None:
+    """The number of the open challenge, as the person wrote it, to correct a typo in it."""
+    e164 = phone.latest_phone(session=db.session(), user_id=current_user.id)
+    return phone.display_number(e164) if e164 else None
 
 
 def _test_inbox() -> int | None:
@@ -77,6 +89,8 @@ def _test_inbox() -> int | None:
 @limiter.limit("10 per minute", methods=["POST"])
 def code():
     form, resend = CodeForm(), ActionForm(prefix="resend")
+    number = _number_to_correct()
+    correction = PhoneForm(phone=number)
     if form.validate_on_submit():
         try:
             phone.check_code(
@@ -102,8 +116,8 @@ def code():
         else:
             flash(_("Your mobile number is verified."), "success")
             return redirect(url_for("dashboard.show"))
-        return render_template("phone/code.html", form=form, resend=resend), 422
-    return render_template("phone/code.html", form=form, resend=resend)
+        return render_template("phone/code.html", form=form, resend=resend, correction=correction, number=number), 422
+    return render_template("phone/code.html", form=form, resend=resend, correction=correction, number=number)
 
 
 @bp.post("/resend")
@@ -114,14 +128,7 @@ def resend():
     if challenge_phone is None:
         return redirect(url_for("phone.start"))
     try:
-        phone.send_code(
-            session=db.session(),
-            user_id=current_user.id,
-            account_id=_test_inbox(),
-            phone=challenge_phone,
-            secret=current_app.config["SECRET_KEY"],
-            now=clock.now(),
-        )
+        _send(challenge_phone)
     except (PhoneInvalid, PhoneTaken, ResendTooSoon, TooManyCodes, ChallengeLocked) as error:
         flash(send_error_message(error), "error")
     else:

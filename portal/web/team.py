@@ -24,6 +24,7 @@ from portal.accounts.queries import InvalidEmail, user_by_email
 from portal.web.auth import password_errors, sign_in
 from portal.web.current import reauthentication_redirect, role_required
 from portal.extensions import limiter
+from portal.web import kept
 from portal.web.forms import ROLE_LABELS, AcceptInvitationForm, ActionForm, InviteForm, RoleForm
 from portal.extensions import htmx
 from portal.web.fragments import render_page, wants_fragment
@@ -105,7 +106,9 @@ def revoke(invitation_id: int):
 @bp.get("/team/members/<int:membership_id>/role")
 @role_required(Role.OWNER)
 def back_to_team(membership_id: int | None = None):
-    """Where the password prompt sends an owner back to after a refused POST."""
+    """Where the password prompt sends an owner back to after a refused POST (and the sign-in
+    page after a form sent once the session had ended): what was typed goes along."""
+    kept.move_to(url_for("team.show"))
     return redirect(url_for("team.show"))
 
 

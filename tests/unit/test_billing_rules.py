@@ -97,3 +97,16 @@ def test_a_search_day_that_is_no_date_is_refused_as_such(typed):
     with pytest.raises(ValueError) as refused:
         rules.search_day(typed)
     assert not isinstance(refused.value, rules.DayOutOfRange)
+
+
+def test_a_repeated_confirmation_continues_a_recent_open_purchase_of_the_same_terms_only():
+    from datetime import datetime, timedelta, timezone
+
+    from portal.billing.rules import resumable
+
+    start = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
+    assert resumable(created_at=start, has_checkout=True, same_terms=True, now=start + timedelta(minutes=59))
+    assert not resumable(created_at=start, has_checkout=True, same_terms=True, now=start + timedelta(hours=1))
+    assert not resumable(created_at=start, has_checkout=True, same_terms=False, now=start)
+    assert resumable(created_at=start, has_checkout=False, same_terms=True, now=start + timedelta(seconds=119))
+    assert not resumable(created_at=start, has_checkout=False, same_terms=True, now=start + timedelta(minutes=2))

@@ -81,3 +81,4 @@ def test_a_variant_inside_an_accepted_spelling_is_not_a_variant():
 def test_placeholders_must_match():
     assert style.placeholder_problem(style.Entry("%(a)s of %(b)s", "%(a)s", False))
     assert style.placeholder_problem(style.Entry("%(rate)s%%", "%(rate)s%%対象", False)) is None
+    assert style.placeholder_problem(style.Entry("%(num)s hour\n%(num)s hours", "%(num)s時間", False, plural=True)) is None

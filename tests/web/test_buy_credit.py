@@ -298,3 +298,17 @@ def test_a_sandbox_step_that_no_longer_fits_is_explained(app):
     assert response.headers["Location"] == path
     assert "That step does not fit this checkout any more." in client.page(path).get_text()
     assert available(app, account_id) == 1000 * 1000
+
+
+def test_a_stale_confirmation_page_submitted_again_returns_the_open_purchase(app):
+    client, account_id = with_profile(app)
+    fields = confirmed(client, 1000)
+    first = client.post("/credit/buy/confirm", fields, status=303).headers["Location"]
+    again = client.post("/credit/buy/confirm", fields, status=303).headers["Location"]  # double submit, back button
+    other_tab = client.post("/credit/buy/confirm", confirmed(client, 1000), status=303).headers["Location"]
+    assert first == again == other_tab
+    with db_session(app) as session:
+        assert [(p.amount_yen, p.status) for p in session.scalars(select(Purchase))] == [(1000, "open")]
+    client.post("/credit/buy/confirm", confirmed(client, 3000), status=303)  # another quote is another purchase
+    with db_session(app) as session:
+        assert sorted(p.amount_yen for p in session.scalars(select(Purchase))) == [1000, 3000]

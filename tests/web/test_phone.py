@@ -1,6 +1,8 @@
+import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import PhoneChallenge, User
+from portal.messaging.models import TestInboxMessage
 from tests.helpers import PageClient, db_session, inbox_codes, make_user
 
 
@@ -168,14 +170,78 @@ def test_switching_numbers_keeps_the_failure_count(app, clock):
     client.post("/verify-phone/", {"phone": "07011112222"}, status=302)
 
 
-def test_at_most_five_codes_an_hour_whatever_the_number(app, clock):
+def test_at_most_ten_codes_a_day_whatever_the_number_then_the_page_says_when(app, clock):
     client = signed_in(app)
-    for number in ("09011110001", "09011110002", "09011110003", "09011110004", "09011110005"):
-        client.post("/verify-phone/", {"phone": number}, status=302)
-        clock.advance(seconds=61)
-    response = client.post("/verify-phone/", {"phone": "09011110006"}, status=422)
-    assert "Too many codes" in response.get_data(as_text=True)
-    assert len(inbox_codes(app)) == 5
+    for index in range(10):
+        client.post("/verify-phone/", {"phone": f"0901111{index:04d}"}, status=302)
+        clock.advance(minutes=40)  # never more than two codes an hour: the limit is the day's
+    response = client.post("/verify-phone/", {"phone": "09011119999"}, status=422)
+    text = " ".join(response.get_data(as_text=True).split())
+    assert "You have been sent as many codes as we send in a day." in text
+    assert "Try again after 11/28/26, 12:00 PM Japan time (in 18 hours)." in text  # the first code plus a day
+    assert 'value="09011119999"' in text
+    client.post("/verify-phone/resend", status=302)
+    assert "as many codes as we send in a day" in client.text("/verify-phone/code")
+    assert len(inbox_codes(app)) == 10
+    clock.advance(hours=17, minutes=20)
+    client.login("owner@example.com")  # the session timed out meanwhile
+    client.post("/verify-phone/", {"phone": "09011119999"}, status=302)
+
+
+def test_the_code_page_shows_the_number_the_code_went_to(app):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "+819012345678"}, status=302)
+    page = client.page("/verify-phone/code")
+    assert "The code went to 090-1234-5678." in page.get_text(" ")
+    assert page.select_one("form input[name=phone]")["value"] == "090-1234-5678"
+    assert client.page("/verify-phone/").select_one("input[name=phone]")["value"] == "090-1234-5678"
+
+
+def test_a_mistyped_number_is_corrected_at_once_and_the_cooldown_is_per_number(app, clock):
+    client = signed_in(app)
+    client.post("/verify-phone/", {"phone": "090-1234-5679"}, status=302)  # a typo
+    clock.advance(seconds=5)
+    client.post("/verify-phone/", {"phone": "090-1234-5678"}, status=302)  # corrected from the code page
+    assert "The code went to 090-1234-5678." in client.text("/verify-phone/code")
+    first, second = inbox_codes(app)
+    with db_session(app) as session:
+        sent_to = session.scalars(select(PhoneChallenge.phone_e164).order_by(PhoneChallenge.id)).all()
+    assert sent_to == ["+819012345679", "+819012345678"]
+    client.post("/verify-phone/resend", status=302)  # the corrected number's own cooldown
+    assert "Please wait 61 seconds" in client.text("/verify-phone/code")
+    response = client.post("/verify-phone/", {"phone": "090-1234-5679"}, status=422)  # back to the typo too soon
+    assert "Please wait 56 seconds" in response.get_data(as_text=True)
+    assert response.get_data(as_text=True).count('value="090-1234-5679"') == 1  # what was typed is kept
+    client.post("/verify-phone/code", {"code": second}, status=302)
+    with db_session(app) as session:
+        assert session.scalars(select(User.phone_e164)).one() == "+819012345678"
+
+
+def test_a_correction_on_a_number_change_keeps_asking_for_the_change(app):
+    make_user(app, phone="+819012345678")
+    client = PageClient(app.test_client(), app)
+    client.login("owner@example.com")
+    client.post("/verify-phone/?change=1", {"phone": "080-1111-2223"}, status=302)
+    form = client.page("/verify-phone/code").select_one("section form")
+    assert form["action"] == "/verify-phone/?change=1"
+    client.post(form["action"], {"phone": "080-1111-2222"}, status=302)
+    assert "The code went to 080-1111-2222." in client.text("/verify-phone/code")
+
+
+@pytest.mark.parametrize("language, wanted, unwanted", [
+    ("ja", "Chotto：認証コードは", "verification code"),
+    ("en", "Chotto: your verification code is", "認証"),
+])
+def test_the_code_sms_is_in_the_users_language_only(app, language, wanted, unwanted):
+    make_user(app, language=language)
+    client = PageClient(app.test_client(), app)
+    client.login("owner@example.com")
+    client.post("/verify-phone/", {"phone": "09012345678"}, status=302)
+    [code] = inbox_codes(app)
+    with db_session(app) as session:
+        [body] = session.scalars(select(TestInboxMessage.body)).all()
+    assert wanted in body and code in body and unwanted not in body
+    assert "/" not in body
 
 
 def test_in_production_no_page_shows_a_verification_code(app_with):
