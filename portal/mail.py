@@ -24,6 +24,8 @@ from portal.outbox import OutboxKind
 
 log = logging.getLogger(__name__)
 
+SUBJECT_PREFIX = "[Chotto] "  # every subject, in every language: the one place it is written
+
 
 class DevMail(SQLModel, table=True):
     __tablename__ = "dev_mailbox"
@@ -69,9 +71,14 @@ def rendered(session: Session, *, payload: dict, now: datetime,
     return {"to": payload["to"], **_render(content.template, content.language, content.context)}
 
 
+def rendered_subject(template: str, context: dict) -> str:
+    """A mail's subject in the current language, behind the one prefix all subjects share."""
+    return SUBJECT_PREFIX + render_template(f"mail/{template}.subject.txt", **context).strip()
+
+
 def _render(template: str, language: str, context: dict) -> dict:
     with force_locale(language):
-        subject = render_template(f"mail/{template}.subject.txt", **context).strip()
+        subject = rendered_subject(template, context)
         text_body = render_template(f"mail/{template}.txt", **context)
         html_body = render_template(f"mail/{template}.html", subject=subject, **context)
     return {"subject": subject, "text": text_body, "html": html_body}

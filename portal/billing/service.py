@@ -20,6 +20,7 @@ from portal.billing import invoices, rules
 from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
 from portal.billing.models import (EVENT_SEEN, OPEN_PURCHASE_EXISTS, BillingProfile, DisputeStatus, PaymentRefund,
                                    Purchase, PurchaseStatus, WebhookEvent)
+from portal.formats import postal_address
 from portal.ledger import rules as ledger_rules
 from portal.ledger import service as ledger
 from portal.ledger.models import Lot
@@ -146,7 +147,7 @@ def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen
     if profile is None:
         raise NoBillingProfile(account_id)
     quote = rules.quote(amount_yen=amount_yen, residency=residency_of(session, account_id=account_id), minimum=minimum)
-    recipient = (profile.legal_name, f"〒{profile.postal_code} {profile.address}", profile.registration_number)
+    recipient = (profile.legal_name, postal_address(profile.postal_code, profile.address), profile.registration_number)
     current = _open_purchase(session, account_id=account_id, amount_yen=quote.amount_yen, total_yen=quote.total_yen)
     if current is not None:
         same_terms = current.gateway == gateway and recipient == (

@@ -9,17 +9,18 @@ from flask_babel import format_datetime, get_locale
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from portal import db, failures, security
+from portal import db, failures, formats, security
 from portal.accounts.models import Language
 from portal.bad_input import BadInput
 from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
 from portal.extensions import limiter
-from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, kept, phone, profile, public, sandbox,
-                        team)
+from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, kept, labels, phone, profile, public,
+                        sandbox, team)
 from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
+JAPANESE_DATE_TIME = "y年M月d日 H:mm"
 
 
 def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
@@ -133,9 +134,17 @@ def register_template_helpers(app: Flask) -> None:
         """A calendar date in Japan time (invoices): 2026年11月27日 / 27 November 2026."""
         return format_date(value.astimezone(JST).date(), "long", locale=str(get_locale() or Language.JA)) if value else ""
 
+    app.add_template_filter(formats.phone_number, "phone")
+    app.add_template_filter(formats.postal_mark, "postal")
+    labels.register(app)
+
     @app.template_filter("jst")
     def jst(value, format="medium"):
-        return format_datetime(value, format) if value else ""
+        """A moment in Japan time: 2026年11月27日 12:00 on Japanese pages, Nov 27, 2026, 12:00:00 PM on English ones."""
+        if not value:
+            return ""
+        japanese = str(get_locale() or Language.EN) == Language.JA and format == "medium"
+        return format_datetime(value, JAPANESE_DATE_TIME if japanese else format)
 
     @app.context_processor
     def page_context():

@@ -185,4 +185,4 @@ def rotate_callback_secret(credential_id: int):
 
 @bp.get("/api/docs")
 def reference():
-    return render_template("credentials/reference.html", spec=document(current_app.config["BASE_URL"]))
+    return render_template("credentials/reference.html", spec=document(current_app.config["BASE_URL"], _))

@@ -8,11 +8,13 @@ from wtforms import (BooleanField, EmailField, HiddenField, PasswordField, Radio
                      StringField, TelField, TextAreaField)
 from wtforms.validators import Email, InputRequired, Length, Optional, Regexp
 
+from portal import formats
 from portal.accounts.models import AccountKind, Language, Role, TaxResidency
 from portal.accounts.passwords import MAX_LENGTH
 from portal.billing.rules import JAPAN_TAX_RATE
 from portal.credentials.models import CredentialMode, Scope
 from portal.web import kept
+from portal.web.labels import ROLE_LABELS
 
 PASSWORD_MESSAGES = {
     "too_short": _l("Use at least 15 characters. A few random words make a strong, memorable password."),
@@ -21,7 +23,6 @@ PASSWORD_MESSAGES = {
     "contains_context": _l("Do not use your e-mail name or the service name in your password."),
     "too_repetitive": _l("This password repeats one or two characters. Choose another."),
 }
-ROLE_LABELS = {Role.OWNER: _l("Owner"), Role.DEVELOPER: _l("Developer"), Role.BILLING: _l("Billing")}
 LANGUAGE_CHOICES = [SelectChoice(Language.JA, "日本語"), SelectChoice(Language.EN, "English")]
 
 
@@ -143,7 +144,7 @@ class BillingProfileForm(Form):
         _l("Legal name"), validators=[InputRequired(), Length(max=200)],
         description=_l("The company's registered name, or your full name: invoices are addressed to it."),
     )
-    postal_code = StringField(_l("Postal code"), validators=[InputRequired(), Length(max=20)])
+    postal_code = StringField(_l("Postal code"), validators=[InputRequired(), Length(max=20)], filters=[formats.postal_code])
     address = StringField(_l("Address"), validators=[InputRequired(), Length(max=300)])
     billing_email = EmailField(
         _l("Billing e-mail"), validators=[InputRequired(), Email(), Length(max=254)],

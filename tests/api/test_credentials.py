@@ -137,7 +137,7 @@ def test_creation_and_revocation_are_audited_and_mailed_to_owners(app, customer,
     assert actions == ["credential.created", "credential.revoked"]
     deliver_outbox(app)
     subjects = [mail.subject for mail in mails_to(app, user.email)]
-    assert "A new API credential was created on Chotto" in subjects and "An API credential was revoked on Chotto" in subjects
+    assert "[Chotto] A new API credential was created" in subjects and "[Chotto] An API credential was revoked" in subjects
     assert all(key.token not in mail.text_body for mail in mails_to(app, user.email))
 
 

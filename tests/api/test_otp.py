@@ -226,7 +226,7 @@ def test_two_hundred_requests_without_verification_pause_the_site_until_an_owner
     paused_at = answers.index(403)
     assert 50 <= paused_at <= 60 and set(answers[paused_at:]) == {403}
     [told] = [m for m in mails_to(app, "dev@example.com") if "paused" in m.subject]  # the owner, once
-    assert told.subject == "OTP site shop.example.com is paused" and "SMS pumping" in told.text_body
+    assert told.subject == "[Chotto] OTP site shop.example.com is paused" and "SMS pumping" in told.text_body
     with db_session(app) as session:
         assert session.get(OtpSite, site).paused_at is not None
         user, _ = customer

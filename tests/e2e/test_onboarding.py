@@ -8,17 +8,17 @@ from playwright.sync_api import expect
 TEXT = {
     "en": {
         "signup": "Create your Chotto account", "create": "Create account", "check": "Check your e-mail",
-        "mail": "Confirm your e-mail address for Chotto", "phone": "Verify your mobile number",
+        "mail": "[Chotto] Confirm your e-mail address", "phone": "Verify your mobile number",
         "send": "Send the code", "code": "Enter the code", "verify": "Verify", "welcome": "Welcome, ",
-        "verified": "Mobile number verified: +819012345678", "individual": "Myself (individual)",
+        "verified": "Mobile number verified: 090-1234-5678", "individual": "Myself (individual)",
         "name": "Your name", "email": "E-mail address", "password": "Password", "mobile": "Mobile number",
         "code_label": "6-digit code",
     },
     "ja": {
         "signup": "Chottoアカウントを作成", "create": "アカウントを作成", "check": "メールをご確認ください",
-        "mail": "【Chotto】メールアドレスのご確認", "phone": "携帯電話番号を確認する",
+        "mail": "[Chotto] メールアドレスのご確認", "phone": "携帯電話番号を確認する",
         "send": "認証コードを送信", "code": "認証コードを入力", "verify": "認証する", "welcome": "ようこそ",
-        "verified": "携帯電話番号の確認完了：+819012345678", "individual": "個人（ご本人）", "name": "お名前",
+        "verified": "携帯電話番号の確認完了：090-1234-5678", "individual": "個人（ご本人）", "name": "お名前",
         "email": "メールアドレス", "password": "パスワード", "mobile": "携帯電話番号", "code_label": "6桁の認証コード",
     },
 }

@@ -25,7 +25,7 @@ def test_an_owner_invites_a_billing_member_who_accepts_and_signs_in(browser, liv
     invitee_context = browser.new_context(locale="en-GB", base_url=live_server.url)
     invitee = console_errors(invitee_context.new_page())
     invitee.goto("/dev/mailbox/")
-    subject = "Olivia Owner invites you to Olivia Owner on Chotto"
+    subject = "[Chotto] Olivia Owner invites you to Olivia Owner"
     assert _wait_for_mail(invitee, subject), "the invitation never arrived"
     invitee.get_by_role("link", name=subject).click()
     link = re.search(r"http://127\.0\.0\.1:\d+/invitations/\S+", invitee.locator("pre.mail-text").inner_text()).group(0)

@@ -122,7 +122,7 @@ def test_a_sandbox_card_payment_grants_a_lot_valid_90_days_and_a_receipt(app, cl
     assert purchase.status == "paid"
     deliver_outbox(app)
     [mail] = mails_to(app, "finance@example.com")
-    assert mail.subject == "Payment received: ¥1,000 of Chotto credit added"
+    assert mail.subject == "[Chotto] Payment received: ¥1,000 of credit added"
     assert f"https://portal.chotto.test{link}" in mail.text_body and "¥1,100" in mail.text_body
 
 

@@ -32,7 +32,7 @@ def test_a_token_is_shown_once_and_the_list_shows_only_its_prefix_and_last_four(
     assert tokens.well_formed(token) and token.startswith("chotto_live_")
     listing = client.get("/credentials").get_data(as_text=True)
     assert token not in listing and f"chotto_live_…{token[-4:]}" in listing and sid in listing
-    assert "sms, read" in listing
+    assert "SMS, Read" in listing and "sms, read" not in listing  # scopes in words
     response = client.client.get("/you/credits/", auth=(sid, token))
     assert response.status_code == 200
 

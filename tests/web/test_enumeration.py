@@ -115,8 +115,8 @@ def test_sign_up_does_the_same_work_for_a_known_address(app, measure):
     assert {("INSERT", ("signup_attempts",)), ("INSERT", ("outbox",))} <= writes(known)
     assert known.response.status_code == 302
     same_page(known, unknown, "known@example.com", "unknown@example.com")
-    assert [m.subject for m in mails_to(app, "known@example.com")] == ["You already have a Chotto login"]
-    assert [m.subject for m in mails_to(app, "unknown@example.com")] == ["Confirm your e-mail address for Chotto"]
+    assert [m.subject for m in mails_to(app, "known@example.com")] == ["[Chotto] You already have a login"]
+    assert [m.subject for m in mails_to(app, "unknown@example.com")] == ["[Chotto] Confirm your e-mail address"]
 
 
 def test_forgot_password_does_the_same_work_for_an_unknown_address(app, measure):
@@ -129,5 +129,5 @@ def test_forgot_password_does_the_same_work_for_an_unknown_address(app, measure)
     assert ("INSERT", ("outbox",)) in writes(known)
     assert known.response.status_code == 200
     same_page(known, unknown, "known@example.com", "unknown@example.com")
-    assert [m.subject for m in mails_to(app, "known@example.com")] == ["Choose a new Chotto password"]
+    assert [m.subject for m in mails_to(app, "known@example.com")] == ["[Chotto] Reset your password"]
     assert mails_to(app, "unknown@example.com") == []

@@ -89,7 +89,7 @@ def test_each_purpose_has_its_own_quota(app):
     for _ in range(3):
         client.post("/password/forgot", {"email": "hana@example.com"}, status=200)
     client.post("/signup", SIGNUP, status=302)
-    assert [m.subject for m in mails_to(app, "hana@example.com")][-1] == "You already have a Chotto login"
+    assert [m.subject for m in mails_to(app, "hana@example.com")][-1] == "[Chotto] You already have a login"
 
 
 def test_the_counters_keep_no_address_in_clear(app):

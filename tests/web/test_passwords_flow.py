@@ -38,7 +38,7 @@ def test_a_reset_link_works_once_does_not_sign_in_and_ends_every_session(client,
     client.get("/dashboard", status=302)
     other.get("/dashboard", status=302)
     client.get(link, status=410)
-    assert mails_to(app, "owner@example.com")[-1].subject == "Your Chotto password was changed"
+    assert mails_to(app, "owner@example.com")[-1].subject == "[Chotto] Your password was changed"
 
 
 def test_a_reset_link_expires_after_60_minutes(client, app, clock):
@@ -72,7 +72,7 @@ def test_changing_the_password_needs_the_current_one_mails_a_notice_and_can_end_
         {"current_password": PASSWORD, "new_password": "another long passphrase", "end_other_sessions": "y"},
         status=302,
     )
-    assert mails_to(app, "owner@example.com")[-1].subject == "Your Chotto password was changed"
+    assert mails_to(app, "owner@example.com")[-1].subject == "[Chotto] Your password was changed"
     client.get("/dashboard", status=200)
     other.get("/dashboard", status=302)
     assert "Sign out of all other sessions" in client.text("/profile/")

@@ -24,12 +24,12 @@ def test_walks_from_sign_up_through_email_and_phone_to_the_dashboard(client, app
 
     client.post("/verify-phone/", {"phone": "090-1234-5678"}, status=302)
     [code] = inbox_codes(app)
-    assert "+819012345678" in client.text("/test-inbox")
+    assert "090-1234-5678" in client.text("/test-inbox")
     response = client.post("/verify-phone/code", {"code": code}, status=302)
     assert response.headers["Location"].endswith("/dashboard")
     page = client.text("/dashboard")
     assert "Welcome, Hana Sato" in page
-    assert "Mobile number verified: +819012345678" in page
+    assert "Mobile number verified: 090-1234-5678" in page
 
 
 def test_sign_up_creates_an_account_with_its_owner_when_the_link_is_opened(client, app):
@@ -68,8 +68,8 @@ def test_answers_the_same_for_a_known_address_and_mails_it_a_notice_instead_of_a
     assert known_page == client.text("/signup/check-email").replace("new@example.com", "hana@example.com")
     with db_session(app) as session:
         assert session.scalar(select(func.count()).select_from(User)) == 1
-    assert [m.subject for m in mails_to(app, "hana@example.com")] == ["You already have a Chotto login"]
-    assert [m.subject for m in mails_to(app, "new@example.com")] == ["Confirm your e-mail address for Chotto"]
+    assert [m.subject for m in mails_to(app, "hana@example.com")] == ["[Chotto] You already have a login"]
+    assert [m.subject for m in mails_to(app, "new@example.com")] == ["[Chotto] Confirm your e-mail address"]
 
 
 def test_an_email_link_works_once(client, app):

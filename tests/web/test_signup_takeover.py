@@ -212,7 +212,7 @@ def test_an_address_with_a_proved_login_keeps_its_password(app):
     make_user(app, "hana@example.com")
     browser(app).post("/signup", ATTACKER, status=302)
     [notice] = mails_to(app, "hana@example.com")
-    assert notice.subject == "You already have a Chotto login" and "/verify-email/" not in notice.text_body
+    assert notice.subject == "[Chotto] You already have a login" and "/verify-email/" not in notice.text_body
     browser(app).post("/login", {"email": "hana@example.com", "password": ATTACKER_PASSWORD}, status=422)
     browser(app).login("hana@example.com", PASSWORD)
 

@@ -32,7 +32,7 @@ def roles(app):
 
 def test_a_new_person_accepts_an_invitation_as_billing_and_can_sign_in(owner, app):
     link = invite(owner, app, "finance@example.com", "billing")
-    assert mails_to(app, "finance@example.com")[-1].subject == "Olivia Owner invites you to Olivia Owner on Chotto"
+    assert mails_to(app, "finance@example.com")[-1].subject == "[Chotto] Olivia Owner invites you to Olivia Owner"
     guest = PageClient(app.test_client(), app)
     assert "You are invited as Billing" in guest.text(link)
     guest.post(link, {"name": "Fumiko Finance", "password": "ledger lines and tea", "language": "ja"}, status=302)
@@ -228,7 +228,7 @@ def test_owners_are_mailed_who_was_removed_by_whom_and_which_credentials_were_re
     new_credential(app, dev_id, "old-script")
     owner.post(f"/team/members/{membership_id}/remove", {"keep": str(kept_id)}, status=302)
     mail = mails_to(app, "owner@example.com")[-1]
-    assert mail.subject == "Dev Member was removed from Olivia Owner on Chotto"
+    assert mail.subject == "[Chotto] Dev Member was removed from Olivia Owner"
     body = " ".join(mail.text_body.split())
     assert "Olivia Owner removed Dev Member (dev@example.com) from Olivia Owner." in body
     revoked, kept = body.split("now revoked")[1].split("kept by choice")

@@ -1,0 +1,54 @@
+"""Codes shown to people as words: a credential's scopes and mode, a member's role, a message's
+channel and status. One translatable label per code, used by the templates through filters."""
+
+from types import SimpleNamespace
+
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
+
+from portal.accounts.models import Role
+from portal.credentials.models import CredentialMode, Scope
+
+SCOPE_LABELS = {Scope.SMS: _l("SMS"), Scope.VOICE: _l("Voice calls"), Scope.OTP: _l("OTP"), Scope.READ: _l("Read")}
+MODE_LABELS = {CredentialMode.LIVE: _l("Live"), CredentialMode.TEST: _l("Test")}
+ROLE_LABELS = {Role.OWNER: _l("Owner"), Role.DEVELOPER: _l("Developer"), Role.BILLING: _l("Billing")}
+CHANNEL_LABELS = {"sms": _l("SMS"), "voice": _l("Voice call")}
+MESSAGE_STATUS_LABELS = {
+    "QUEUED": _l("Queued"), "DELIVERING": _l("Delivering"), "DELIVERED": _l("Delivered"), "FAIL": _l("Not delivered"),
+    "IN PROGRESS": _l("In progress"), "ANSWERED": _l("Answered"), "FAILED": _l("Call failed"),
+}
+
+
+PUNCTUATION = {
+    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、", dash="：", space=""),
+    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", ", dash=" — ", space=" "),
+}
+
+
+def _japanese() -> bool:
+    return str(get_locale() or "en") == "ja"
+
+
+def punctuation() -> SimpleNamespace:
+    """The marks templates put between their own pieces (a label and its value, a name and its
+    note): full-width on Japanese pages, with no space beside them."""
+    return PUNCTUATION["ja" if _japanese() else "en"]
+
+
+def label(labels: dict, code) -> str:
+    """The word for a code; an unknown code is shown as it is rather than breaking the page."""
+    return str(labels.get(code, code)) if code is not None else ""
+
+
+def listing(words) -> str:
+    """Words as a list in the page's language: 「SMS、音声通話」 / "SMS, Voice calls"."""
+    return punctuation().comma.join(str(word) for word in words)
+
+
+def register(app) -> None:
+    filters = {"scope_label": SCOPE_LABELS, "mode_label": MODE_LABELS, "role_label": ROLE_LABELS,
+               "channel_label": CHANNEL_LABELS, "message_status_label": MESSAGE_STATUS_LABELS}
+    for name, labels in filters.items():
+        app.add_template_filter(lambda code, labels=labels: label(labels, code), name)
+    app.add_template_filter(lambda codes: listing(label(SCOPE_LABELS, code) for code in codes), "scope_labels")
+    app.context_processor(lambda: {"mark": punctuation()})
