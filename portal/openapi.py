@@ -222,6 +222,7 @@ def _paths(_: Translate) -> dict:
                                        "calls, a live one only live ones."), ERROR), **common}),
             },
         },
+        **_otp_paths(_, common),
         "/you/credits/": {
             "get": {
                 "operationId": "getCredits", "summary": _("Available credit"),
@@ -232,6 +233,83 @@ def _paths(_: Translate) -> dict:
                             "lots": {"type": "array", "items": {"type": "object", "properties": {
                                 "kind": {"type": "string"}, "remaining": {"type": "number"},
                                 "expires_at": {"type": "string"}}}}}}), **common}),
+            },
+        },
+    }
+
+
+def _otp_paths(_: Translate, common: dict) -> dict:
+    reasoned = {"type": "object", "properties": {"detail": {"type": "string"}, "reason": {"type": "string"}}}
+    retry_after = {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                   "description": _("Whole seconds to wait, at least 1.")}}
+    failed = {
+        "type": "object", "additionalProperties": True,
+        "properties": {"code": {"type": "array", "items": {"type": "string"}},
+                       "reason": {"type": "string", "enum": ["wrong", "expired", "too_many_attempts", "already_used",
+                                                             "no_active_code"]},
+                       "attempts_left": {"type": "integer"}},
+    }
+    website = {"type": "string", "description": _("A registered site's URL or domain.")}
+    return {
+        "/otp/register-website/": {
+            "post": {
+                "operationId": "registerOtpWebsite", "summary": _("Register a website for one-time codes"),
+                "requestBody": _body({"type": "object", "required": ["website"], "properties": {
+                    "website": {"type": "string", "examples": ["https://example.com"],
+                                "description": _("The site's URL or domain, e.g. https://example.com.")},
+                    "template_id": {"type": "string", "description": _("Accepted for Xoxzo's clients and ignored: "
+                                                                       "the template is set in the portal.")}}}),
+                "responses": _in_status_order({
+                    "201": _response(_("Registered. Serve verification_token at verification_url to send codes to any "
+                                       "number; until then they go only to the account's verified numbers."), {
+                        "type": "object", "properties": {
+                            "message": {"type": "string"}, "website": {"type": "string"},
+                            "verification_url": {"type": "string"}, "verification_token": {"type": "string"}}}),
+                    "400": _response(_("Invalid, or already registered."), _field_errors(_)), **common}),
+            },
+        },
+        "/otp/request/": {
+            "post": {
+                "operationId": "requestOtp", "summary": _("Send a verification code (¥3 an SMS)"),
+                "parameters": [_idempotency(_)],
+                "requestBody": _body({"type": "object", "required": ["website", "phone_number"], "properties": {
+                    "website": website, "phone_number": _phone(_),
+                    "channel": {"type": "string", "enum": ["sms", "voice"],
+                                "description": _("sms (the default), or voice: a call that reads the code out, priced "
+                                                 "as a call.")},
+                    "ip": {"type": "string", "description": _("The end user's IP address, for the site's per-IP "
+                                                              "limit.")}}}),
+                "responses": _in_status_order({
+                    **common,
+                    "201": _response(_("Sent. A new code replaces the number's previous one but keeps its count of "
+                                       "wrong attempts."), {"type": "object", "properties": {
+                                           "msgid": {"type": "string"}, "otp_id": {"type": "string"},
+                                           "expires_at": {"type": "string"}}}),
+                    "400": _response(_("Invalid input, keyed by field; a country the site does not allow, or a number "
+                                       "an unproven site may not send to, is keyed phone_number with a reason."),
+                                     _field_errors(_)),
+                    "402": _response(_("Not enough credit."), ERROR),
+                    "403": _response(_("The credential lacks the otp scope or may not use this site, or the site is "
+                                       "paused (reason site_paused)."), reasoned),
+                    "422": _response(_("The Idempotency-Key was used before with a different request."), ERROR),
+                    "429": _response(_("Refused by a limit, recorded with its reason: number_limit, ip_limit, "
+                                       "prefix_limit, number_locked or resend_cooldown."), reasoned, retry_after)}),
+            },
+        },
+        "/otp/verify/": {
+            "post": {
+                "operationId": "verifyOtp", "summary": _("Check a code the end user typed"),
+                "requestBody": _body({"type": "object", "required": ["code"],
+                                      "description": _("Give website and phone_number, or otp_id (or msgid)."),
+                                      "properties": {"code": {"type": "string"}, "website": website,
+                                                     "phone_number": _phone(_), "otp_id": {"type": "string"},
+                                                     "msgid": {"type": "string"}}}),
+                "responses": _in_status_order({
+                    "200": _response(_("Verified: the code is used up."), {"type": "object", "properties": {
+                        "message": {"type": "string"}, "verified": {"type": "boolean"}, "otp_id": {"type": "string"},
+                        "phone_number": {"type": "string"}}}),
+                    "400": _response(_("Not accepted, with a reason: wrong (with attempts_left), expired, "
+                                       "too_many_attempts, already_used or no_active_code."), failed), **common}),
             },
         },
     }

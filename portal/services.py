@@ -39,3 +39,13 @@ def base_url() -> str:
 def callbacks_may_reach_private_addresses() -> bool:
     config = current_app.config
     return bool(config.get("CALLBACK_ALLOW_PRIVATE", config["ENV"] != "production"))
+
+
+def otp_caller() -> str:
+    """PORTAL_OTP_CALLER: the number the OTP fallback calls are placed from."""
+    return current_app.config["OTP_CALLER"]
+
+
+def ownership_over_https() -> bool:
+    """OTP sites prove their domain over https; plain http only in development and tests."""
+    return current_app.config["ENV"] not in ("development", "test")

@@ -16,6 +16,8 @@ from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
+from portal.otp import ownership
+from portal.otp import service as otp
 from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.worker")
@@ -31,9 +33,13 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
                              bodies=wire.StatusCallbacks(services.base_url()), now=now)
+        otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+        otp.after_call(session=session, call_id=payload["call_id"])
+    elif message.kind == OutboxKind.OTP_FALLBACK:
+        otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
@@ -82,6 +88,21 @@ def sweep_expiry(app: Flask) -> int:
     if lines:
         log.info("expiry sweep: %s journal lines in %s accounts", lines, accounts)
     return lines
+
+
+OWNERSHIP_CHECKS_PER_ROUND = 10  # each may wait up to callbacks.DEADLINE for a slow server
+
+
+def recheck_ownership(app: Flask) -> int:
+    """The monthly check of proven OTP sites: a site whose token file is gone is unproven again."""
+    with app.app_context():
+        with db.job_session() as session:
+            due = otp.sites_to_recheck(session=session, now=clock.now(), limit=OWNERSHIP_CHECKS_PER_ROUND)
+            fetch = ownership.fetcher(allow_private=services.callbacks_may_reach_private_addresses())
+            for account_id, site_id in due:
+                otp.check_ownership(session=session, account_id=account_id, site_id=site_id, fetch=fetch,
+                                    https=services.ownership_over_https(), now=clock.now())
+    return len(due)
 
 
 def purge_signups(app: Flask) -> int:
@@ -144,6 +165,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
+            _guarded("OTP ownership checks", recheck_ownership, app)
         handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:
             time.sleep(idle_sleep_seconds)

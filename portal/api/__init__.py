@@ -13,7 +13,7 @@ from typing import TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import clock, db, failures
+from portal import clock, db, failures, services
 from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
@@ -23,6 +23,9 @@ from portal.messaging import service as messaging
 from portal.messaging.errors import (InsufficientCredit, InvalidField, InvalidFields, KeyReused, ScopeMissing,
                                      SpendCap, SpendCapReached)
 from portal.openapi import document
+from portal.otp import service as otp
+from portal.otp.errors import RequestBlocked, ResendTooSoon, SiteNotAllowed, VerificationFailed
+from portal.otp.models import BlockReason
 from portal.bad_input import API_MESSAGES, BadInput
 from portal.extensions import limiter
 from portal.security import add_headers
@@ -89,7 +92,7 @@ def fields() -> dict:
     return {key: values[0] if len(values) == 1 else values for key, values in request.form.lists()}
 
 
-Asked = TypeVar("Asked", messaging.SendSms, messaging.StartCall)
+Asked = TypeVar("Asked", messaging.SendSms, messaging.StartCall, otp.RequestCode, otp.VerifyCode)
 
 
 def asked(kind: type[Asked]) -> Asked:
@@ -130,7 +133,9 @@ def sending(view):
     return authenticated(limited)
 
 
-REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused)
+REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
+            ResendTooSoon, VerificationFailed, SiteNotAllowed)
+ABOUT_THE_NUMBER = (BlockReason.COUNTRY, BlockReason.UNPROVEN)  # 400 on phone_number; a pause 403; limits 429
 CAP_REACHED = {
     SpendCap.ACCOUNT_DAILY: "This account's daily spend limit of ¥{yen:,} would be exceeded. Ask support to raise it.",
     SpendCap.CREDENTIAL_MONTHLY: "This credential's monthly spend cap of ¥{yen:,} would be exceeded.",
@@ -152,6 +157,21 @@ def refusal(error: Exception) -> Response:
             return _json({"detail": CAP_REACHED[error.cap].format(yen=error.limit // MILLI_YEN)}, 403)
         case KeyReused():
             return _json({"detail": "This Idempotency-Key was already used for a different request."}, 422)
+        case RequestBlocked() if error.reason in ABOUT_THE_NUMBER:
+            return _json({"phone_number": [error.text], "reason": error.reason.value}, 400)
+        case RequestBlocked() if error.reason == BlockReason.PAUSED:
+            return _json({"detail": error.text, "reason": error.reason.value}, 403)
+        case RequestBlocked():
+            return _json({"detail": error.text, "reason": error.reason.value}, 429,
+                         **{"Retry-After": str(error.retry_after_seconds or 1)})
+        case ResendTooSoon():
+            return _json({"detail": error.text, "reason": "resend_cooldown"}, 429,
+                         **{"Retry-After": str(error.retry_after_seconds)})
+        case SiteNotAllowed():
+            return _json({"detail": error.text}, 403)
+        case VerificationFailed():
+            extra = {"attempts_left": error.attempts_left} if error.attempts_left is not None else {}
+            return _json({"code": [error.text], "reason": error.reason.value, **extra}, 400)
     raise TypeError(f"not a refusal: {error!r}")
 
 
@@ -253,6 +273,39 @@ def get_call(callid: str):
 @reader
 def credits_view():
     return _json(wire.credits_json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now())), 200)
+
+
+def _code_key() -> bytes:
+    """The key of the OTP codes' HMAC."""
+    return current_app.config["SECRET_KEY"].encode()
+
+
+@route("/otp/register-website/", methods=["POST"])
+@sending
+def register_website():
+    now = clock.now()
+    return answer(lambda: _json(wire.otp_registered(otp.register_site_by_api(
+        session=db.session(), principal=g.principal, website=fields().get("website"), now=now),
+        https=services.ownership_over_https()), 201))
+
+
+@route("/otp/request/", methods=["POST"])
+@sending
+def request_otp():
+    now = clock.now()
+    return answer(lambda: stored(otp.request_code_by_api(
+        session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(),
+        caller=services.otp_caller(), now=now, idempotency_key=request.headers.get("Idempotency-Key"),
+        render=wire.otp_requested, daily_cap=_daily_cap())))
+
+
+@route("/otp/verify/", methods=["POST"])
+@sending
+def verify_otp():
+    now = clock.now()
+    return answer(lambda: _json(wire.otp_verified(otp.verify_code(
+        session=db.session(), principal=g.principal, request=asked(otp.VerifyCode), secret=_code_key(), now=now)),
+        200))
 
 
 @bp.get("/api/openapi.json")

@@ -12,6 +12,9 @@ from portal.ledger.queries import Summary
 from portal.ledger.rules import MILLI_YEN
 from portal.messaging.api_models import Call, Message
 from portal.messaging.service import CallStarted, Sent, StoredAnswer
+from portal.otp.models import OtpSite
+from portal.otp.ownership import token_url
+from portal.otp.service import Issued, Verified
 
 XOXZO_TIME = "%Y-%m-%d %H:%M:%S"  # Japan time, as Xoxzo writes `sent_time`
 
@@ -39,6 +42,22 @@ def sms_sent(sent: Sent) -> StoredAnswer:
 
 def call_started(started: CallStarted) -> StoredAnswer:
     return StoredAnswer(201, text([{"callid": started.callid}]))
+
+
+def otp_registered(site: OtpSite, *, https: bool) -> dict:
+    """Xoxzo's answer, and Chotto's extras: the domain and how to prove owning it."""
+    return {"message": "Website registered successfully.", "website": site.domain,
+            "verification_url": token_url(site.domain, https=https), "verification_token": site.ownership_token}
+
+
+def otp_requested(issued: Issued) -> StoredAnswer:
+    """Xoxzo's `msgid`, also as `otp_id` (Xoxzo's documents use both names)."""
+    return StoredAnswer(201, text({"msgid": issued.msgid, "otp_id": issued.msgid,
+                                   "expires_at": in_japan(issued.expires_at).isoformat()}))
+
+
+def otp_verified(verified: Verified) -> dict:
+    return {"message": "Verified.", "verified": True, "otp_id": verified.msgid, "phone_number": verified.phone_number}
 
 
 def message_json(message: Message, base_url: str) -> dict:

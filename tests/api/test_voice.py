@@ -141,7 +141,8 @@ def test_callbacks_never_go_to_private_addresses_in_production(app):
 def test_the_openapi_document_and_the_reference_page(app, api):
     spec = api.get("/api/openapi.json").json
     assert spec["openapi"].startswith("3.1") and set(spec["paths"]) == {
-        "/sms/messages/", "/sms/messages/{msgid}", "/voice/simple/playbacks/", "/voice/calls/{callid}", "/you/credits/"}
+        "/sms/messages/", "/sms/messages/{msgid}", "/voice/simple/playbacks/", "/voice/calls/{callid}", "/you/credits/",
+        "/otp/register-website/", "/otp/request/", "/otp/verify/"}
     from tests.helpers import PageClient
 
     page = PageClient(app.test_client(), app).page("/api/docs")

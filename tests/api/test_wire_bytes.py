@@ -237,6 +237,48 @@ def test_not_found(app, api, key):
     exactly(api.get("/voice/calls/0123456789abcdef0123456789abcdef/", headers=key.headers), 404, body)
 
 
+# -- OTP ----------------------------------------------------------------------------------------
+
+
+def otp_post(api, key, path, **data):
+    return api.post(path, data=data, headers=key.headers)
+
+
+def test_the_otp_answers(app, api, key, clock):
+    from portal.otp import service as otp
+
+    registered = otp_post(api, key, "/otp/register-website/", website="https://shop.example.com")
+    with db_session(app) as session:
+        site = otp.sites_of(session=session, account_id=key.account_id)[0]
+        otp.mark_proven(session=session, account_id=key.account_id, site_id=site.id, proven=True, now=clock())
+    exactly(registered, 201, '{"message": "Website registered successfully.", "website": "shop.example.com", '
+                             '"verification_url": "http://shop.example.com/.well-known/chotto-verification.txt", '
+                             f'"verification_token": "{site.ownership_token}"}}')
+    exactly(otp_post(api, key, "/otp/register-website/", website="shop.example.com"), 400,
+            '{"website": ["A website with this domain already exists."]}')
+    asked = dict(website="shop.example.com", phone_number="+819012345678")
+    sent = otp_post(api, key, "/otp/request/", **asked)
+    otp_id = sent.json["otp_id"]
+    exactly(sent, 201, f'{{"msgid": "{otp_id}", "otp_id": "{otp_id}", "expires_at": "2026-11-27T12:05:00+09:00"}}')
+    deliver_outbox(app)
+    with db_session(app) as session:
+        code = session.scalars(select(TestInboxMessage.body)).one().split("は")[1][:6]
+    wrong = "000000" if code != "000000" else "111111"
+    exactly(otp_post(api, key, "/otp/verify/", otp_id=otp_id, code=wrong), 400,
+            '{"code": ["The code is wrong."], "reason": "wrong", "attempts_left": 4}')
+    exactly(otp_post(api, key, "/otp/verify/", **asked, code=code), 200,
+            f'{{"message": "Verified.", "verified": true, "otp_id": "{otp_id}", "phone_number": "+819012345678"}}')
+    exactly(otp_post(api, key, "/otp/verify/", **asked, code=code), 400,
+            '{"code": ["The code was already used."], "reason": "already_used"}')
+    clock.advance(seconds=5)
+    cooldown = otp_post(api, key, "/otp/request/", **asked)
+    exactly(cooldown, 429, '{"detail": "A code was sent to this number a moment ago. Wait before requesting another.", '
+                           '"reason": "resend_cooldown"}')
+    assert cooldown.headers["Retry-After"] == "25"
+    exactly(otp_post(api, key, "/otp/request/", website="shop.example.com", phone_number="+14155552671"), 400,
+            '{"phone_number": ["This site does not send codes to that country."], "reason": "country_not_allowed"}')
+
+
 # -- status callbacks -----------------------------------------------------------------------------
 
 

@@ -12,7 +12,8 @@ from portal.mail import SUBJECT_PREFIX, rendered_subject
 
 SUBJECTS = sorted(path.name.removesuffix(".subject.txt") for path in (ROOT / "templates" / "mail").glob("*.subject.txt"))
 CONTEXT = {"inviter": SimpleNamespace(name="Olivia Owner"), "account": SimpleNamespace(name="Acme"),
-           "member": SimpleNamespace(name="Dev Member"), "purchase": SimpleNamespace(amount_yen=1000)}
+           "member": SimpleNamespace(name="Dev Member"), "purchase": SimpleNamespace(amount_yen=1000),
+           "site": SimpleNamespace(display_name="Acme Shop")}
 
 
 def subject(app, template: str, language: str) -> str:

@@ -1,0 +1,364 @@
+"""Requesting a code and verifying it: the fraud guards, one active code per number, the send
+through the messaging service's own path, and the atomic count of wrong attempts."""
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
+
+from sqlalchemy import case, func, or_, select, update
+from sqlmodel import Session
+
+from portal import db, mail, outbox
+from portal.accounts.models import Account, Membership, Role, User
+from portal.credentials.service import Principal
+from portal.ledger import service as ledger
+from portal.messaging import rules as messaging_rules
+from portal.messaging import segments, validation
+from portal.messaging import service as messaging
+from portal.messaging.api_models import Product
+from portal.otp import rules
+from portal.otp.errors import N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, VerificationFailed
+from portal.otp.events import Event, post_event
+from portal.otp.models import BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite
+from portal.otp.sites import Given, may_use, require_scope, site_for
+
+SENDER = "Chotto"
+
+
+@dataclass(frozen=True)
+class RequestCode:
+    """A code request under Xoxzo's field names, unchecked (the service checks every field)."""
+
+    website: Given = None
+    phone_number: Given = None
+    channel: Given = None  # "sms" (the default) or "voice": a call that reads the code
+    ip: Given = None  # the end user's IP address, for the per-IP limit
+
+
+@dataclass(frozen=True)
+class VerifyCode:
+    """A code to check: for `website` + `phone_number`, or for the request `otp_id` (or `msgid`)."""
+
+    code: Given = None
+    website: Given = None
+    phone_number: Given = None
+    otp_id: Given = None
+    msgid: Given = None
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A code sent: `msgid` is the SMS's id and the API's `otp_id`."""
+
+    msgid: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Verified:
+    msgid: str
+    phone_number: str
+    verified_at: datetime
+
+
+def request_code(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+                 now: datetime, daily_cap: int | None = None) -> Issued:
+    """Send a new code for the site and number, replacing the number's active code (its wrong
+    attempts carried over). Refusals: InvalidFields, SiteNotFound, ResendTooSoon,
+    RequestBlocked (recorded), InsufficientCredit, SpendCapReached, ScopeMissing."""
+    return _request(session, principal, request, secret, caller, now, daily_cap, None, lambda issued: issued)
+
+
+def request_code_by_api(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+                        now: datetime, idempotency_key: str | None, render: Callable[[Issued], messaging.StoredAnswer],
+                        daily_cap: int | None = None) -> messaging.StoredAnswer:
+    """request_code with the API's Idempotency-Key: a retry with the same key gets the first
+    answer (as the face rendered it) and sends nothing; a refusal keeps nothing under the key."""
+    return _request(session, principal, request, secret, caller, now, daily_cap, idempotency_key, render)
+
+
+Answer = TypeVar("Answer")
+
+
+def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+             now: datetime, daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
+    require_scope(principal)
+    form = validation.Form(asdict(request))
+    domain = form.read("website", rules.domain_of)
+    number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
+    channel = form.read("channel", _channel, required=False) or Channel.SMS
+    ip = form.read("ip", _ip, required=False)
+    key = form.check(messaging_rules.idempotency_key, key)
+    form.raise_if_invalid()
+    fingerprint = messaging.request_hash(op="otp", credential=principal.credential_id, mode=principal.mode,
+                                         website=domain, phone_number=number.e164, channel=channel, ip=ip)
+    with db.write(session):
+        state, lots = ledger.lock(session, principal.account_id)
+        stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
+        if stored is not None:
+            return stored
+        site = site_for(session, principal, domain)
+        blocked = _guard(session, principal, site, number, ip, now)
+        if blocked is None:
+            issued = _issue(session, principal, (state, lots), site, _Asked(domain, number, channel, ip), secret,
+                            caller, now, daily_cap)
+            answer = render(issued)
+            if key:
+                messaging.keep_answer(session, principal.account_id, key, fingerprint, answer, now)
+            return answer
+        session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
+                               phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
+        post_event(session, site, principal.credential_id, Event.BLOCKED, now, phone_number=number.e164,
+                   reason=blocked.reason.value)
+    raise blocked
+
+
+def _channel(raw: str | None) -> Channel:
+    text = (raw or "sms").strip().lower()
+    if text not in (Channel.SMS, Channel.VOICE):
+        raise InvalidField("channel", N_("Use sms or voice."))
+    return Channel(text)
+
+
+def _ip(raw: str | None) -> str | None:
+    text = (raw or "").strip()
+    if not text:
+        return None
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidField("ip", N_("Enter the end user's IPv4 or IPv6 address.")) from None
+
+
+def latest(session: Session, site_id: int, mode: str, e164: str) -> OtpCode | None:
+    """The number's newest code for the site (the active one, if any)."""
+    return session.scalars(select(OtpCode).where(OtpCode.site_id == site_id, OtpCode.mode == mode,
+                                                 OtpCode.phone_number == e164)
+                           .order_by(OtpCode.id.desc()).execution_options(populate_existing=True)).first()
+
+
+def _sent_since(session: Session, site: OtpSite, mode: str, since: datetime, *where) -> list[datetime]:
+    return list(session.scalars(select(OtpCode.created_at).where(OtpCode.site_id == site.id, OtpCode.mode == mode,
+                                                                 OtpCode.created_at > since, *where)))
+
+
+def _guard(session: Session, principal: Principal, site: OtpSite, number: messaging_rules.Number, ip: str | None,
+           now: datetime) -> RequestBlocked | None:
+    """The first guard the request breaks, in the order a customer would look for it; the
+    cooldown is a plain refusal (ResendTooSoon), not a block."""
+    if site.paused_at is not None:
+        return RequestBlocked(BlockReason.PAUSED)
+    if number.country not in site.countries:
+        return RequestBlocked(BlockReason.COUNTRY)
+    if site.proven_at is None and number.e164 not in _own_numbers(session, site.account_id):
+        return RequestBlocked(BlockReason.UNPROVEN)
+    mode = principal.mode
+    previous = latest(session, site.id, mode, number.e164)
+    if previous is not None:
+        wait = rules.cooldown_left(previous.created_at, site.resend_cooldown_seconds, now)
+        if wait:
+            raise ResendTooSoon(wait)
+        if _carried(session, site, mode, previous, now) >= site.max_attempts:
+            forgotten_in = rules.cooldown_left(previous.created_at, int(rules.NUMBER_WINDOW.total_seconds()), now)
+            return RequestBlocked(BlockReason.LOCKED, forgotten_in)
+    prefix = rules.prefix_of(number.e164)
+    limits = [
+        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW, OtpCode.phone_number == number.e164,
+         OtpBlocked.phone_number == number.e164),
+        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW, OtpCode.ip == ip, OtpBlocked.ip == ip)
+        if ip else None,
+        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW, OtpCode.prefix == prefix,
+         OtpBlocked.phone_number.startswith(prefix, autoescape=True)),
+    ]
+    for reason, limit, window, sent, blocked in filter(None, limits):
+        since = max(filter(None, [now - window, _lifted_at(session, site, mode, [reason], blocked)]))
+        wait = rules.over_limit(_sent_since(session, site, mode, since, sent), limit=limit, window=window, now=now)
+        if wait is not None:
+            return RequestBlocked(reason, wait)
+    decided = _completion_too_low(session, site, now) if mode == "live" else None
+    if decided:
+        site.paused_at = now
+        _tell_owners_paused(session, site, decided, now)
+        return RequestBlocked(BlockReason.PAUSED)
+    return None
+
+
+def _lifted_at(session: Session, site: OtpSite, mode: str, reasons: list[BlockReason], where) -> datetime | None:
+    """When an owner last lifted a block of these reasons for the same number, range or IP."""
+    return session.scalar(select(func.max(OtpBlocked.lifted_at)).where(
+        OtpBlocked.site_id == site.id, OtpBlocked.mode == mode, OtpBlocked.reason.in_(reasons), where))
+
+
+def _carried(session: Session, site: OtpSite, mode: str, previous: OtpCode, now: datetime) -> int:
+    """The wrong attempts a new code takes over from `previous`: none once an owner lifted a
+    block of the number after `previous` was sent."""
+    lifted = _lifted_at(session, site, mode, [BlockReason.LOCKED, BlockReason.NUMBER_LIMIT],
+                        OtpBlocked.phone_number == previous.phone_number)
+    if lifted is not None and lifted >= previous.created_at:
+        return 0
+    return rules.carried_failures(state_of(previous), previous.created_at, now)
+
+
+def _own_numbers(session: Session, account_id: int) -> set[str]:
+    return set(session.scalars(select(User.phone_e164).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == account_id, User.phone_verified_at.is_not(None))))
+
+
+def _tell_owners_paused(session: Session, site: OtpSite, decided: int, now: datetime) -> None:
+    account = session.get(Account, site.account_id)
+    owners = session.scalars(select(User).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == site.account_id, Membership.role == Role.OWNER))
+    for owner in owners:
+        mail.queue(session, to=owner.email, template="otp_site_paused", language=owner.language, now=now, site=site,
+                   account=account, decided=decided)
+
+
+def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> int | None:
+    """How many decided codes show too low a completion rate (None while the rate is fine):
+    live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
+    since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
+    decided = or_(OtpCode.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
+                  (OtpCode.status == CodeStatus.ACTIVE) & (OtpCode.expires_at <= now))
+    row = session.execute(select(func.count(), func.count().filter(OtpCode.status == CodeStatus.VERIFIED)).where(
+        OtpCode.site_id == site.id, OtpCode.mode == "live", OtpCode.created_at >= since, decided)).one()
+    return row[0] if rules.should_pause(row[0], row[1]) else None
+
+
+@dataclass(frozen=True)
+class _Asked:
+    """A request's checked fields."""
+
+    domain: str
+    number: messaging_rules.Number
+    channel: Channel
+    ip: str | None
+
+
+def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]], site: OtpSite,
+           asked: _Asked, secret: bytes, caller: str, now: datetime, daily_cap: int | None) -> Issued:
+    number = asked.number
+    previous = latest(session, site.id, principal.mode, number.e164)
+    failures = _carried(session, site, principal.mode, previous, now) if previous else 0
+    if previous is not None and previous.status == CodeStatus.ACTIVE:
+        previous.status, previous.fallback_text = CodeStatus.REPLACED, None
+        session.flush()  # before the new code takes the number's one active place
+    code = rules.new_code(site.code_length)
+    msgid = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap)
+    expiry = rules.expires_at(now, site.lifetime_minutes)
+    fallback = site.fallback if asked.channel == Channel.SMS else Fallback.OFF  # a call needs no call after it
+    spoken = None if fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
+                                                                 language=site.fallback_language)
+    issued = OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                     mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                     channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
+                     created_at=now, expires_at=expiry, fallback_text=spoken,
+                     masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)
+    session.add(issued)
+    session.flush()
+    post_event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
+    if fallback == Fallback.AFTER_DELAY:
+        job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
+        job.available_at = now + timedelta(seconds=site.fallback_seconds)
+    return Issued(msgid, expiry)
+
+
+def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]],
+             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None) -> str:
+    """Send the code by SMS (¥3) or read it out in a call (the voice price), through the
+    messaging send path; the SMS's msgid or the call's callid is the code's otp_id."""
+    try:
+        if asked.channel == Channel.VOICE:
+            spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
+            return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
+                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap).callid
+        body = _text(site, code)
+        return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
+                                 split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap).msgid
+    except InvalidField as refused:  # the account's own destination rules, named as this API names the number
+        raise InvalidField("phone_number", *refused.reasons) from None
+
+
+def _text(site: OtpSite, code: str) -> str:
+    return rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
+
+
+def state_of(code: OtpCode | None) -> rules.CodeState | None:
+    """What the rules need to know of a stored code."""
+    if code is None:
+        return None
+    return rules.CodeState(code.status, code.failures, code.max_attempts, code.expires_at)
+
+
+# -- verifying a code ---------------------------------------------------------------------------
+
+CODES = OtpCode.__table__
+
+
+def verify_code(*, session: Session, principal: Principal, request: VerifyCode, secret: bytes,
+                now: datetime) -> Verified:
+    """Check a code typed by the end user. A wrong code uses one of the code's attempts
+    (counted atomically: concurrent checks can never use more); VerificationFailed names the
+    reason (wrong, expired, too many attempts, already used, no active code)."""
+    require_scope(principal)
+    form = validation.Form(asdict(request))
+    typed = form.read("code", _typed)
+    request_id = request.otp_id or request.msgid
+    if request_id is not None:
+        form.read("otp_id" if request.otp_id is not None else "msgid", str.strip)
+        domain = number = None
+    else:
+        domain = form.read("website", rules.domain_of)
+        number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
+    form.raise_if_invalid()
+    with db.write(session):
+        if request_id is not None:
+            code = session.scalars(select(OtpCode).where(
+                OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
+                OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+            if code is not None:
+                may_use(session, principal, code.site_id)
+        else:
+            site = site_for(session, principal, domain)
+            code = latest(session, site.id, principal.mode, number.e164)
+        outcome = _check(session, code, typed, secret, now)
+    if isinstance(outcome, VerificationFailed):
+        raise outcome
+    return outcome
+
+
+def _typed(raw: str | None) -> str:
+    text = (raw or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 8:
+        raise InvalidField("code", N_("Enter the code of 4 to 8 digits."))
+    return text
+
+
+def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
+           now: datetime) -> Verified | VerificationFailed:
+    refused = rules.refusal(state_of(code), now)
+    if refused is not None:
+        return VerificationFailed(refused)
+    usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
+    if rules.matches(secret, code.msgid, typed, code.code_hash):
+        used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
+                               .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
+                               .returning(CODES.c.id)).first()
+        if used is not None:
+            post_event(session, session.get(OtpSite, code.site_id), code.credential_id, Event.VERIFIED, now,
+                       phone_number=code.phone_number, otp_id=code.msgid)
+            return Verified(code.msgid, code.phone_number, now)
+    else:
+        counted = session.execute(update(CODES).where(*usable).values(
+            failures=CODES.c.failures + 1,
+            status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
+                        else_=CODES.c.status),
+            fallback_text=case((CODES.c.failures + 1 >= CODES.c.max_attempts, None), else_=CODES.c.fallback_text),
+        ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
+        if counted is not None:
+            return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
+    session.refresh(code)  # another check changed it meanwhile
+    return VerificationFailed(rules.refusal(state_of(code), now) or Failure.NO_ACTIVE_CODE)

@@ -1,0 +1,204 @@
+"""OTP sites: registration (one per domain per account), settings, the ownership proof, the
+blocks an owner lifts, and the credentials limited to some sites."""
+
+import hmac
+import secrets
+from dataclasses import asdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from portal import db
+from portal.credentials.models import Credential
+from portal.credentials.service import Principal
+from portal.messaging import validation
+from portal.otp import ownership, rules
+from portal.otp.errors import NotLiftable, ScopeMissing, SiteExists, SiteNotAllowed, SiteNotFound
+from portal.otp.models import (SITE_DOMAIN_TAKEN, BlockReason, OtpBlocked, OtpCredentialSite, OtpSite,
+                               TemplateLanguage)
+
+RECHECK_EVERY = timedelta(days=30)
+Given = object  # a field's value as the client sent it
+
+
+def require_scope(principal: Principal) -> None:
+    """Every OTP call of the API needs the `otp` scope."""
+    if "otp" not in principal.scopes:
+        raise ScopeMissing("otp")
+
+
+def register_site(*, session: Session, account_id: int, website: Given, now: datetime,
+                  display_name: str | None = None, language: TemplateLanguage = TemplateLanguage.JA) -> OtpSite:
+    """Register a website (a URL or a domain) with the default settings and a fresh ownership
+    token. One site per domain per account: SiteExists otherwise."""
+    form = validation.Form({"website": website})
+    domain = form.read("website", rules.domain_of)
+    form.raise_if_invalid()
+    settings = rules.default_settings(display_name or domain, language)
+    try:
+        with db.write(session):
+            if _domain_taken(session, account_id, domain):
+                raise SiteExists(domain)
+            site = OtpSite(account_id=account_id, domain=domain, ownership_token=secrets.token_urlsafe(32),
+                           created_at=now, **_columns(settings))
+            session.add(site)
+            session.flush()
+    except IntegrityError as clash:  # registered by a concurrent request meanwhile
+        if db.violated_constraint(clash) == SITE_DOMAIN_TAKEN:
+            raise SiteExists(domain) from None
+        raise
+    return site
+
+
+def _domain_taken(session: Session, account_id: int, domain: str) -> bool:
+    return session.scalars(select(OtpSite.id).where(OtpSite.account_id == account_id,
+                                                    OtpSite.domain == domain)).first() is not None
+
+
+def register_site_by_api(*, session: Session, principal: Principal, website: Given, now: datetime) -> OtpSite:
+    """The API's registration: the credential needs the `otp` scope."""
+    require_scope(principal)
+    return register_site(session=session, account_id=principal.account_id, website=website, now=now)
+
+
+def _columns(settings: rules.Settings) -> dict:
+    values = asdict(settings)
+    values["allowed_countries"] = ",".join(settings.allowed_countries)
+    values["display_name"] = settings.display_name.strip()
+    return values
+
+
+def update_settings(*, session: Session, account_id: int, site_id: int, settings: rules.Settings,
+                    now: datetime) -> OtpSite:
+    """Replace a site's settings with `settings`, all checked first (InvalidFields names every
+    wrong one); codes already sent keep the lifetime and attempts they were sent with."""
+    rules.checked(settings)
+    with db.write(session):
+        site = own_site(session, account_id, site_id)
+        for name, value in _columns(settings).items():
+            setattr(site, name, value)
+    return site
+
+
+def site_of(*, session: Session, account_id: int, site_id: int) -> OtpSite:
+    with db.read(session):
+        return own_site(session, account_id, site_id)
+
+
+def sites_of(*, session: Session, account_id: int) -> list[OtpSite]:
+    with db.read(session):
+        return list(session.scalars(select(OtpSite).where(OtpSite.account_id == account_id).order_by(OtpSite.domain)))
+
+
+def mark_proven(*, session: Session, account_id: int, site_id: int, proven: bool, now: datetime) -> OtpSite:
+    """Record the result of an ownership check (the token file found, or not any more)."""
+    with db.write(session):
+        site = own_site(session, account_id, site_id)
+        site.checked_at = now
+        site.proven_at = (site.proven_at or now) if proven else None
+    return site
+
+
+def check_ownership(*, session: Session, account_id: int, site_id: int, fetch: ownership.Fetch, https: bool,
+                    now: datetime) -> bool:
+    """Fetch the site's token file (outside any transaction) and record the result: proven
+    while the file holds the site's token, unproven again once it does not."""
+    site = site_of(session=session, account_id=account_id, site_id=site_id)
+    text = fetch(ownership.token_url(site.domain, https=https))
+    proven = text is not None and hmac.compare_digest(text.strip().encode(), site.ownership_token.encode())
+    mark_proven(session=session, account_id=account_id, site_id=site_id, proven=proven, now=now)
+    return proven
+
+
+def sites_to_recheck(*, session: Session, now: datetime, limit: int = 100) -> list[tuple[int, int]]:
+    """(account_id, site_id) of proven sites last checked a month ago or more: the worker
+    checks them again."""
+    with db.read(session):
+        return [tuple(row) for row in session.execute(
+            select(OtpSite.account_id, OtpSite.id).where(OtpSite.proven_at.is_not(None),
+                                                         OtpSite.checked_at <= now - RECHECK_EVERY)
+            .order_by(OtpSite.checked_at).limit(limit))]
+
+
+def resume_site(*, session: Session, account_id: int, site_id: int, user_id: int, now: datetime) -> OtpSite:
+    """An owner lifts the pause: the completion rate is counted afresh from now on."""
+    with db.write(session):
+        site = own_site(session, account_id, site_id)
+        site.paused_at, site.resumed_at = None, now
+        session.execute(update(OtpBlocked).where(
+            OtpBlocked.site_id == site.id, OtpBlocked.reason == BlockReason.PAUSED, OtpBlocked.lifted_at.is_(None),
+        ).values(lifted_at=now, lifted_by=user_id))
+    return site
+
+
+LIFTABLE = (BlockReason.NUMBER_LIMIT, BlockReason.LOCKED, BlockReason.IP_LIMIT, BlockReason.PREFIX_LIMIT,
+            BlockReason.PAUSED)  # a country or an unproven site is lifted by the settings or the proof
+
+
+def lift_block(*, session: Session, account_id: int, block_id: int, user_id: int, now: datetime) -> OtpBlocked:
+    """An owner lifts a block: what was counted against the number, range or IP before now no
+    longer counts (a locked number's wrong attempts included); a paused site is resumed.
+    NotLiftable for a country or an unproven site."""
+    with db.write(session):
+        block = session.get(OtpBlocked, block_id, populate_existing=True)
+        if block is None or block.account_id != account_id:
+            raise SiteNotFound("block")
+        if block.reason not in LIFTABLE:
+            raise NotLiftable(block.reason)
+        if block.reason == BlockReason.PAUSED:
+            resume_site(session=session, account_id=account_id, site_id=block.site_id, user_id=user_id, now=now)
+        block.lifted_at, block.lifted_by = now, user_id
+    return block
+
+
+def blocked_of(*, session: Session, account_id: int, site_id: int, limit: int = 100) -> list[OtpBlocked]:
+    with db.read(session):
+        own_site(session, account_id, site_id)
+        return list(session.scalars(select(OtpBlocked).where(OtpBlocked.site_id == site_id)
+                                    .order_by(OtpBlocked.id.desc()).limit(limit)))
+
+
+def own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
+    """The account's site, or SiteNotFound (another account's site is not found either)."""
+    site = session.get(OtpSite, site_id, populate_existing=True)
+    if site is None or site.account_id != account_id:
+        raise SiteNotFound("site")
+    return site
+
+
+def site_for(session: Session, principal: Principal, domain: str) -> OtpSite:
+    """The site of the caller's account with this domain, if the credential may use it."""
+    site = session.scalars(select(OtpSite).where(OtpSite.account_id == principal.account_id, OtpSite.domain == domain)
+                           .execution_options(populate_existing=True)).first()
+    if site is None:
+        raise SiteNotFound()
+    may_use(session, principal, site.id)
+    return site
+
+
+def may_use(session: Session, principal: Principal, site_id: int) -> None:
+    allowed = set(session.scalars(select(OtpCredentialSite.site_id)
+                                  .where(OtpCredentialSite.credential_id == principal.credential_id)))
+    if allowed and site_id not in allowed:
+        raise SiteNotAllowed()
+
+
+def limit_credential(*, session: Session, account_id: int, credential_id: int, site_ids: list[int]) -> None:
+    """Limit an API credential of the account to these of its sites (none: every site)."""
+    with db.write(session):
+        credential = session.get(Credential, credential_id)
+        if credential is None or credential.account_id != account_id:
+            raise SiteNotFound("credential")
+        for site_id in site_ids:
+            own_site(session, account_id, site_id)
+        session.execute(delete(OtpCredentialSite).where(OtpCredentialSite.credential_id == credential_id))
+        session.add_all(OtpCredentialSite(credential_id=credential_id, site_id=site_id) for site_id in set(site_ids))
+
+
+def sites_of_credential(*, session: Session, account_id: int, credential_id: int) -> list[int]:
+    """The ids of the sites a credential is limited to (empty: every site of its account)."""
+    with db.read(session):
+        return sorted(session.scalars(select(OtpCredentialSite.site_id).join(OtpSite).where(
+            OtpCredentialSite.credential_id == credential_id, OtpSite.account_id == account_id)))
