@@ -8,6 +8,7 @@ from portal.billing.gateway import Gateway
 from portal.billing.service import Issuer
 from portal.mail import Mailer
 from portal.messaging.carrier import Carrier
+from portal.otp.ownership import Probe
 
 
 def carrier() -> Carrier:
@@ -39,3 +40,14 @@ def base_url() -> str:
 def callbacks_may_reach_private_addresses() -> bool:
     config = current_app.config
     return bool(config.get("CALLBACK_ALLOW_PRIVATE", config["ENV"] != "production"))
+
+
+def ownership_probe() -> Probe:
+    """How OTP ownership checks reach sites: https and public addresses only in production; in
+    development and tests plain http, local addresses, and the OTP_OWNERSHIP_PORT setting (a local
+    server's port) when set."""
+    config = current_app.config
+    if config["ENV"] == "production":
+        return Probe()
+    port = config.get("OTP_OWNERSHIP_PORT")
+    return Probe(secure=False, allow_private=callbacks_may_reach_private_addresses(), port=int(port) if port else None)

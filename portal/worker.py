@@ -16,6 +16,7 @@ from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
+from portal.otp import ownership
 from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.worker")
@@ -74,6 +75,7 @@ def _deliver_one(message_id: int, lease) -> None:
 
 SWEEP_EVERY = 60.0
 RECONCILE_EVERY = 24 * 3600.0
+OWNERSHIP_EVERY = 3600.0
 
 
 def sweep_expiry(app: Flask) -> int:
@@ -100,6 +102,17 @@ def billing_round(app: Flask) -> int:
     if applied or rendered:
         log.info("billing: %s purchases reconciled, %s invoice PDFs rendered", applied, rendered)
     return applied + rendered
+
+
+def recheck_ownership(app: Flask) -> int:
+    """OTP sites whose ownership was last checked a month ago are checked again; a site that
+    no longer serves its token loses its proof and its owners are told. Returns the proofs lost."""
+    with app.app_context():
+        with db.job_session() as session:
+            lost = ownership.recheck_due(session=session, probe=services.ownership_probe(), now=clock.now())
+    if lost:
+        log.info("OTP ownership: %s sites lost their proof", lost)
+    return lost
 
 
 def reconcile(app: Flask) -> int:
@@ -130,12 +143,12 @@ def _guarded(task: str, job, app: Flask):
 
 
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
-    """Drain the outbox continuously, sweep expired credit once a minute and check the
-    ledger once a day."""
+    """Drain the outbox continuously, sweep expired credit once a minute, re-check OTP sites'
+    ownership once an hour (each site monthly) and check the ledger once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = next_reconcile = 0.0
+    next_sweep = next_reconcile = next_ownership = 0.0
     while not stopping:
         if time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + check_ledger(app)
@@ -144,6 +157,9 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
+        if time.monotonic() >= next_ownership:
+            next_ownership = time.monotonic() + OWNERSHIP_EVERY
+            _guarded("OTP ownership checks", recheck_ownership, app)
         handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:
             time.sleep(idle_sleep_seconds)

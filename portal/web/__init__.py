@@ -13,7 +13,7 @@ from portal.accounts.models import Language
 from portal.bad_input import BadInput
 from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
-from portal.web import auth, billing, credentials, dashboard, devmail, inbox, phone, profile, public, sandbox, team
+from portal.web import auth, billing, credentials, dashboard, devmail, inbox, otp, phone, profile, public, sandbox, team
 
 log = logging.getLogger("portal.web")
 
@@ -21,8 +21,8 @@ log = logging.getLogger("portal.web")
 def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
     """The pages' blueprints, for create_app to register; the sandbox checkout only with the
     sandbox gateway."""
-    pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, team.bp, inbox.bp, profile.bp,
-             devmail.bp]
+    pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, otp.bp, team.bp, inbox.bp,
+             profile.bp, devmail.bp]
     return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 
