@@ -54,7 +54,7 @@ class SettingsForm(FlaskForm):
     resend_cooldown_seconds = number_field("resend_cooldown_seconds", _l("Resend cooldown"),
                                            _l("seconds before the same number can get another code"))
     fallback = RadioField(
-        _l("Voice fallback"), default=Fallback.OFF, validators=[InputRequired()],
+        _l("When to call"), default=Fallback.OFF, validators=[InputRequired()],
         choices=[SelectChoice(Fallback.OFF, _l("Off")),
                  SelectChoice(Fallback.AFTER_DELAY, _l("Call and read the code when it is not verified in time (at once if the SMS fails)")),
                  SelectChoice(Fallback.ON_FAILURE, _l("Call and read the code only when the SMS fails"))])
