@@ -42,6 +42,7 @@ def _defaults() -> dict:
         "API_ACCOUNT_RATE_LIMIT": "50 per second;3000 per minute",
         "API_READ_RATE_LIMIT": "20 per second;1200 per minute",
         "API_DAILY_SPEND_CAP_YEN": 300_000,
+        "OTP_CALLER": "+81312345678",  # the number OTP fallback calls come from
         "DATABASE_STATEMENT_TIMEOUT_MS": 4000,
     }
 

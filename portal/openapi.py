@@ -211,7 +211,7 @@ def document(base_url: str) -> dict:
             "/otp/request/": {
                 "post": {
                     "operationId": "requestOtp", "summary": "Send a one-time code (¥3 an SMS)",
-                    "requestBody": _body(OTP_REQUEST_FIELDS),
+                    "parameters": [IDEMPOTENCY], "requestBody": _body(OTP_REQUEST_FIELDS),
                     "responses": {"201": _response("Sent; a new code replaces the number's previous one.", {
                         "type": "object", "properties": {"msgid": {"type": "string"}, "otp_id": {"type": "string"},
                                                          "expires_at": {"type": "string"}}}),
@@ -219,6 +219,8 @@ def document(base_url: str) -> dict:
                                                    "a number an unproven site may not send to is keyed phone_number "
                                                    "with a reason.", FIELD_ERRORS),
                                   "402": _response("Not enough credit.", ERROR),
+                                  "422": _response("The Idempotency-Key was used before with a different request.",
+                                                   ERROR),
                                   "403": _response("The credential lacks the otp scope, or the site is paused "
                                                    "(reason site_paused).", REASONED),
                                   "429": _response(OTP_BLOCKED_REASONS, REASONED, {"Retry-After": {

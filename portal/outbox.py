@@ -27,6 +27,7 @@ class OutboxKind(StrEnum):
     API_SMS = "api_sms"  # a customer's message sent through the API
     API_CALL = "api_call"
     CALLBACK = "callback"  # a status callback to the customer's URL
+    OTP_FALLBACK = "otp_fallback"  # a call reading an OTP code that was not verified in time
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -42,12 +42,22 @@ def callbacks_may_reach_private_addresses() -> bool:
     return bool(config.get("CALLBACK_ALLOW_PRIVATE", config["ENV"] != "production"))
 
 
+def otp_caller() -> str:
+    """PORTAL_OTP_CALLER: the number the OTP fallback calls are placed from."""
+    return current_app.config["OTP_CALLER"]
+
+
+def ownership_over_https() -> bool:
+    """OTP sites prove their domain over https; plain http only in development and tests."""
+    return current_app.config["ENV"] not in ("development", "test")
+
+
 def ownership_probe() -> Probe:
-    """How OTP ownership checks reach sites: https and public addresses only in production; in
-    development and tests plain http, local addresses, and the OTP_OWNERSHIP_PORT setting (a local
-    server's port) when set."""
+    """How OTP ownership checks reach sites: https and public addresses only, except in
+    development and tests: plain http, local addresses, and the OTP_OWNERSHIP_PORT setting (a
+    local server's port) when set."""
     config = current_app.config
-    if config["ENV"] == "production":
+    if ownership_over_https():
         return Probe()
     port = config.get("OTP_OWNERSHIP_PORT")
     return Probe(secure=False, allow_private=callbacks_may_reach_private_addresses(), port=int(port) if port else None)

@@ -16,7 +16,8 @@ from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
-from portal.otp import ownership
+from portal.otp import proof
+from portal.otp import service as otp
 from portal.outbox import OutboxKind
 
 log = logging.getLogger("portal.worker")
@@ -32,9 +33,12 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
                              bodies=wire.StatusCallbacks(services.base_url()), now=now)
+        otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+    elif message.kind == OutboxKind.OTP_FALLBACK:
+        otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
@@ -75,7 +79,6 @@ def _deliver_one(message_id: int, lease) -> None:
 
 SWEEP_EVERY = 60.0
 RECONCILE_EVERY = 24 * 3600.0
-OWNERSHIP_EVERY = 3600.0
 
 
 def sweep_expiry(app: Flask) -> int:
@@ -84,6 +87,20 @@ def sweep_expiry(app: Flask) -> int:
     if lines:
         log.info("expiry sweep: %s journal lines in %s accounts", lines, accounts)
     return lines
+
+
+OWNERSHIP_EVERY = 3600.0
+
+
+def recheck_ownership(app: Flask) -> int:
+    """The monthly check of proven OTP sites (portal.otp.proof), a few each hour: a site whose
+    token file is gone is unproven again and its owners are told. Returns the proofs lost."""
+    with app.app_context():
+        with db.job_session() as session:
+            lost = proof.recheck_due(session=session, probe=services.ownership_probe(), now=clock.now())
+    if lost:
+        log.info("OTP ownership: %s sites lost their proof", lost)
+    return lost
 
 
 def purge_signups(app: Flask) -> int:
@@ -102,17 +119,6 @@ def billing_round(app: Flask) -> int:
     if applied or rendered:
         log.info("billing: %s purchases reconciled, %s invoice PDFs rendered", applied, rendered)
     return applied + rendered
-
-
-def recheck_ownership(app: Flask) -> int:
-    """OTP sites whose ownership was last checked a month ago are checked again; a site that
-    no longer serves its token loses its proof and its owners are told. Returns the proofs lost."""
-    with app.app_context():
-        with db.job_session() as session:
-            lost = ownership.recheck_due(session=session, probe=services.ownership_probe(), now=clock.now())
-    if lost:
-        log.info("OTP ownership: %s sites lost their proof", lost)
-    return lost
 
 
 def reconcile(app: Flask) -> int:

@@ -5,7 +5,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from portal.otp.ownership import WELL_KNOWN_PATH
+from portal.otp.ownership import TOKEN_PATH
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TokenSite:
                 site.requests.append(self.path)
                 if site.delay:
                     threading.Event().wait(site.delay)
-                found = self.path == WELL_KNOWN_PATH and site.body is not None
+                found = self.path == TOKEN_PATH and site.body is not None
                 payload = site.body.encode() if found else b"Not Found"
                 self.send_response(site.status or (200 if found else 404))
                 if site.location:

@@ -97,6 +97,8 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('verified_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('fallback_text', sa.Text(), nullable=True),
+    sa.Column('fallback_callid', sa.String(length=32), nullable=True),
     sa.CheckConstraint("channel IN ('sms', 'voice')", name='otp_code_channel'),
     sa.CheckConstraint("mode IN ('live', 'test')", name='otp_code_mode'),
     sa.CheckConstraint("status IN ('active', 'verified', 'replaced', 'locked')", name='otp_code_status'),

@@ -13,7 +13,7 @@ from typing import TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import clock, db, failures
+from portal import clock, db, failures, services
 from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
@@ -284,16 +284,16 @@ def register_website():
     now = clock.now()
     return answer(lambda: _json(wire.otp_registered(otp.register_site_by_api(
         session=db.session(), principal=g.principal, website=fields().get("website"), now=now),
-        current_app.config["BASE_URL"]), 201))
+        https=services.ownership_over_https()), 201))
 
 
 @route("/otp/request/", methods=["POST"])
 @sending
 def request_otp():
     now = clock.now()
-    return answer(lambda: _json(wire.otp_requested(otp.request_code(
+    return answer(lambda: stored(otp.request_code_by_api(
         session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(), now=now,
-        daily_cap=_daily_cap())), 201))
+        idempotency_key=request.headers.get("Idempotency-Key"), render=wire.otp_requested, daily_cap=_daily_cap())))
 
 
 @route("/otp/verify/", methods=["POST"])

@@ -13,6 +13,7 @@ from portal.ledger.rules import MILLI_YEN
 from portal.messaging.api_models import Call, Message
 from portal.messaging.service import CallStarted, Sent, StoredAnswer
 from portal.otp.models import OtpSite
+from portal.otp.ownership import token_url
 from portal.otp.service import Issued, Verified
 
 XOXZO_TIME = "%Y-%m-%d %H:%M:%S"  # Japan time, as Xoxzo writes `sent_time`
@@ -43,22 +44,16 @@ def call_started(started: CallStarted) -> StoredAnswer:
     return StoredAnswer(201, text([{"callid": started.callid}]))
 
 
-def otp_registered(site: OtpSite, base_url: str) -> dict:
+def otp_registered(site: OtpSite, *, https: bool) -> dict:
     """Xoxzo's answer, and Chotto's extras: the domain and how to prove owning it."""
     return {"message": "Website registered successfully.", "website": site.domain,
-            "verification_url": ownership_url(site.domain, base_url), "verification_token": site.ownership_token}
+            "verification_url": token_url(site.domain, https=https), "verification_token": site.ownership_token}
 
 
-def ownership_url(domain: str, base_url: str) -> str:
-    """Where the token file must be served: https, except for a portal itself served over http
-    (development and tests)."""
-    scheme = "http" if base_url.startswith("http://") else "https"
-    return f"{scheme}://{domain}/.well-known/chotto-verification.txt"
-
-
-def otp_requested(issued: Issued) -> dict:
+def otp_requested(issued: Issued) -> StoredAnswer:
     """Xoxzo's `msgid`, also as `otp_id` (Xoxzo's documents use both names)."""
-    return {"msgid": issued.msgid, "otp_id": issued.msgid, "expires_at": in_japan(issued.expires_at).isoformat()}
+    return StoredAnswer(201, text({"msgid": issued.msgid, "otp_id": issued.msgid,
+                                   "expires_at": in_japan(issued.expires_at).isoformat()}))
 
 
 def otp_verified(verified: Verified) -> dict:

@@ -1,9 +1,8 @@
-"""Status callbacks (and the OTP ownership check's GET) over HTTP without SSRF: the host is
-resolved once, every address it resolves to is checked, and the connection goes to the very
-address that was checked (a DNS answer that changes between the check and the connection —
-rebinding — cannot steer it elsewhere). The request still carries the original `Host` header
-and, for https, the original server name (SNI) with the certificate verified against it.
-Redirects are never followed.
+"""Status callbacks over HTTP without SSRF: the host is resolved once, every address it
+resolves to is checked, and the connection goes to the very address that was checked (a DNS
+answer that changes between the check and the connection — rebinding — cannot steer it
+elsewhere). The request still carries the original `Host` header and, for https, the original
+server name (SNI) with the certificate verified against it. Redirects are never followed.
 
 Signatures are Stripe's scheme: `t=<unix time>,v1=<hex>` with v1 = HMAC-SHA256 of
 "<t>.<body>"; during a secret rotation there is one `v1=` per secret."""
@@ -141,24 +140,23 @@ def post(url: str, *, body: bytes, headers: dict[str, str], allow_private: bool,
     """POST `body` to the checked address of `url`; returns the answer's status (a redirect
     is just a status: it is not followed). Past `deadline` the socket is shut and TimeoutError
     raised, however slowly the server keeps sending."""
-    return _over(url, lambda connection, target: _exchange(connection, target, body=body, headers=headers),
-                 allow_private=allow_private, resolver=resolver, connect=connect, tls=tls, timeout=timeout,
-                 deadline=deadline)
+    status, _ = _request("POST", url, body=body, headers=headers, allow_private=allow_private, resolver=resolver,
+                         connect=connect, tls=tls, timeout=timeout, deadline=deadline)
+    return status
 
 
-def get(url: str, *, allow_private: bool, limit: int = MAX_ANSWER, resolver: Resolver = resolve,
-        connect: Connect = open_socket, tls: ssl.SSLContext | None = None, timeout: float = TIMEOUT,
-        deadline: float = DEADLINE) -> tuple[int, bytes]:
-    """GET `url` from its checked address under the same guards as `post`: the status and at
-    most `limit` + 1 bytes of the body (so a caller can tell a longer one); redirects are not
-    followed."""
-    return _over(url, lambda connection, target: _fetch(connection, target, limit),
-                 allow_private=allow_private, resolver=resolver, connect=connect, tls=tls, timeout=timeout,
-                 deadline=deadline)
+def get(url: str, *, allow_private: bool, resolver: Resolver = resolve, connect: Connect = open_socket,
+        tls: ssl.SSLContext | None = None, timeout: float = TIMEOUT, deadline: float = DEADLINE) -> tuple[int, bytes]:
+    """GET `url` the same guarded way (a customer's domain, such as an OTP site's token file):
+    the status and at most MAX_ANSWER bytes of the body."""
+    return _request("GET", url, body=None, headers={"User-Agent": "Chotto-Verification/1"},
+                    allow_private=allow_private, resolver=resolver, connect=connect, tls=tls, timeout=timeout,
+                    deadline=deadline)
 
 
-def _over(url: str, exchange, *, allow_private: bool, resolver: Resolver, connect: Connect,
-          tls: ssl.SSLContext | None, timeout: float, deadline: float):
+def _request(method: str, url: str, *, body: bytes | None, headers: dict[str, str], allow_private: bool,
+             resolver: Resolver, connect: Connect, tls: ssl.SSLContext | None, timeout: float,
+             deadline: float) -> tuple[int, bytes]:
     target = pin(url, resolver=resolver, allow_private=allow_private)
     if target.scheme == "https":
         connection = _PinnedHTTPS(target, connect, timeout, tls or _default_tls())
@@ -168,7 +166,7 @@ def _over(url: str, exchange, *, allow_private: bool, resolver: Resolver, connec
     watchdog = threading.Timer(deadline, _cut, args=(connection, expired))
     watchdog.start()
     try:
-        answer = exchange(connection, target)
+        answer = _exchange(connection, target, method=method, body=body, headers=headers)
     except (OSError, http.client.HTTPException):
         if not expired.is_set():
             raise
@@ -176,21 +174,15 @@ def _over(url: str, exchange, *, allow_private: bool, resolver: Resolver, connec
         watchdog.cancel()
         connection.close()
     if expired.is_set():  # checked after success too: a cut stream can end the headers cleanly
-        raise TimeoutError(f"the exchange took longer than {deadline} s")
+        raise TimeoutError(f"the {method} took longer than {deadline} s")
     return answer
 
 
-def _exchange(connection: http.client.HTTPConnection, target: Target, *, body: bytes, headers: dict[str, str]) -> int:
-    connection.request("POST", target.path, body=body, headers=headers)
+def _exchange(connection: http.client.HTTPConnection, target: Target, *, method: str, body: bytes | None,
+              headers: dict[str, str]) -> tuple[int, bytes]:
+    connection.request(method, target.path, body=body, headers=headers)
     response = connection.getresponse()
-    response.read(MAX_ANSWER)
-    return response.status
-
-
-def _fetch(connection: http.client.HTTPConnection, target: Target, limit: int) -> tuple[int, bytes]:
-    connection.request("GET", target.path, headers={"User-Agent": "Chotto-Verification/1"})
-    response = connection.getresponse()
-    return response.status, response.read(limit + 1)
+    return response.status, response.read(MAX_ANSWER)
 
 
 def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:

@@ -106,16 +106,31 @@ def _idempotent(session: Session, principal: Principal, key: str | None, fingerp
     answer to its result under `key`. A refusal leaves nothing of the request behind."""
     with db.write(session):
         state, lots = ledger.lock(session, principal.account_id)
-        stored = _stored(session, principal.account_id, key, now) if key else None
+        stored = stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
         if stored is not None:
-            if stored.request_hash != fingerprint:
-                raise KeyReused(key)
-            return StoredAnswer(stored.status, stored.body)
+            return stored
         answer = render(work(state, lots))
         if key:
-            session.add(ApiIdempotency(account_id=principal.account_id, key=key, request_hash=fingerprint,
-                                       status=answer.status, body=answer.body, created_at=now))
+            keep_answer(session, principal.account_id, key, fingerprint, answer, now)
         return answer
+
+
+def stored_answer(session: Session, account_id: int, key: str, fingerprint: str, now: datetime) -> StoredAnswer | None:
+    """Inside the caller's unit, the account locked: the answer kept under `key` for the same
+    request, None if there is none; KeyReused if the key was used for another request."""
+    stored = _stored(session, account_id, key, now)
+    if stored is None:
+        return None
+    if stored.request_hash != fingerprint:
+        raise KeyReused(key)
+    return StoredAnswer(stored.status, stored.body)
+
+
+def keep_answer(session: Session, account_id: int, key: str, fingerprint: str, answer: StoredAnswer,
+                now: datetime) -> None:
+    """Keep the face's answer under `key`, in the unit that did the work."""
+    session.add(ApiIdempotency(account_id=account_id, key=key, request_hash=fingerprint, status=answer.status,
+                               body=answer.body, created_at=now))
 
 
 def _stored(session: Session, account_id: int, key: str, now: datetime) -> ApiIdempotency | None:
@@ -319,27 +334,36 @@ def start_call(*, session: Session, principal: Principal, request: StartCall, id
                                callback=callback, tags=tags)
 
     def work(state, lots) -> CallStarted:
-        _check_destination(session, principal, number, "recipient")
-        unit_price = _price(session, Product.VOICE, number.country, "recipient")
-        callid = secrets.token_hex(16)
-        hold_id = None
-        if principal.mode == "live":
-            hold = rules.call_hold(unit_price)
-            hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
-                                     now=now, lifetime=CALL_HOLD_LIFETIME).id
-            counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
-            _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
-        call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
-                    mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
-                    tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
-                    unit_price=unit_price, hold_id=hold_id, status=CallStatus.QUEUED, tags=",".join(tags),
-                    callback_url=callback, created_at=now)
-        session.add(call)
-        session.flush()
-        outbox.enqueue(session, kind="api_call", payload={"call_id": call.id}, now=now)
-        return CallStarted(callid)
+        return call_in(session, principal, state, lots, caller=caller, number=number, tts=tts, language=language,
+                       recording=recording, callback=callback, tags=tags, now=now, daily_cap=daily_cap)
 
     return _idempotent(session, principal, idempotency_key, fingerprint, now, work, render)
+
+
+def call_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *, caller: str,
+            number: rules.Number, tts: str, language: str, now: datetime, recording: str = "",
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None) -> CallStarted:
+    """Queue one call inside the caller's unit of work, the account locked by the caller: a
+    live call sets ¥50 or a minute's price aside until it ends. Shared with the OTP fallback."""
+    _check_destination(session, principal, number, "recipient")
+    unit_price = _price(session, Product.VOICE, number.country, "recipient")
+    callid = secrets.token_hex(16)
+    hold_id = None
+    if principal.mode == "live":
+        hold = rules.call_hold(unit_price)
+        hold_id = ledger.hold_in(session, state, lots, amount=hold, key=f"call:{callid}", reason=f"call {callid}",
+                                 now=now, lifetime=CALL_HOLD_LIFETIME).id
+        counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
+        _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
+    call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
+                mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
+                tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
+                unit_price=unit_price, hold_id=hold_id, status=CallStatus.QUEUED, tags=",".join(tags),
+                callback_url=callback, created_at=now)
+    session.add(call)
+    session.flush()
+    outbox.enqueue(session, kind="api_call", payload={"call_id": call.id}, now=now)
+    return CallStarted(callid)
 
 
 def _given(value: Given) -> bool:

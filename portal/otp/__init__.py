@@ -18,11 +18,26 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       InvalidFields naming each wrong setting; rules.default_settings() gives a starting point.
   site_of / sites_of / blocked_of (reads), mark_proven(session, account_id, site_id, proven, now),
   resume_site(session, account_id, site_id, user_id, now): lifts a completion-rate pause.
+  check_ownership(session, account_id, site_id, fetch, https, now) -> bool: fetches the token file
+      (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
+      sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
+      re-checks them).
+  log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
+      newest first, each with its status (rules.outcome), channel and cost.
+  statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan
+      day: requests, blocked, delivered, verified, completion_percent, fallback calls, cost.
   request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
+  request_code_by_api(..., idempotency_key, render) -> StoredAnswer: the same with the API's
+      Idempotency-Key (messaging.stored_answer / keep_answer): a retry gets the first answer.
   verify_code(session, principal, request: VerifyCode, secret, now) -> Verified
       VerificationFailed(reason: Failure, attempts_left), InvalidFields, SiteNotFound, ScopeMissing.
+  after_sms(session, message_id, caller, now) / call_fallback(session, code_id, caller, now) -> callid | None
+      the worker's: a site's voice fallback (an outbox job `otp_fallback` due fallback_seconds after
+      the request, or at once after a failed SMS) queues one call through messaging.call_in that
+      reads the code, unless it was verified, replaced, locked or expired. The text read out is
+      kept on the code (fallback_text) only until then.
 `secret` is the key of the codes' HMAC: the application's SECRET_KEY, as bytes. Reason texts for
 pages: errors.BLOCK_TEXTS and errors.FAILURE_TEXTS (translate them with gettext).
 """

@@ -129,6 +129,8 @@ class OtpCode(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column())
     expires_at: datetime = Field(sa_column=utc_column())
     verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    fallback_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # while a call may come
+    fallback_callid: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
 
 
 class OtpBlocked(SQLModel, table=True):

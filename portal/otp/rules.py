@@ -8,9 +8,10 @@ import re
 import secrets
 import string
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
+from portal.clock import JST
 from portal.messaging import segments
 from portal.messaging.errors import InvalidField, InvalidFields
 from portal.otp.errors import N_, Failure
@@ -38,10 +39,10 @@ def domain_of(raw: str | None) -> str:
     text = (raw or "").strip()
     if not text:
         raise InvalidField("website", N_("This field is required."))
-    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
     try:
+        host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
         host = host.encode("idna").decode("ascii").lower().rstrip(".")
-    except UnicodeError:
+    except ValueError:  # "http://[" and the like; UnicodeError (a label IDNA refuses) is a ValueError too
         host = ""
     if not DOMAIN.fullmatch(host):
         raise InvalidField("website", N_("Enter the address of a website, such as https://example.com."))
@@ -94,6 +95,9 @@ def checked(settings: Settings) -> Settings:
     if any(not re.fullmatch(r"[A-Z]{2}", country) for country in settings.allowed_countries) \
             or not settings.allowed_countries:
         errors["allowed_countries"] = [N_("Choose at least one country.")]
+    if settings.fallback != Fallback.OFF and "fallback_seconds" not in errors and "lifetime_minutes" not in errors \
+            and settings.fallback_seconds >= settings.lifetime_minutes * 60:
+        errors["fallback_seconds"] = [N_("The call must come before the code expires.")]
     try:  # with the longest code and lifetime where those are wrong themselves
         template_parts(settings.template, site=name,
                        code_length=settings.code_length if "code_length" not in errors else RANGES["code_length"][1],
@@ -127,6 +131,15 @@ def template_parts(template: str, *, site: str, code_length: int, minutes: int) 
         raise InvalidField("template", N_("The message must fit in one SMS segment (70 characters in Japanese, "
                                           "160 in English)."))
     return split
+
+
+def spoken(code: str, *, site: str, language: TemplateLanguage) -> str:
+    """What a fallback call reads out: the code digit by digit, twice."""
+    if language == TemplateLanguage.JA:
+        digits = "、".join(code)
+        return f"{site}の認証コードをお知らせします。{digits}。繰り返します。{digits}。"
+    digits = ", ".join(code)
+    return f"Your {site} code is {digits}. Again: {digits}."
 
 
 def render(template: str, *, code: str, site: str, minutes: int) -> str:
@@ -218,3 +231,63 @@ def should_pause(decided: int, verified: int) -> bool:
     """A site is paused when fewer than 20% of at least 50 decided codes (verified, or past
     their lifetime, or locked) were verified."""
     return decided >= PAUSE_SAMPLE and verified * 100 < PAUSE_RATE_PERCENT * decided
+
+
+# -- logs and statistics ----------------------------------------------------------------------------
+
+
+def outcome(status: CodeStatus, expiry: datetime, message_status: str | None, now: datetime) -> str:
+    """A request's status in the site's log: verified, failed (the SMS, or every attempt used
+    up), replaced, expired, delivered or sent."""
+    if status == CodeStatus.VERIFIED:
+        return "verified"
+    if message_status == "FAIL" or status == CodeStatus.LOCKED:
+        return "failed"
+    if status == CodeStatus.REPLACED:
+        return "replaced"
+    if is_expired(expiry, now):
+        return "expired"
+    return "delivered" if message_status == "DELIVERED" else "sent"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One code as the statistics count it."""
+
+    at: datetime
+    outcome: str
+    delivered: bool
+    fallback_called: bool
+    cost: int  # milli-yen: the SMS and the fallback call
+
+
+@dataclass
+class Day:
+    day: date  # in Japan time
+    requests: int = 0  # codes sent
+    blocked: int = 0
+    delivered: int = 0
+    verified: int = 0
+    fallback_calls: int = 0
+    cost: int = 0  # milli-yen
+
+    @property
+    def completion_percent(self) -> int | None:
+        """Verified codes per code sent, rounded down; None on a day without any."""
+        return self.verified * 100 // self.requests if self.requests else None
+
+
+def by_day(sent: list[Sent], blocked_at: list[datetime]) -> list[Day]:
+    """Each Japan day with any request, newest first."""
+    days: dict[date, Day] = {}
+    for code in sent:
+        day = days.setdefault(code.at.astimezone(JST).date(), Day(code.at.astimezone(JST).date()))
+        day.requests += 1
+        day.delivered += code.delivered
+        day.verified += code.outcome == "verified"
+        day.fallback_calls += code.fallback_called
+        day.cost += code.cost
+    for moment in blocked_at:
+        local = moment.astimezone(JST).date()
+        days.setdefault(local, Day(local)).blocked += 1
+    return sorted(days.values(), key=lambda day: day.day, reverse=True)

@@ -7,29 +7,37 @@ like any failed message. A refusal by a fraud guard is recorded (with its reason
 committed unit before RequestBlocked is raised; a wrong code's attempt is counted and committed
 before VerificationFailed is raised."""
 
+import hmac
 import ipaddress
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import case, func, or_, select, update
 from sqlmodel import Session
 
-from portal import db
-from portal.accounts.models import Membership, User
+from portal import db, mail, outbox
+from portal.accounts.models import Account, Membership, Role, User
+from portal.credentials.models import Credential
 from portal.credentials.service import Principal
+from portal.ledger.models import CreditState
 from portal.ledger import service as ledger
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Product
-from portal.otp import rules
+from portal.messaging.api_models import Call, Message, MessageStatus, Product
+from portal.messaging.errors import InsufficientCredit, SpendCapReached
+from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
                                SiteNotFound, VerificationFailed)
-from portal.otp.models import BlockReason, Channel, CodeStatus, OtpBlocked, OtpCode, OtpSite, TemplateLanguage
+from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite,
+                               TemplateLanguage)
 
 SENDER = "Chotto"
+RECHECK_EVERY = timedelta(days=30)
 Given = object  # a field's value as the client sent it
 
 
@@ -140,6 +148,27 @@ def mark_proven(*, session: Session, account_id: int, site_id: int, proven: bool
     return site
 
 
+def check_ownership(*, session: Session, account_id: int, site_id: int, fetch: ownership.Fetch, https: bool,
+                    now: datetime) -> bool:
+    """Fetch the site's token file (outside any transaction) and record the result: proven
+    while the file holds the site's token, unproven again once it does not."""
+    site = site_of(session=session, account_id=account_id, site_id=site_id)
+    text = fetch(ownership.token_url(site.domain, https=https))
+    proven = text is not None and hmac.compare_digest(text.strip().encode(), site.ownership_token.encode())
+    mark_proven(session=session, account_id=account_id, site_id=site_id, proven=proven, now=now)
+    return proven
+
+
+def sites_to_recheck(*, session: Session, now: datetime, limit: int = 100) -> list[tuple[int, int]]:
+    """(account_id, site_id) of proven sites last checked a month ago or more: the worker
+    checks them again."""
+    with db.read(session):
+        return [tuple(row) for row in session.execute(
+            select(OtpSite.account_id, OtpSite.id).where(OtpSite.proven_at.is_not(None),
+                                                         OtpSite.checked_at <= now - RECHECK_EVERY)
+            .order_by(OtpSite.checked_at).limit(limit))]
+
+
 def resume_site(*, session: Session, account_id: int, site_id: int, user_id: int, now: datetime) -> OtpSite:
     """An owner lifts the pause: the completion rate is counted afresh from now on."""
     with db.write(session):
@@ -180,19 +209,44 @@ def request_code(*, session: Session, principal: Principal, request: RequestCode
     """Send a new code for the site and number, replacing the number's active code (its wrong
     attempts carried over). Refusals: InvalidFields, SiteNotFound, ResendTooSoon,
     RequestBlocked (recorded), InsufficientCredit, SpendCapReached, ScopeMissing."""
+    return _request(session, principal, request, secret, now, daily_cap, None, lambda issued: issued)
+
+
+def request_code_by_api(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
+                        idempotency_key: str | None, render: Callable[[Issued], messaging.StoredAnswer],
+                        daily_cap: int | None = None) -> messaging.StoredAnswer:
+    """request_code with the API's Idempotency-Key: a retry with the same key gets the first
+    answer (as the face rendered it) and sends nothing; a refusal keeps nothing under the key."""
+    return _request(session, principal, request, secret, now, daily_cap, idempotency_key, render)
+
+
+Answer = TypeVar("Answer")
+
+
+def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
+             daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
     _require(principal)
     form = validation.Form(asdict(request))
     domain = form.read("website", rules.domain_of)
     number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
-    form.read("channel", _channel, required=False)
+    channel = form.read("channel", _channel, required=False) or Channel.SMS
     ip = form.read("ip", _ip, required=False)
+    key = form.check(messaging_rules.idempotency_key, key)
     form.raise_if_invalid()
+    fingerprint = messaging.request_hash(op="otp", credential=principal.credential_id, mode=principal.mode,
+                                         website=domain, phone_number=number.e164, channel=channel, ip=ip)
     with db.write(session):
         state, lots = ledger.lock(session, principal.account_id)
+        stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
+        if stored is not None:
+            return stored
         site = _site_for(session, principal.account_id, domain)
         blocked = _guard(session, principal, site, number, ip, now)
         if blocked is None:
-            return _issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap)
+            answer = render(_issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap))
+            if key:
+                messaging.keep_answer(session, principal.account_id, key, fingerprint, answer, now)
+            return answer
         session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
                                phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
     raise blocked
@@ -258,8 +312,10 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
                                 now=now)
         if wait is not None:
             return RequestBlocked(reason, wait)
-    if mode == "live" and _completion_too_low(session, site, now):
+    decided = _completion_too_low(session, site, now) if mode == "live" else None
+    if decided:
         site.paused_at = now
+        _tell_owners_paused(session, site, decided, now)
         return RequestBlocked(BlockReason.PAUSED)
     return None
 
@@ -269,14 +325,24 @@ def _own_numbers(session: Session, account_id: int) -> set[str]:
         Membership.account_id == account_id, User.phone_verified_at.is_not(None))))
 
 
-def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> bool:
-    """Live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
+def _tell_owners_paused(session: Session, site: OtpSite, decided: int, now: datetime) -> None:
+    account = session.get(Account, site.account_id)
+    owners = session.scalars(select(User).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == site.account_id, Membership.role == Role.OWNER))
+    for owner in owners:
+        mail.queue(session, to=owner.email, template="otp_site_paused", language=owner.language, now=now, site=site,
+                   account=account, decided=decided)
+
+
+def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> int | None:
+    """How many decided codes show too low a completion rate (None while the rate is fine):
+    live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
     since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
     decided = or_(OtpCode.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
                   (OtpCode.status == CodeStatus.ACTIVE) & (OtpCode.expires_at <= now))
     row = session.execute(select(func.count(), func.count().filter(OtpCode.status == CodeStatus.VERIFIED)).where(
         OtpCode.site_id == site.id, OtpCode.mode == "live", OtpCode.created_at >= since, decided)).one()
-    return rules.should_pause(row[0], row[1])
+    return row[0] if rules.should_pause(row[0], row[1]) else None
 
 
 def _issue(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], site: OtpSite,
@@ -285,7 +351,7 @@ def _issue(session: Session, principal: Principal, state: ledger.State, lots: li
     previous = _latest(session, site.id, principal.mode, number.e164)
     failures = rules.carried_failures(_state(previous), previous.created_at, now) if previous else 0
     if previous is not None and previous.status == CodeStatus.ACTIVE:
-        previous.status = CodeStatus.REPLACED
+        previous.status, previous.fallback_text = CodeStatus.REPLACED, None
         session.flush()  # before the new code takes the number's one active place
     code, msgid = rules.new_code(site.code_length), secrets.token_hex(16)
     body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
@@ -295,11 +361,18 @@ def _issue(session: Session, principal: Principal, state: ledger.State, lots: li
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
     expiry = rules.expires_at(now, site.lifetime_minutes)
-    session.add(OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
-                        mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
-                        channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
-                        failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
-                        created_at=now, expires_at=expiry))
+    spoken = None if site.fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
+                                                                      language=site.fallback_language)
+    issued = OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                     mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                     channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
+                     created_at=now, expires_at=expiry, fallback_text=spoken)
+    session.add(issued)
+    session.flush()
+    if site.fallback == Fallback.AFTER_DELAY:
+        job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
+        job.available_at = now + timedelta(seconds=site.fallback_seconds)
     return Issued(msgid, expiry)
 
 
@@ -359,7 +432,8 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
     usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
     if rules.matches(secret, code.msgid, typed, code.code_hash):
         used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
-                               .values(status=CodeStatus.VERIFIED, verified_at=now).returning(CODES.c.id)).first()
+                               .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
+                               .returning(CODES.c.id)).first()
         if used is not None:
             return Verified(code.msgid, code.phone_number, now)
     else:
@@ -367,8 +441,122 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
             failures=CODES.c.failures + 1,
             status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
                         else_=CODES.c.status),
+            fallback_text=case((CODES.c.failures + 1 >= CODES.c.max_attempts, None), else_=CODES.c.fallback_text),
         ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
         if counted is not None:
             return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
     session.refresh(code)  # another check changed it meanwhile
     return VerificationFailed(rules.refusal(_state(code), now) or Failure.NO_ACTIVE_CODE)
+
+
+# -- the voice fallback (run by the worker) --------------------------------------------------------
+
+
+def after_sms(*, session: Session, message_id: int, caller: str, now: datetime) -> str | None:
+    """After an SMS's delivery attempt: a failed OTP message of a site with a voice fallback is
+    followed at once by the call. Returns the call's id, if one was queued."""
+    with db.read(session):
+        msgid = session.scalar(select(Message.msgid).where(Message.id == message_id,
+                                                           Message.status == MessageStatus.FAIL))
+        code_id = session.scalar(select(OtpCode.id).where(OtpCode.msgid == msgid)) if msgid else None
+    return call_fallback(session=session, code_id=code_id, caller=caller, now=now) if code_id else None
+
+
+def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime) -> str | None:
+    """Queue the call that reads the code out, unless the code was verified, replaced, locked
+    or has expired meanwhile, or was already called: at most one call per code, paid like any
+    call through the credential that asked for the code. The text read out is forgotten once
+    the call is queued (or can no longer come). Returns the call's id, if one was queued."""
+    with db.write(session):
+        account_id = session.scalar(select(OtpCode.account_id).where(OtpCode.id == code_id))
+        if account_id is None:
+            return None
+        state, lots = ledger.lock(session, account_id)
+        code = session.get(OtpCode, code_id, populate_existing=True)
+        principal = _principal_of(session, code.credential_id)
+        if code.fallback_text is None or principal is None or rules.refusal(_state(code), now) is not None:
+            code.fallback_text = None
+            return None
+        site = session.get(OtpSite, code.site_id)
+        number = messaging_rules.phone_number("phone_number", code.phone_number)
+        try:
+            with session.begin_nested():  # a refused call leaves nothing of itself
+                started = messaging.call_in(session, principal, state, lots, caller=caller, number=number,
+                                            tts=code.fallback_text, language=str(site.fallback_language), now=now)
+        except (InsufficientCredit, SpendCapReached, InvalidField):
+            code.fallback_text = None
+            return None
+        code.fallback_text, code.fallback_callid = None, started.callid
+        return started.callid
+
+
+def _principal_of(session: Session, credential_id: int) -> Principal | None:
+    """The credential that asked for the code, as the API saw it; None once revoked."""
+    row = session.execute(select(Credential, Account.allowed_countries, CreditState.has_purchased)
+                          .join(Account, Account.id == Credential.account_id)
+                          .join(CreditState, CreditState.account_id == Credential.account_id)
+                          .where(Credential.id == credential_id, Credential.revoked_at.is_(None))).first()
+    if row is None:
+        return None
+    credential, countries, purchased = row
+    return Principal(credential.id, credential.sid, credential.account_id, credential.mode,
+                     frozenset(credential.scope_list), credential.monthly_cap,
+                     tuple(c for c in (countries or "JP").split(",") if c), bool(purchased))
+
+
+# -- logs and statistics (for the site's pages) -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One request of a site: a code sent (status from rules.outcome) or a blocked one."""
+
+    at: datetime
+    phone_number: str
+    mode: str
+    channel: str  # sms, or "sms+voice" when the fallback called
+    status: str  # verified, failed, replaced, expired, delivered, sent, or blocked
+    reason: BlockReason | None  # why it was blocked
+    msgid: str | None
+    cost: int  # milli-yen
+
+
+def _codes(session: Session, site_id: int, since: datetime, limit: int | None = None):
+    query = (select(OtpCode, Message.status, Message.cost, Call.cost)
+             .outerjoin(Message, Message.msgid == OtpCode.msgid)
+             .outerjoin(Call, Call.callid == OtpCode.fallback_callid)
+             .where(OtpCode.site_id == site_id, OtpCode.created_at >= since).order_by(OtpCode.id.desc()))
+    return session.execute(query.limit(limit) if limit else query).all()
+
+
+def log_of(*, session: Session, account_id: int, site_id: int, now: datetime, limit: int = 100,
+           days: int = 90) -> list[LogLine]:
+    """The site's newest requests, codes and blocked ones together, newest first."""
+    since = now - timedelta(days=days)
+    with db.read(session):
+        _own_site(session, account_id, site_id)
+        lines = [LogLine(code.created_at, code.phone_number, code.mode,
+                         "sms+voice" if code.fallback_callid else "sms",
+                         rules.outcome(code.status, code.expires_at, status, now), None, code.msgid,
+                         (sms_cost or 0) + (call_cost or 0))
+                 for code, status, sms_cost, call_cost in _codes(session, site_id, since, limit)]
+        blocked = session.scalars(select(OtpBlocked).where(OtpBlocked.site_id == site_id, OtpBlocked.created_at >= since)
+                                  .order_by(OtpBlocked.id.desc()).limit(limit))
+        lines += [LogLine(b.created_at, b.phone_number, b.mode, "sms", "blocked", b.reason, None, 0) for b in blocked]
+    return sorted(lines, key=lambda line: line.at, reverse=True)[:limit]
+
+
+def statistics_of(*, session: Session, account_id: int, site_id: int, now: datetime, days: int = 30,
+                  mode: str = "live") -> list[rules.Day]:
+    """By Japan day, newest first: requests, blocked, delivered, verified, the completion rate,
+    fallback calls and cost, for the live (or test) requests of the last `days` days."""
+    since = now - timedelta(days=days)
+    with db.read(session):
+        _own_site(session, account_id, site_id)
+        sent = [rules.Sent(code.created_at, rules.outcome(code.status, code.expires_at, status, now),
+                           status == MessageStatus.DELIVERED, code.fallback_callid is not None,
+                           (sms_cost or 0) + (call_cost or 0))
+                for code, status, sms_cost, call_cost in _codes(session, site_id, since) if code.mode == mode]
+        blocked = session.scalars(select(OtpBlocked.created_at).where(
+            OtpBlocked.site_id == site_id, OtpBlocked.mode == mode, OtpBlocked.created_at >= since))
+        return rules.by_day(sent, list(blocked))

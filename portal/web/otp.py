@@ -2,7 +2,11 @@
 choose its settings with a live preview of the message, try it with a test code, and read its
 log, statistics and blocked requests. Lifting a pause is an owner's decision."""
 
+from datetime import date
+
+from babel.dates import format_date
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -10,7 +14,7 @@ from portal import clock, db, services
 from portal.credentials.service import MANAGERS, NotAManager
 from portal.extensions import limiter
 from portal.messaging import segments
-from portal.otp import ownership, queries, rules, tryit
+from portal.otp import ownership, proof, rules, tryit
 from portal.otp import service as otp
 from portal.otp.errors import (BLOCK_TEXTS, FAILURE_TEXTS, InvalidField, InvalidFields, RequestBlocked, ResendTooSoon,
                                SiteNotFound, VerificationFailed)
@@ -27,7 +31,13 @@ SAMPLE_CODE = "1234567890"
 
 @bp.app_template_filter("masked_phone")
 def masked_phone(e164: str) -> str:
-    return queries.masked(e164)
+    """"+819012345678" → "•••••••••5678": pages show only a number's last four digits."""
+    return "•" * max(0, len(e164) - 4) + e164[-4:]
+
+
+@bp.app_template_filter("japan_day")
+def japan_day(day: date) -> str:
+    return format_date(day, "long", locale=str(get_locale() or "en"))
 
 
 @bp.app_context_processor
@@ -95,7 +105,7 @@ def register():
 
 def _show(site, *, check=None, attempt=None, arrived=None, verified=None, refused=None, status=200, fragment=None):
     probe = services.ownership_probe()
-    context = dict(site=site, check=check, token_url=ownership.token_url(site.domain, probe),
+    context = dict(site=site, check=check, token_url=ownership.probe_url(site.domain, probe),
                    action_form=ActionForm(), attempt=attempt, arrived=arrived, verified=verified, refused=refused,
                    verify_form=TryVerifyForm(formdata=None, msgid=attempt.msgid if attempt else None))
     return render_page("otp/show.html", fragment=fragment, **context), status
@@ -114,7 +124,7 @@ def check(site_id: int):
     if not ActionForm().validate_on_submit():
         abort(400)
     try:
-        site, found = ownership.check_site(session=db.session(), account_id=_account_id(), site_id=site_id,
+        site, found = proof.check_site(session=db.session(), account_id=_account_id(), site_id=site_id,
                                            probe=services.ownership_probe(), now=clock.now())
     except SiteNotFound:
         abort(404)
@@ -273,8 +283,8 @@ def activity(site_id: int):
     now, session, account_id = clock.now(), db.session(), _account_id()
     return render_page(
         "otp/activity.html", site=site, mode=mode, action_form=ActionForm(),
-        log=queries.log_of(session=session, account_id=account_id, site_id=site_id, mode=mode, now=now),
-        days=queries.daily(session=session, account_id=account_id, site_id=site_id, mode=mode, now=now),
+        log=otp.log_of(session=session, account_id=account_id, site_id=site_id, now=now, limit=50),
+        days=otp.statistics_of(session=session, account_id=account_id, site_id=site_id, now=now, mode=mode),
         blocked=otp.blocked_of(session=session, account_id=account_id, site_id=site_id, limit=50),
         paused_reason=BlockReason.PAUSED)
 

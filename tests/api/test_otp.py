@@ -14,7 +14,7 @@ from portal.otp import service as otp
 from portal.otp.models import BlockReason, CodeStatus, OtpBlocked, OtpCode, OtpSite
 from tests.api.conftest import YEN, fund, new_key
 from tests.api.test_sms import RefusingCarrier, available
-from tests.helpers import db_session, deliver_outbox
+from tests.helpers import db_session, deliver_outbox, mails_to
 
 SITE = "https://shop.example.com/login"
 OWN = "+819011112222"  # the customer's verified mobile number (tests.api.conftest.customer)
@@ -81,7 +81,7 @@ def test_registering_a_website_answers_as_xoxzo_and_once_per_domain(app, api, ke
     first = register(api, key)
     assert first.status_code == 201, first.json
     assert first.json["message"] == "Website registered successfully." and first.json["website"] == "shop.example.com"
-    assert first.json["verification_url"] == "https://shop.example.com/.well-known/chotto-verification.txt"
+    assert first.json["verification_url"] == "http://shop.example.com/.well-known/chotto-verification.txt"
     again = register(api, key, "shop.example.com")
     assert again.status_code == 400 and again.json == {"website": ["A website with this domain already exists."]}
     assert register(api, key, "not a website").status_code == 400
@@ -225,6 +225,8 @@ def test_two_hundred_requests_without_verification_pause_the_site_until_an_owner
     assert 403 in answers
     paused_at = answers.index(403)
     assert 50 <= paused_at <= 60 and set(answers[paused_at:]) == {403}
+    [told] = [m for m in mails_to(app, "dev@example.com") if "paused" in m.subject]  # the owner, once
+    assert told.subject == "OTP site shop.example.com is paused" and "SMS pumping" in told.text_body
     with db_session(app) as session:
         assert session.get(OtpSite, site).paused_at is not None
         user, _ = customer
@@ -273,3 +275,168 @@ def test_insufficient_credit_answers_402(app, api, customer):
     for n in range(16):  # the ¥50 trial pays 16 codes
         assert ask(api, poor, f"+81901{n:02d}45678").status_code == 201
     assert ask(api, poor, "+819099945678").status_code == 402
+
+
+# -- the voice fallback -----------------------------------------------------------------------------
+
+
+def calls(app) -> list[TestInboxMessage]:
+    deliver_outbox(app)
+    with db_session(app) as session:
+        return list(session.scalars(select(TestInboxMessage).where(TestInboxMessage.channel == "voice")))
+
+
+def test_no_verification_within_n_seconds_brings_one_call_reading_the_code(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    before = available(app, key.account_id)
+    ask(api, key)
+    code = last_code(app)
+    clock.advance(seconds=59)
+    assert calls(app) == []
+    clock.advance(seconds=1)
+    [call] = calls(app)
+    assert call.recipient == OTHER and "、".join(code) in call.body and call.body.count("、".join(code)) == 2
+    clock.advance(seconds=60)
+    assert len(calls(app)) == 1  # one call per code
+    with db_session(app) as session:
+        from portal.messaging.api_models import Call
+
+        placed = session.scalars(select(Call)).one()
+        stored = session.scalars(select(OtpCode)).one()
+    assert placed.cost == 10 * YEN and stored.fallback_callid == placed.callid and stored.fallback_text is None
+    assert available(app, key.account_id) == before - 3 * YEN - 10 * YEN  # the SMS, then a started minute
+    assert check_code(api, key, code).status_code == 200
+
+
+def test_a_verification_before_n_seconds_means_no_call(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    clock.advance(seconds=30)
+    assert check_code(api, key, last_code(app)).status_code == 200
+    clock.advance(seconds=60)
+    assert calls(app) == []
+
+
+def test_a_failed_sms_brings_the_call_at_once_and_is_refunded(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.ON_FAILURE, fallback_language="en")
+    before = available(app, key.account_id)
+    ask(api, key)
+    app.extensions["portal.carrier"] = RefusingCarrier()  # refuses SMS, places calls
+    [call] = calls(app)
+    assert call.body.startswith("TTS (en): Your shop.example.com code is ")
+    assert available(app, key.account_id) == before - 10 * YEN  # the SMS refunded, the call paid
+
+
+def test_a_replaced_code_is_never_called(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    clock.advance(seconds=30)
+    ask(api, key)
+    second = last_code(app)
+    clock.advance(seconds=30)
+    assert calls(app) == []  # the first code's call is cancelled with it
+    clock.advance(seconds=30)
+    [call] = calls(app)
+    assert "、".join(second) in call.body
+
+
+def test_the_call_must_come_before_the_code_expires(app, key, site):
+    from portal.messaging.errors import InvalidFields
+    from portal.otp.models import Fallback
+
+    with pytest.raises(InvalidFields) as refused:
+        settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=300, lifetime_minutes=5)
+    assert refused.value.errors == {"fallback_seconds": ["The call must come before the code expires."]}
+
+
+def test_an_unknown_carrier_outcome_neither_calls_nor_refunds_and_charges_once(app, api, key, site, clock):
+    from portal.otp.models import Fallback
+    from tests.api.test_sms import FlakyCarrier
+
+    settle(app, key, fallback=Fallback.ON_FAILURE)
+    before = available(app, key.account_id)
+    sent = ask(api, key)
+    flaky = app.extensions["portal.carrier"] = FlakyCarrier()  # a timeout: not a failure (R12)
+    assert calls(app) == []
+    clock.advance(minutes=5)
+    assert calls(app) == []
+    status = api.get(f"/sms/messages/{sent.json['msgid']}", headers=key.headers).json["status"]
+    assert status == "DELIVERED" and flaky.calls == 2 and available(app, key.account_id) == before - 3 * YEN
+
+
+def test_verify_and_request_are_rate_limited_per_credential_with_retry_after(database_url, clock, customer):
+    from tests.conftest import make_app
+
+    limited = make_app(database_url, CLOCK=clock, RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="3 per minute")
+    try:
+        user, account_id = customer
+        fund(limited, account_id, 100)
+        limited_key = new_key(limited, account_id, user.id)
+        client = limited.test_client()
+        answers = [check_code(client, limited_key, "123456", OWN) for _ in range(5)]
+        assert [a.status_code for a in answers] == [400, 400, 400, 429, 429]  # S27: the count is exact
+        assert int(answers[-1].headers["Retry-After"]) >= 1
+        assert ask(client, limited_key, OWN).status_code == 400  # answered (no such site), not throttled: per route
+    finally:
+        limited.extensions["portal.engine"].dispose()
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_answer_and_sends_once(app, api, key, site, clock):
+    before = available(app, key.account_id)
+    headers = key.headers | {"Idempotency-Key": "login-42"}
+    data = {"website": "shop.example.com", "phone_number": OTHER}
+    first = api.post("/otp/request/", data=data, headers=headers)
+    clock.advance(seconds=5)  # inside the cooldown: without the key, a 429
+    again = api.post("/otp/request/", data=data, headers=headers)
+    assert (again.status_code, again.data) == (first.status_code, first.data) and first.status_code == 201
+    assert available(app, key.account_id) == before - 3 * YEN
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(OtpCode)) == 1
+    other = api.post("/otp/request/", data=data | {"phone_number": OWN}, headers=headers)
+    assert other.status_code == 422
+    bad = api.post("/otp/request/", data=data, headers=key.headers | {"Idempotency-Key": " "})
+    assert bad.json == {"Idempotency-Key": ["Use 1 to 255 characters."]}
+
+
+def test_a_blocked_request_keeps_nothing_under_its_key(app, api, key, site, clock):
+    headers = key.headers | {"Idempotency-Key": "us-1"}
+    data = {"website": "shop.example.com", "phone_number": "+14155552671"}
+    assert api.post("/otp/request/", data=data, headers=headers).status_code == 400
+    settle(app, key, allowed_countries=("JP", "US"))
+    with db_session(app) as session:
+        from sqlalchemy import update
+
+        from portal.accounts.models import Account
+
+        session.execute(update(Account).where(Account.id == key.account_id).values(allowed_countries="JP,US"))
+        session.commit()
+    retried = api.post("/otp/request/", data=data, headers=headers)  # decided afresh, not replayed
+    assert retried.status_code == 400 and retried.json == {"phone_number": ["Sending to US is not available."]}
+
+
+def test_the_log_and_the_statistics_count_each_request(app, api, key, site, clock, customer):
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    check_code(api, key, last_code(app))
+    ask(api, key, "+819033334444")
+    clock.advance(seconds=60)
+    calls(app)
+    ask(api, key, "+14155552671")  # blocked
+    with db_session(app) as session:
+        log = otp.log_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+        [day] = otp.statistics_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+    assert [(line.status, line.channel, line.cost) for line in log] == [
+        ("blocked", "sms", 0), ("delivered", "sms+voice", 13 * YEN), ("verified", "sms", 3 * YEN)]
+    assert log[0].reason == BlockReason.COUNTRY
+    assert (day.requests, day.blocked, day.delivered, day.verified, day.completion_percent, day.fallback_calls,
+            day.cost) == (2, 1, 2, 1, 50, 1, 16 * YEN)

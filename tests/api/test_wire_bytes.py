@@ -252,7 +252,7 @@ def test_the_otp_answers(app, api, key, clock):
         site = otp.sites_of(session=session, account_id=key.account_id)[0]
         otp.mark_proven(session=session, account_id=key.account_id, site_id=site.id, proven=True, now=clock())
     exactly(registered, 201, '{"message": "Website registered successfully.", "website": "shop.example.com", '
-                             '"verification_url": "https://shop.example.com/.well-known/chotto-verification.txt", '
+                             '"verification_url": "http://shop.example.com/.well-known/chotto-verification.txt", '
                              f'"verification_token": "{site.ownership_token}"}}')
     exactly(otp_post(api, key, "/otp/register-website/", website="shop.example.com"), 400,
             '{"website": ["A website with this domain already exists."]}')

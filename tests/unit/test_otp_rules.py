@@ -27,7 +27,8 @@ def test_a_website_is_registered_by_its_domain(given, domain):
     assert rules.domain_of(given) == domain
 
 
-@pytest.mark.parametrize("given", ["", "   ", "not a domain", "https://", "example", "http://exa_mple.com"])
+@pytest.mark.parametrize("given", ["", "   ", "not a domain", "https://", "example", "http://exa_mple.com", "http://[",
+                                   "[::1", "a" * 64 + ".com", "xn--.com", "\u3000"])
 def test_what_is_not_a_website_is_refused_naming_the_field(given):
     with pytest.raises(InvalidField) as refused:
         rules.domain_of(given)
@@ -187,3 +188,29 @@ def test_a_site_is_paused_below_twenty_percent_over_at_least_fifty_decided_codes
     assert not rules.should_pause(50, 10)
     assert rules.should_pause(200, 0)
     assert not rules.should_pause(200, 40)
+
+
+# -- logs and statistics ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status, message, later, expected", [
+    (CodeStatus.VERIFIED, "DELIVERED", 0, "verified"), (CodeStatus.ACTIVE, "FAIL", 0, "failed"),
+    (CodeStatus.LOCKED, "DELIVERED", 0, "failed"), (CodeStatus.REPLACED, "DELIVERED", 0, "replaced"),
+    (CodeStatus.ACTIVE, "DELIVERED", 5, "expired"), (CodeStatus.ACTIVE, "DELIVERED", 4, "delivered"),
+    (CodeStatus.ACTIVE, "QUEUED", 0, "sent"), (CodeStatus.ACTIVE, None, 0, "sent"),
+])
+def test_each_request_has_one_status_in_the_log(status, message, later, expected):
+    assert rules.outcome(status, NOW + timedelta(minutes=5), message, NOW + timedelta(minutes=later)) == expected
+
+
+def test_statistics_count_by_japan_day():
+    late = datetime(2026, 12, 1, 14, 59, tzinfo=timezone.utc)  # 23:59 in Japan
+    early = late + timedelta(minutes=2)  # the next day there
+    sent = [rules.Sent(late, "verified", True, False, 3000), rules.Sent(late, "expired", True, True, 13000),
+            rules.Sent(late, "failed", False, False, 0), rules.Sent(early, "delivered", True, False, 3000)]
+    today, yesterday = rules.by_day(sent, [early, early])
+    assert (yesterday.day.isoformat(), yesterday.requests, yesterday.delivered, yesterday.verified,
+            yesterday.fallback_calls, yesterday.cost, yesterday.completion_percent) == ("2026-12-01", 3, 2, 1, 1, 16000,
+                                                                                        33)
+    assert (today.day.isoformat(), today.requests, today.blocked, today.completion_percent) == ("2026-12-02", 1, 2, 0)
+    assert rules.by_day([], [early])[0].completion_percent is None
