@@ -12,8 +12,8 @@ from wtforms.validators import InputRequired, Length, Optional, Regexp, Validati
 from portal.otp import rules
 from portal.otp.models import Fallback, TemplateLanguage
 
-TEMPLATE_LANGUAGES = [SelectChoice(TemplateLanguage.JA, _l("Japanese")),
-                      SelectChoice(TemplateLanguage.EN, _l("English"))]
+TEMPLATE_LANGUAGES = [SelectChoice(TemplateLanguage.JA, _l("In Japanese")),
+                      SelectChoice(TemplateLanguage.EN, _l("In English"))]
 NUMBERS = ("code_length", "lifetime_minutes", "max_attempts", "resend_cooldown_seconds", "fallback_seconds",
            "per_number_limit", "per_ip_limit")
 
