@@ -24,6 +24,7 @@ from portal.ledger.models import CreditState
 from portal.onboarding import service as onboarding
 from portal.onboarding.models import DashboardCredential
 from portal.otp import service as otp
+from portal.otp.models import OtpCode
 
 SCOPES = [*onboarding.SCOPES, Scope.OTP]
 
@@ -63,10 +64,13 @@ def verify(*, session: Session, account_id: int, user_id: int, msgid: str, code:
                            request=otp.VerifyCode(otp_id=msgid, code=code))
 
 
-def sent(*, session: Session, account_id: int, msgid: str) -> onboarding.SentSMS | None:
-    """The code's SMS as the dashboard's panel follows it: queued, delivered, and its row in the
-    test inbox."""
-    return onboarding.sent_sms(session=session, account_id=account_id, msgid=msgid)
+def sent(*, session: Session, account_id: int, site_id: int, msgid: str) -> onboarding.SentSMS | None:
+    """The SMS of a test code of the site, as the dashboard's panel follows it: queued,
+    delivered, and its row in the test inbox. None for any other message."""
+    with db.read(session):
+        ours = session.scalar(select(OtpCode.id).where(OtpCode.msgid == msgid, OtpCode.site_id == site_id,
+                                                       OtpCode.account_id == account_id, OtpCode.mode == "test"))
+    return onboarding.sent_sms(session=session, account_id=account_id, msgid=msgid) if ours else None
 
 
 def _verified_phone(session: Session, user_id: int) -> str:

@@ -160,7 +160,7 @@ def try_send(site_id: int):
 
 
 def _try_panel(site, msgid: str, **state):
-    sms = tryit.sent(session=db.session(), account_id=_account_id(), msgid=msgid)
+    sms = tryit.sent(session=db.session(), account_id=_account_id(), site_id=site.id, msgid=msgid)
     if sms is None:
         abort(404)
     return _show(site, attempt=sms, fragment="try_it", **state)

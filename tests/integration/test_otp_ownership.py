@@ -218,3 +218,11 @@ def test_production_checks_over_https_on_the_standard_port():
     assert ownership.judge(200, b"\xef\xbb\xbftoken\n", "token") == Outcome.PROVEN
     assert ownership.judge(200, b"token2", "token") == Outcome.WRONG_CONTENT
     assert ownership.judge(404, b"token", "token") == Outcome.NOT_FOUND
+
+
+def test_the_workers_round_reports_the_proofs_lost(app, session, site, clock):
+    from portal import worker
+
+    with TokenSite(body=site.ownership_token) as served:
+        look(session, site, probe_for(served), clock())
+    assert worker.recheck_ownership(app) == 0  # not due for a month

@@ -267,6 +267,16 @@ def test_try_it_sends_a_test_code_to_ones_own_number_and_verifies_it(app):
     assert "No requests in the last 30 days." in owner.text(f"/otp-sites/{site_id}/activity")  # live is apart
 
 
+def test_try_it_follows_only_the_sites_own_test_codes(app):
+    owner, _ = signed_in(app)
+    first, second = register(owner, "a.example.com"), register(owner, "b.example.com")
+    owner.post(f"/otp-sites/{first}/try", headers=HTMX, status=200)
+    with db_session(app) as session:
+        [code] = session.scalars(select(OtpCode)).all()
+    owner.get(f"/otp-sites/{first}/try/{code.msgid}", headers=HTMX, status=200)
+    owner.get(f"/otp-sites/{second}/try/{code.msgid}", headers=HTMX, status=404)
+
+
 def test_try_it_says_when_the_number_must_wait(app):
     owner, _ = signed_in(app)
     site_id = register(owner)
