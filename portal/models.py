@@ -30,7 +30,7 @@ from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transa
 from portal.mail import DevMail  # noqa: F401
 from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401
-from portal.otp.models import OtpBlocked, OtpCode, OtpSite  # noqa: F401
+from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
 
 metadata = SQLModel.metadata

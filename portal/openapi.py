@@ -108,8 +108,9 @@ OTP_REQUEST_FIELDS = {
     "properties": {
         "website": {"type": "string", "description": "A registered site's URL or domain."},
         "phone_number": PHONE,
-        "channel": {"type": "string", "enum": ["sms", "voice"], "description": "sms (the default); voice is not "
-                                                                             "available yet."},
+        "channel": {"type": "string", "enum": ["sms", "voice"], "description": "sms (the default, ¥3), or voice: a "
+                                                                             "call that reads the code out, priced "
+                                                                             "as a call."},
         "ip": {"type": "string", "description": "The end user's IP address, for the site's per-IP limit."},
     },
 }

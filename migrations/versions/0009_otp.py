@@ -79,6 +79,13 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_otp_blocked_account_id'), ['account_id'], unique=False)
         batch_op.create_index('ix_otp_blocked_site_time', ['site_id', 'created_at'], unique=False)
 
+    op.create_table('otp_credential_sites',
+    sa.Column('credential_id', sa.Integer(), nullable=False),
+    sa.Column('site_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['credential_id'], ['api_credentials.id'], ),
+    sa.ForeignKeyConstraint(['site_id'], ['otp_sites.id'], ),
+    sa.PrimaryKeyConstraint('credential_id', 'site_id')
+    )
     op.create_table('otp_codes',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('msgid', sa.String(length=32), nullable=False),
@@ -99,6 +106,7 @@ def upgrade() -> None:
     sa.Column('verified_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('fallback_text', sa.Text(), nullable=True),
     sa.Column('fallback_callid', sa.String(length=32), nullable=True),
+    sa.Column('delivery_event', sa.String(length=10), nullable=True),
     sa.CheckConstraint("channel IN ('sms', 'voice')", name='otp_code_channel'),
     sa.CheckConstraint("mode IN ('live', 'test')", name='otp_code_mode'),
     sa.CheckConstraint("status IN ('active', 'verified', 'replaced', 'locked')", name='otp_code_status'),
@@ -123,6 +131,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_otp_codes_account_id'))
 
     op.drop_table('otp_codes')
+    op.drop_table('otp_credential_sites')
     with op.batch_alter_table('otp_blocked', schema=None) as batch_op:
         batch_op.drop_index('ix_otp_blocked_site_time')
         batch_op.drop_index(batch_op.f('ix_otp_blocked_account_id'))

@@ -24,7 +24,7 @@ from portal.messaging.errors import (InsufficientCredit, InvalidField, InvalidFi
                                      SpendCap, SpendCapReached)
 from portal.openapi import document
 from portal.otp import service as otp
-from portal.otp.errors import RequestBlocked, ResendTooSoon, VerificationFailed
+from portal.otp.errors import RequestBlocked, ResendTooSoon, SiteNotAllowed, VerificationFailed
 from portal.otp.models import BlockReason
 from portal.bad_input import API_MESSAGES, BadInput
 from portal.extensions import limiter
@@ -134,7 +134,7 @@ def sending(view):
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
-            ResendTooSoon, VerificationFailed)
+            ResendTooSoon, VerificationFailed, SiteNotAllowed)
 ABOUT_THE_NUMBER = (BlockReason.COUNTRY, BlockReason.UNPROVEN)  # 400 on phone_number; a pause 403; limits 429
 CAP_REACHED = {
     SpendCap.ACCOUNT_DAILY: "This account's daily spend limit of ¥{yen:,} would be exceeded. Ask support to raise it.",
@@ -167,6 +167,8 @@ def refusal(error: Exception) -> Response:
         case ResendTooSoon():
             return _json({"detail": error.text, "reason": "resend_cooldown"}, 429,
                          **{"Retry-After": str(error.retry_after_seconds)})
+        case SiteNotAllowed():
+            return _json({"detail": error.text}, 403)
         case VerificationFailed():
             extra = {"attempts_left": error.attempts_left} if error.attempts_left is not None else {}
             return _json({"code": [error.text], "reason": error.reason.value, **extra}, 400)
@@ -292,8 +294,9 @@ def register_website():
 def request_otp():
     now = clock.now()
     return answer(lambda: stored(otp.request_code_by_api(
-        session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(), now=now,
-        idempotency_key=request.headers.get("Idempotency-Key"), render=wire.otp_requested, daily_cap=_daily_cap())))
+        session=db.session(), principal=g.principal, request=asked(otp.RequestCode), secret=_code_key(),
+        caller=services.otp_caller(), now=now, idempotency_key=request.headers.get("Idempotency-Key"),
+        render=wire.otp_requested, daily_cap=_daily_cap())))
 
 
 @route("/otp/verify/", methods=["POST"])

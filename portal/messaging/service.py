@@ -233,8 +233,7 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
 
 def send_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *,
             number: rules.Number, sender: str, body: str, split: segments.Split, product: Product, now: datetime,
-            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None,
-            msgid: str | None = None) -> Sent:
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None) -> Sent:
     """Record, pay and queue one SMS inside the caller's unit of work, the account locked by the
     caller (`ledger.lock`): the send path of the API, shared with the OTP product. An SMS is
     priced per segment, an OTP message (`Product.OTP`) per message. A live send is debited
@@ -243,7 +242,7 @@ def send_in(session: Session, principal: Principal, state: ledger.State, lots: l
     unit_price = _price(session, product, number.country, "recipient")
     per = split.parts if product == Product.SMS else 1
     cost = unit_price * per if principal.mode == "live" else 0
-    msgid = msgid or secrets.token_hex(16)
+    msgid = secrets.token_hex(16)
     values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
                   mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
                   encoding=split.encoding, segments=split.parts, cost=cost, status=MessageStatus.QUEUED,

@@ -2,7 +2,7 @@
 numbers with two API calls. DESIGN.md "OTP sites"; issue 12.
 
 Modules:
-  models   OtpSite (one per domain per account, its settings and ownership token),
+  models   OtpSite (one per domain per account, its settings and ownership token), OtpCredentialSite,
            OtpCode (one row per code sent: keyed hash, expiry, wrong attempts, status; at most one
            ACTIVE per site, mode and number), OtpBlocked (requests a guard refused, with the reason).
   rules    pure: domains, Settings and their ranges, templates (must name {code}, one segment),
@@ -22,11 +22,14 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
       sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
       re-checks them).
+  limit_credential(session, account_id, credential_id, site_ids) / sites_of_credential(...): a
+      credential limited to some sites gets SiteNotAllowed (403) for the others.
   log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan
       day: requests, blocked, delivered, verified, completion_percent, fallback calls, cost.
-  request_code(session, principal, request: RequestCode, secret, now, daily_cap=None) -> Issued(msgid, expires_at)
+  request_code(session, principal, request: RequestCode, secret, caller, now, daily_cap=None) -> Issued(msgid, expires_at)
+      by SMS (¥3), or with channel "voice" by a call from `caller` that reads the code (the voice price).
       InvalidFields, SiteNotFound, ResendTooSoon(retry_after_seconds), RequestBlocked(reason,
       retry_after_seconds) — recorded in otp_blocked —, InsufficientCredit, SpendCapReached, ScopeMissing.
   request_code_by_api(..., idempotency_key, render) -> StoredAnswer: the same with the API's
@@ -38,6 +41,10 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       the request, or at once after a failed SMS) queues one call through messaging.call_in that
       reads the code, unless it was verified, replaced, locked or expired. The text read out is
       kept on the code (fallback_text) only until then.
+Events: a site with a callback_url gets a signed POST (the request's credential's callback secret,
+like the status callbacks) of {"event", "website", "otp_id", "phone_number", "time"} for sent,
+delivered, failed, fallback_called (+ "callid"), verified and blocked (+ "reason"); the delivery
+of a code is reported once (otp_codes.delivery_event).
 `secret` is the key of the codes' HMAC: the application's SECRET_KEY, as bytes. Reason texts for
 pages: errors.BLOCK_TEXTS and errors.FAILURE_TEXTS (translate them with gettext).
 """

@@ -10,7 +10,7 @@ from portal.messaging.errors import InsufficientCredit, InvalidField, InvalidFie
 from portal.otp.models import BlockReason
 
 __all__ = ["BLOCK_TEXTS", "FAILURE_TEXTS", "Failure", "InsufficientCredit", "InvalidField", "InvalidFields",
-           "RESEND_TEXT", "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists", "SiteNotFound", "SpendCapReached",
+           "RESEND_TEXT", "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists", "SiteNotAllowed", "SiteNotFound", "SpendCapReached",
            "VerificationFailed", "N_"]
 
 
@@ -35,6 +35,12 @@ class SiteExists(InvalidField):
 
 
 RESEND_TEXT = N_("A code was sent to this number a moment ago. Wait before requesting another.")
+
+
+class SiteNotAllowed(Exception):
+    """The credential is limited to other sites of the account."""
+
+    text = N_("This credential may not be used for this website.")
 
 
 class ResendTooSoon(Exception):

@@ -131,6 +131,17 @@ class OtpCode(SQLModel, table=True):
     verified_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     fallback_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # while a call may come
     fallback_callid: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
+    delivery_event: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))  # reported once
+
+
+class OtpCredentialSite(SQLModel, table=True):
+    """A credential limited to some sites: it may request and verify codes for these only (a
+    credential without any row may use every site of its account)."""
+
+    __tablename__ = "otp_credential_sites"
+
+    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), primary_key=True))
+    site_id: int = Field(sa_column=Column(Integer, ForeignKey("otp_sites.id"), primary_key=True))
 
 
 class OtpBlocked(SQLModel, table=True):

@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from urllib.parse import urlsplit
 
 from portal.clock import JST
+from portal.messaging import rules as messaging_rules
 from portal.messaging import segments
 from portal.messaging.errors import InvalidField, InvalidFields
 from portal.otp.errors import N_, Failure
@@ -98,6 +99,10 @@ def checked(settings: Settings) -> Settings:
     if settings.fallback != Fallback.OFF and "fallback_seconds" not in errors and "lifetime_minutes" not in errors \
             and settings.fallback_seconds >= settings.lifetime_minutes * 60:
         errors["fallback_seconds"] = [N_("The call must come before the code expires.")]
+    try:
+        messaging_rules.callback_url(settings.callback_url)
+    except InvalidField as invalid:
+        errors["callback_url"] = invalid.reasons
     try:  # with the longest code and lifetime where those are wrong themselves
         template_parts(settings.template, site=name,
                        code_length=settings.code_length if "code_length" not in errors else RANGES["code_length"][1],

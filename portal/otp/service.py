@@ -9,17 +9,20 @@ before VerificationFailed is raised."""
 
 import hmac
 import ipaddress
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
+from portal.clock import JST
 from portal.accounts.models import Account, Membership, Role, User
 from portal.credentials.models import Credential
 from portal.credentials.service import Principal
@@ -28,13 +31,13 @@ from portal.ledger import service as ledger
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Call, Message, MessageStatus, Product
+from portal.messaging.api_models import Call, CallStatus, Message, MessageStatus, Product
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
-                               SiteNotFound, VerificationFailed)
-from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite,
-                               TemplateLanguage)
+                               SiteNotAllowed, SiteNotFound, VerificationFailed)
+from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite,
+                               OtpSite, TemplateLanguage)
 
 SENDER = "Chotto"
 RECHECK_EVERY = timedelta(days=30)
@@ -47,7 +50,7 @@ class RequestCode:
 
     website: Given = None
     phone_number: Given = None
-    channel: Given = None  # "sms" (the default) or "voice"
+    channel: Given = None  # "sms" (the default) or "voice": a call that reads the code
     ip: Given = None  # the end user's IP address, for the per-IP limit
 
 
@@ -193,38 +196,90 @@ def _own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
     return site
 
 
-def _site_for(session: Session, account_id: int, domain: str) -> OtpSite:
-    site = session.scalars(select(OtpSite).where(OtpSite.account_id == account_id, OtpSite.domain == domain)
+def _site_for(session: Session, principal: Principal, domain: str) -> OtpSite:
+    site = session.scalars(select(OtpSite).where(OtpSite.account_id == principal.account_id, OtpSite.domain == domain)
                            .execution_options(populate_existing=True)).first()
     if site is None:
         raise SiteNotFound()
+    _may_use(session, principal, site.id)
     return site
+
+
+def _may_use(session: Session, principal: Principal, site_id: int) -> None:
+    allowed = set(session.scalars(select(OtpCredentialSite.site_id)
+                                  .where(OtpCredentialSite.credential_id == principal.credential_id)))
+    if allowed and site_id not in allowed:
+        raise SiteNotAllowed()
+
+
+def limit_credential(*, session: Session, account_id: int, credential_id: int, site_ids: list[int]) -> None:
+    """Limit an API credential of the account to these of its sites (none: every site)."""
+    with db.write(session):
+        credential = session.get(Credential, credential_id)
+        if credential is None or credential.account_id != account_id:
+            raise SiteNotFound("credential")
+        for site_id in site_ids:
+            _own_site(session, account_id, site_id)
+        session.execute(delete(OtpCredentialSite).where(OtpCredentialSite.credential_id == credential_id))
+        session.add_all(OtpCredentialSite(credential_id=credential_id, site_id=site_id) for site_id in set(site_ids))
+
+
+def sites_of_credential(*, session: Session, account_id: int, credential_id: int) -> list[int]:
+    """The ids of the sites a credential is limited to (empty: every site of its account)."""
+    with db.read(session):
+        return sorted(session.scalars(select(OtpCredentialSite.site_id).join(OtpSite).where(
+            OtpCredentialSite.credential_id == credential_id, OtpSite.account_id == account_id)))
+
+
+# -- events posted to the site's callback URL ------------------------------------------------------
+
+
+class Event(StrEnum):
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    VERIFIED = "verified"
+    FALLBACK_CALLED = "fallback_called"
+    BLOCKED = "blocked"
+
+
+def _event(session: Session, site: OtpSite, credential_id: int, event: Event, now: datetime, *, phone_number: str,
+           otp_id: str | None = None, **extra) -> None:
+    """Queue a signed POST of the event to the site's callback URL (if it has one), signed like
+    the status callbacks with the callback secret of the credential that asked for the code."""
+    if not site.callback_url:
+        return
+    body = {"event": event.value, "website": site.domain, "otp_id": otp_id, "phone_number": phone_number,
+            "time": now.astimezone(JST).isoformat(), **extra}
+    sid = session.scalar(select(Credential.sid).where(Credential.id == credential_id))
+    outbox.enqueue(session, kind=outbox.OutboxKind.CALLBACK, now=now,
+                   payload={"url": site.callback_url, "sid": sid, "body": json.dumps(body, ensure_ascii=False)})
 
 
 # -- requesting a code --------------------------------------------------------------------------
 
 
-def request_code(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
-                 daily_cap: int | None = None) -> Issued:
+def request_code(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+                 now: datetime, daily_cap: int | None = None) -> Issued:
     """Send a new code for the site and number, replacing the number's active code (its wrong
     attempts carried over). Refusals: InvalidFields, SiteNotFound, ResendTooSoon,
     RequestBlocked (recorded), InsufficientCredit, SpendCapReached, ScopeMissing."""
-    return _request(session, principal, request, secret, now, daily_cap, None, lambda issued: issued)
+    return _request(session, principal, request, secret, caller, now, daily_cap, None, lambda issued: issued)
 
 
-def request_code_by_api(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
-                        idempotency_key: str | None, render: Callable[[Issued], messaging.StoredAnswer],
+def request_code_by_api(*, session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+                        now: datetime, idempotency_key: str | None, render: Callable[[Issued], messaging.StoredAnswer],
                         daily_cap: int | None = None) -> messaging.StoredAnswer:
     """request_code with the API's Idempotency-Key: a retry with the same key gets the first
     answer (as the face rendered it) and sends nothing; a refusal keeps nothing under the key."""
-    return _request(session, principal, request, secret, now, daily_cap, idempotency_key, render)
+    return _request(session, principal, request, secret, caller, now, daily_cap, idempotency_key, render)
 
 
 Answer = TypeVar("Answer")
 
 
-def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, now: datetime,
-             daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
+def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
+             now: datetime, daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
     _require(principal)
     form = validation.Form(asdict(request))
     domain = form.read("website", rules.domain_of)
@@ -240,25 +295,27 @@ def _request(session: Session, principal: Principal, request: RequestCode, secre
         stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
         if stored is not None:
             return stored
-        site = _site_for(session, principal.account_id, domain)
+        site = _site_for(session, principal, domain)
         blocked = _guard(session, principal, site, number, ip, now)
         if blocked is None:
-            answer = render(_issue(session, principal, state, lots, site, number, ip, secret, now, daily_cap))
+            issued = _issue(session, principal, (state, lots), site, _Asked(domain, number, channel, ip), secret,
+                            caller, now, daily_cap)
+            answer = render(issued)
             if key:
                 messaging.keep_answer(session, principal.account_id, key, fingerprint, answer, now)
             return answer
         session.add(OtpBlocked(site_id=site.id, account_id=site.account_id, mode=principal.mode,
                                phone_number=number.e164, ip=ip, reason=blocked.reason, created_at=now))
+        _event(session, site, principal.credential_id, Event.BLOCKED, now, phone_number=number.e164,
+               reason=blocked.reason.value)
     raise blocked
 
 
 def _channel(raw: str | None) -> Channel:
     text = (raw or "sms").strip().lower()
-    if text == Channel.VOICE:
-        raise InvalidField("channel", N_("Codes by voice call are not available yet: use sms."))
-    if text != Channel.SMS:
+    if text not in (Channel.SMS, Channel.VOICE):
         raise InvalidField("channel", N_("Use sms or voice."))
-    return Channel.SMS
+    return Channel(text)
 
 
 def _ip(raw: str | None) -> str | None:
@@ -345,35 +402,58 @@ def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> int |
     return row[0] if rules.should_pause(row[0], row[1]) else None
 
 
-def _issue(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], site: OtpSite,
-           number: messaging_rules.Number, ip: str | None, secret: bytes, now: datetime,
-           daily_cap: int | None) -> Issued:
+@dataclass(frozen=True)
+class _Asked:
+    """A request's checked fields."""
+
+    domain: str
+    number: messaging_rules.Number
+    channel: Channel
+    ip: str | None
+
+
+def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]], site: OtpSite,
+           asked: _Asked, secret: bytes, caller: str, now: datetime, daily_cap: int | None) -> Issued:
+    number = asked.number
     previous = _latest(session, site.id, principal.mode, number.e164)
     failures = rules.carried_failures(_state(previous), previous.created_at, now) if previous else 0
     if previous is not None and previous.status == CodeStatus.ACTIVE:
         previous.status, previous.fallback_text = CodeStatus.REPLACED, None
         session.flush()  # before the new code takes the number's one active place
-    code, msgid = rules.new_code(site.code_length), secrets.token_hex(16)
-    body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
-    try:
-        messaging.send_in(session, principal, state, lots, number=number, sender=SENDER, body=body,
-                          split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap, msgid=msgid)
-    except InvalidField as refused:  # the account's own destination rules, named as this API names the number
-        raise InvalidField("phone_number", *refused.reasons) from None
+    code = rules.new_code(site.code_length)
+    msgid = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap)
     expiry = rules.expires_at(now, site.lifetime_minutes)
-    spoken = None if site.fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
-                                                                      language=site.fallback_language)
+    fallback = site.fallback if asked.channel == Channel.SMS else Fallback.OFF  # a call needs no call after it
+    spoken = None if fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
+                                                                 language=site.fallback_language)
     issued = OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
                      mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
-                     channel=Channel.SMS, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
-                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=ip,
+                     channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
                      created_at=now, expires_at=expiry, fallback_text=spoken)
     session.add(issued)
     session.flush()
-    if site.fallback == Fallback.AFTER_DELAY:
+    _event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
+    if fallback == Fallback.AFTER_DELAY:
         job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
         job.available_at = now + timedelta(seconds=site.fallback_seconds)
     return Issued(msgid, expiry)
+
+
+def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]],
+             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None) -> str:
+    """Send the code by SMS (¥3) or read it out in a call (the voice price), through the
+    messaging send path; the SMS's msgid or the call's callid is the code's otp_id."""
+    try:
+        if asked.channel == Channel.VOICE:
+            spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
+            return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
+                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap).callid
+        body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
+        return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
+                                 split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap).msgid
+    except InvalidField as refused:  # the account's own destination rules, named as this API names the number
+        raise InvalidField("phone_number", *refused.reasons) from None
 
 
 def _state(code: OtpCode | None) -> rules.CodeState | None:
@@ -408,8 +488,10 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
             code = session.scalars(select(OtpCode).where(
                 OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
                 OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+            if code is not None:
+                _may_use(session, principal, code.site_id)
         else:
-            site = _site_for(session, principal.account_id, domain)
+            site = _site_for(session, principal, domain)
             code = _latest(session, site.id, principal.mode, number.e164)
         outcome = _check(session, code, typed, secret, now)
     if isinstance(outcome, VerificationFailed):
@@ -435,6 +517,8 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
                                .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
                                .returning(CODES.c.id)).first()
         if used is not None:
+            _event(session, session.get(OtpSite, code.site_id), code.credential_id, Event.VERIFIED, now,
+                   phone_number=code.phone_number, otp_id=code.msgid)
             return Verified(code.msgid, code.phone_number, now)
     else:
         counted = session.execute(update(CODES).where(*usable).values(
@@ -453,13 +537,26 @@ def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
 
 
 def after_sms(*, session: Session, message_id: int, caller: str, now: datetime) -> str | None:
-    """After an SMS's delivery attempt: a failed OTP message of a site with a voice fallback is
-    followed at once by the call. Returns the call's id, if one was queued."""
+    """After an SMS's delivery attempt, for an OTP message: its delivery reported once to the
+    site's callback URL, and a failed one followed at once by the site's fallback call.
+    Returns the call's id, if one was queued."""
     with db.read(session):
-        msgid = session.scalar(select(Message.msgid).where(Message.id == message_id,
-                                                           Message.status == MessageStatus.FAIL))
-        code_id = session.scalar(select(OtpCode.id).where(OtpCode.msgid == msgid)) if msgid else None
-    return call_fallback(session=session, code_id=code_id, caller=caller, now=now) if code_id else None
+        row = session.execute(select(OtpCode.id, Message.status).join(Message, Message.msgid == OtpCode.msgid).where(
+            Message.id == message_id, OtpCode.delivery_event.is_(None),
+            Message.status.in_([MessageStatus.DELIVERED, MessageStatus.FAIL]))).first()
+    if row is None:  # not an OTP message, still on its way, or reported already
+        return None
+    event = Event.FAILED if row.status == MessageStatus.FAIL else Event.DELIVERED
+    with db.write(session):
+        reported = session.execute(update(CODES).where(CODES.c.id == row.id, CODES.c.delivery_event.is_(None))
+                                   .values(delivery_event=event.value).returning(CODES.c.id)).first()
+        if reported is not None:
+            code = session.get(OtpCode, row.id, populate_existing=True)
+            _event(session, session.get(OtpSite, code.site_id), code.credential_id, event, now,
+                   phone_number=code.phone_number, otp_id=code.msgid)
+    if event == Event.FAILED:
+        return call_fallback(session=session, code_id=row.id, caller=caller, now=now)
+    return None
 
 
 def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime) -> str | None:
@@ -487,6 +584,8 @@ def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime)
             code.fallback_text = None
             return None
         code.fallback_text, code.fallback_callid = None, started.callid
+        _event(session, site, code.credential_id, Event.FALLBACK_CALLED, now, phone_number=code.phone_number,
+               otp_id=code.msgid, callid=started.callid)
         return started.callid
 
 
@@ -522,9 +621,9 @@ class LogLine:
 
 
 def _codes(session: Session, site_id: int, since: datetime, limit: int | None = None):
-    query = (select(OtpCode, Message.status, Message.cost, Call.cost)
+    query = (select(OtpCode, Message.status, Message.cost, Call.cost, Call.status)
              .outerjoin(Message, Message.msgid == OtpCode.msgid)
-             .outerjoin(Call, Call.callid == OtpCode.fallback_callid)
+             .outerjoin(Call, or_(Call.callid == OtpCode.fallback_callid, Call.callid == OtpCode.msgid))
              .where(OtpCode.site_id == site_id, OtpCode.created_at >= since).order_by(OtpCode.id.desc()))
     return session.execute(query.limit(limit) if limit else query).all()
 
@@ -536,14 +635,22 @@ def log_of(*, session: Session, account_id: int, site_id: int, now: datetime, li
     with db.read(session):
         _own_site(session, account_id, site_id)
         lines = [LogLine(code.created_at, code.phone_number, code.mode,
-                         "sms+voice" if code.fallback_callid else "sms",
-                         rules.outcome(code.status, code.expires_at, status, now), None, code.msgid,
-                         (sms_cost or 0) + (call_cost or 0))
-                 for code, status, sms_cost, call_cost in _codes(session, site_id, since, limit)]
+                         "sms+voice" if code.fallback_callid else code.channel.value,
+                         rules.outcome(code.status, code.expires_at, _delivery(code, status, call_status), now), None,
+                         code.msgid, (sms_cost or 0) + (call_cost or 0))
+                 for code, status, sms_cost, call_cost, call_status in _codes(session, site_id, since, limit)]
         blocked = session.scalars(select(OtpBlocked).where(OtpBlocked.site_id == site_id, OtpBlocked.created_at >= since)
                                   .order_by(OtpBlocked.id.desc()).limit(limit))
         lines += [LogLine(b.created_at, b.phone_number, b.mode, "sms", "blocked", b.reason, None, 0) for b in blocked]
     return sorted(lines, key=lambda line: line.at, reverse=True)[:limit]
+
+
+def _delivery(code: OtpCode, message_status: str | None, call_status: str | None) -> str | None:
+    """How the code reached the phone, in the SMS's terms: a code read out in an answered call
+    was delivered, in a failed one it failed."""
+    if code.channel == Channel.VOICE:
+        return {CallStatus.ANSWERED: MessageStatus.DELIVERED, CallStatus.FAILED: MessageStatus.FAIL}.get(call_status)
+    return message_status
 
 
 def statistics_of(*, session: Session, account_id: int, site_id: int, now: datetime, days: int = 30,
@@ -553,10 +660,13 @@ def statistics_of(*, session: Session, account_id: int, site_id: int, now: datet
     since = now - timedelta(days=days)
     with db.read(session):
         _own_site(session, account_id, site_id)
-        sent = [rules.Sent(code.created_at, rules.outcome(code.status, code.expires_at, status, now),
-                           status == MessageStatus.DELIVERED, code.fallback_callid is not None,
-                           (sms_cost or 0) + (call_cost or 0))
-                for code, status, sms_cost, call_cost in _codes(session, site_id, since) if code.mode == mode]
+        sent = []
+        for code, status, sms_cost, call_cost, call_status in _codes(session, site_id, since):
+            delivery = _delivery(code, status, call_status)
+            if code.mode == mode:
+                sent.append(rules.Sent(code.created_at, rules.outcome(code.status, code.expires_at, delivery, now),
+                                       delivery == MessageStatus.DELIVERED, code.fallback_callid is not None,
+                                       (sms_cost or 0) + (call_cost or 0)))
         blocked = session.scalars(select(OtpBlocked.created_at).where(
             OtpBlocked.site_id == site_id, OtpBlocked.mode == mode, OtpBlocked.created_at >= since))
         return rules.by_day(sent, list(blocked))

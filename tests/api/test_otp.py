@@ -440,3 +440,95 @@ def test_the_log_and_the_statistics_count_each_request(app, api, key, site, cloc
     assert log[0].reason == BlockReason.COUNTRY
     assert (day.requests, day.blocked, day.delivered, day.verified, day.completion_percent, day.fallback_calls,
             day.cost) == (2, 1, 2, 1, 50, 1, 16 * YEN)
+
+
+# -- events posted to the site's callback URL -------------------------------------------------------
+
+
+def test_each_event_is_posted_signed_to_the_sites_callback_url_once(app, api, key, site, clock):
+    import json
+
+    from portal.otp.models import Fallback
+    from tests.api.test_callbacks import secrets_of
+    from tests.hooks import HookServer, signed_by
+
+    with HookServer() as hook:
+        settle(app, key, callback_url=f"http://127.0.0.1:{hook.port}/otp-events", fallback=Fallback.AFTER_DELAY,
+               fallback_seconds=60)
+        otp_id = ask(api, key).json["otp_id"]
+        code = last_code(app)
+        clock.advance(seconds=60)
+        deliver_outbox(app)  # the fallback call
+        assert check_code(api, key, code).status_code == 200
+        ask(api, key, "+14155552671")
+        deliver_outbox(app)
+        deliver_outbox(app)  # a second run reports nothing again
+    events = [json.loads(received.body) for received in hook.received]
+    assert [event["event"] for event in events] == ["sent", "delivered", "fallback_called", "verified", "blocked"]
+    assert {event["otp_id"] for event in events[:4]} == {otp_id} and events[4]["reason"] == "country_not_allowed"
+    assert events[0] == {"event": "sent", "website": "shop.example.com", "otp_id": otp_id, "phone_number": OTHER,
+                         "time": "2026-11-27T12:00:00+09:00"}
+    (secret,) = secrets_of(app, key.sid)
+    assert all(signed_by(received, secret.secret) for received in hook.received)
+    assert all(received.path == "/otp-events" for received in hook.received)
+
+
+def test_a_failed_sms_is_reported_once_as_failed(app, api, key, site):
+    import json
+
+    from tests.hooks import HookServer
+
+    with HookServer() as hook:
+        settle(app, key, callback_url=f"http://127.0.0.1:{hook.port}/e")
+        ask(api, key)
+        app.extensions["portal.carrier"] = RefusingCarrier()
+        deliver_outbox(app)
+    assert [json.loads(received.body)["event"] for received in hook.received] == ["sent", "failed"]
+
+
+def test_a_callback_url_must_be_http_or_https(app, key, site):
+    from portal.messaging.errors import InvalidFields
+
+    with pytest.raises(InvalidFields) as refused:
+        settle(app, key, callback_url="ftp://example.com/x")
+    assert refused.value.errors == {"callback_url": ["Enter an http:// or https:// address."]}
+
+
+def test_a_code_by_voice_call_is_read_out_and_priced_as_a_call(app, api, key, site, clock):
+    before = available(app, key.account_id)
+    sent = ask(api, key, channel="voice")
+    assert sent.status_code == 201, sent.json
+    [call] = calls(app)
+    with db_session(app) as session:
+        from portal.messaging.api_models import Call
+
+        placed = session.scalars(select(Call)).one()
+        assert session.scalar(select(func.count()).select_from(Message)) == 0
+    assert placed.callid == sent.json["otp_id"] and placed.caller == app.config["OTP_CALLER"]
+    code = re.search(r"認証コードをお知らせします。([\d、]+)。", call.body).group(1).replace("、", "")
+    assert available(app, key.account_id) == before - 10 * YEN
+    assert check_code(api, key, code).status_code == 200
+    with db_session(app) as session:
+        [line] = otp.log_of(session=session, account_id=key.account_id, site_id=site, now=clock())
+    assert (line.channel, line.status, line.cost) == ("voice", "verified", 10 * YEN)
+
+
+def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key, site, customer):
+    user, account_id = customer
+    assert register(api, key, "https://blog.example.com").status_code == 201
+    prove(app, key, "blog.example.com")
+    shop_only = new_key(app, account_id, user.id, name="shop only")
+    with db_session(app) as session:
+        from portal.credentials.models import Credential
+
+        credential_id = session.scalars(select(Credential.id).where(Credential.sid == shop_only.sid)).one()
+        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[site])
+        assert otp.sites_of_credential(session=session, account_id=account_id, credential_id=credential_id) == [site]
+    assert ask(api, shop_only).status_code == 201
+    refused = post(api, shop_only, "/otp/request/", website="blog.example.com", phone_number=OTHER)
+    assert refused.status_code == 403 and refused.json == {"detail": "This credential may not be used for this website."}
+    blog_id = post(api, key, "/otp/request/", website="blog.example.com", phone_number=OTHER).json["otp_id"]
+    assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 403
+    with db_session(app) as session:
+        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[])
+    assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 400  # checked now

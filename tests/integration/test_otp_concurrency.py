@@ -43,7 +43,7 @@ def principal(app, session, clock):
 
 
 def request(session, principal, now):
-    return otp.request_code(session=session, principal=principal, secret=SECRET, now=now,
+    return otp.request_code(session=session, principal=principal, secret=SECRET, caller="+81312345678", now=now,
                             request=otp.RequestCode(website="shop.example.com", phone_number=NUMBER))
 
 
