@@ -18,6 +18,9 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       InvalidFields naming each wrong setting; rules.default_settings() gives a starting point.
   site_of / sites_of / blocked_of (reads), mark_proven(session, account_id, site_id, proven, now),
   resume_site(session, account_id, site_id, user_id, now): lifts a completion-rate pause.
+  lift_block(session, account_id, block_id, user_id, now): an owner lifts a number, number-locked,
+      range or IP block (what was counted before no longer counts) or a pause; NotLiftable for a
+      country or an unproven site.
   check_ownership(session, account_id, site_id, fetch, https, now) -> bool: fetches the token file
       (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
       sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker

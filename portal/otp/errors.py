@@ -9,9 +9,9 @@ from enum import StrEnum
 from portal.messaging.errors import InsufficientCredit, InvalidField, InvalidFields, ScopeMissing, SpendCapReached
 from portal.otp.models import BlockReason
 
-__all__ = ["BLOCK_TEXTS", "FAILURE_TEXTS", "Failure", "InsufficientCredit", "InvalidField", "InvalidFields",
-           "RESEND_TEXT", "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists", "SiteNotAllowed", "SiteNotFound", "SpendCapReached",
-           "VerificationFailed", "N_"]
+__all__ = ["BLOCK_TEXTS", "FAILURE_TEXTS", "Failure", "InsufficientCredit", "InvalidField", "InvalidFields", "N_",
+           "NotLiftable", "RESEND_TEXT", "RequestBlocked", "ResendTooSoon", "ScopeMissing", "SiteExists",
+           "SiteNotAllowed", "SiteNotFound", "SpendCapReached", "VerificationFailed"]
 
 
 def N_(text: str) -> str:
@@ -77,6 +77,16 @@ class RequestBlocked(Exception):
     @property
     def text(self) -> str:
         return BLOCK_TEXTS[self.reason]
+
+
+class NotLiftable(Exception):
+    """A block by the site's countries or by the ownership rule: the settings or the proof lift it."""
+
+    text = N_("This block follows from the site's settings: change the allowed countries or prove the ownership.")
+
+    def __init__(self, reason: BlockReason):
+        super().__init__(reason.value)
+        self.reason = reason
 
 
 class Failure(StrEnum):

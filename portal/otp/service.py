@@ -34,8 +34,8 @@ from portal.messaging import service as messaging
 from portal.messaging.api_models import Call, CallStatus, Message, MessageStatus, Product
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import ownership, rules
-from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, ScopeMissing, SiteExists,
-                               SiteNotAllowed, SiteNotFound, VerificationFailed)
+from portal.otp.errors import (N_, Failure, InvalidField, NotLiftable, RequestBlocked, ResendTooSoon, ScopeMissing,
+                               SiteExists, SiteNotAllowed, SiteNotFound, VerificationFailed)
 from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite,
                                OtpSite, TemplateLanguage)
 
@@ -180,6 +180,26 @@ def resume_site(*, session: Session, account_id: int, site_id: int, user_id: int
         session.execute(update(OtpBlocked).where(OtpBlocked.site_id == site.id, OtpBlocked.reason == BlockReason.PAUSED,
                                                  OtpBlocked.lifted_at.is_(None)).values(lifted_at=now, lifted_by=user_id))
     return site
+
+
+LIFTABLE = (BlockReason.NUMBER_LIMIT, BlockReason.LOCKED, BlockReason.IP_LIMIT, BlockReason.PREFIX_LIMIT,
+            BlockReason.PAUSED)  # a country or an unproven site is lifted by the settings or the proof
+
+
+def lift_block(*, session: Session, account_id: int, block_id: int, user_id: int, now: datetime) -> OtpBlocked:
+    """An owner lifts a block: what was counted against the number, range or IP before now no
+    longer counts (a locked number's wrong attempts included); a paused site is resumed.
+    NotLiftable for a country or an unproven site."""
+    with db.write(session):
+        block = session.get(OtpBlocked, block_id, populate_existing=True)
+        if block is None or block.account_id != account_id:
+            raise SiteNotFound("block")
+        if block.reason not in LIFTABLE:
+            raise NotLiftable(block.reason)
+        if block.reason == BlockReason.PAUSED:
+            resume_site(session=session, account_id=account_id, site_id=block.site_id, user_id=user_id, now=now)
+        block.lifted_at, block.lifted_by = now, user_id
+    return block
 
 
 def blocked_of(*, session: Session, account_id: int, site_id: int, limit: int = 100) -> list[OtpBlocked]:
@@ -355,18 +375,20 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
         wait = rules.cooldown_left(previous.created_at, site.resend_cooldown_seconds, now)
         if wait:
             raise ResendTooSoon(wait)
-        if rules.carried_failures(_state(previous), previous.created_at, now) >= site.max_attempts:
+        if _carried(session, site, mode, previous, now) >= site.max_attempts:
             return RequestBlocked(BlockReason.LOCKED, rules.cooldown_left(previous.created_at,
                                                                           int(rules.NUMBER_WINDOW.total_seconds()), now))
+    prefix = rules.prefix_of(number.e164)
     limits = [
-        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW, OtpCode.phone_number == number.e164),
-        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW, OtpCode.ip == ip) if ip else None,
-        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW,
-         OtpCode.prefix == rules.prefix_of(number.e164)),
+        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW, OtpCode.phone_number == number.e164,
+         OtpBlocked.phone_number == number.e164),
+        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW, OtpCode.ip == ip, OtpBlocked.ip == ip) if ip else None,
+        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW, OtpCode.prefix == prefix,
+         OtpBlocked.phone_number.startswith(prefix, autoescape=True)),
     ]
-    for reason, limit, window, where in filter(None, limits):
-        wait = rules.over_limit(_sent_since(session, site, mode, now - window, where), limit=limit, window=window,
-                                now=now)
+    for reason, limit, window, sent, blocked in filter(None, limits):
+        since = max(filter(None, [now - window, _lifted_at(session, site, mode, [reason], blocked)]))
+        wait = rules.over_limit(_sent_since(session, site, mode, since, sent), limit=limit, window=window, now=now)
         if wait is not None:
             return RequestBlocked(reason, wait)
     decided = _completion_too_low(session, site, now) if mode == "live" else None
@@ -375,6 +397,22 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
         _tell_owners_paused(session, site, decided, now)
         return RequestBlocked(BlockReason.PAUSED)
     return None
+
+
+def _lifted_at(session: Session, site: OtpSite, mode: str, reasons: list[BlockReason], where) -> datetime | None:
+    """When an owner last lifted a block of these reasons for the same number, range or IP."""
+    return session.scalar(select(func.max(OtpBlocked.lifted_at)).where(
+        OtpBlocked.site_id == site.id, OtpBlocked.mode == mode, OtpBlocked.reason.in_(reasons), where))
+
+
+def _carried(session: Session, site: OtpSite, mode: str, previous: OtpCode, now: datetime) -> int:
+    """The wrong attempts a new code takes over from `previous`: none once an owner lifted a
+    block of the number after `previous` was sent."""
+    lifted = _lifted_at(session, site, mode, [BlockReason.LOCKED, BlockReason.NUMBER_LIMIT],
+                        OtpBlocked.phone_number == previous.phone_number)
+    if lifted is not None and lifted >= previous.created_at:
+        return 0
+    return rules.carried_failures(_state(previous), previous.created_at, now)
 
 
 def _own_numbers(session: Session, account_id: int) -> set[str]:
@@ -416,7 +454,7 @@ def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, l
            asked: _Asked, secret: bytes, caller: str, now: datetime, daily_cap: int | None) -> Issued:
     number = asked.number
     previous = _latest(session, site.id, principal.mode, number.e164)
-    failures = rules.carried_failures(_state(previous), previous.created_at, now) if previous else 0
+    failures = _carried(session, site, principal.mode, previous, now) if previous else 0
     if previous is not None and previous.status == CodeStatus.ACTIVE:
         previous.status, previous.fallback_text = CodeStatus.REPLACED, None
         session.flush()  # before the new code takes the number's one active place

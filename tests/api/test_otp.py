@@ -532,3 +532,56 @@ def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key
     with db_session(app) as session:
         otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[])
     assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 400  # checked now
+
+
+# -- an owner lifts a block -----------------------------------------------------------------------
+
+
+def lift_last(app, key, customer, clock, reason):
+    user, _ = customer
+    with db_session(app) as session:
+        block = session.scalars(select(OtpBlocked).where(OtpBlocked.reason == reason)
+                                .order_by(OtpBlocked.id.desc())).first()
+        return otp.lift_block(session=session, account_id=key.account_id, block_id=block.id, user_id=user.id,
+                              now=clock())
+
+
+def test_lifting_a_number_limit_lets_the_number_get_codes_again(app, api, key, site, clock, customer):
+    for _ in range(5):
+        assert ask(api, key).status_code == 201
+        clock.advance(seconds=31)
+    assert ask(api, key).json["reason"] == "number_limit"
+    lift_last(app, key, customer, clock, BlockReason.NUMBER_LIMIT)
+    assert ask(api, key).status_code == 201
+    clock.advance(seconds=31)
+    assert ask(api, key).status_code == 201  # counted afresh from the lift
+
+
+def test_lifting_a_locked_number_gives_the_next_code_all_its_attempts(app, api, key, site, clock, customer):
+    ask(api, key)
+    wrong = "000000" if last_code(app) != "000000" else "111111"
+    for _ in range(5):
+        check_code(api, key, wrong)
+    clock.advance(seconds=31)
+    assert ask(api, key).json["reason"] == "number_locked"
+    lift_last(app, key, customer, clock, BlockReason.LOCKED)
+    assert ask(api, key).status_code == 201
+    assert check_code(api, key, wrong).json["attempts_left"] == 4
+
+
+def test_lifting_a_prefix_limit_and_a_pause_and_what_cannot_be_lifted(app, api, key, site, clock, customer):
+    from portal.otp.errors import NotLiftable
+
+    answers = [ask(api, key, f"+81901234{n:04d}").status_code for n in range(21)]
+    assert answers[-1] == 429
+    lift_last(app, key, customer, clock, BlockReason.PREFIX_LIMIT)
+    assert ask(api, key, "+819012349999").status_code == 201
+    ask(api, key, "+14155552671")
+    with pytest.raises(NotLiftable):
+        lift_last(app, key, customer, clock, BlockReason.COUNTRY)
+    with db_session(app) as session:
+        session.get(OtpSite, site).paused_at = clock()
+        session.commit()
+    assert ask(api, key, "+819055556666").status_code == 403
+    lift_last(app, key, customer, clock, BlockReason.PAUSED)
+    assert ask(api, key, "+819055556666").status_code == 201
