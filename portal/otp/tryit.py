@@ -42,15 +42,16 @@ class Attempt:
     expires_at: datetime
 
 
-def send_code(*, session: Session, account_id: int, user_id: int, site_id: int, secret: bytes, credential_name: str,
-              now: datetime) -> Attempt:
+def send_code(*, session: Session, account_id: int, user_id: int, site_id: int, secret: bytes, caller: str,
+              credential_name: str, now: datetime) -> Attempt:
     """Request a code for the site to the person's verified number, in test mode. The OTP
     service's refusals pass through (ResendTooSoon, RequestBlocked, InvalidFields, …);
-    NoVerifiedPhone; SiteNotFound for another account's site; NotAManager for a billing member."""
+    NoVerifiedPhone; SiteNotFound for another account's site; NotAManager for a billing member.
+    `caller` is the number a voice fallback would call from."""
     site = otp.site_of(session=session, account_id=account_id, site_id=site_id)
     phone = _verified_phone(session, user_id)
     principal = _principal(session, _credential(session, account_id, user_id, credential_name, now))
-    issued = otp.request_code(session=session, principal=principal, secret=secret, now=now,
+    issued = otp.request_code(session=session, principal=principal, secret=secret, caller=caller, now=now,
                               request=otp.RequestCode(website=site.domain, phone_number=phone))
     return Attempt(issued.msgid, phone, issued.expires_at)
 

@@ -16,9 +16,9 @@ from portal.extensions import limiter
 from portal.messaging import segments
 from portal.otp import ownership, proof, rules, tryit
 from portal.otp import service as otp
-from portal.otp.errors import (BLOCK_TEXTS, FAILURE_TEXTS, InvalidField, InvalidFields, RequestBlocked, ResendTooSoon,
-                               SiteNotFound, VerificationFailed)
-from portal.otp.models import BlockReason, TemplateLanguage
+from portal.otp.errors import (BLOCK_TEXTS, FAILURE_TEXTS, InvalidField, InvalidFields, NotLiftable, RequestBlocked,
+                               ResendTooSoon, SiteNotFound, VerificationFailed)
+from portal.otp.models import TemplateLanguage
 from portal.web.current import role_required
 from portal.web.forms import ActionForm
 from portal.web.fragments import render_page, wants_fragment
@@ -140,8 +140,8 @@ def try_send(site_id: int):
     site = _site(site_id)
     try:
         attempt = tryit.send_code(session=db.session(), account_id=_account_id(), user_id=current_user.id,
-                                  site_id=site_id, secret=_code_key(), credential_name=_("Dashboard test SMS"),
-                                  now=clock.now())
+                                  site_id=site_id, secret=_code_key(), caller=services.otp_caller(),
+                                  credential_name=_("Dashboard test SMS"), now=clock.now())
     except NotAManager:
         abort(403)
     except tryit.NoVerifiedPhone:
@@ -286,7 +286,7 @@ def activity(site_id: int):
         log=otp.log_of(session=session, account_id=account_id, site_id=site_id, now=now, limit=50),
         days=otp.statistics_of(session=session, account_id=account_id, site_id=site_id, now=now, mode=mode),
         blocked=otp.blocked_of(session=session, account_id=account_id, site_id=site_id, limit=50),
-        paused_reason=BlockReason.PAUSED)
+        liftable=otp.LIFTABLE)
 
 
 @bp.post("/otp-sites/<int:site_id>/resume")
@@ -302,3 +302,22 @@ def resume(site_id: int):
     flash(_("%(name)s is sending codes again. Its completion rate is counted afresh from now.",
             name=site.display_name), "success")
     return redirect(url_for("otp.activity", site_id=site_id), code=303)
+
+
+@bp.post("/otp-sites/<int:site_id>/blocked/<int:block_id>/lift")
+@role_required("owner")
+def lift(site_id: int, block_id: int):
+    """What was counted against the number, range or IP no longer counts; a pause ends."""
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    _site(site_id)
+    try:
+        otp.lift_block(session=db.session(), account_id=_account_id(), block_id=block_id, user_id=current_user.id,
+                       now=clock.now())
+    except SiteNotFound:
+        abort(404)
+    except NotLiftable as refused:
+        flash(_(refused.text), "error")
+    else:
+        flash(_("The block is lifted: what was counted before it no longer counts."), "success")
+    return redirect(url_for("otp.activity", site_id=site_id, _anchor="blocked"), code=303)

@@ -304,11 +304,38 @@ def test_blocked_requests_are_listed_with_their_reason_and_an_owner_lifts_a_paus
     assert "Only an owner of the account can lift the pause." in text(page.select_one("[data-testid=paused]"))
     assert developer.post(f"/otp-sites/{site_id}/resume").status_code == 403
 
+    with db_session(app) as session:
+        country, paused = (row.id for row in session.scalars(select(OtpBlocked).where(
+            OtpBlocked.reason.in_([BlockReason.COUNTRY, BlockReason.PAUSED])).order_by(OtpBlocked.reason)))
+    page = owner.page(f"/otp-sites/{site_id}/activity")
+    assert len(page.select("[data-testid=otp-blocked] form")) == 1  # a country block is lifted by the settings
+    refused = owner.post(f"/otp-sites/{site_id}/blocked/{country}/lift", status=303)
+    assert "change the allowed countries" in owner.text(refused.headers["Location"])
+    assert developer.post(f"/otp-sites/{site_id}/blocked/{paused}/lift").status_code == 403
+    stranger, _ = signed_in(app, "other@example.com", phone="+819055556666")
+    assert stranger.post(f"/otp-sites/{site_id}/blocked/{paused}/lift").status_code == 404
+
     response = owner.post(f"/otp-sites/{site_id}/resume", status=303)
     assert response.headers["Location"].endswith(f"/otp-sites/{site_id}/activity")
     assert site_row(app, site_id).paused_at is None
     page = owner.page(f"/otp-sites/{site_id}/activity")
     assert not page.select_one("[data-testid=paused]") and "Lifted" in text(page.select_one("[data-testid=otp-blocked]"))
+
+
+def test_an_owner_lifts_a_number_limit_block(app, clock):
+    owner, account_id = signed_in(app)
+    site_id = register(owner)
+    with db_session(app) as session:
+        block = OtpBlocked(site_id=site_id, account_id=account_id, mode="live", phone_number="+819087654321",
+                           reason=BlockReason.NUMBER_LIMIT, created_at=clock())
+        session.add(block)
+        session.commit()
+        block_id = block.id
+    response = owner.post(f"/otp-sites/{site_id}/blocked/{block_id}/lift", status=303)
+    page = owner.page(response.headers["Location"])
+    assert "The block is lifted" in text(page.select_one(".flash-success"))
+    assert "Lifted" in text(page.select_one("[data-testid=otp-blocked]"))
+    assert not page.select("[data-testid=otp-blocked] form")
 
 
 @pytest.mark.parametrize("path, shown", [("/otp-sites", "ウェブサイトを登録する"), ("/otp-sites/{id}", "今すぐ確認する"),

@@ -36,6 +36,7 @@ ROUTES = [
     "/otp-sites", "/otp-sites/<int:site_id>", "/otp-sites/<int:site_id>/check", "/otp-sites/<int:site_id>/try",
     "/otp-sites/<int:site_id>/try/<msgid>", "/otp-sites/<int:site_id>/try/verify", "/otp-sites/<int:site_id>/settings",
     "/otp-sites/<int:site_id>/preview", "/otp-sites/<int:site_id>/activity", "/otp-sites/<int:site_id>/resume",
+    "/otp-sites/<int:site_id>/blocked/<int:block_id>/lift",
 ]
 
 
