@@ -11,6 +11,9 @@ from portal.db import enum_column, utc_column
 from portal.messaging.api_models import one_of
 
 
+SITE_DOMAIN_TAKEN = "uq_otp_site_domain"
+
+
 class TemplateLanguage(StrEnum):
     JA = "ja"
     EN = "en"
@@ -55,7 +58,7 @@ class OtpSite(SQLModel, table=True):
 
     __tablename__ = "otp_sites"
     __table_args__ = (
-        UniqueConstraint("account_id", "domain", name="uq_otp_site_domain"),
+        UniqueConstraint("account_id", "domain", name=SITE_DOMAIN_TAKEN),
         CheckConstraint("code_length BETWEEN 4 AND 8", name="otp_code_length"),
         CheckConstraint("lifetime_minutes BETWEEN 1 AND 30", name="otp_lifetime"),
         CheckConstraint("max_attempts BETWEEN 1 AND 10", name="otp_attempts"),

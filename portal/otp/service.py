@@ -19,15 +19,16 @@ from functools import partial
 from typing import TypeVar
 
 from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import db, mail, outbox
-from portal.clock import JST
 from portal.accounts.models import Account, Membership, Role, User
+from portal.clock import JST
 from portal.credentials.models import Credential
 from portal.credentials.service import Principal
-from portal.ledger.models import CreditState
 from portal.ledger import service as ledger
+from portal.ledger.models import CreditState
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
@@ -36,8 +37,8 @@ from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import ownership, rules
 from portal.otp.errors import (N_, Failure, InvalidField, NotLiftable, RequestBlocked, ResendTooSoon, ScopeMissing,
                                SiteExists, SiteNotAllowed, SiteNotFound, VerificationFailed)
-from portal.otp.models import (BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite,
-                               OtpSite, TemplateLanguage)
+from portal.otp.models import (SITE_DOMAIN_TAKEN, BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode,
+                               OtpCredentialSite, OtpSite, TemplateLanguage)
 
 SENDER = "Chotto"
 RECHECK_EVERY = timedelta(days=30)
@@ -96,15 +97,24 @@ def register_site(*, session: Session, account_id: int, website: Given, now: dat
     domain = form.read("website", rules.domain_of)
     form.raise_if_invalid()
     settings = rules.default_settings(display_name or domain, language)
-    with db.write(session):
-        if session.scalars(select(OtpSite.id).where(OtpSite.account_id == account_id,
-                                                    OtpSite.domain == domain)).first() is not None:
-            raise SiteExists(domain)
-        site = OtpSite(account_id=account_id, domain=domain, ownership_token=secrets.token_urlsafe(32),
-                       created_at=now, **_columns(settings))
-        session.add(site)
-        session.flush()
+    try:
+        with db.write(session):
+            if _domain_taken(session, account_id, domain):
+                raise SiteExists(domain)
+            site = OtpSite(account_id=account_id, domain=domain, ownership_token=secrets.token_urlsafe(32),
+                           created_at=now, **_columns(settings))
+            session.add(site)
+            session.flush()
+    except IntegrityError as clash:  # registered by a concurrent request meanwhile
+        if db.violated_constraint(clash) == SITE_DOMAIN_TAKEN:
+            raise SiteExists(domain) from None
+        raise
     return site
+
+
+def _domain_taken(session: Session, account_id: int, domain: str) -> bool:
+    return session.scalars(select(OtpSite.id).where(OtpSite.account_id == account_id,
+                                                    OtpSite.domain == domain)).first() is not None
 
 
 def register_site_by_api(*, session: Session, principal: Principal, website: Given, now: datetime) -> OtpSite:

@@ -585,3 +585,13 @@ def test_lifting_a_prefix_limit_and_a_pause_and_what_cannot_be_lifted(app, api, 
     assert ask(api, key, "+819055556666").status_code == 403
     lift_last(app, key, customer, clock, BlockReason.PAUSED)
     assert ask(api, key, "+819055556666").status_code == 201
+
+
+def test_a_registration_racing_another_for_the_same_domain_is_refused_by_the_constraint(app, api, key, monkeypatch):
+    from portal.otp import service
+    from portal.otp.errors import SiteExists
+
+    assert register(api, key).status_code == 201
+    monkeypatch.setattr(service, "_domain_taken", lambda *args: False)  # as if checked before the other committed
+    with db_session(app) as session, pytest.raises(SiteExists):
+        otp.register_site(session=session, account_id=key.account_id, website=SITE, now=app.config["CLOCK"]())
