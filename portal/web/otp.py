@@ -1,6 +1,6 @@
 """OTP sites in the portal (owners and developers): register a website, prove its ownership,
 choose its settings with a live preview of the message, try it with a test code, and read its
-log, statistics and blocked requests. Lifting a pause is an owner's decision."""
+log, statistics and blocked requests. Lifting a pause or a block is an owner's decision."""
 
 from datetime import date
 
