@@ -37,6 +37,7 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+        otp.after_call(session=session, call_id=payload["call_id"])
     elif message.kind == OutboxKind.OTP_FALLBACK:
         otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.CALLBACK:

@@ -107,6 +107,7 @@ def upgrade() -> None:
     sa.Column('fallback_text', sa.Text(), nullable=True),
     sa.Column('fallback_callid', sa.String(length=32), nullable=True),
     sa.Column('delivery_event', sa.String(length=10), nullable=True),
+    sa.Column('masked_body', sa.Text(), nullable=True),
     sa.CheckConstraint("channel IN ('sms', 'voice')", name='otp_code_channel'),
     sa.CheckConstraint("mode IN ('live', 'test')", name='otp_code_mode'),
     sa.CheckConstraint("status IN ('active', 'verified', 'replaced', 'locked')", name='otp_code_status'),

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import false, insert, select
+from sqlalchemy import false, insert, select, update
 from sqlmodel import Session
 
 from portal import db, outbox
@@ -277,6 +277,15 @@ def _record(session: Session, values: dict, now: datetime) -> None:
     """The message and the outbox job that hands it to the carrier."""
     message_id = session.execute(insert(MESSAGES).returning(MESSAGES.c.id), values).scalar_one()
     outbox.enqueue(session, kind="api_sms", payload={"message_id": message_id}, now=now)
+
+
+def redact_in(session: Session, *, msgid: str | None = None, callid: str | None = None, text: str) -> None:
+    """Inside the caller's unit: once handed to the carrier, keep `text` in place of an SMS's
+    body or a call's text to read out (an OTP code must not stay readable in them)."""
+    if msgid is not None:
+        session.execute(update(Message).where(Message.msgid == msgid).values(body=text))
+    if callid is not None:
+        session.execute(update(Call).where(Call.callid == callid).values(tts_message=text))
 
 
 def message_of(session: Session, *, principal: Principal, msgid: str) -> Message | None:

@@ -44,6 +44,9 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       the request, or at once after a failed SMS) queues one call through messaging.call_in that
       reads the code, unless it was verified, replaced, locked or expired. The text read out is
       kept on the code (fallback_text) only until then.
+Codes are readable only on the phone: otp_codes holds their HMAC; once the carrier has the SMS its
+stored body is replaced by the masked one (after_sms), and a call's text by its masked form once the
+call ended (after_call); the fallback's text is dropped once the call is queued or cannot come.
 Events: a site with a callback_url gets a signed POST (the request's credential's callback secret,
 like the status callbacks) of {"event", "website", "otp_id", "phone_number", "time"} for sent,
 delivered, failed, fallback_called (+ "callid"), verified and blocked (+ "reason"); the delivery

@@ -135,6 +135,7 @@ class OtpCode(SQLModel, table=True):
     fallback_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # while a call may come
     fallback_callid: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     delivery_event: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))  # reported once
+    masked_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the SMS once handed over
 
 
 class OtpCredentialSite(SQLModel, table=True):

@@ -147,6 +147,20 @@ def spoken(code: str, *, site: str, language: TemplateLanguage) -> str:
     return f"Your {site} code is {digits}. Again: {digits}."
 
 
+MASK = "*"
+SPOKEN_DIGITS = re.compile(r"\d(?:(?:、|, )\d)+")
+
+
+def masked(code: str) -> str:
+    """A code as it is kept once sent: only its length."""
+    return MASK * len(code)
+
+
+def masked_spoken(text: str) -> str:
+    """A call's text with the digits it read out hidden."""
+    return SPOKEN_DIGITS.sub(lambda found: re.sub(r"\d", MASK, found.group(0)), text)
+
+
 def render(template: str, *, code: str, site: str, minutes: int) -> str:
     return template.replace("{code}", code).replace("{site}", site).replace("{minutes}", str(minutes))
 

@@ -478,7 +478,8 @@ def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, l
                      mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
                      channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
                      failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
-                     created_at=now, expires_at=expiry, fallback_text=spoken)
+                     created_at=now, expires_at=expiry, fallback_text=spoken,
+                     masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)
     session.add(issued)
     session.flush()
     _event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
@@ -497,11 +498,15 @@ def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State,
             spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
             return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
                                      language=str(site.fallback_language), now=now, daily_cap=daily_cap).callid
-        body = rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
+        body = _text(site, code)
         return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
                                  split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap).msgid
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
+
+
+def _text(site: OtpSite, code: str) -> str:
+    return rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
 
 
 def _state(code: OtpCode | None) -> rules.CodeState | None:
@@ -600,11 +605,25 @@ def after_sms(*, session: Session, message_id: int, caller: str, now: datetime) 
                                    .values(delivery_event=event.value).returning(CODES.c.id)).first()
         if reported is not None:
             code = session.get(OtpCode, row.id, populate_existing=True)
+            if code.masked_body is not None:
+                messaging.redact_in(session, msgid=code.msgid, text=code.masked_body)
             _event(session, session.get(OtpSite, code.site_id), code.credential_id, event, now,
                    phone_number=code.phone_number, otp_id=code.msgid)
     if event == Event.FAILED:
         return call_fallback(session=session, code_id=row.id, caller=caller, now=now)
     return None
+
+
+def after_call(*, session: Session, call_id: int) -> None:
+    """After a call ended: the code it read out (a code by voice, or a fallback) is hidden."""
+    with db.read(session):
+        row = session.execute(select(Call.callid, Call.tts_message).join(
+            OtpCode, or_(OtpCode.msgid == Call.callid, OtpCode.fallback_callid == Call.callid)).where(
+            Call.id == call_id, Call.ended_at.is_not(None))).first()
+    if row is None or not row.tts_message or rules.masked_spoken(row.tts_message) == row.tts_message:
+        return
+    with db.write(session):
+        messaging.redact_in(session, callid=row.callid, text=rules.masked_spoken(row.tts_message))
 
 
 def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime) -> str | None:

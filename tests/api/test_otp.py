@@ -595,3 +595,26 @@ def test_a_registration_racing_another_for_the_same_domain_is_refused_by_the_con
     monkeypatch.setattr(service, "_domain_taken", lambda *args: False)  # as if checked before the other committed
     with db_session(app) as session, pytest.raises(SiteExists):
         otp.register_site(session=session, account_id=key.account_id, website=SITE, now=app.config["CLOCK"]())
+
+
+def test_once_handed_over_a_code_is_readable_nowhere_but_the_phone(app, api, key, site, clock):
+    from portal.messaging.api_models import Call
+    from portal.otp.models import Fallback
+
+    settle(app, key, fallback=Fallback.AFTER_DELAY, fallback_seconds=60)
+    ask(api, key)
+    sms_code = last_code(app)
+    clock.advance(seconds=60)
+    calls(app)
+    clock.advance(seconds=30)
+    ask(api, key, channel="voice")
+    calls(app)
+    with db_session(app) as session:
+        [message] = session.scalars(select(Message)).all()
+        placed = session.scalars(select(Call).order_by(Call.id)).all()
+        stored = session.scalars(select(OtpCode).order_by(OtpCode.id)).all()
+    assert message.body == "shop.example.comの認証コードは******です。5分以内に入力してください。"
+    assert [call.tts_message for call in placed] == ["shop.example.comの認証コードをお知らせします。*、*、*、*、*、*。"
+                                                     "繰り返します。*、*、*、*、*、*。"] * 2
+    assert all(code.fallback_text is None for code in stored)
+    assert all(sms_code not in str(value) for code in stored for value in code.model_dump().values())

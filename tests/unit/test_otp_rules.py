@@ -214,3 +214,11 @@ def test_statistics_count_by_japan_day():
                                                                                         33)
     assert (today.day.isoformat(), today.requests, today.blocked, today.completion_percent) == ("2026-12-02", 1, 2, 0)
     assert rules.by_day([], [early])[0].completion_percent is None
+
+
+def test_a_spoken_code_is_masked_digit_by_digit_and_the_rest_kept():
+    for language in TemplateLanguage:
+        spoken = rules.spoken("0427", site="Shop 24", language=language)
+        masked = rules.masked_spoken(spoken)
+        assert "0" not in masked and "Shop 24" in masked and masked.count("*") == 8
+    assert rules.masked("012345") == "******"
