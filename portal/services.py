@@ -8,6 +8,7 @@ from portal.billing.gateway import Gateway
 from portal.billing.service import Issuer
 from portal.mail import Mailer
 from portal.messaging.carrier import Carrier
+from portal.otp.ownership import Probe
 
 
 def carrier() -> Carrier:
@@ -49,3 +50,14 @@ def otp_caller() -> str:
 def ownership_over_https() -> bool:
     """OTP sites prove their domain over https; plain http only in development and tests."""
     return current_app.config["ENV"] not in ("development", "test")
+
+
+def ownership_probe() -> Probe:
+    """How OTP ownership checks reach sites: https and public addresses only, except in
+    development and tests: plain http, local addresses, and the OTP_OWNERSHIP_PORT setting (a
+    local server's port) when set."""
+    config = current_app.config
+    if ownership_over_https():
+        return Probe()
+    port = config.get("OTP_OWNERSHIP_PORT")
+    return Probe(secure=False, allow_private=callbacks_may_reach_private_addresses(), port=int(port) if port else None)

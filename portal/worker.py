@@ -16,7 +16,7 @@ from portal.ledger.operator import sweep
 from portal.mail import rendered
 from portal.messaging import delivery
 from portal.messaging.carrier import OutgoingSMS
-from portal.otp import ownership
+from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
 
@@ -90,19 +90,18 @@ def sweep_expiry(app: Flask) -> int:
     return lines
 
 
-OWNERSHIP_CHECKS_PER_ROUND = 10  # each may wait up to callbacks.DEADLINE for a slow server
+OWNERSHIP_EVERY = 3600.0
 
 
 def recheck_ownership(app: Flask) -> int:
-    """The monthly check of proven OTP sites: a site whose token file is gone is unproven again."""
+    """The monthly check of proven OTP sites (portal.otp.proof), a few each hour: a site whose
+    token file is gone is unproven again and its owners are told. Returns the proofs lost."""
     with app.app_context():
         with db.job_session() as session:
-            due = otp.sites_to_recheck(session=session, now=clock.now(), limit=OWNERSHIP_CHECKS_PER_ROUND)
-            fetch = ownership.fetcher(allow_private=services.callbacks_may_reach_private_addresses())
-            for account_id, site_id in due:
-                otp.check_ownership(session=session, account_id=account_id, site_id=site_id, fetch=fetch,
-                                    https=services.ownership_over_https(), now=clock.now())
-    return len(due)
+            lost = proof.recheck_due(session=session, probe=services.ownership_probe(), now=clock.now())
+    if lost:
+        log.info("OTP ownership: %s sites lost their proof", lost)
+    return lost
 
 
 def purge_signups(app: Flask) -> int:
@@ -151,12 +150,12 @@ def _guarded(task: str, job, app: Flask):
 
 
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
-    """Drain the outbox continuously, sweep expired credit once a minute and check the
-    ledger once a day."""
+    """Drain the outbox continuously, sweep expired credit once a minute, re-check OTP sites'
+    ownership once an hour (each site monthly) and check the ledger once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = next_reconcile = 0.0
+    next_sweep = next_reconcile = next_ownership = 0.0
     while not stopping:
         if time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + check_ledger(app)
@@ -165,6 +164,8 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
+        if time.monotonic() >= next_ownership:
+            next_ownership = time.monotonic() + OWNERSHIP_EVERY
             _guarded("OTP ownership checks", recheck_ownership, app)
         handled = _guarded("outbox delivery", drain_once, app) or 0
         if not handled:

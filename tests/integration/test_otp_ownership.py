@@ -1,6 +1,9 @@
 """Proving a site's domain against a real local HTTP server that serves the token file, then
 stops serving it. The connection goes to the local server whatever the domain resolves to
-(the fetcher's resolver and socket are the ones the status callbacks use, pointed at it)."""
+(the fetcher's resolver and socket are the ones the status callbacks use, pointed at it).
+The page's check names what it found and the URL tried; the monthly re-check takes a lost proof
+away and tells the owners, keeps it through a short outage, and the fetch keeps the callbacks'
+guards (private addresses, redirects, size, time)."""
 
 import socket
 import threading
@@ -11,9 +14,14 @@ import pytest
 from sqlalchemy import select
 
 from portal.accounts.models import Membership
-from portal.otp import ownership, service as otp
+from portal.mail import DevMail
+from portal.otp import ownership, proof, service as otp
 from portal.otp.models import OtpSite
-from tests.helpers import make_user
+from portal.otp.ownership import Outcome, Probe
+from tests.helpers import deliver_outbox, make_user
+from tests.wellknown import TokenSite
+
+DOMAIN = "shop.example.com"
 
 
 class TokenServer:
@@ -104,3 +112,117 @@ def test_an_unreachable_server_proves_nothing(session, site, clock):
     assert fetch(ownership.token_url("shop.example.com", https=False)) is None
     assert not otp.check_ownership(session=session, account_id=site.account_id, site_id=site.id, fetch=fetch,
                                    https=False, now=clock())
+
+
+# -- what the site's page and the worker see: each outcome, with the URL tried (portal.otp.proof) ------
+
+
+def to_local(host: str, port: int) -> list[str]:
+    """The site's domain resolves to the local server, as its DNS would."""
+    return ["127.0.0.1"] if host == DOMAIN else []
+
+
+def probe_for(served: TokenSite, **changes) -> Probe:
+    """As the portal probes in development and tests: http, local addresses, the server's port."""
+    return Probe(**({"secure": False, "allow_private": True, "port": served.port, "resolver": to_local} | changes))
+
+
+def look(session, site, probe, now):
+    return proof.check_site(session=session, account_id=site.account_id, site_id=site.id, probe=probe, now=now)
+
+
+def test_the_site_is_proven_while_it_serves_its_token_and_loses_the_proof_when_it_stops(session, site, clock):
+    with TokenSite(body=site.ownership_token + "\r\n") as served:
+        proven, found = look(session, site, probe_for(served), clock())
+        assert found.outcome == Outcome.PROVEN and found.status == 200
+        assert found.url == f"http://{DOMAIN}:{served.port}/.well-known/chotto-verification.txt"
+        assert proven.proven_at == clock() and proven.checked_at == clock()
+        assert served.requests == ["/.well-known/chotto-verification.txt"]
+
+        clock.advance(minutes=5)
+        served.body = "an old token"
+        lost, found = look(session, site, probe_for(served), clock())
+        assert found.outcome == Outcome.WRONG_CONTENT and lost.proven_at is None
+
+        served.body = site.ownership_token
+        again, _ = look(session, site, probe_for(served), clock())
+        assert again.proven_at == clock()
+
+        served.body = None
+        gone, found = look(session, site, probe_for(served), clock())
+        assert (found.outcome, found.status, gone.proven_at) == (Outcome.NOT_FOUND, 404, None)
+    down, found = look(session, site, probe_for(served), clock())
+    assert (found.outcome, found.reason, down.proven_at) == (Outcome.UNREACHABLE, "network", None)
+
+
+def test_the_monthly_check_takes_a_lost_proof_away_and_mails_the_owners(app, session, site, clock):
+    with TokenSite(body=site.ownership_token) as served:
+        look(session, site, probe_for(served), clock())
+        clock.advance(days=29)
+        assert proof.recheck_due(session=session, probe=probe_for(served), now=clock()) == 0
+        assert served.requests == ["/.well-known/chotto-verification.txt"]  # not due yet
+
+        clock.advance(days=1)
+        assert proof.recheck_due(session=session, probe=probe_for(served), now=clock()) == 0
+        assert otp.site_of(session=session, account_id=site.account_id, site_id=site.id).checked_at == clock()
+
+        clock.advance(days=30)
+        served.body = None
+        assert proof.recheck_due(session=session, probe=probe_for(served), now=clock()) == 1
+    assert otp.site_of(session=session, account_id=site.account_id, site_id=site.id).proven_at is None
+    deliver_outbox(app)
+    [mail] = session.scalars(select(DevMail).where(DevMail.recipient == "owner@shop.example.com",
+                                                   DevMail.subject.contains("no longer proven"))).all()
+    assert "/.well-known/chotto-verification.txt" in mail.text_body and "HTTP status 404" in mail.text_body
+
+
+def test_a_site_that_cannot_be_reached_keeps_its_proof_for_a_few_days_of_retries(session, site, clock):
+    with TokenSite(body=site.ownership_token) as served:
+        look(session, site, probe_for(served), clock())
+    clock.advance(days=31)
+    assert proof.recheck_due(session=session, probe=probe_for(served), now=clock()) == 0
+    assert otp.site_of(session=session, account_id=site.account_id, site_id=site.id).proven_at is not None
+    clock.advance(days=3)
+    assert proof.recheck_due(session=session, probe=probe_for(served), now=clock()) == 1
+    assert otp.site_of(session=session, account_id=site.account_id, site_id=site.id).proven_at is None
+
+
+def test_a_private_address_is_refused_outside_development(session, site, clock):
+    with TokenSite(body=site.ownership_token) as served:
+        proven, found = look(session, site, probe_for(served, allow_private=False), clock())
+    assert (found.outcome, found.reason, proven.proven_at) == (Outcome.UNREACHABLE, "refused", None)
+    assert served.requests == []
+
+
+def test_a_redirect_is_not_followed(session, site, clock):
+    with TokenSite(status=302, location="http://127.0.0.1:1/.well-known/chotto-verification.txt") as served:
+        _, found = look(session, site, probe_for(served), clock())
+    assert (found.outcome, found.status) == (Outcome.NOT_FOUND, 302)
+    assert served.requests == ["/.well-known/chotto-verification.txt"]
+
+
+def test_a_large_file_is_not_the_token_even_if_it_starts_with_it(session, site, clock):
+    with TokenSite(body=site.ownership_token + " " * 5000) as served:
+        _, found = look(session, site, probe_for(served), clock())
+    assert found.outcome == Outcome.WRONG_CONTENT
+
+
+def test_a_slow_site_is_given_up_on_quickly(session, site, clock):
+    with TokenSite(body=site.ownership_token, delay=2.0) as served:
+        _, found = look(session, site, probe_for(served, timeout=0.3, deadline=0.5), clock())
+    assert (found.outcome, found.reason) == (Outcome.UNREACHABLE, "timeout")
+
+
+def test_production_checks_over_https_on_the_standard_port():
+    assert ownership.probe_url(DOMAIN, Probe()) == f"https://{DOMAIN}/.well-known/chotto-verification.txt"
+    assert ownership.judge(200, b"\xef\xbb\xbftoken\n", "token") == Outcome.PROVEN
+    assert ownership.judge(200, b"token2", "token") == Outcome.WRONG_CONTENT
+    assert ownership.judge(404, b"token", "token") == Outcome.NOT_FOUND
+
+
+def test_the_workers_round_reports_the_proofs_lost(app, session, site, clock):
+    from portal import worker
+
+    with TokenSite(body=site.ownership_token) as served:
+        look(session, site, probe_for(served), clock())
+    assert worker.recheck_ownership(app) == 0  # not due for a month

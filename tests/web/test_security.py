@@ -32,6 +32,11 @@ ROUTES = [
     "/credentials/<int:credential_id>/callback-secret", "/credentials/<int:credential_id>/callback-secret/rotate",
     "/sms/messages/", "/sms/messages", "/sms/messages/<msgid>", "/sms/messages/<msgid>/", "/voice/simple/playbacks/",
     "/voice/simple/playbacks", "/voice/calls/<callid>", "/voice/calls/<callid>/", "/you/credits/", "/you/credits",
+    "/otp/register-website/", "/otp/register-website", "/otp/request/", "/otp/request", "/otp/verify/", "/otp/verify",
+    "/otp-sites", "/otp-sites/<int:site_id>", "/otp-sites/<int:site_id>/check", "/otp-sites/<int:site_id>/try",
+    "/otp-sites/<int:site_id>/try/<msgid>", "/otp-sites/<int:site_id>/try/verify", "/otp-sites/<int:site_id>/settings",
+    "/otp-sites/<int:site_id>/preview", "/otp-sites/<int:site_id>/activity", "/otp-sites/<int:site_id>/resume",
+    "/otp-sites/<int:site_id>/blocked/<int:block_id>/lift",
 ]
 
 
