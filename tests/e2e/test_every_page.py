@@ -166,6 +166,11 @@ def _check(page, name: str, lang: str, width: int) -> list[str]:
     scroll_width, wide = page.evaluate(OVERFLOW)
     if scroll_width > width:
         problems.append(f"{name}: {scroll_width} px wide at {width} px ({', '.join(wide)})")
+    html = page.content()
+    if '="None"' in html:
+        problems.append(f"{name}: attributes reading None: {re.findall(r'<[^<>]*=.None.[^<>]*>', html)[:3]}")
+    if page.locator("[autofocus]").count() > 1:
+        problems.append(f"{name}: {page.locator('[autofocus]').count()} fields ask for the focus")
     page.add_script_tag(url=f"/static/vendor/{AXE}")
     problems += [f"{name}: {violation}" for violation in page.evaluate(AXE_RUN)]
     page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}-{width}.png"), full_page=True)
