@@ -62,6 +62,7 @@ SIGNED_IN = [
     ("profile", "/profile/"),
     ("phone", "/verify-phone/?change=1"),
     ("reauthenticate", "/reauthenticate"),
+    ("check-email", "/signup/check-email"),
     ("dev-mailbox", "/dev/mailbox/"),
 ]
 
