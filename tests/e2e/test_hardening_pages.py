@@ -62,7 +62,7 @@ def test_the_callback_secret_the_removal_step_and_the_outage_page_read_well_on_a
         context, page = _signed_in(browser, live_server, console_errors, language, viewport)
         page.goto("/credentials")
         assert secret not in page.content()
-        page.locator("details summary").first.click()
+        page.locator("main details summary").first.click()
         page.get_by_role("button", name=words["show"]).first.click()
         expect(page.get_by_test_id("callback-secret")).to_have_text(secret)
         assert width_below_header(page) <= viewport["width"], "the secret page scrolls sideways"

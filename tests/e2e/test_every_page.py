@@ -1,0 +1,220 @@
+"""Every page a signed-in owner reaches, and the public ones, in a real browser at phone width
+(390 × 844), on a desktop (1280 × 800) and for a few pages a tablet (768 × 1024), in English and
+Japanese. Each page must not scroll sideways (the document is no wider than the viewport) and
+axe-core (vendored, injected by the test only) must find no serious or critical violation. A
+full-page screenshot of each lands in test-artifacts/screenshots/<page>-<lang>-<width>.png.
+
+One browser context per language and width visits every page in turn (one sign-in each), so the
+file runs in a few minutes; the failures of all pages are listed together."""
+
+import re
+from pathlib import Path
+
+import pytest
+from bs4 import BeautifulSoup
+from sqlalchemy import select
+
+from portal.accounts.models import Membership
+from portal.clock import system_now
+from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.helpers import PASSWORD, PageClient, db_session, deliver_outbox, make_user
+
+pytestmark = pytest.mark.xdist_group("every-page")  # one process: the portal and its data are built once
+
+AXE = next((Path(__file__).resolve().parents[2] / "static" / "vendor").glob("axe-*.min.js")).name
+SIZES = {390: {"width": 390, "height": 844}, 768: {"width": 768, "height": 1024}, 1280: {"width": 1280, "height": 800}}
+LOCALES = {"en": "en-GB", "ja": "ja-JP"}
+TABLET_PAGES = {"home", "menu-open", "login", "dashboard", "credentials", "team", "inbox", "invoices", "purchases", "statement", "api-docs"}
+
+# What the page shows in place (the failures list names it), and how to reach it.
+PUBLIC = [
+    ("home", "/"),
+    ("pricing", "/pricing"),
+    ("legal", "/legal/commercial-transactions"),
+    ("login", "/login"),
+    ("signup", "/signup"),
+    ("signup-errors", "signup-errors"),
+    ("forgot-password", "/password/forgot"),
+    ("reset-link-invalid", "/reset-password/not-a-real-token"),
+    ("api-docs", "/api/docs"),
+    ("not-found", "/no-such-page"),
+    ("form-expired", "form-expired"),
+]
+SIGNED_IN = [
+    ("dashboard", "/dashboard"),
+    ("menu-open", "menu-open"),
+    ("statement", "/credit/statement"),
+    ("credentials", "/credentials"),
+    ("credentials-manage", "credentials-manage"),
+    ("credential-created", "credential-created"),
+    ("callback-secret", "/credentials/{credential_id}/callback-secret"),
+    ("team", "/team"),
+    ("team-remove", "/team/members/{membership_id}/remove"),
+    ("inbox", "/test-inbox"),
+    ("buy", "/credit/buy"),
+    ("buy-errors", "/credit/buy/confirm?amount=12"),
+    ("confirm", "/credit/buy/confirm?amount=3000"),
+    ("purchases", "/credit/purchases"),
+    ("purchase", "/credit/purchases/{purchase_id}"),
+    ("sandbox-checkout", "/sandbox/checkout/{checkout_id}"),
+    ("invoices", "/billing/invoices"),
+    ("billing-profile", "/billing/profile"),
+    ("profile", "/profile/"),
+    ("phone", "/verify-phone/?change=1"),
+    ("reauthenticate", "/reauthenticate"),
+    ("check-email", "/signup/check-email"),
+    ("dev-mailbox", "/dev/mailbox/"),
+]
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {resultTypes: ['violations']});
+  return result.violations
+    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+    .map(v => `${v.impact} ${v.id}: ${v.help} — ` + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '));
+}"""
+OVERFLOW = """() => {
+  const width = document.documentElement.scrollWidth;
+  const wide = [...document.querySelectorAll('body *')]
+    .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && getComputedStyle(e).position !== 'fixed')
+    .filter(e => !e.closest('.table-wrap, pre') || e.matches('.table-wrap, pre'))
+    .slice(0, 4).map(e => e.tagName.toLowerCase() + (e.className ? '.' + String(e.className).split(' ').join('.') : ''));
+  return [width, wide];
+}"""
+
+
+def _hidden_fields(html: str, action: str) -> dict:
+    form = BeautifulSoup(html, "html.parser").find("form", action=action)
+    return {i["name"]: i.get("value", "") for i in form.find_all("input", type="hidden")}
+
+
+@pytest.fixture(scope="module")
+def portal(database_url):
+    """One portal for the whole file, with an owner whose account has something on every page:
+    a paid purchase and its receipt, a pending one, credentials, a developer and an invitation,
+    test messages in the inbox and lines in the statement."""
+    with LiveServer(database_url) as server:
+        app = server.app
+        make_user(app, "owner@example.com", name="Olivia Owner", phone="+819012345678")
+        developer = make_user(app, "dev@example.com", name="Daisuke Developer")
+        client = PageClient(app.test_client(), app)
+        client.login("owner@example.com")
+        with db_session(app) as session:
+            owner_id = session.scalars(select(Membership.user_id).where(Membership.role == "owner")).first()
+            account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == owner_id)).one()
+            session.add(Membership(account_id=account_id, user_id=developer.id, role="developer", created_at=system_now()))
+            session.commit()
+            membership_id = session.scalars(select(Membership.id).where(Membership.user_id == developer.id,
+                                                                      Membership.account_id == account_id)).one()
+        client.post("/team/invitations", {"email": "finance@example.com", "role": "billing"}, status=302)
+        client.post("/billing/profile", {"legal_name": "Example KK", "postal_code": "150-0001",
+                                         "address": "1-2-3 Jingumae, Shibuya-ku, Tokyo", "billing_email": "finance@example.com",
+                                         "tax_residency": "JP", "registration_number": ""}, status=302)
+        ids = {"membership_id": membership_id}
+        for amount, pay in ((1000, True), (5000, False)):
+            confirm = client.get(f"/credit/buy/confirm?amount={amount}").get_data(as_text=True)
+            checkout = client.post("/credit/buy/confirm", _hidden_fields(confirm, "/credit/buy/confirm"))
+            assert checkout.status_code in (302, 303), checkout.get_data(as_text=True)[:500]
+            location = "/" + checkout.headers["Location"].split("/", 3)[-1] if "://" in checkout.headers["Location"] else checkout.headers["Location"]
+            ids["checkout_id"] = location.rstrip("/").split("/")[-1]
+            page = client.get(location).get_data(as_text=True)
+            ids["purchase_id"] = re.search(r'/credit/purchases/([\w-]+)"', page).group(1)
+            if pay:
+                action = f"/sandbox/checkout/{ids['checkout_id']}"
+                client.post(action, {**_hidden_fields(page, action), "action": "pay"})
+        client.post("/credentials", {"name": "production web", "mode": "live", "scopes": ["sms", "read"],
+                                     "networks": "203.0.113.0/24", "monthly_cap": "5000"}, status=200)
+        dashboard = client.get("/dashboard").get_data(as_text=True)
+        client.post("/dashboard/test-sms", _hidden_fields(dashboard, "/dashboard/test-sms"))
+        deliver_outbox(app)
+        listing = client.get("/credentials").get_data(as_text=True)
+        ids["credential_id"] = re.search(r'/credentials/(\d+)/callback-secret', listing).group(1)
+        server.ids = ids
+        yield server
+
+
+def _visit(page, name: str, path: str, ids: dict, lang: str):
+    """Opens the page `name`; most are a plain address, a few are reached by acting on a page."""
+    if name == "signup-errors":
+        page.goto("/signup")
+        page.locator("input[name=email]").fill("not an address")
+        page.locator("main form button[type=submit]").click()
+    elif name == "form-expired":
+        page.goto("/password/forgot")
+        page.locator("main input[name=csrf_token]").evaluate("input => input.value = 'stale'")
+        page.locator("input[name=email]").fill("someone@example.com")
+        page.locator("main form button[type=submit]").click()
+    elif name == "menu-open":  # below 1024 px the site navigation is a menu; opened from the keyboard
+        page.goto("/dashboard")
+        page.locator("details.nav-menu > summary").focus()
+        page.keyboard.press("Enter")
+        assert page.locator("details.nav-menu").get_attribute("open") is not None
+    elif name == "credentials-manage":
+        page.goto("/credentials")
+        page.locator("details.credential-actions > summary").first.click()
+        page.locator("details.confirm-revoke > summary").first.click()
+    elif name == "credential-created":
+        page.goto("/credentials")
+        page.locator("input[name=name]").fill(f"nightly batch {lang}")
+        page.locator("input[name=mode][value=test]").check()
+        page.locator("form[action='/credentials'] button[type=submit]").click()
+    else:
+        page.goto(path.format(**ids))
+    page.wait_for_load_state("load")
+
+
+def _check(page, name: str, lang: str, width: int) -> list[str]:
+    problems = []
+    scroll_width, wide = page.evaluate(OVERFLOW)
+    if scroll_width > width:
+        problems.append(f"{name}: {scroll_width} px wide at {width} px ({', '.join(wide)})")
+    html = page.content()
+    if '="None"' in html:
+        problems.append(f"{name}: attributes reading None: {re.findall(r'<[^<>]*=.None.[^<>]*>', html)[:3]}")
+    if page.locator("[autofocus]").count() > 1:
+        problems.append(f"{name}: {page.locator('[autofocus]').count()} fields ask for the focus")
+    page.add_script_tag(url=f"/static/vendor/{AXE}")
+    problems += [f"{name}: {violation}" for violation in page.evaluate(AXE_RUN)]
+    page.screenshot(path=str(SCREENSHOTS / f"{name}-{lang}-{width}.png"), full_page=True)
+    return problems
+
+
+def _sign_in(page, lang):
+    page.goto("/login")
+    page.locator("input[name=email]").fill("owner@example.com")
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.locator("main form button[type=submit]").click()
+    page.wait_for_url("**/dashboard")
+    _in_language(page, lang)
+
+
+def _in_language(page, lang):
+    """The footer's language switch, when the page is not already in `lang` (a visitor's browser
+    asks for Japanese; the owner's own setting is English)."""
+    if page.locator("html").get_attribute("lang") != lang:
+        page.locator(f"footer button[lang={lang}]").click()
+        page.wait_for_load_state("load")
+
+
+@pytest.mark.parametrize("width", [390, 1280, 768])
+@pytest.mark.parametrize("lang", ["en", "ja"])
+def test_every_page_fits_the_screen_and_passes_axe(browser, portal, lang, width):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(locale=LOCALES[lang], base_url=portal.url, viewport=SIZES[width])
+    page = context.new_page()
+    problems = []
+    try:
+        for signed_in, pages in ((False, PUBLIC), (True, SIGNED_IN)):
+            if signed_in:
+                _sign_in(page, lang)
+            else:
+                page.goto("/")
+                _in_language(page, lang)
+            for name, path in pages:
+                if (width == 768 and name not in TABLET_PAGES) or (width >= 1024 and name == "menu-open"):
+                    continue
+                _visit(page, name, path, portal.ids, lang)
+                assert page.locator("html").get_attribute("lang") == lang, f"{name} is not in {lang}"
+                problems += _check(page, name, lang, width)
+    finally:
+        context.close()
+    assert not problems, f"{len(problems)} problems at {width} px in {lang}:\n" + "\n".join(problems)
