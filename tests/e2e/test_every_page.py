@@ -64,6 +64,10 @@ SIGNED_IN = [
     ("reauthenticate", "/reauthenticate"),
     ("check-email", "/signup/check-email"),
     ("dev-mailbox", "/dev/mailbox/"),
+    ("otp-sites", "/otp-sites"),
+    ("otp-site", "/otp-sites/{site_id}"),
+    ("otp-settings", "/otp-sites/{site_id}/settings"),
+    ("otp-activity", "/otp-sites/{site_id}/activity"),
 ]
 
 AXE_RUN = """async () => {
@@ -128,6 +132,8 @@ def portal(database_url):
         deliver_outbox(app)
         listing = client.get("/credentials").get_data(as_text=True)
         ids["credential_id"] = re.search(r'/credentials/(\d+)/callback-secret', listing).group(1)
+        registered = client.post("/otp-sites", {"website": "https://shop.example.com", "display_name": "Example Shop"})
+        ids["site_id"] = registered.headers["Location"].rstrip("/").split("/")[-1]
         server.ids = ids
         yield server
 

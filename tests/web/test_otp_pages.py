@@ -169,7 +169,7 @@ def test_a_site_that_loses_its_proof_tells_the_owners_by_mail(app):
     deliver_outbox(app)
     with db_session(app) as session:
         subjects = list(session.scalars(select(DevMail.subject).where(DevMail.recipient == "owner@example.com")))
-    assert "The ownership of localhost is no longer proven on Chotto" in subjects
+    assert "[Chotto] The ownership of localhost is no longer proven" in subjects
 
 
 # -- settings -------------------------------------------------------------------------------------
