@@ -220,6 +220,13 @@ class RotateForm(Form):
     )
 
 
+class CredentialSitesForm(Form):
+    """The OTP sites a credential may use; none ticked: every site. The choices are not checked
+    here: the service refuses a site that is not the account's."""
+
+    sites = SelectMultipleField(_l("OTP sites this credential may use"), coerce=int, validate_choice=False)
+
+
 class SendTestSMSForm(Form):
     """The dashboard's "send a test SMS" button. `attempt` is new on every rendering of the
     button and keys the send, so a double click or a resubmitted page sends once."""
