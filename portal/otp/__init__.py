@@ -30,7 +30,8 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
   limit_credential(session, account_id, user_id, credential_id, site_ids, now) -> [OtpSite] (audited;
       none: every site) / sites_of_credential(...) / site_limits_of(session, account_id) -> SiteLimits
       (the account's sites and each limited credential's): a credential limited to some sites gets
-      SiteNotAllowed (403) for the others.
+      SiteNotAllowed (403) for the others. create_credential(...credentials.create's arguments,
+      site_ids): a new credential limited at once, in one unit of work.
   log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan

@@ -13,6 +13,7 @@ from sqlmodel import Session
 from portal import audit, db
 from portal.audit import AuditAction
 from portal.credentials.models import Credential
+from portal.credentials import service as credentials
 from portal.credentials.service import Principal
 from portal.messaging import validation
 from portal.otp import ownership, rules
@@ -204,6 +205,21 @@ def limit_credential(*, session: Session, account_id: int, user_id: int, credent
                      detail=f"{credential.name} ({credential.sid}): "
                             f"{', '.join(site.domain for site in sites) or 'every OTP site'}", now=now)
     return credential, sites
+
+
+def create_credential(*, session: Session, account_id: int, user_id: int, name: str, mode: str, scopes: list[str],
+                      networks: list[str], monthly_cap: int | None, site_ids: list[int], now: datetime,
+                      expires_at: datetime | None = None) -> tuple[Credential, str]:
+    """credentials.create, and the new credential limited to these sites (none: every site) in
+    the same unit of work: a site that is not the account's leaves no credential behind."""
+    with db.write(session):
+        credential, token = credentials.create(
+            session=session, account_id=account_id, user_id=user_id, name=name, mode=mode, scopes=scopes,
+            networks=networks, monthly_cap=monthly_cap, now=now, expires_at=expires_at)
+        if site_ids:
+            limit_credential(session=session, account_id=account_id, user_id=user_id, credential_id=credential.id,
+                             site_ids=site_ids, now=now)
+    return credential, token
 
 
 @dataclass(frozen=True)

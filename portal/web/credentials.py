@@ -84,14 +84,20 @@ def create():
         if not cap:
             form.monthly_cap.errors = [_("Enter a whole number of yen above zero, or leave it empty.")]
             return _page(form, 422)
+    if form.sites.data and "otp" not in form.scopes.data:
+        form.sites.errors = [_("Sites limit only the OTP scope: tick OTP too, or untick the sites.")]
+        return _page(form, 422)
     try:
-        credential, token = service.create(
+        credential, token = otp.create_credential(
             session=db.session(), account_id=current_user.account.id, user_id=current_user.id, name=form.name.data,
-            mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap, now=clock.now(),
+            mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap,
+            site_ids=form.sites.data or [], now=clock.now(),
             expires_at=clock.now() + timedelta(days=int(form.expires.data)) if form.expires.data != "0" else None,
         )
     except service.NotAManager:
         abort(403)
+    except SiteNotFound:
+        abort(404)
     return _shown_once(credential, token, rotated=False)
 
 

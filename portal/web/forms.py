@@ -209,6 +209,7 @@ class CredentialForm(Form):
         _l("Monthly spend cap in yen (optional)"), validators=[Optional(), Length(max=12)],
         description=_l("Sends that would take this credential over the cap in a calendar month are refused."),
     )
+    sites = SelectMultipleField(_l("OTP sites this credential may use"), coerce=int, validate_choice=False)
 
 
 class RotateForm(Form):

@@ -170,3 +170,37 @@ def test_the_japanese_page_shows_the_limit_in_japanese(app):
     page = BeautifulSoup(client.get("/credentials").get_data(as_text=True), "html.parser")
     assert "shop server" in text(page.select_one(".flash")) and "shop.example.com" in text(page.select_one(".flash"))
     assert shown_limit(client, sid) == "OTPサイト：shop.example.com"
+
+
+# -- the same choice when creating a credential ------------------------------------------------------
+
+
+def credentials_made(app) -> list[str]:
+    with db_session(app) as session:
+        return list(session.scalars(select(Credential.name)))
+
+
+def test_a_new_otp_credential_can_be_limited_when_it_is_created(app):
+    client, _ = signed_in(app)
+    assert not client.page("/credentials").select("form[action='/credentials'] input[name=sites]")
+    shop, blog = register(client, "shop.example.com"), register(client, "blog.example.com")
+    form = client.page("/credentials").select_one("form[action='/credentials']")
+    assert [text(box.parent) for box in form.select("input[name=sites]")] == ["blog.example.com", "shop.example.com"]
+    credential, sid, _ = create(client, sites=[str(blog)])
+    assert limited_to(app, credential) == [blog] and shown_limit(client, sid) == "OTP sites: blog.example.com"
+    credential, sid, _ = create(client, name="every site")
+    assert limited_to(app, credential) == [] and shown_limit(client, sid) == "OTP sites: Every OTP site"
+    assert shop not in limited_to(app, credential)
+
+
+def test_sites_without_the_otp_scope_or_of_another_account_create_nothing(app):
+    client, _ = signed_in(app)
+    shop = register(client, "shop.example.com")
+    response = client.post("/credentials", NEW | {"name": "sms", "scopes": ["sms"], "sites": [str(shop)]}, status=422)
+    page = BeautifulSoup(response.get_data(as_text=True), "html.parser")
+    assert "Sites limit only the OTP scope: tick OTP too, or untick the sites." in text(page)
+    assert page.select_one(f"input[name=sites][value='{shop}'][checked]")
+    stranger, _ = signed_in(app, "stranger@example.com", phone="+819055556666")
+    theirs = register(stranger, "their.example.com")
+    client.post("/credentials", NEW | {"name": "theirs", "sites": [str(shop), str(theirs)]}, status=404)
+    assert credentials_made(app) == []
