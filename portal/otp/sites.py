@@ -12,8 +12,8 @@ from sqlmodel import Session
 
 from portal import audit, db
 from portal.audit import AuditAction
-from portal.credentials.models import Credential
 from portal.credentials import service as credentials
+from portal.credentials.models import Credential
 from portal.credentials.service import Principal
 from portal.messaging import validation
 from portal.otp import ownership, rules
