@@ -18,6 +18,7 @@ class AuditAction(StrEnum):
     CREDENTIAL_REVOKED = "credential.revoked"
     CALLBACK_SECRET_SHOWN = "credential.callback_secret_shown"
     CALLBACK_SECRET_ROTATED = "credential.callback_secret_rotated"
+    CREDENTIAL_SITES_LIMITED = "credential.sites_limited"
     OWNER_INVITED = "team.owner_invited"
     ROLE_CHANGED = "team.role_changed"
     MEMBER_REMOVED = "team.member_removed"

@@ -27,8 +27,11 @@ Services (`from portal.otp import service as otp`), keyword-only, `now` passed i
       (ownership.token_url; fetch = ownership.fetcher(allow_private=...)) and records the result;
       sites_to_recheck(session, now) lists proven sites checked 30 days ago or more (the worker
       re-checks them).
-  limit_credential(session, account_id, credential_id, site_ids) / sites_of_credential(...): a
-      credential limited to some sites gets SiteNotAllowed (403) for the others.
+  limit_credential(session, account_id, user_id, credential_id, site_ids, now) -> (Credential,
+      [OtpSite]): audited; none: every site. A credential limited to some sites gets SiteNotAllowed
+      (403) for the others. sites_of_credential(...) reads one credential's limit; site_limits_of(
+      session, account_id) -> SiteLimits, the account's sites and every limited credential's.
+      create_credential(credentials.create's arguments, site_ids): created and limited in one unit.
   log_of(session, account_id, site_id, now, limit=100) -> [LogLine]: codes and blocked requests,
       newest first, each with its status (rules.outcome), channel and cost.
   statistics_of(session, account_id, site_id, now, days=30, mode="live") -> [rules.Day]: by Japan

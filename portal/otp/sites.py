@@ -3,14 +3,16 @@ blocks an owner lifts, and the credentials limited to some sites."""
 
 import hmac
 import secrets
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import db
+from portal import audit, db
+from portal.audit import AuditAction
+from portal.credentials import service as credentials
 from portal.credentials.models import Credential
 from portal.credentials.service import Principal
 from portal.messaging import validation
@@ -185,16 +187,61 @@ def may_use(session: Session, principal: Principal, site_id: int) -> None:
         raise SiteNotAllowed()
 
 
-def limit_credential(*, session: Session, account_id: int, credential_id: int, site_ids: list[int]) -> None:
-    """Limit an API credential of the account to these of its sites (none: every site)."""
+def limit_credential(*, session: Session, account_id: int, user_id: int, credential_id: int, site_ids: list[int],
+                     now: datetime) -> tuple[Credential, list[OtpSite]]:
+    """Limit an unrevoked API credential of the account to these of its sites (none: every
+    site, those registered later too); audited. Returns it and the sites it is now limited to.
+    SiteNotFound("credential") or SiteNotFound("site") for anything not the account's."""
     with db.write(session):
-        credential = session.get(Credential, credential_id)
-        if credential is None or credential.account_id != account_id:
+        credential = session.scalars(select(Credential).where(Credential.id == credential_id)
+                                     .with_for_update()).first()  # one change at a time per credential
+        if credential is None or credential.account_id != account_id or credential.revoked_at is not None:
             raise SiteNotFound("credential")
-        for site_id in site_ids:
-            own_site(session, account_id, site_id)
+        chosen = {site_id: own_site(session, account_id, site_id) for site_id in site_ids}
+        sites = sorted(chosen.values(), key=lambda site: site.domain)
         session.execute(delete(OtpCredentialSite).where(OtpCredentialSite.credential_id == credential_id))
-        session.add_all(OtpCredentialSite(credential_id=credential_id, site_id=site_id) for site_id in set(site_ids))
+        session.add_all(OtpCredentialSite(credential_id=credential_id, site_id=site.id) for site in sites)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.CREDENTIAL_SITES_LIMITED,
+                     detail=f"{credential.name} ({credential.sid}): "
+                            f"{', '.join(site.domain for site in sites) or 'every OTP site'}", now=now)
+    return credential, sites
+
+
+def create_credential(*, session: Session, account_id: int, user_id: int, name: str, mode: str, scopes: list[str],
+                      networks: list[str], monthly_cap: int | None, site_ids: list[int], now: datetime,
+                      expires_at: datetime | None = None) -> tuple[Credential, str]:
+    """credentials.create, and the new credential limited to these sites (none: every site) in
+    the same unit of work: a site that is not the account's leaves no credential behind."""
+    with db.write(session):
+        credential, token = credentials.create(
+            session=session, account_id=account_id, user_id=user_id, name=name, mode=mode, scopes=scopes,
+            networks=networks, monthly_cap=monthly_cap, now=now, expires_at=expires_at)
+        if site_ids:
+            limit_credential(session=session, account_id=account_id, user_id=user_id, credential_id=credential.id,
+                             site_ids=site_ids, now=now)
+    return credential, token
+
+
+@dataclass(frozen=True)
+class SiteLimits:
+    """An account's OTP sites, and the sites each of its limited credentials may use (a
+    credential not in `limits` may use every site)."""
+
+    sites: list[OtpSite]
+    limits: dict[int, list[OtpSite]]
+
+
+def site_limits_of(*, session: Session, account_id: int) -> SiteLimits:
+    with db.read(session):
+        sites = list(session.scalars(select(OtpSite).where(OtpSite.account_id == account_id).order_by(OtpSite.domain)))
+        by_id = {site.id: site for site in sites}
+        limits: dict[int, list[OtpSite]] = {}
+        for credential_id, site_id in session.execute(
+                select(OtpCredentialSite.credential_id, OtpCredentialSite.site_id)
+                .where(OtpCredentialSite.site_id.in_(by_id))):
+            limits.setdefault(credential_id, []).append(by_id[site_id])
+    return SiteLimits(sites, {credential_id: sorted(limited, key=lambda site: site.domain)
+                              for credential_id, limited in limits.items()})
 
 
 def sites_of_credential(*, session: Session, account_id: int, credential_id: int) -> list[int]:

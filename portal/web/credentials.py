@@ -1,7 +1,8 @@
 """API credentials in the portal (owners and developers): create, rotate and revoke; a token
 is shown once. Creating or rotating needs a recent password (S13), and so does showing or
 rotating a callback signing secret, which appears in no page but the answer that shows it.
-Also the API reference."""
+A credential with the `otp` scope can be limited to some of the account's OTP sites. Also the
+API reference."""
 
 from datetime import timedelta
 
@@ -15,10 +16,13 @@ from portal.billing.rules import parse_amount
 from portal.credentials import service
 from portal.ledger.rules import MILLI_YEN
 from portal.openapi import document
+from portal.otp import service as otp
+from portal.otp.errors import SiteNotFound
 from portal.web import code_samples
 from portal.web.current import reauthentication_redirect, role_required
-from portal.web.forms import ActionForm, CredentialForm, RotateForm
+from portal.web.forms import ActionForm, CredentialForm, CredentialSitesForm, RotateForm
 from portal.web.fragments import render_page
+from portal.web.labels import listing
 
 bp = Blueprint("credentials", __name__)
 MANAGERS = service.MANAGERS
@@ -28,8 +32,9 @@ EXAMPLE_RECIPIENT = "+819012345678"
 def _page(form: CredentialForm | None = None, status: int = 200):
     listed = service.credentials_of(db.session(), account_id=current_user.account.id, now=clock.now())
     fresh = sessions.is_fresh(current_user.row, clock.now())
+    otp_sites = otp.site_limits_of(session=db.session(), account_id=current_user.account.id)
     return render_page("credentials/index.html", form=form or CredentialForm(), listed=listed, fresh=fresh,
-                       rotate_form=RotateForm(), action_form=ActionForm()), status
+                       rotate_form=RotateForm(), action_form=ActionForm(), otp_sites=otp_sites), status
 
 
 @bp.get("/credentials")
@@ -79,14 +84,20 @@ def create():
         if not cap:
             form.monthly_cap.errors = [_("Enter a whole number of yen above zero, or leave it empty.")]
             return _page(form, 422)
+    if form.sites.data and "otp" not in form.scopes.data:
+        form.sites.errors = [_("Sites limit only the OTP scope: tick OTP too, or untick the sites.")]
+        return _page(form, 422)
     try:
-        credential, token = service.create(
+        credential, token = otp.create_credential(
             session=db.session(), account_id=current_user.account.id, user_id=current_user.id, name=form.name.data,
-            mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap, now=clock.now(),
+            mode=form.mode.data, scopes=form.scopes.data, networks=networks, monthly_cap=cap,
+            site_ids=form.sites.data or [], now=clock.now(),
             expires_at=clock.now() + timedelta(days=int(form.expires.data)) if form.expires.data != "0" else None,
         )
     except service.NotAManager:
         abort(403)
+    except SiteNotFound:
+        abort(404)
     return _shown_once(credential, token, rotated=False)
 
 
@@ -120,6 +131,26 @@ def revoke(credential_id: int):
     except service.UnknownCredential:
         abort(404)
     flash(_("%(name)s is revoked: it is refused from the next request on.", name=credential.name), "success")
+    return redirect(url_for("credentials.index"))
+
+
+@bp.post("/credentials/<int:credential_id>/sites")
+@role_required(*MANAGERS)
+def limit_sites(credential_id: int):
+    form = CredentialSitesForm()
+    if not form.validate_on_submit():
+        abort(400)
+    try:
+        credential, sites = otp.limit_credential(
+            session=db.session(), account_id=current_user.account.id, user_id=current_user.id,
+            credential_id=credential_id, site_ids=form.sites.data or [], now=clock.now())
+    except SiteNotFound:
+        abort(404)
+    if sites:
+        flash(_("%(name)s may now use only these OTP sites: %(sites)s.", name=credential.name,
+                sites=listing(site.domain for site in sites)), "success")
+    else:
+        flash(_("%(name)s may now use every OTP site of the account.", name=credential.name), "success")
     return redirect(url_for("credentials.index"))
 
 

@@ -209,6 +209,7 @@ class CredentialForm(Form):
         _l("Monthly spend cap in yen (optional)"), validators=[Optional(), Length(max=12)],
         description=_l("Sends that would take this credential over the cap in a calendar month are refused."),
     )
+    sites = SelectMultipleField(_l("OTP sites this credential may use"), coerce=int, validate_choice=False)
 
 
 class RotateForm(Form):
@@ -218,6 +219,13 @@ class RotateForm(Form):
                  SelectChoice("24", _l("1 day")), SelectChoice("72", _l("3 days")), SelectChoice("168", _l("7 days"))],
         default="24",
     )
+
+
+class CredentialSitesForm(Form):
+    """The OTP sites a credential may use; none ticked: every site. The choices are not checked
+    here: the service refuses a site that is not the account's."""
+
+    sites = SelectMultipleField(_l("OTP sites this credential may use"), coerce=int, validate_choice=False)
 
 
 class SendTestSMSForm(Form):

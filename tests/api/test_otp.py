@@ -522,7 +522,8 @@ def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key
         from portal.credentials.models import Credential
 
         credential_id = session.scalars(select(Credential.id).where(Credential.sid == shop_only.sid)).one()
-        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[site])
+        otp.limit_credential(session=session, account_id=account_id, user_id=user.id, credential_id=credential_id,
+                             site_ids=[site], now=app.config["CLOCK"]())
         assert otp.sites_of_credential(session=session, account_id=account_id, credential_id=credential_id) == [site]
     assert ask(api, shop_only).status_code == 201
     refused = post(api, shop_only, "/otp/request/", website="blog.example.com", phone_number=OTHER)
@@ -531,7 +532,8 @@ def test_a_credential_limited_to_some_sites_may_not_use_the_others(app, api, key
     blog_id = post(api, key, "/otp/request/", website="blog.example.com", phone_number=OTHER).json["otp_id"]
     assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 403
     with db_session(app) as session:
-        otp.limit_credential(session=session, account_id=account_id, credential_id=credential_id, site_ids=[])
+        otp.limit_credential(session=session, account_id=account_id, user_id=user.id, credential_id=credential_id,
+                             site_ids=[], now=app.config["CLOCK"]())
     assert post(api, shop_only, "/otp/verify/", otp_id=blog_id, code="123456").status_code == 400  # checked now
 
 
