@@ -45,6 +45,9 @@ def _render(app, data=None, focus=None):
 def _assert_well_formed(soup, html):
     assert '"None"' not in html and "=None" not in html, re.findall(r'[\w-]+="?None"?', html)
     ids = {element["id"] for element in soup.find_all(id=True)}
+    # Ids a label or an aria attribute can point at are unique (hidden CSRF inputs repeat theirs, unread)
+    seen = [element["id"] for element in soup.find_all(id=True) if element.get("type") != "hidden"]
+    assert len(seen) == len(set(seen)), (path, sorted({i for i in seen if seen.count(i) > 1}))
     for element in soup.find_all(attrs={"aria-describedby": True}):
         for target in element["aria-describedby"].split():
             assert target in ids, f"aria-describedby={target!r} points at nothing: {element}"
@@ -106,6 +109,9 @@ def _check_page(html, path):
     assert '="None"' not in html, (path, re.findall(r'<[^>]*="None"[^>]*>', html))
     assert len(soup.find_all(autofocus=True)) <= 1, (path, soup.find_all(autofocus=True))
     ids = {element["id"] for element in soup.find_all(id=True)}
+    # Ids a label or an aria attribute can point at are unique (hidden CSRF inputs repeat theirs, unread)
+    seen = [element["id"] for element in soup.find_all(id=True) if element.get("type") != "hidden"]
+    assert len(seen) == len(set(seen)), (path, sorted({i for i in seen if seen.count(i) > 1}))
     for element in soup.find_all(attrs={"aria-describedby": True}):
         for target in element["aria-describedby"].split():
             assert target in ids, (path, target)
@@ -140,3 +146,16 @@ def test_pages_with_errors_focus_their_first_wrong_field_only(client, app):
     client.login("owner@example.com")
     response = client.post("/profile/password", {"current_password": "", "new_password": ""})
     _check_page(response.get_data(as_text=True), "/profile/password")
+
+
+def test_a_form_repeated_on_every_row_keeps_its_ids_unique(client, app):
+    """The credentials page has a rotate form per credential: each row's field has its own id."""
+    make_user(app)
+    client.login("owner@example.com")
+    for name in ("first", "second"):
+        client.post("/credentials", {"name": name, "mode": "test", "scopes": ["sms"]}, status=200)
+    soup = _check_page(client.get("/credentials").get_data(as_text=True), "/credentials")
+    overlap = soup.find_all(attrs={"name": "overlap"})
+    assert len(overlap) == 2 and len({e["id"] for e in overlap}) == 2
+    for element in overlap:
+        assert soup.find("label", attrs={"for": element["id"]}) is not None
