@@ -70,7 +70,7 @@ def test_register_prove_configure_and_try_an_otp_site(browser, live_server, scre
     expect(page.get_by_label("Code lifetime")).to_have_value("10")
 
     page.get_by_role("link", name="Ownership and Try it").click()
-    page.get_by_role("button", name="Send a code to +819012345678").click()
+    page.get_by_role("button", name="Send a code to 090-1234-5678").click()
     panel = page.get_by_test_id("try-it")
     expect(panel).to_contain_text("Code requested for •••••••••5678")
     expect(panel).to_contain_text("The SMS arrived in the test inbox.", timeout=15_000)
