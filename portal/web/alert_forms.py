@@ -97,12 +97,12 @@ class ChannelsForm(Form):
     webhook_url = StringField(
         _l("Webhook URL (optional)"), validators=[Optional(), _webhook],
         description=_l("Each alert is posted here as JSON, signed like the API callbacks."))
-    sms = BooleanField(_l("SMS to a verified mobile number"))
-    sms_number = SelectField(_l("Mobile number for the SMS"), validate_choice=False,
-                             description=_l("Charged like any SMS you send, from your credit."))
+    sms = BooleanField(_l("SMS to a verified mobile number"),
+                       description=_l("Off unless you turn it on: each alert SMS is charged like any SMS you send."))
+    sms_number = SelectField(_l("Mobile number for the SMS"), validate_choice=False)
     expiry_warnings = BooleanField(_l("Warn 7 days and 1 day before credit expires"))
     run_out = BooleanField(_l("Warn when credit will run out soon at the recent pace"))
-    run_out_days = StringField(_l("Warn when it runs out within"), validators=[Length(max=3), _days],
+    run_out_days = StringField(_l("Warn when it runs out within"), validators=[_days],
                                description=_l("days (1–90)"))
 
     def fill(self, settings) -> None:
