@@ -30,7 +30,7 @@ class Outside:
     secret: str  # signs the unsubscribe links
     allow_private: bool  # webhooks may reach private addresses (not in production)
     links: Callable[[str, dict], str]  # absolute URL of an endpoint: links(endpoint, values)
-    send_sms: Callable[..., None] | None = None  # send_sms(session=, account_id=, to=, text=, key=, now=)
+    send_sms: Callable[..., None] | None = None  # send_sms(session=, account_id=, to=, kind=, data=, language=, key=, now=)
     max_attempts: int = 12
 
 
@@ -50,8 +50,9 @@ def deliver(session: Session, *, delivery_id: int, outside: Outside, now: dateti
         elif delivery.channel == Channel.SMS:
             if outside.send_sms is None:
                 raise RuntimeError("no SMS sender configured for alerts")
-            outside.send_sms(session=session, account_id=notice.account_id, to=delivery.recipient,
-                             text=sms_text(notice, delivery), key=f"alert:{notice.uuid}:{delivery.id}", now=now)
+            outside.send_sms(session=session, account_id=notice.account_id, to=delivery.recipient, kind=notice.kind,
+                             data=notice.data(), language=delivery.language,
+                             key=f"alert:{notice.uuid}:{delivery.id}", now=now)
         else:
             raise ValueError(f"unknown channel {delivery.channel!r}")
     except Exception as error:
@@ -119,11 +120,3 @@ def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, o
     }
     return {"to": delivery.recipient, **mail.render("alert", delivery.language, context),
             "headers": {NOTICE_HEADER: notice.uuid}}
-
-
-def sms_text(notice: Notice, delivery: Delivery) -> str:
-    from flask_babel import force_locale, gettext
-    data = notice.data()
-    with force_locale(delivery.language):
-        yen = f"¥{data.get('balance', 0) // 1000:,}"
-        return gettext("Chotto: your available balance is %(balance)s.", balance=yen)
