@@ -314,7 +314,7 @@ def test_the_history_lists_what_was_sent_to_whom_by_which_channel_newest_first_b
     row = owner.page("/alerts/history").select_one("table.cards tbody tr")
     cells = {td["data-label"]: text(td) for td in row.select("td")}
     assert cells["Alert"] == "Low balance" and cells["To"] == "owner@example.com"
-    assert cells["Channel"] == "E-mail" and cells["Status"] == "Delivered" and cells["Last error"] == "—"
+    assert cells["Channel"] == "Mail" and cells["Status"] == "Delivered" and cells["Last error"] == "—"
     assert "12:00" in cells["Sent (Japan time)"]  # 03:00 UTC, when the clock stands
 
     with HookServer() as hook:
