@@ -8,7 +8,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from portal import clock, db
+from portal import clock, db, formats
 from portal.accounts import team
 from portal.accounts.models import Language, Role
 from portal.alerts import queries
@@ -56,7 +56,7 @@ def _settings_page(*, status: int = 200, fragment: str | None = None, **forms):
         forms["channels_form"].fill(settings)
     forms.setdefault("address_form", AddressForm(formdata=None))
     channels = forms["channels_form"]
-    channels.sms_number.choices = [(number, number) for number in numbers] or [("", _("No verified number yet"))]
+    channels.sms_number.choices = [(number, formats.phone_number(number)) for number in numbers] or [("", _("No verified number yet"))]
     context = dict(settings=settings, members=members, numbers=numbers, action_form=ActionForm(),
                    threshold_fields=THRESHOLD_FIELDS, **forms)
     return render_page("alerts/settings.html", fragment=fragment, **context), status
