@@ -11,6 +11,11 @@ from portal.alerts.models import NoticeKind
 from portal.ledger.forecast import RUNS_OUT, Forecast
 from portal.ledger.rules import MILLI_YEN
 
+def N_(text: str) -> str:
+    """Marks `text` for the catalog; the page translates it where it is shown."""
+    return text
+
+
 MAX_THRESHOLDS = 3
 MAX_THRESHOLD_YEN = 1_000_000
 EXPIRY_WARNINGS = ((NoticeKind.EXPIRY_1D, timedelta(days=1)), (NoticeKind.EXPIRY_7D, timedelta(days=7)))
@@ -39,14 +44,14 @@ def armed_at_setup(balance: int, amount: int) -> bool:
 
 
 def threshold_errors(yen: Sequence[int]) -> list[str]:
-    """English messages (marked for translation by the caller's catalog) for a list of thresholds."""
+    """The English reasons (marked N_, translated by the page) a list of thresholds is refused."""
     errors = []
     if len(yen) > MAX_THRESHOLDS:
-        errors.append("At most three thresholds.")
+        errors.append(N_("At most three thresholds."))
     if any(not 1 <= amount <= MAX_THRESHOLD_YEN for amount in yen):
-        errors.append("Each threshold is a whole number of yen from 1 to 1,000,000.")
+        errors.append(N_("Each threshold is a whole number of yen from 1 to 1,000,000."))
     if len(set(yen)) != len(yen):
-        errors.append("Each threshold only once.")
+        errors.append(N_("Each threshold only once."))
     return errors
 
 

@@ -18,6 +18,7 @@ from portal.alerts.delivery import deliver  # noqa: F401  (re-exported for the w
 from portal.alerts.models import (
     AlertAddress, AlertMark, AlertMember, AlertOptOut, AlertSettings, Delivery, Notice, NoticeKind,
 )
+from portal.alerts.rules import N_
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.ledger.models import LOTS, BalanceThreshold
@@ -137,14 +138,14 @@ def save_channels(*, session: Session, account_id: int, user_id: int, email: boo
     errors: dict[str, list[str]] = {}
     webhook_url = (webhook_url or "").strip() or None
     if webhook_url and not (webhook_url.startswith("https://") or (allow_http and webhook_url.startswith("http://"))):
-        errors["webhook_url"] = ["Enter an https:// address."]
+        errors["webhook_url"] = [N_("Enter an https:// address.")]
     if run_out_days is not None and run_out_days not in rules.RUN_OUT_DAYS:
-        errors["run_out_days"] = ["Enter a number of days from 1 to 90."]
+        errors["run_out_days"] = [N_("Enter a number of days from 1 to 90.")]
     with db.write(session):
         verified = set(session.scalars(select(User.phone_e164).join(Membership, Membership.user_id == User.id).where(
             Membership.account_id == account_id, User.phone_verified_at.is_not(None))))
         if sms and sms_number not in verified:
-            errors["sms_number"] = ["Choose a verified mobile number of a member."]
+            errors["sms_number"] = [N_("Choose a verified mobile number of a member.")]
         if errors:
             raise InvalidFields(errors)
         row = _settings_for_update(session, account_id, now)
@@ -173,7 +174,7 @@ def save_members(*, session: Session, account_id: int, user_id: int, all_members
     with db.write(session):
         members = set(session.scalars(select(Membership.user_id).where(Membership.account_id == account_id)))
         if not set(member_ids) <= members:
-            raise InvalidFields({"members": ["Choose members of this account."]})
+            raise InvalidFields({"members": [N_("Choose members of this account.")]})
         row = _settings_for_update(session, account_id, now)
         row.all_members = all_members
         session.execute(delete(AlertMember).where(AlertMember.account_id == account_id))
@@ -186,12 +187,12 @@ def add_address(*, session: Session, account_id: int, user_id: int, address: str
     holds "{token}"."""
     address = address.strip()
     if not ADDRESS.match(address) or len(address) > 254:
-        raise InvalidFields({"address": ["Enter an e-mail address."]})
+        raise InvalidFields({"address": [N_("Enter an e-mail address.")]})
     with db.write(session):
         taken = session.scalar(select(AlertAddress.id).where(AlertAddress.account_id == account_id,
                                                              func.lower(AlertAddress.address) == address.lower()))
         if taken is not None:
-            raise InvalidFields({"address": ["This address is already on the list."]})
+            raise InvalidFields({"address": [N_("This address is already on the list.")]})
         token = secrets.token_urlsafe(32)
         row = AlertAddress(account_id=account_id, address=address, language=language, token=token, created_at=now)
         session.add(row)
