@@ -145,8 +145,9 @@ def save_channels():
     form = ChannelsForm()
     if not form.validate_on_submit():
         return _settings_page(status=422, channels_form=form)
+    had_secret = alerts.settings_of(session=db.session(), account_id=_account_id(), now=clock.now()).webhook_secret_set
     try:
-        alerts.save_channels(
+        saved = alerts.save_channels(
             session=db.session(), account_id=_account_id(), user_id=current_user.id, email=bool(form.email.data),
             webhook_url=(form.webhook_url.data or "").strip() or None, sms=bool(form.sms.data),
             sms_number=form.sms_number.data or None, expiry_warnings=bool(form.expiry_warnings.data),
@@ -158,6 +159,10 @@ def save_channels():
             (field if field is not None else form.email).errors = messages
         return _settings_page(status=422, channels_form=form)
     flash(_("The channels are saved."), "success")
+    if saved.webhook_secret_set and not had_secret:  # the webhook's first secret: shown once, here
+        secret = alerts.webhook_secret(session=db.session(), account_id=_account_id())
+        page, status = _settings_page(new_secret=secret)
+        return page, status, {"Cache-Control": "no-store"}
     return redirect(url_for("alerts.settings", _anchor="channels"), code=303)
 
 

@@ -243,7 +243,7 @@ def test_channels_are_saved_sms_only_to_a_verified_number_and_run_out_can_be_off
     owner, _ = signed_in(app)
     assert channels(owner).status_code == 303  # saved once (see the next test for a first save)
     assert channels(owner, sms="y", sms_number=PHONE, run_out=None, run_out_days="", expiry_warnings=None,
-                    webhook_url="https://hooks.example.com/chotto").status_code == 303
+                    webhook_url="https://hooks.example.com/chotto").status_code == 200  # the new webhook's secret shown
     page = owner.page("/alerts")
     assert page.select_one("input[name=sms]").has_attr("checked")
     assert page.select_one(f"select[name=sms_number] option[value='{PHONE}']").has_attr("selected")
@@ -267,12 +267,17 @@ def test_send_a_test_posts_a_signed_notice_to_the_webhook_and_shows_it_delivered
     owner, _ = signed_in(app)
     with HookServer() as hook:
         url = f"http://127.0.0.1:{hook.port}/alerts"
-        assert channels(owner, webhook_url=url).status_code == 303
+        saved = channels(owner, webhook_url=url)
+        assert saved.status_code == 200 and saved.headers["Cache-Control"] == "no-store"
+        first = BeautifulSoup(saved.get_data(as_text=True), "html.parser").select_one(
+            "[data-testid=webhook-secret] code").get_text()
+        assert first not in owner.get("/alerts").get_data(as_text=True)  # shown once
+        assert channels(owner, webhook_url=url).status_code == 303  # a secret already: not shown again
         page = owner.post("/alerts/webhook-secret", {}, status=200)
         secret = BeautifulSoup(page.get_data(as_text=True), "html.parser").select_one(
             "[data-testid=webhook-secret] code").get_text()
-        assert page.headers["Cache-Control"] == "no-store"
-        assert secret not in owner.get("/alerts").get_data(as_text=True)  # shown once
+        assert page.headers["Cache-Control"] == "no-store" and secret != first
+        assert secret not in owner.get("/alerts").get_data(as_text=True)
 
         sent = owner.post("/alerts/test", {}, headers=HTMX, status=200)
         panel = BeautifulSoup(sent.get_data(as_text=True), "html.parser").select_one("[data-testid=test-result]")
