@@ -36,14 +36,14 @@ def _yen(form, field) -> None:
         raise ValidationError(_l("Enter an amount from ¥1 to ¥1,000,000."))
 
 
-def threshold_field(label):
-    return StringField(label, validators=[Optional(), Length(max=20), _yen])
+def threshold_field(label, hint):
+    return StringField(label, validators=[Optional(), Length(max=20), _yen], description=hint)
 
 
 class ThresholdsForm(Form):
-    threshold_1 = threshold_field(_l("First threshold"))
-    threshold_2 = threshold_field(_l("Second threshold (optional)"))
-    threshold_3 = threshold_field(_l("Third threshold (optional)"))
+    threshold_1 = threshold_field(_l("First threshold"), _l("in yen"))
+    threshold_2 = threshold_field(_l("Second threshold"), _l("in yen, optional"))
+    threshold_3 = threshold_field(_l("Third threshold"), _l("in yen, optional"))
 
     def validate(self, extra_validators=None) -> bool:
         valid = super().validate(extra_validators)
