@@ -1,7 +1,8 @@
 """Issue 13's browser test: an owner sets a ¥40 low-balance threshold, the account's own code
 sends SMS through the customer API until the ¥50 trial credit falls below it, and the portal's
 worker (running beside the live server, as `portal worker` does) delivers the notice: it appears
-in the development mailbox and in the alert history. Screenshots of the settings, the dashboard
+in the development mailbox and in the alert history. Then a webhook on a local server gets a
+signed test, whose result appears in place. Screenshots of the settings, the dashboard
 and the history in both languages, at phone width (390 px) and on a desktop."""
 
 import base64
@@ -16,15 +17,18 @@ from sqlalchemy import select
 from portal.accounts.models import Membership
 from tests.api.conftest import new_key
 from tests.helpers import PASSWORD, db_session, make_user
+from tests.hooks import HookServer, signed_by
 
 PHONE_NUMBER = "+819012345678"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
 TEXT = {
     "en": {"save": "Save the thresholds", "saved": "The thresholds are saved.", "below": "Your balance is below ¥40.",
-           "low": "Low balance", "email": "Mail", "delivered": "Delivered"},
+           "low": "Low balance", "email": "Mail", "delivered": "Delivered", "channels": "Save the channels",
+           "test": "Send a test alert"},
     "ja": {"save": "しきい値を保存する", "saved": "しきい値を保存しました。", "below": "残高が¥40を下回っています。",
-           "low": "残高不足", "email": "メール", "delivered": "配信済み"},
+           "low": "残高不足", "email": "メール", "delivered": "配信済み", "channels": "通知方法を保存する",
+           "test": "テスト用のアラートを送る"},
 }
 
 
@@ -102,4 +106,15 @@ def test_a_40_yen_threshold_crossed_by_api_sms_reaches_the_mailbox_and_the_histo
     expect(row.locator("td[data-label]").nth(4)).to_contain_text(t["delivered"])
     expect(page.locator("table.alert-history tbody tr")).to_have_count(1)  # one crossing, one notice
     shoot(page, screenshot, f"alerts-history-{lang}")
+
+    with HookServer() as hook:  # "send a test" to a webhook: the result appears in place
+        page.goto("/alerts")
+        page.locator("input[name=webhook_url]").fill(f"http://127.0.0.1:{hook.port}/chotto-alerts")
+        page.get_by_role("button", name=t["channels"]).click()
+        secret = page.get_by_test_id("webhook-secret").locator("code").inner_text()
+        page.get_by_role("button", name=t["test"]).click()
+        expect(page.get_by_test_id("test-result")).to_contain_text(t["delivered"], timeout=15_000)
+        assert len(hook.received) == 1 and signed_by(hook.received[0], secret)
+    page.get_by_test_id("test-result").scroll_into_view_if_needed()
+    shoot(page, screenshot, f"alerts-webhook-test-{lang}")
     context.close()
