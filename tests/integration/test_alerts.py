@@ -389,3 +389,27 @@ def test_sixteen_parallel_debits_crossing_together_give_exactly_one_notice(app, 
     outcomes = parallel(app.extensions["portal.engine"], list(range(16)), debit)
     assert all(isinstance(outcome, int) for outcome in outcomes)
     assert [n.data()["thresholds"] for n in notices(app)] == [[200 * YEN]]  # ¥260 → ¥100: ¥100 not crossed
+
+
+def test_the_sms_channel_is_off_by_default_and_charged_once_like_any_sms(app, session, clock):
+    from portal.ledger.models import CreditState
+    from portal.messaging.models import TestInboxMessage
+
+    user = make_user(app, email="owner@example.com", phone="+819012345678")
+    with db_session(app) as s:
+        account = s.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
+    with pytest.raises(alerts.InvalidFields):
+        alerts.save_channels(session=session, account_id=account, user_id=user.id, email=False, webhook_url=None,
+                             sms=True, sms_number="+819099999999", expiry_warnings=True, run_out_days=7, now=clock())
+    alerts.save_channels(session=session, account_id=account, user_id=user.id, email=False, webhook_url=None,
+                         sms=True, sms_number="+819012345678", expiry_warnings=True, run_out_days=7, now=clock())
+    buy(session, account, clock, 1000)
+    spend(session, account, clock, 960, "a")  # ¥1,050 (with the trial) → ¥90
+    deliver_outbox(app)
+    clock.advance(minutes=6)
+    deliver_outbox(app)
+    with db_session(app) as s:
+        [sms] = s.scalars(select(TestInboxMessage)).all()
+        balance = s.get(CreditState, account).balance
+    assert "¥100" in sms.body and sms.recipient == "+819012345678"
+    assert balance == 80 * YEN  # one SMS segment to Japan, ¥10
