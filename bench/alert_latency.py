@@ -96,10 +96,12 @@ def prepare(app, count: int, hook: str) -> list[int]:
     return accounts
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--crossings", type=int, default=50)
-    options = parser.parse_args()
+    options = parser.parse_args(argv)
+    for times in arrived.values():
+        times.clear()
     smtp_port, hook_port = free_port(), free_port()
     smtp = Controller(MailHandler(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
