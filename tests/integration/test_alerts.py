@@ -413,3 +413,27 @@ def test_the_sms_channel_is_off_by_default_and_charged_once_like_any_sms(app, se
         balance = s.get(CreditState, account).balance
     assert "¥100" in sms.body and sms.recipient == "+819012345678"
     assert balance == 80 * YEN  # one SMS segment to Japan, ¥10
+
+
+def test_the_ledgers_sql_applies_the_pure_rule(app, session, clock, owner):
+    """A walk of debits and purchases over three thresholds: the notices the bookings wrote are
+    the crossings rules.crossed predicts, step by step."""
+    buy(session, owner, clock, 3000, ref="start")
+    alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[1000, 500, 100], now=clock())
+    state = [Threshold(amount * YEN, True) for amount in (1000, 500, 100)]
+    balance, predicted = 3000 * YEN, []
+    steps = [-1500, -600, -200, -450, 2000, -1900, -60, 1000, -1000, -200]
+    for number, change in enumerate(steps):
+        if change < 0:
+            spend(session, owner, clock, -change, f"walk-{number}")
+        else:
+            buy(session, owner, clock, change, ref=f"walk-{number}")
+        after = balance + change * YEN
+        down, rearmed = rules.crossed(balance, after, state)
+        if down:
+            predicted.append((NoticeKind.LOW_BALANCE, down))
+        if rearmed and any(t.amount in rearmed for t in state if not t.armed) and change > 0:
+            predicted.append((NoticeKind.RECOVERED, rearmed))
+        state = [Threshold(t.amount, (t.armed and t.amount not in down) or t.amount in rearmed) for t in state]
+        balance = after
+    assert [(n.kind, n.data()["thresholds"]) for n in notices(app)] == predicted
