@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from portal import db, mail
 from portal.alerts import rules
-from portal.alerts.models import OPTIONAL, Channel, Delivery, DeliveryStatus, Notice
+from portal.alerts.models import OPTIONAL, AlertSettings, Channel, Delivery, DeliveryStatus, Notice
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.messaging import callbacks, segments
@@ -77,7 +77,6 @@ def record(session: Session, *, delivery_id: int, error: str | None, now: dateti
 
 
 def _webhook_secret(session: Session, account_id: int) -> str | None:
-    from portal.alerts.models import AlertSettings
     row = session.get(AlertSettings, account_id)
     return row.webhook_secret if row else None
 
