@@ -437,3 +437,16 @@ def test_the_ledgers_sql_applies_the_pure_rule(app, session, clock, owner):
         state = [Threshold(t.amount, (t.armed and t.amount not in down) or t.amount in rearmed) for t in state]
         balance = after
     assert [(n.kind, n.data()["thresholds"]) for n in notices(app)] == predicted
+
+
+def test_a_crossing_by_a_dispute_freezing_a_lot_gives_one_notice(app, session, clock, owner):
+    from portal import db
+
+    buy(session, owner, clock, 1000)
+    with db_session(app) as s:
+        lot_id = s.scalars(select(Lot.id).where(Lot.account_id == owner)).one()
+    with db.write(session):
+        state, lots = ledger.lock(session, owner, "~dispute")
+        ledger.freeze_lot_in(session, state, lots, lot_id=lot_id, key="~dispute", reason="dispute", now=clock())
+    [notice] = notices(app)
+    assert notice.data()["cause"] == "hold" and notice.data()["balance"] == 0
