@@ -72,4 +72,12 @@ def alert_outside():
     """What delivering an alert needs from the app (portal.alerts.delivery.Outside)."""
     from portal.alerts.delivery import Outside
     return Outside(mailer=mailer(), base_url=base_url(), secret=current_app.config["SECRET_KEY"],
-                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url)
+                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url, carrier=carrier(),
+                   sms_text=_alert_sms_text)
+
+
+def _alert_sms_text(language: str, context: dict) -> str:
+    from flask import render_template
+    from flask_babel import force_locale
+    with force_locale(language):
+        return " ".join(render_template("sms/alert.txt", **context).split())

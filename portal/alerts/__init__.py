@@ -2,54 +2,64 @@
 thresholds, expiry and run-out warnings, delivered by the worker through the outbox.
 
 Modules:
-  models    AlertSettings (one per account, created lazily with the defaults: e-mail on, expiry
-            warnings on, run-out within 7 days, every owner and billing member receives),
-            AlertAddress (an extra address: confirmation token, confirmed_at; nothing is sent to
-            it before it is confirmed), AlertMember (chosen member recipients when not "all"),
-            Notice (one per notice: `uuid`, kind, payload JSON, account_id, created_at),
-            Delivery (one per notice, recipient and channel: attempts, status, last_error,
-            delivered_at), AlertMark (expiry/run-out warnings already given: once per lot per
-            kind, once per day for run-out).
-            The thresholds themselves are portal.ledger.models.BalanceThreshold (table
-            balance_thresholds: account_id, amount in milli-yen, armed, crossed_at): the ledger
-            disarms and re-arms them in the booking's own statement (no extra round trip on
-            PostgreSQL) and hands the changes to `detect` through the ledger's watcher hook.
-  rules     pure: crossed(before, after, thresholds) -> (crossed, rearmed); threshold checks
-            (at most 3, whole yen 1..1,000,000, distinct); expiry warning due (7 d, 1 d);
-            run-out due (forecast within N days); back-off.
-  detect    in the booking's transaction: writes Notice + Delivery + outbox rows.
-  delivery  the worker's part: deliver one Delivery (mail / webhook / SMS), record the attempt.
+  models    AlertSettings (one per account, absent = the defaults: e-mail on, webhook off, SMS off,
+            expiry warnings on, run-out within 7 days, every owner and billing member receives),
+            AlertMember (chosen member recipients when `all_members` is off), AlertAddress (an
+            extra address: token, confirmed_at; it receives nothing before it is confirmed),
+            AlertOptOut (a recipient unsubscribed from "expiry" or "run_out"), Notice (one per
+            notice: `uuid` = its stable id, kind, payload JSON), Delivery (one per notice,
+            recipient and channel: status, attempts, last_error, last_attempt_at, delivered_at),
+            AlertMark (a scheduled warning already given: per lot and kind, per day for run-out).
+            The thresholds are portal.ledger.models.BalanceThreshold (table balance_thresholds:
+            account_id, amount in milli-yen, armed, crossed_at, rearmed_at): the ledger disarms
+            and re-arms them in the booking's own statement (a CTE of the one PostgreSQL
+            statement, a conditional UPDATE … RETURNING on SQLite) under the account's lock, and
+            hands what moved to `detect.on_balance_change` (registered by create_app through
+            portal.ledger.steps.watch). A new account gets a ¥100 threshold in ledger.open_state
+            (migration 0011 gives existing accounts theirs).
+  rules     pure: crossed(before, after, thresholds) -> (crossed, rearmed) (the same rule as the
+            SQL), armed_at_setup, threshold_errors, expiry_warning_due (7 d, 1 d),
+            run_out_due(forecast, days, now), unsubscribe tokens (HMAC with the app secret).
+  detect    in the causing transaction: write_notice -> Notice + Delivery rows + one outbox row
+            (OutboxKind.ALERT, {"delivery_id"}) per delivery.
+  delivery  the worker's part: deliver(session, delivery_id, outside, now) sends by mail
+            (header X-Chotto-Notice-Id), webhook (JSON with "id", signed X-Chotto-Signature
+            t=…,v1=… like the API callbacks, with the webhook's own secret) or SMS (charged like
+            any SMS, idempotent per delivery), and records every attempt. The outbox gives the
+            claim (FOR UPDATE SKIP LOCKED on PostgreSQL), the lease and the back-off.
   service   the units of work below.
 
-Notice kinds (NoticeKind): low_balance, recovered, expiry_7d, expiry_1d, run_out, test.
-Channels (Channel): email, webhook, sms. Delivery status (DeliveryStatus): pending, sent, failing, failed.
+Kinds (models.NoticeKind): low_balance, recovered, expiry_7d, expiry_1d, run_out, test.
+Channels (models.Channel): email, webhook, sms. Status (models.DeliveryStatus): pending, sent,
+failing (will be retried), failed (given up).
 
-Services (`from portal.alerts import service as alerts`), keyword-only, `now` passed in; amounts
-the pages show and send are whole yen (int):
-  settings_of(session, account_id) -> Settings   (a read; defaults when nothing was saved)
-      Settings: thresholds [ThresholdView(id, yen, armed, crossed_at)], email: bool,
-      webhook_url: str | None, webhook_secret_set: bool, sms: bool, sms_number: str | None,
-      expiry_warnings: bool, run_out_days: int | None (None = off), all_members: bool,
-      member_ids: list[int], addresses [AddressView(id, address, confirmed_at)].
-  save_thresholds(session, account_id, user_id, yen: list[int], now) -> list[ThresholdView]
-      InvalidFields({"thresholds": [...]}) ; a new threshold starts armed only when the
-      available balance is at or above it (no notice for a balance already below).
-  save_channels(session, account_id, user_id, email: bool, webhook_url: str | None, sms: bool,
-      sms_number: str | None, expiry_warnings: bool, run_out_days: int | None, now) -> Settings
-      InvalidFields naming each field (webhook_url must be https:// outside development;
-      sms_number must be one of the account members' verified numbers).
-  rotate_webhook_secret(session, account_id, user_id, now) -> str   (the secret, shown once)
-  save_members(session, account_id, user_id, all_members: bool, member_ids: list[int], now)
-  add_address(session, account_id, user_id, address, confirm_url: str, language, now) -> AddressView
-      queues the confirmation mail; `confirm_url` contains "{token}" (the page fills in
-      url_for(..., token="{token}") or similar). InvalidFields({"address": ...}).
-  confirm_address(session, token, now) -> AddressView | None   (None: unknown or used token)
+Services (`from portal.alerts import service as alerts`), keyword-only, `now` passed in; the
+pages show whole yen:
+  settings_of(session, account_id, now) -> Settings: thresholds [ThresholdView(id, yen, armed,
+      crossed_at)] highest first, email, webhook_url, webhook_secret_set, sms, sms_number,
+      expiry_warnings, run_out_days (None = off), all_members, member_ids, addresses
+      [AddressView(id, address, confirmed_at)].
+  thresholds_of(session, account_id) -> [ThresholdView]   (the dashboard: armed False = crossed)
+  save_thresholds(session, account_id, user_id, yen: list[int], now) -> [ThresholdView]
+      InvalidFields({"thresholds": [...]}); at most 3, whole yen 1..1,000,000, distinct. A
+      threshold kept keeps its state; a new one is armed only if the balance is at or above it.
+  save_channels(session, account_id, user_id, email, webhook_url, sms, sms_number, expiry_warnings,
+      run_out_days, now, allow_http=False) -> Settings   InvalidFields naming webhook_url
+      (https:// unless allow_http), run_out_days (1..90 or None), sms_number (a member's verified
+      number). A webhook URL gets a signing secret on first save.
+  rotate_webhook_secret(session, account_id, user_id, now) -> str   (shown once)
+  webhook_secret(session, account_id) -> str | None
+  save_members(session, account_id, user_id, all_members, member_ids, now)
+  add_address(session, account_id, user_id, address, confirm_url, language, now) -> AddressView
+      queues the confirmation mail (templates/mail/alert_confirm_address); `confirm_url` holds
+      the literal "{token}". InvalidFields({"address": ...}).
+  confirm_address(session, token, now) -> AddressView | None
   remove_address(session, account_id, user_id, address_id, now)
-  send_test(session, account_id, user_id, now) -> str   (the test notice's uuid; webhook + mail)
-  history(session, account_id, limit=100) -> list[HistoryRow(notice_id, kind, created_at,
-      recipient, channel, status, attempts, last_error, delivered_at)]   (newest first)
-  unsubscribe(session, token, now) -> bool   tokens come in the mails (rules.unsubscribe_token);
-      turns the notice kind (expiry / run-out) off for that recipient's account settings.
-  scheduled_pass(session, now) -> int   the worker's pass: expiry and run-out warnings due.
-  deliver(session, delivery_id, now, mailer, post) (the worker only).
+  send_test(session, account_id, user_id, now) -> str   a TEST notice to the webhook only; its uuid
+  history(session, account_id, limit=100) -> [HistoryRow(notice_id, kind, created_at, recipient,
+      channel, status, attempts, last_error, delivered_at)]   newest first
+  unsubscribe(session, token, secret, now) -> bool   (the view: portal/web/alerts_unsubscribe.py)
+  scheduled_pass(session, now) -> int   the worker's pass (each minute with the expiry sweep)
+  deliver(session, delivery_id, outside, now)   the worker's (portal.services.alert_outside())
+Refusal texts are English marked N_ (rules.N_); the page translates them with gettext.
 """

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
+from sqlalchemy import select
 from sqlmodel import Session
 
 from portal import db, mail
 from portal.alerts import rules
-from portal.alerts.models import OPTIONAL, Channel, Delivery, DeliveryStatus, Notice
+from portal.alerts.models import OPTIONAL, AlertSettings, Channel, Delivery, DeliveryStatus, Notice
 from portal.ledger import queries
-from portal.messaging import callbacks
+from portal.ledger import service as ledger
+from portal.messaging import callbacks, segments
+from portal.messaging.api_models import Price, Product
+from portal.messaging.carrier import OutgoingSMS
 
 LAST_ERROR_LENGTH = 2000
 NOTICE_HEADER = "X-Chotto-Notice-Id"
@@ -30,7 +34,8 @@ class Outside:
     secret: str  # signs the unsubscribe links
     allow_private: bool  # webhooks may reach private addresses (not in production)
     links: Callable[[str, dict], str]  # absolute URL of an endpoint: links(endpoint, values)
-    send_sms: Callable[..., None] | None = None  # send_sms(session=, account_id=, to=, kind=, data=, language=, key=, now=)
+    carrier: object | None = None  # portal.messaging.carrier.Carrier, for the SMS channel
+    sms_text: Callable[[str, dict], str] | None = None  # sms_text(language, context): the SMS body
     max_attempts: int = 12
 
 
@@ -48,11 +53,7 @@ def deliver(session: Session, *, delivery_id: int, outside: Outside, now: dateti
         elif delivery.channel == Channel.WEBHOOK:
             _post(notice, delivery, secret, outside, now)
         elif delivery.channel == Channel.SMS:
-            if outside.send_sms is None:
-                raise RuntimeError("no SMS sender configured for alerts")
-            outside.send_sms(session=session, account_id=notice.account_id, to=delivery.recipient, kind=notice.kind,
-                             data=notice.data(), language=delivery.language,
-                             key=f"alert:{notice.uuid}:{delivery.id}", now=now)
+            _send_sms(session, notice, delivery, outside, now)
         else:
             raise ValueError(f"unknown channel {delivery.channel!r}")
     except Exception as error:
@@ -76,7 +77,6 @@ def record(session: Session, *, delivery_id: int, error: str | None, now: dateti
 
 
 def _webhook_secret(session: Session, account_id: int) -> str | None:
-    from portal.alerts.models import AlertSettings
     row = session.get(AlertSettings, account_id)
     return row.webhook_secret if row else None
 
@@ -99,6 +99,24 @@ def _post(notice: Notice, delivery: Delivery, secret: str | None, outside: Outsi
     })
     if not 200 <= status < 300:
         raise ValueError(f"webhook answered {status}")
+
+
+def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Outside, now: datetime) -> None:
+    """Charged like any SMS to Japan (segments × the price table's SMS price), once per
+    delivery whatever the retries (the debit's idempotency key is the carrier's reference)."""
+    if outside.carrier is None or outside.sms_text is None:
+        raise RuntimeError("no SMS carrier configured for alerts")
+    data = notice.data()
+    text = outside.sms_text(delivery.language, {"kind": notice.kind, "balance": data.get("balance", 0),
+                                                "thresholds": data.get("thresholds", []),
+                                                "amount": data.get("amount", 0)})
+    with db.read(session):
+        price = session.scalar(select(Price.unit_price).where(Price.product == Product.SMS, Price.country == "JP"))
+    key = f"alert-sms:{notice.uuid}:{delivery.id}"
+    ledger.debit(session=session, account_id=notice.account_id, amount=segments.split(text).parts * price,
+                 idempotency_key=key, reason=f"alert SMS {notice.uuid}", now=now)
+    outside.carrier.send_sms(session=session, now=now, sms=OutgoingSMS(
+        account_id=notice.account_id, recipient=delivery.recipient, sender="Chotto", body=text, reference=key))
 
 
 def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, outside: Outside) -> dict:

@@ -389,3 +389,64 @@ def test_sixteen_parallel_debits_crossing_together_give_exactly_one_notice(app, 
     outcomes = parallel(app.extensions["portal.engine"], list(range(16)), debit)
     assert all(isinstance(outcome, int) for outcome in outcomes)
     assert [n.data()["thresholds"] for n in notices(app)] == [[200 * YEN]]  # ¥260 → ¥100: ¥100 not crossed
+
+
+def test_the_sms_channel_is_off_by_default_and_charged_once_like_any_sms(app, session, clock):
+    from portal.ledger.models import CreditState
+    from portal.messaging.models import TestInboxMessage
+
+    user = make_user(app, email="owner@example.com", phone="+819012345678")
+    with db_session(app) as s:
+        account = s.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
+    with pytest.raises(alerts.InvalidFields):
+        alerts.save_channels(session=session, account_id=account, user_id=user.id, email=False, webhook_url=None,
+                             sms=True, sms_number="+819099999999", expiry_warnings=True, run_out_days=7, now=clock())
+    alerts.save_channels(session=session, account_id=account, user_id=user.id, email=False, webhook_url=None,
+                         sms=True, sms_number="+819012345678", expiry_warnings=True, run_out_days=7, now=clock())
+    buy(session, account, clock, 1000)
+    spend(session, account, clock, 960, "a")  # ¥1,050 (with the trial) → ¥90
+    deliver_outbox(app)
+    clock.advance(minutes=6)
+    deliver_outbox(app)
+    with db_session(app) as s:
+        [sms] = s.scalars(select(TestInboxMessage)).all()
+        balance = s.get(CreditState, account).balance
+    assert "¥100" in sms.body and sms.recipient == "+819012345678"
+    assert balance == 80 * YEN  # one SMS segment to Japan, ¥10
+
+
+def test_the_ledgers_sql_applies_the_pure_rule(app, session, clock, owner):
+    """A walk of debits and purchases over three thresholds: the notices the bookings wrote are
+    the crossings rules.crossed predicts, step by step."""
+    buy(session, owner, clock, 3000, ref="start")
+    alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[1000, 500, 100], now=clock())
+    state = [Threshold(amount * YEN, True) for amount in (1000, 500, 100)]
+    balance, predicted = 3000 * YEN, []
+    steps = [-1500, -600, -200, -450, 2000, -1900, -60, 1000, -1000, -200]
+    for number, change in enumerate(steps):
+        if change < 0:
+            spend(session, owner, clock, -change, f"walk-{number}")
+        else:
+            buy(session, owner, clock, change, ref=f"walk-{number}")
+        after = balance + change * YEN
+        down, rearmed = rules.crossed(balance, after, state)
+        if down:
+            predicted.append((NoticeKind.LOW_BALANCE, down))
+        if rearmed and any(t.amount in rearmed for t in state if not t.armed) and change > 0:
+            predicted.append((NoticeKind.RECOVERED, rearmed))
+        state = [Threshold(t.amount, (t.armed and t.amount not in down) or t.amount in rearmed) for t in state]
+        balance = after
+    assert [(n.kind, n.data()["thresholds"]) for n in notices(app)] == predicted
+
+
+def test_a_crossing_by_a_dispute_freezing_a_lot_gives_one_notice(app, session, clock, owner):
+    from portal import db
+
+    buy(session, owner, clock, 1000)
+    with db_session(app) as s:
+        lot_id = s.scalars(select(Lot.id).where(Lot.account_id == owner)).one()
+    with db.write(session):
+        state, lots = ledger.lock(session, owner, "~dispute")
+        ledger.freeze_lot_in(session, state, lots, lot_id=lot_id, key="~dispute", reason="dispute", now=clock())
+    [notice] = notices(app)
+    assert notice.data()["cause"] == "hold" and notice.data()["balance"] == 0
