@@ -61,5 +61,7 @@ pages show whole yen:
   unsubscribe(session, token, secret, now) -> bool   (the view: portal/web/alerts_unsubscribe.py)
   scheduled_pass(session, now) -> int   the worker's pass (each minute with the expiry sweep)
   deliver(session, delivery_id, outside, now)   the worker's (portal.services.alert_outside())
-Refusal texts are English marked N_ (rules.N_); the page translates them with gettext.
+Refusal texts are English marked N_ (rules.N_); the page translates them with gettext. Webhook
+URL and secret changes and extra addresses added or removed are recorded in the audit log
+(alerts.webhook_changed, alerts.webhook_secret_rotated, alerts.address_added, alerts.address_removed).
 """

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlmodel import Session
 
-from portal import db, mail
+from portal import audit, db, mail
+from portal.audit import AuditAction
 from portal.clock import JST
 from portal.accounts.models import Membership, User
 from portal.alerts import detect, rules
@@ -149,6 +150,9 @@ def save_channels(*, session: Session, account_id: int, user_id: int, email: boo
         if errors:
             raise InvalidFields(errors)
         row = _settings_for_update(session, account_id, now)
+        if webhook_url != row.webhook_url:
+            audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.ALERT_WEBHOOK_CHANGED,
+                         detail=webhook_url or "-", now=now)
         row.email, row.webhook_url, row.sms, row.sms_number = email, webhook_url, sms, sms_number if sms else None
         row.expiry_warnings, row.run_out_days = expiry_warnings, run_out_days
         if webhook_url and not row.webhook_secret:
@@ -160,6 +164,8 @@ def rotate_webhook_secret(*, session: Session, account_id: int, user_id: int, no
     with db.write(session):
         row = _settings_for_update(session, account_id, now)
         row.webhook_secret = "whsec_" + secrets.token_urlsafe(32)
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.ALERT_WEBHOOK_SECRET_ROTATED,
+                     detail="-", now=now)
         return row.webhook_secret
 
 
@@ -197,6 +203,8 @@ def add_address(*, session: Session, account_id: int, user_id: int, address: str
         row = AlertAddress(account_id=account_id, address=address, language=language, token=token, created_at=now)
         session.add(row)
         session.flush()
+        audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.ALERT_ADDRESS_ADDED,
+                     detail=address, now=now)
         mail.queue(session, to=address, template="alert_confirm_address", language=language, now=now,
                    confirm_url=confirm_url.replace("{token}", token))
         return AddressView(row.id, row.address, row.confirmed_at)
@@ -214,8 +222,12 @@ def confirm_address(*, session: Session, token: str, now: datetime) -> AddressVi
 
 def remove_address(*, session: Session, account_id: int, user_id: int, address_id: int, now: datetime) -> None:
     with db.write(session):
-        session.execute(delete(AlertAddress).where(AlertAddress.id == address_id,
-                                                   AlertAddress.account_id == account_id))
+        row = session.scalars(select(AlertAddress).where(AlertAddress.id == address_id,
+                                                         AlertAddress.account_id == account_id)).first()
+        if row is not None:
+            audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.ALERT_ADDRESS_REMOVED,
+                         detail=row.address, now=now)
+            session.delete(row)
 
 
 def send_test(*, session: Session, account_id: int, user_id: int, now: datetime) -> str:

@@ -133,7 +133,7 @@ def test_a_top_up_rearms_says_so_and_the_next_crossing_notifies_again(app, sessi
 
 def test_no_notice_for_a_threshold_set_while_the_balance_is_already_below(app, session, clock, owner):
     buy(session, owner, clock, 1000)
-    alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[2000, 500], now=clock())
+    alerts.save_thresholds(session=session, account_id=owner, user_id=None, yen=[2000, 500], now=clock())
     spend(session, owner, clock, 100, "a")  # ¥900: still above ¥500; ¥2,000 was never reached
     assert notices(app) == []
     spend(session, owner, clock, 500, "b")  # ¥400: crosses ¥500 only
@@ -143,7 +143,7 @@ def test_no_notice_for_a_threshold_set_while_the_balance_is_already_below(app, s
 
 def test_thresholds_are_checked(app, session, clock, owner):
     with pytest.raises(alerts.InvalidFields) as refused:
-        alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[1, 2, 3, 4], now=clock())
+        alerts.save_thresholds(session=session, account_id=owner, user_id=None, yen=[1, 2, 3, 4], now=clock())
     assert list(refused.value.errors) == ["thresholds"]
 
 
@@ -172,7 +172,7 @@ def test_expiry_warnings_come_7_days_and_1_day_before_once_each(app, session, cl
 
 def test_no_expiry_warnings_when_turned_off(app, session, clock, owner):
     buy(session, owner, clock, 1000)
-    alerts.save_channels(session=session, account_id=owner, user_id=0, email=True, webhook_url=None, sms=False,
+    alerts.save_channels(session=session, account_id=owner, user_id=None, email=True, webhook_url=None, sms=False,
                          sms_number=None, expiry_warnings=False, run_out_days=None, now=clock())
     clock.advance(days=89)
     assert alerts.scheduled_pass(session=session, now=clock()) == 0
@@ -339,7 +339,7 @@ def test_the_webhook_reaches_a_real_http_server_signed_with_the_notice_id(app, s
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hooks/chotto"
-        alerts.save_channels(session=session, account_id=owner, user_id=0, email=False, webhook_url=url, sms=False,
+        alerts.save_channels(session=session, account_id=owner, user_id=None, email=False, webhook_url=url, sms=False,
                              sms_number=None, expiry_warnings=True, run_out_days=7, now=clock(), allow_http=True)
         secret = alerts.webhook_secret(session=session, account_id=owner)
         buy(session, owner, clock, 1000)
@@ -348,6 +348,9 @@ def test_the_webhook_reaches_a_real_http_server_signed_with_the_notice_id(app, s
     finally:
         server.shutdown()
     [(headers, body)] = seen
+    with db_session(app) as s:
+        from portal.audit import AuditEvent
+        assert s.scalars(select(AuditEvent.action)).all() == ["alerts.webhook_changed"]  # who pointed it where
     timestamp, mac = headers["X-Chotto-Signature"].split(",")
     expected = hmac.new(secret.encode(), f"{timestamp[2:]}.".encode() + body, hashlib.sha256).hexdigest()
     assert mac == f"v1={expected}"
@@ -357,7 +360,7 @@ def test_the_webhook_reaches_a_real_http_server_signed_with_the_notice_id(app, s
 
 
 def test_extra_addresses_receive_nothing_until_confirmed(app, session, clock, owner):
-    view = alerts.add_address(session=session, account_id=owner, user_id=0, address="finance@example.com",
+    view = alerts.add_address(session=session, account_id=owner, user_id=None, address="finance@example.com",
                               confirm_url="https://portal.chotto.test/alerts/confirm/{token}", language="ja",
                               now=clock())
     buy(session, owner, clock, 1000)
@@ -381,7 +384,7 @@ def test_sixteen_parallel_debits_crossing_together_give_exactly_one_notice(app, 
     from tests.integration.test_ledger_concurrency import parallel
 
     buy(session, owner, clock, 260)  # 16 × ¥10 takes ¥260 to ¥100, crossing ¥200 and ... see below
-    alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[200, 100], now=clock())
+    alerts.save_thresholds(session=session, account_id=owner, user_id=None, yen=[200, 100], now=clock())
 
     def debit(db, job):
         return spend(db, owner, clock, 10, f"job-{job}").transaction_id
@@ -419,7 +422,7 @@ def test_the_ledgers_sql_applies_the_pure_rule(app, session, clock, owner):
     """A walk of debits and purchases over three thresholds: the notices the bookings wrote are
     the crossings rules.crossed predicts, step by step."""
     buy(session, owner, clock, 3000, ref="start")
-    alerts.save_thresholds(session=session, account_id=owner, user_id=0, yen=[1000, 500, 100], now=clock())
+    alerts.save_thresholds(session=session, account_id=owner, user_id=None, yen=[1000, 500, 100], now=clock())
     state = [Threshold(amount * YEN, True) for amount in (1000, 500, 100)]
     balance, predicted = 3000 * YEN, []
     steps = [-1500, -600, -200, -450, 2000, -1900, -60, 1000, -1000, -200]
