@@ -27,6 +27,11 @@ def create_app(overrides: dict | None = None) -> Flask:
     _configure_logging(app)
     db.init_app(app)
 
+    from portal.alerts import detect
+    from portal.ledger import steps
+
+    steps.watch(detect.on_balance_change)  # thresholds crossed in a booking write their notice in it
+
     from portal.mail import mailer_for
     from portal.messaging.carrier import carrier_for
 

@@ -22,6 +22,10 @@ class AuditAction(StrEnum):
     OWNER_INVITED = "team.owner_invited"
     ROLE_CHANGED = "team.role_changed"
     MEMBER_REMOVED = "team.member_removed"
+    ALERT_WEBHOOK_CHANGED = "alerts.webhook_changed"
+    ALERT_WEBHOOK_SECRET_ROTATED = "alerts.webhook_secret_rotated"
+    ALERT_ADDRESS_ADDED = "alerts.address_added"
+    ALERT_ADDRESS_REMOVED = "alerts.address_removed"
 
 
 class AuditEvent(SQLModel, table=True):

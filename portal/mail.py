@@ -76,6 +76,11 @@ def rendered_subject(template: str, context: dict) -> str:
     return SUBJECT_PREFIX + render_template(f"mail/{template}.subject.txt", **context).strip()
 
 
+def render(template: str, language: str, context: dict) -> dict:
+    """templates/mail/<template> in `language`: its subject (behind the prefix), text and HTML."""
+    return _render(template, language, context)
+
+
 def _render(template: str, language: str, context: dict) -> dict:
     with force_locale(language):
         subject = rendered_subject(template, context)
@@ -103,7 +108,8 @@ class DevMailbox:
 
 
 class SMTPMailer:
-    """smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465."""
+    """smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465; smtp+plain://host:port
+    for a local relay (no TLS)."""
 
     def __init__(self, url: str, sender: str):
         self.url = urlparse(url)
@@ -114,6 +120,8 @@ class SMTPMailer:
         message["From"] = self.sender
         message["To"] = payload["to"]
         message["Subject"] = payload["subject"]
+        for name, value in payload.get("headers", {}).items():  # e.g. an alert's X-Chotto-Notice-Id
+            message[name] = value
         message.set_content(payload["text"])
         message.add_alternative(payload["html"], subtype="html")
         with self._connect() as smtp:
@@ -126,6 +134,8 @@ class SMTPMailer:
         if self.url.scheme == "smtps":
             return smtplib.SMTP_SSL(host, self.url.port or 465, context=context, timeout=30)
         smtp = smtplib.SMTP(host, self.url.port or 587, timeout=30)
+        if self.url.scheme == "smtp+plain":  # a local relay or test server only: no TLS
+            return smtp
         smtp.starttls(context=context)
         return smtp
 

@@ -22,11 +22,14 @@ from portal.billing.models import (  # noqa: F401
     SandboxPayment,
     WebhookEvent,
 )
+from portal.alerts.models import (  # noqa: F401
+    AlertAddress, AlertMark, AlertMember, AlertOptOut, AlertSettings, Delivery, Notice,
+)
 from portal.audit import AuditEvent  # noqa: F401
 from portal.credentials.models import CallbackSecret, Credential, CredentialSecret  # noqa: F401
 from portal.messaging.api_models import ApiIdempotency, Call, Message, Price  # noqa: F401
 from portal.messaging.spend import SpendCounter  # noqa: F401
-from portal.ledger.models import CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401
+from portal.ledger.models import BalanceThreshold, CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401
 from portal.mail import DevMail  # noqa: F401
 from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401

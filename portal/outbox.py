@@ -28,6 +28,7 @@ class OutboxKind(StrEnum):
     API_CALL = "api_call"
     CALLBACK = "callback"  # a status callback to the customer's URL
     OTP_FALLBACK = "otp_fallback"  # a call reading an OTP code that was not verified in time
+    ALERT = "alert"  # one delivery of a balance alert (portal.alerts)
 
 
 class OutboxMessage(SQLModel, table=True):

@@ -61,3 +61,23 @@ def ownership_probe() -> Probe:
         return Probe()
     port = config.get("OTP_OWNERSHIP_PORT")
     return Probe(secure=False, allow_private=callbacks_may_reach_private_addresses(), port=int(port) if port else None)
+
+
+def absolute_url(endpoint: str, values: dict | None = None) -> str:
+    """A link for mail, from PORTAL_BASE_URL (as the mail templates' absolute_url)."""
+    return current_app.config["BASE_URL"] + current_app.url_map.bind("localhost").build(endpoint, values or {})
+
+
+def alert_outside():
+    """What delivering an alert needs from the app (portal.alerts.delivery.Outside)."""
+    from portal.alerts.delivery import Outside
+    return Outside(mailer=mailer(), base_url=base_url(), secret=current_app.config["SECRET_KEY"],
+                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url, carrier=carrier(),
+                   sms_text=_alert_sms_text)
+
+
+def _alert_sms_text(language: str, context: dict) -> str:
+    from flask import render_template
+    from flask_babel import force_locale
+    with force_locale(language):
+        return " ".join(render_template("sms/alert.txt", **context).split())

@@ -1,4 +1,4 @@
-"""The worker: drains the outbox (e-mail and SMS). A separate process: `portal worker`."""
+"""The worker: drains the outbox (e-mail, SMS, alerts). A separate process: `portal worker`."""
 
 import logging
 import signal
@@ -9,6 +9,7 @@ from flask import Flask
 from portal import clock, db, documents, outbox, services
 from portal.accounts import mails
 from portal.accounts.signup import purge_stale
+from portal.alerts import service as alerts
 from portal.api import wire
 from portal.billing.operator import check_payments, reconcile_pending
 from portal.ledger.check import check
@@ -40,6 +41,8 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         otp.after_call(session=session, call_id=payload["call_id"])
     elif message.kind == OutboxKind.OTP_FALLBACK:
         otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
+    elif message.kind == OutboxKind.ALERT:
+        alerts.deliver(session, delivery_id=payload["delivery_id"], outside=services.alert_outside(), now=now)
     elif message.kind == OutboxKind.CALLBACK:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
@@ -104,6 +107,16 @@ def recheck_ownership(app: Flask) -> int:
     return lost
 
 
+def alert_warnings(app: Flask) -> int:
+    """The scheduled alerts: expiry warnings (7 days, 1 day) and run-out warnings."""
+    with app.app_context():
+        with db.job_session() as session:
+            written = alerts.scheduled_pass(session=session, now=clock.now())
+    if written:
+        log.info("alerts: %s warnings written", written)
+    return written
+
+
 def purge_signups(app: Flask) -> int:
     with app.app_context():
         with db.job_session() as session:
@@ -162,6 +175,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
         if time.monotonic() >= next_sweep:
             next_sweep = time.monotonic() + SWEEP_EVERY
             _guarded("expiry sweep", sweep_expiry, app)
+            _guarded("alert warnings", alert_warnings, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
         if time.monotonic() >= next_ownership:

@@ -136,5 +136,27 @@ class HoldPart(SQLModel, table=True):
     amount: int = Field(sa_column=money())
 
 
+class BalanceThreshold(SQLModel, table=True):
+    """A low-balance threshold (portal.alerts sets them): armed while the available balance is
+    at or above `amount`. Every booking disarms the armed ones its line takes the balance below
+    and re-arms the disarmed ones it brings back, in the line's own statement, and tells the
+    watchers (steps.watch) what it crossed."""
+
+    __tablename__ = "balance_thresholds"
+    __table_args__ = (
+        UniqueConstraint("account_id", "amount", name="uq_balance_threshold"),
+        CheckConstraint("amount > 0", name="threshold_amount_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
+    amount: int = Field(sa_column=money())
+    armed: bool = Field(default=False)
+    created_at: datetime = Field(sa_column=utc_column())
+    crossed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    rearmed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
 STATES, LOTS = CreditState.__table__, Lot.__table__
+THRESHOLDS = BalanceThreshold.__table__
 JOURNAL, ENTRIES = Transaction.__table__, Entry.__table__

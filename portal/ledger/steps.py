@@ -17,11 +17,12 @@ from sqlalchemy.engine import Row
 from sqlmodel import Session
 
 from portal.ledger import rules, writes
-from portal.ledger.models import ENTRIES, JOURNAL, LOTS, STATES, Hold, HoldPart
+from portal.ledger.models import ENTRIES, JOURNAL, LOTS, STATES, THRESHOLDS, Hold, HoldPart
 from portal.ledger.rules import LotKind, TransactionKind
 from portal.ledger.writes import Change, Rider
 
 HOLD_LIFETIME = timedelta(hours=2)
+DEFAULT_THRESHOLD = 100 * rules.MILLI_YEN  # every new account starts with a ¥100 low-balance alert
 REASON_LENGTH = JOURNAL.c.reason.type.length
 _BIGGEST = 2**63 - 1  # the largest amount a money column holds
 
@@ -31,6 +32,17 @@ def closing_reason(reason: str, charged: int, released: int) -> str:
 
 
 HOLD_REASON_LENGTH = REASON_LENGTH - len(closing_reason("", _BIGGEST, _BIGGEST))
+
+
+# What a booking that crosses balance thresholds calls, in its transaction: watcher(session,
+# account_id=, crossed=[threshold ids], recovered=[ids], balance=, kind=, now=). The ledger imports
+# no other domain package: portal.alerts registers itself when the app starts.
+_WATCHERS: list = []
+
+
+def watch(watcher) -> None:
+    if watcher not in _WATCHERS:
+        _WATCHERS.append(watcher)
 
 
 class IdempotencyConflict(Exception):
@@ -88,6 +100,9 @@ def open_state(session: Session, *, account_id: int, now: datetime) -> None:
     session.flush()
     session.execute(insert(STATES).values(account_id=account_id, balance=0, held=0, floor=0,
                                           billing_mode="prepaid", has_purchased=False, updated_at=now))
+    # not armed: the balance starts below it; the first credit at or above it arms it
+    session.execute(insert(THRESHOLDS).values(account_id=account_id, amount=DEFAULT_THRESHOLD, armed=False,
+                                              created_at=now))
 
 
 # The names ledger_lock() (migration 0002) gives its columns, on both engines.
@@ -173,7 +188,12 @@ def _book(
     line = {"account_id": state.account_id, "kind": kind, "amount": amount, "balance_after": state.balance,
             "held_after": state.held, "idempotency_key": key, "request_hash": request_hash, "reason": reason,
             "hold_id": hold_id, "occurred_at": now}
-    return Result(writes.book(session, line, changes, rider), amount, state.balance, replayed=False)
+    booked = writes.book(session, line, changes, rider)
+    if booked.crossed or booked.recovered:
+        for watcher in _WATCHERS:
+            watcher(session, account_id=state.account_id, crossed=booked.crossed, recovered=booked.recovered,
+                    balance=state.balance, kind=kind, now=now)
+    return Result(booked.transaction_id, amount, state.balance, replayed=False)
 
 
 def write_off_due(session: Session, state: State, lots: list[LiveLot], now: datetime) -> int:

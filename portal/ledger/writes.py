@@ -10,13 +10,13 @@ Nothing here commits."""
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, bindparam, cast, func, insert, select, true, update
+from sqlalchemy import BigInteger, and_, bindparam, case, cast, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.selectable import CTE
 from sqlmodel import Session
 
-from portal.ledger.models import ENTRIES, JOURNAL, LOTS, STATES
+from portal.ledger.models import ENTRIES, JOURNAL, LOTS, STATES, THRESHOLDS
 from portal.ledger.rules import LotLike
 
 ONE_STATEMENT = frozenset({"postgresql"})  # the databases that book in one statement
@@ -57,15 +57,52 @@ class Rider:
     results: list = field(default_factory=list)
 
 
-def book(session: Session, line: dict, changes: list[Change], rider: Rider | None = None) -> int:
+@dataclass(frozen=True)
+class Booked:
+    """A booked line's id and the balance thresholds it moved: `crossed` (disarmed: the balance
+    went from at-or-above to below) and `recovered` (re-armed after having been crossed)."""
+
+    transaction_id: int
+    crossed: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+
+
+def book(session: Session, line: dict, changes: list[Change], rider: Rider | None = None) -> Booked:
     """Write the journal `line` (its columns by name, but the id) and the lots' `changes`;
-    returns the line's id."""
+    returns the line's id and the thresholds it crossed."""
     if session.get_bind().dialect.name in ONE_STATEMENT:
         return _in_one_statement(session, line, changes, rider)
     transaction_id = _statement_by_statement(session, line, changes)
+    crossed, recovered = _move_thresholds(session, line) if line["amount"] else ([], [])
     if rider is not None:
         rider.results[:] = rider.fallback(session) or ()
-    return transaction_id
+    return Booked(transaction_id, crossed, recovered)
+
+
+def _thresholds_moved(line: dict):
+    """Disarm the armed thresholds above the new balance, re-arm the disarmed ones at or below
+    it (`line` holds values or bind parameters). SET reads the row's old values."""
+    after, now = line["balance_after"], line["occurred_at"]
+    return (
+        update(THRESHOLDS)
+        .where(THRESHOLDS.c.account_id == line["account_id"],
+               or_(and_(THRESHOLDS.c.armed, THRESHOLDS.c.amount > after),
+                   and_(~THRESHOLDS.c.armed, THRESHOLDS.c.amount <= after)))
+        .values(armed=~THRESHOLDS.c.armed,
+                crossed_at=case((THRESHOLDS.c.armed, now), else_=THRESHOLDS.c.crossed_at),
+                rearmed_at=case((THRESHOLDS.c.armed, THRESHOLDS.c.rearmed_at), else_=now))
+        .returning(THRESHOLDS.c.id, THRESHOLDS.c.armed, THRESHOLDS.c.crossed_at)
+    )
+
+
+def _split_moved(rows) -> tuple[list[int], list[int]]:
+    crossed = sorted(row.id for row in rows if not row.armed)
+    recovered = sorted(row.id for row in rows if row.armed and row.crossed_at is not None)
+    return crossed, recovered
+
+
+def _move_thresholds(session: Session, line: dict) -> tuple[list[int], list[int]]:
+    return _split_moved(session.execute(_thresholds_moved(line)).all())
 
 
 def _set_totals(line: dict):
@@ -118,8 +155,13 @@ def _compose(build: Callable[[CTE], RiderRows] | None) -> _Composed:
         [ENTRIES.c.transaction_id, ENTRIES.c.lot_id, ENTRIES.c.amount],
         select(line.c.id, changes.c.lot_id, changes.c.change).select_from(line.join(changes, true())),
     ).returning(ENTRIES.c.id).cte("entries")
+    moved = _thresholds_moved(_LINE).cte("thresholds")
+    crossed = select(func.array_agg(moved.c.id)).where(~moved.c.armed).scalar_subquery().label("crossed_thresholds")
+    recovered = (select(func.array_agg(moved.c.id)).where(moved.c.armed, moved.c.crossed_at.is_not(None))
+                 .scalar_subquery().label("recovered_thresholds"))
     riding = build(line) if build is not None else RiderRows([])
-    statement = select(line.c.id.label("transaction_id"), *riding.columns).add_cte(lots, state, entries, *riding.ctes)
+    statement = (select(line.c.id.label("transaction_id"), crossed, recovered, *riding.columns)
+                 .add_cte(lots, state, entries, moved, *riding.ctes))
     return _Composed(statement, build, riding.columns)
 
 
@@ -136,11 +178,11 @@ def _composed(rider: Rider | None) -> _Composed:
     return composed
 
 
-def _in_one_statement(session: Session, line: dict, changes: list[Change], rider: Rider | None) -> int:
+def _in_one_statement(session: Session, line: dict, changes: list[Change], rider: Rider | None) -> Booked:
     composed = _composed(rider)
     params = {_LINE[name].key: value for name, value in line.items()}
     params |= {"lot_ids": [change.lot.id for change in changes], "lot_changes": [change.amount for change in changes]}
     row = session.execute(composed.statement, params | (rider.params if rider is not None else {})).one()
     if rider is not None:
         rider.results[:] = [getattr(row, column.name) for column in composed.columns]
-    return row.transaction_id
+    return Booked(row.transaction_id, sorted(row.crossed_thresholds or []), sorted(row.recovered_thresholds or []))

@@ -15,8 +15,8 @@ from portal.bad_input import BadInput
 from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
 from portal.extensions import limiter
-from portal.web import (auth, billing, credentials, dashboard, devmail, inbox, kept, labels, otp, phone, profile,
-                        public, sandbox, team)
+from portal.web import (alerts, alerts_unsubscribe, auth, billing, credentials, dashboard, devmail, inbox, kept, labels,
+                        otp, phone, profile, public, sandbox, team)
 from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
@@ -27,7 +27,7 @@ def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
     """The pages' blueprints, for create_app to register; the sandbox checkout only with the
     sandbox gateway."""
     pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, otp.bp, team.bp, inbox.bp,
-             profile.bp, devmail.bp]
+             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp]
     return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 

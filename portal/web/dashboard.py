@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from portal import clock, db
 from portal.bad_input import page_number
+from portal.alerts import service as alerts
 from portal.credentials.service import NotAManager
 from portal.extensions import limiter
 from portal.ledger import queries, statement as statements
@@ -18,7 +19,8 @@ from portal.web.forms import SendTestSMSForm
 from portal.web.fragments import render_block, render_page, wants_fragment
 
 bp = Blueprint("dashboard", __name__)
-SENDERS = ("owner", "developer")  # who may create credentials, so who may send the test SMS
+SENDERS = ("owner", "developer")
+ALERT_WATCHERS = ("owner", "billing")  # who sets the balance alerts, so who sees them here  # who may create credentials, so who may send the test SMS
 
 
 def _credit_context() -> dict:
@@ -26,7 +28,10 @@ def _credit_context() -> dict:
         return {"credit": None}
     summary = queries.summary(db.session(), account_id=current_user.account.id, now=clock.now())
     expiring = queries.expiring_on(summary.live_lots, summary.next_expiry) if summary.next_expiry else 0
-    return {"credit": summary, "expiring": expiring}
+    thresholds = None
+    if current_user.role in ALERT_WATCHERS:
+        thresholds = alerts.thresholds_of(session=db.session(), account_id=current_user.account.id)
+    return {"credit": summary, "expiring": expiring, "thresholds": thresholds}
 
 
 def _page_context(**first_sms) -> dict:

@@ -15,6 +15,7 @@ from bs4 import BeautifulSoup
 from sqlalchemy import select
 
 from portal.accounts.models import Membership
+from portal.alerts.models import AlertAddress
 from portal.clock import system_now
 from tests.e2e.conftest import SCREENSHOTS, LiveServer
 from tests.helpers import PASSWORD, PageClient, db_session, deliver_outbox, make_user
@@ -68,6 +69,10 @@ SIGNED_IN = [
     ("otp-site", "/otp-sites/{site_id}"),
     ("otp-settings", "/otp-sites/{site_id}/settings"),
     ("otp-activity", "/otp-sites/{site_id}/activity"),
+    ("alerts", "/alerts"),
+    ("alerts-errors", "alerts-errors"),
+    ("alerts-history", "/alerts/history"),
+    ("alert-address-confirm", "/alerts/confirm/{alert_token}"),
 ]
 
 AXE_RUN = """async () => {
@@ -134,6 +139,12 @@ def portal(database_url):
         ids["credential_id"] = re.search(r'/credentials/(\d+)/callback-secret', listing).group(1)
         registered = client.post("/otp-sites", {"website": "https://shop.example.com", "display_name": "Example Shop"})
         ids["site_id"] = registered.headers["Location"].rstrip("/").split("/")[-1]
+        client.post("/alerts/channels", {"email": "y", "webhook_url": "http://127.0.0.1:9/chotto-alerts",
+                                         "expiry_warnings": "y", "run_out": "y", "run_out_days": "7"}, status=200)  # its secret shown
+        client.post("/alerts/test", {}, status=303)  # refused by the closed port: a failing row in the history
+        client.post("/alerts/addresses", {"address": "ops@example.com"}, status=303)
+        with db_session(app) as session:
+            ids["alert_token"] = session.scalars(select(AlertAddress.token)).one()
         server.ids = ids
         yield server
 
@@ -163,6 +174,10 @@ def _visit(page, name: str, path: str, ids: dict, lang: str):
         page.locator("input[name=name]").fill(f"nightly batch {lang}")
         page.locator("input[name=mode][value=test]").check()
         page.locator("form[action='/credentials'] button[type=submit]").click()
+    elif name == "alerts-errors":
+        page.goto("/alerts")
+        page.locator("input[name=threshold_1]").fill("a lot")
+        page.locator("form[action='/alerts/thresholds'] button[type=submit]").click()
     else:
         page.goto(path.format(**ids))
     page.wait_for_load_state("load")

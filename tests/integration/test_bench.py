@@ -26,3 +26,12 @@ def test_the_api_benchmark_runs_and_leaves_a_consistent_ledger(monkeypatch, caps
     bench["main"](["--rounds", "2", "--per-round", "16", "--clients", "4"])
     output = capsys.readouterr().out
     assert "ledger check after the run: passed" in output and "median ratio send/bare:" in output
+
+
+@pytest.mark.skipif(not PG_URL, reason="the alert benchmark runs its worker on PostgreSQL; set PORTAL_TEST_DATABASE_URL")
+def test_the_alert_latency_benchmark_runs_and_every_notice_arrives(monkeypatch, capsys):
+    monkeypatch.setenv("PORTAL_BENCH_DATABASE_URL", PG_URL)
+    bench = runpy.run_path(str(BENCH / "alert_latency.py"))
+    bench["main"](["--crossings", "3"])
+    output = capsys.readouterr().out
+    assert "mail     3/3 arrived" in output and "webhook  3/3 arrived" in output

@@ -38,6 +38,9 @@ ROUTES = [
     "/otp-sites/<int:site_id>/try/<msgid>", "/otp-sites/<int:site_id>/try/verify", "/otp-sites/<int:site_id>/settings",
     "/otp-sites/<int:site_id>/preview", "/otp-sites/<int:site_id>/activity", "/otp-sites/<int:site_id>/resume",
     "/otp-sites/<int:site_id>/blocked/<int:block_id>/lift",
+    "/alerts", "/alerts/thresholds", "/alerts/recipients", "/alerts/addresses", "/alerts/addresses/<int:address_id>/remove",
+    "/alerts/channels", "/alerts/webhook-secret", "/alerts/test", "/alerts/test/<notice_id>", "/alerts/history",
+    "/alerts/confirm/<token>", "/alerts/unsubscribe/<token>",
 ]
 
 

@@ -1,0 +1,140 @@
+"""The worker's part: deliver one alert Delivery (portal.worker, OutboxKind.ALERT). The rows are
+read in a short unit, the mail server, webhook or carrier is talked to outside any transaction,
+and every attempt is recorded in a unit of its own. A delivery already recorded as sent is not
+sent again (a worker that died after sending but before the outbox row was marked); one that
+died before recording is sent again with the same notice id, so the receiver recognises it."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from portal import db, mail
+from portal.alerts import rules
+from portal.alerts.models import OPTIONAL, AlertSettings, Channel, Delivery, DeliveryStatus, Notice
+from portal.ledger import queries
+from portal.ledger import service as ledger
+from portal.messaging import callbacks, segments
+from portal.messaging.api_models import Price, Product
+from portal.messaging.carrier import OutgoingSMS
+
+LAST_ERROR_LENGTH = 2000
+NOTICE_HEADER = "X-Chotto-Notice-Id"
+
+
+@dataclass(frozen=True)
+class Outside:
+    """What delivering needs from the app (the worker passes it in)."""
+
+    mailer: mail.Mailer
+    base_url: str
+    secret: str  # signs the unsubscribe links
+    allow_private: bool  # webhooks may reach private addresses (not in production)
+    links: Callable[[str, dict], str]  # absolute URL of an endpoint: links(endpoint, values)
+    carrier: object | None = None  # portal.messaging.carrier.Carrier, for the SMS channel
+    sms_text: Callable[[str, dict], str] | None = None  # sms_text(language, context): the SMS body
+    max_attempts: int = 12
+
+
+def deliver(session: Session, *, delivery_id: int, outside: Outside, now: datetime) -> None:
+    with db.read(session):
+        delivery = session.get(Delivery, delivery_id)
+        notice = session.get(Notice, delivery.notice_id)
+        secret = _webhook_secret(session, notice.account_id) if delivery.channel == Channel.WEBHOOK else None
+    if delivery.status == DeliveryStatus.SENT:
+        return
+    try:
+        if delivery.channel == Channel.EMAIL:
+            summary = queries.summary(session, account_id=notice.account_id, now=now)
+            outside.mailer.send(session=session, payload=mail_payload(notice, delivery, summary, outside), now=now)
+        elif delivery.channel == Channel.WEBHOOK:
+            _post(notice, delivery, secret, outside, now)
+        elif delivery.channel == Channel.SMS:
+            _send_sms(session, notice, delivery, outside, now)
+        else:
+            raise ValueError(f"unknown channel {delivery.channel!r}")
+    except Exception as error:
+        session.rollback()
+        record(session, delivery_id=delivery_id, error=repr(error), now=now, max_attempts=outside.max_attempts)
+        raise
+    record(session, delivery_id=delivery_id, error=None, now=now, max_attempts=outside.max_attempts)
+
+
+def record(session: Session, *, delivery_id: int, error: str | None, now: datetime, max_attempts: int = 12) -> None:
+    """One attempt: sent, or failing with its error (failed once the outbox gives up)."""
+    with db.write(session):
+        delivery = session.get(Delivery, delivery_id, populate_existing=True)
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        if error is None:
+            delivery.status, delivery.delivered_at = DeliveryStatus.SENT, now
+        else:
+            delivery.last_error = error[:LAST_ERROR_LENGTH]
+            delivery.status = DeliveryStatus.FAILED if delivery.attempts >= max_attempts else DeliveryStatus.FAILING
+
+
+def _webhook_secret(session: Session, account_id: int) -> str | None:
+    row = session.get(AlertSettings, account_id)
+    return row.webhook_secret if row else None
+
+
+def webhook_body(notice: Notice) -> bytes:
+    data = notice.data()
+    return json.dumps({"id": notice.uuid, "type": notice.kind, "account_id": notice.account_id,
+                       "created_at": notice.created_at.isoformat(), "data": data},
+                      ensure_ascii=False, sort_keys=True).encode()
+
+
+def _post(notice: Notice, delivery: Delivery, secret: str | None, outside: Outside, now: datetime) -> None:
+    """Signed like the API's status callbacks (X-Chotto-Signature: t=…,v1=HMAC-SHA256 of "t.body")."""
+    if not secret:
+        raise ValueError("the webhook has no signing secret")
+    body = webhook_body(notice)
+    status = callbacks.post(delivery.recipient, body=body, allow_private=outside.allow_private, headers={
+        "Content-Type": "application/json", "User-Agent": "Chotto-Alerts/1", NOTICE_HEADER: notice.uuid,
+        "X-Chotto-Signature": callbacks.signature(body, [secret], int(now.timestamp())),
+    })
+    if not 200 <= status < 300:
+        raise ValueError(f"webhook answered {status}")
+
+
+def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Outside, now: datetime) -> None:
+    """Charged like any SMS to Japan (segments × the price table's SMS price), once per
+    delivery whatever the retries (the debit's idempotency key is the carrier's reference)."""
+    if outside.carrier is None or outside.sms_text is None:
+        raise RuntimeError("no SMS carrier configured for alerts")
+    data = notice.data()
+    text = outside.sms_text(delivery.language, {"kind": notice.kind, "balance": data.get("balance", 0),
+                                                "thresholds": data.get("thresholds", []),
+                                                "amount": data.get("amount", 0)})
+    with db.read(session):
+        price = session.scalar(select(Price.unit_price).where(Price.product == Product.SMS, Price.country == "JP"))
+    key = f"alert-sms:{notice.uuid}:{delivery.id}"
+    ledger.debit(session=session, account_id=notice.account_id, amount=segments.split(text).parts * price,
+                 idempotency_key=key, reason=f"alert SMS {notice.uuid}", now=now)
+    outside.carrier.send_sms(session=session, now=now, sms=OutgoingSMS(
+        account_id=notice.account_id, recipient=delivery.recipient, sender="Chotto", body=text, reference=key))
+
+
+def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, outside: Outside) -> dict:
+    data = notice.data()
+    unsubscribe_url = None
+    if notice.kind in OPTIONAL:
+        token = rules.unsubscribe_token(outside.secret, notice.account_id, delivery.recipient, OPTIONAL[notice.kind])
+        unsubscribe_url = outside.links("alerts_unsubscribe.unsubscribe", {"token": token})
+    next_expiry = summary.next_expiry
+    context = {
+        "kind": notice.kind, "data": data, "notice_id": notice.uuid,
+        "balance": summary.available, "thresholds": data.get("thresholds", []),
+        "next_expiry": next_expiry.expires_at if next_expiry else None,
+        "next_expiry_amount": queries.expiring_on(summary.live_lots, next_expiry) if next_expiry else 0,
+        "forecast": summary.forecast,
+        "lot_amount": data.get("amount"),
+        "lot_expires_at": datetime.fromisoformat(data["expires_at"]) if "expires_at" in data else None,
+        "buy_url": outside.links("billing.buy", {}), "unsubscribe_url": unsubscribe_url,
+    }
+    return {"to": delivery.recipient, **mail.render("alert", delivery.language, context),
+            "headers": {NOTICE_HEADER: notice.uuid}}

@@ -1,0 +1,73 @@
+"""Reads for the alert pages: a page of the history, one notice's deliveries (the result of a
+test, shown in place), and the extra address a confirmation link is for. Each is one read unit
+of work and sees only the account it is given."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from portal import db
+from portal.accounts.models import Account
+from portal.alerts.models import AlertAddress, Delivery, Notice
+
+
+@dataclass(frozen=True)
+class SentRow:
+    notice_id: str
+    kind: str
+    created_at: datetime
+    recipient: str
+    channel: str
+    status: str
+    attempts: int
+    last_error: str | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PendingAddress:
+    address: str
+    account_name: str
+
+
+def _row(notice: Notice, delivery: Delivery) -> SentRow:
+    return SentRow(notice_id=notice.uuid, kind=notice.kind, created_at=notice.created_at,
+                   recipient=delivery.recipient, channel=delivery.channel, status=delivery.status,
+                   attempts=delivery.attempts, last_error=delivery.last_error,
+                   last_attempt_at=delivery.last_attempt_at, delivered_at=delivery.delivered_at)
+
+
+def history_page(session: Session, *, account_id: int, page: int, per_page: int) -> tuple[list[SentRow], int]:
+    """One page of what was sent, newest first, and how many deliveries there are in all."""
+    joined = select(Notice, Delivery).join(Delivery, Delivery.notice_id == Notice.id).where(
+        Notice.account_id == account_id)
+    with db.read(session):
+        total = session.scalar(select(func.count()).select_from(Delivery).join(Notice, Notice.id == Delivery.notice_id)
+                               .where(Notice.account_id == account_id))
+        rows = session.execute(joined.order_by(Notice.created_at.desc(), Notice.id.desc(), Delivery.id)
+                               .offset((page - 1) * per_page).limit(per_page)).all()
+        return [_row(notice, delivery) for notice, delivery in rows], total or 0
+
+
+def deliveries_of_notice(session: Session, *, account_id: int, notice_id: str) -> list[SentRow] | None:
+    """A notice's deliveries by its stable id; None when the account has no such notice."""
+    with db.read(session):
+        notice = session.scalars(select(Notice).where(Notice.uuid == notice_id, Notice.account_id == account_id)).first()
+        if notice is None:
+            return None
+        deliveries = session.scalars(select(Delivery).where(Delivery.notice_id == notice.id).order_by(Delivery.id))
+        return [_row(notice, delivery) for delivery in deliveries]
+
+
+def pending_address(session: Session, *, token: str) -> PendingAddress | None:
+    """The unconfirmed address a confirmation link is for, and its account's name."""
+    if not token or len(token) > 64:
+        return None
+    with db.read(session):
+        found = session.execute(select(AlertAddress.address, Account.name)
+                                .join(Account, Account.id == AlertAddress.account_id)
+                                .where(AlertAddress.token == token, AlertAddress.confirmed_at.is_(None))).first()
+        return PendingAddress(address=found[0], account_name=found[1]) if found else None
