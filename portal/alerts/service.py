@@ -129,6 +129,7 @@ def _settings_for_update(session: Session, account_id: int, now: datetime) -> Al
     if row is None:
         row = detect.defaults(account_id, now)
         session.add(row)
+        session.flush()  # inserted with its defaults first: a None set afterwards is an UPDATE to NULL, not "use the default"
     row.updated_at = now
     return row
 

@@ -252,8 +252,6 @@ def test_channels_are_saved_sms_only_to_a_verified_number_and_run_out_can_be_off
     assert page.select_one("input[name=webhook_url]")["value"] == "https://hooks.example.com/chotto"
 
 
-@pytest.mark.xfail(strict=True, reason="portal.alerts.service.save_channels: a new AlertSettings row stores "
-                                       "run_out_days=None as the column default 7 (for the alerts core)")
 def test_the_run_out_warning_can_be_turned_off_in_the_first_save(app):
     owner, _ = signed_in(app)
     assert channels(owner, run_out=None, run_out_days="").status_code == 303
