@@ -14,7 +14,7 @@ from portal.billing import service
 from portal.billing.models import Purchase, PurchaseStatus
 from portal.billing.service import Result
 from portal.ledger.models import Lot
-from portal.ledger.rules import MILLI_YEN
+from portal.ledger.rules import MILLI_YEN, LotKind
 
 log = logging.getLogger("portal.billing")
 QUIET_FOR = timedelta(minutes=10)
@@ -75,7 +75,7 @@ def check_payments(session: Session) -> list[PaymentProblem]:
             .where(Purchase.status == PurchaseStatus.PAID).group_by(Purchase.account_id)
         ).all())
         granted = dict(session.execute(
-            select(Lot.account_id, func.sum(Lot.amount)).where(Lot.kind == "purchase").group_by(Lot.account_id)
+            select(Lot.account_id, func.sum(Lot.amount)).where(Lot.kind == LotKind.PURCHASE).group_by(Lot.account_id)
         ).all())
     return [PaymentProblem(account, int(paid.get(account) or 0), int(granted.get(account) or 0))
             for account in sorted(set(paid) | set(granted)) if int(paid.get(account) or 0) != int(granted.get(account) or 0)]

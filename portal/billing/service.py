@@ -335,7 +335,7 @@ def _grant(session: Session, state, lots, purchase: Purchase, now: datetime) -> 
     paid_at = purchase.paid_at
     source = f"payment:{purchase.payment_intent_id}"
     ledger.grant_in(
-        session, state, lots, kind="purchase", amount=purchase.amount_yen * ledger_rules.MILLI_YEN,
+        session, state, lots, kind=ledger_rules.LotKind.PURCHASE, amount=purchase.amount_yen * ledger_rules.MILLI_YEN,
         expires_at=ledger_rules.purchase_expiry(paid_at), source_ref=source, key=f"purchase:{purchase.payment_intent_id}",
         reason=f"purchase {purchase.public_id}", now=now, issued_at=min(paid_at, now),
     )
