@@ -20,8 +20,8 @@ MESSAGE_STATUS_LABELS = {
 
 
 PUNCTUATION = {
-    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、", dash="：", space=""),
-    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", ", dash=" — ", space=" "),
+    "ja": SimpleNamespace(colon="：", open="（", close="）", comma="、", dash="：", space="", end=""),
+    "en": SimpleNamespace(colon=": ", open=" (", close=")", comma=", ", dash=" — ", space=" ", end="."),
 }
 
 

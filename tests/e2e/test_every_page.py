@@ -73,6 +73,7 @@ SIGNED_IN = [
     ("alerts-errors", "alerts-errors"),
     ("alerts-history", "/alerts/history"),
     ("alert-address-confirm", "/alerts/confirm/{alert_token}"),
+    ("phone-code", "phone-code"),  # last: it starts a change of the owner's number
 ]
 
 AXE_RUN = """async () => {
@@ -174,6 +175,13 @@ def _visit(page, name: str, path: str, ids: dict, lang: str):
         page.locator("input[name=name]").fill(f"nightly batch {lang}")
         page.locator("input[name=mode][value=test]").check()
         page.locator("form[action='/credentials'] button[type=submit]").click()
+    elif name == "phone-code":  # the code page, reached by asking for a code to a new number
+        page.goto("/verify-phone/?change=1")
+        width = page.viewport_size["width"]
+        page.locator("input[name=phone]").fill(f"+819055{width:04d}{'01' if lang == 'en' else '02'}")
+        page.locator("main form button[type=submit]").first.click()
+        page.wait_for_load_state("load")
+        assert page.locator("input[name=code]").count() == 1, "the code page did not open"
     elif name == "alerts-errors":
         page.goto("/alerts")
         page.locator("input[name=threshold_1]").fill("a lot")
