@@ -81,7 +81,7 @@ def send_test_sms(*, session: Session, account_id: int, user_id: int, message: s
                                       name=credential_name, now=now)
     request = messaging.SendSms(recipient=phone, sender=SENDER, message=message)
     try:
-        answer = messaging.send_sms(session=session, principal=_principal(session, credential), request=request,
+        answer = messaging.send_sms(session=session, principal=principal_of(session, credential), request=request,
                                     idempotency_key=f"dashboard:{attempt}", now=now, render=_stored)
     except InvalidFields as invalid:
         raise SMSRefused(invalid.errors) from None
@@ -124,8 +124,9 @@ def dashboard_credential(*, session: Session, account_id: int, user_id: int, nam
     return credential
 
 
-def _principal(session: Session, credential: Credential) -> Principal:
-    """The credential as the API would see it after authentication."""
+def principal_of(session: Session, credential: Credential) -> Principal:
+    """The credential as the API would see it after authentication (for the portal's own sends:
+    the dashboard's test SMS and the OTP sites' Try it)."""
     with db.read(session):
         countries = session.scalar(select(Account.allowed_countries).where(Account.id == credential.account_id))
         purchased = session.scalar(select(CreditState.has_purchased).where(CreditState.account_id == credential.account_id))

@@ -15,12 +15,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from portal import db
-from portal.accounts.models import Account, User
+from portal.accounts.models import User
 from portal.accounts.queries import lock_account
 from portal.credentials import service as credentials
 from portal.credentials.models import Credential, Scope
-from portal.credentials.service import Principal
-from portal.ledger.models import CreditState
 from portal.onboarding import service as onboarding
 from portal.onboarding.models import DashboardCredential
 from portal.otp import service as otp
@@ -50,7 +48,7 @@ def send_code(*, session: Session, account_id: int, user_id: int, site_id: int, 
     `caller` is the number a voice fallback would call from."""
     site = otp.site_of(session=session, account_id=account_id, site_id=site_id)
     phone = _verified_phone(session, user_id)
-    principal = _principal(session, _credential(session, account_id, user_id, credential_name, now))
+    principal = onboarding.principal_of(session, _credential(session, account_id, user_id, credential_name, now))
     issued = otp.request_code(session=session, principal=principal, secret=secret, caller=caller, now=now,
                               request=otp.RequestCode(website=site.domain, phone_number=phone))
     return Attempt(issued.msgid, phone, issued.expires_at)
@@ -60,7 +58,7 @@ def verify(*, session: Session, account_id: int, user_id: int, msgid: str, code:
            credential_name: str, now: datetime) -> otp.Verified:
     """Check the code typed into the panel for the request `msgid`: VerificationFailed (with the
     reason and the attempts left) or InvalidFields as the API would answer them."""
-    principal = _principal(session, _credential(session, account_id, user_id, credential_name, now))
+    principal = onboarding.principal_of(session, _credential(session, account_id, user_id, credential_name, now))
     return otp.verify_code(session=session, principal=principal, secret=secret, now=now,
                            request=otp.VerifyCode(otp_id=msgid, code=code))
 
@@ -98,13 +96,3 @@ def _credential(session: Session, account_id: int, user_id: int, name: str, now:
                                                 mode="test", scopes=SCOPES, networks=[], monthly_cap=None, now=now)
         session.add(DashboardCredential(credential_id=credential.id, account_id=account_id))
     return credential
-
-
-def _principal(session: Session, credential: Credential) -> Principal:
-    """The credential as the API would see it after authentication."""
-    with db.read(session):
-        countries = session.scalar(select(Account.allowed_countries).where(Account.id == credential.account_id))
-        purchased = session.scalar(select(CreditState.has_purchased).where(CreditState.account_id == credential.account_id))
-    return Principal(credential.id, credential.sid, credential.account_id, credential.mode,
-                     frozenset(credential.scope_list), credential.monthly_cap,
-                     tuple(country for country in (countries or "JP").split(",") if country), bool(purchased))
