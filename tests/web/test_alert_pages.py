@@ -331,7 +331,7 @@ def test_the_history_lists_what_was_sent_to_whom_by_which_channel_newest_first_b
     assert text(first.select_one("tbody tr td[data-label=Alert]")) == "Test"
     second = owner.page("/alerts/history?page=2", headers=HTMX)
     assert [text(td) for td in second.select("td[data-label=Alert]")] == ["Test", "Low balance"]
-    assert second.select_one("nav.pagination a").get_text() == "Newer"
+    assert second.select_one("nav.pagination a").get_text() == "← Newer"
     owner.get("/alerts/history?page=x", status=400)
 
 
