@@ -40,7 +40,7 @@ from portal.accounts.models import (
 )
 from portal.accounts.queries import InvalidEmail, live_link, normalise_email, user_by_email
 from portal.ledger import service as ledger
-from portal.ledger.models import CreditState
+from portal.ledger.models import BalanceThreshold, CreditState
 
 log = logging.getLogger("portal.auth")
 
@@ -356,6 +356,7 @@ def _delete_login(session: Session, *, user_id: int) -> bool:
         delete(PhoneChallenge).where(PhoneChallenge.user_id == user_id),
         delete(Invitation).where(or_(Invitation.invited_by_user_id == user_id, Invitation.account_id.in_(account_ids))),
         delete(Membership).where(Membership.user_id == user_id),
+        delete(BalanceThreshold).where(BalanceThreshold.account_id.in_(account_ids)),  # every account opens with one
         delete(CreditState).where(CreditState.account_id.in_(account_ids)),
         delete(User).where(User.id == user_id),
         delete(Account).where(Account.id.in_(account_ids)),
