@@ -29,6 +29,11 @@ def phone_number(value: str | None) -> str:
     return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL if national else PhoneNumberFormat.INTERNATIONAL)
 
 
+def masked_phone(e164: str) -> str:
+    """"+819012345678" → "•••••••••5678": lists show only a number's last four digits."""
+    return "•" * max(0, len(e164) - 4) + e164[-4:]
+
+
 def postal_code(value: str | None) -> str:
     """1500001, 150-0001 or full-width １５０－０００１ → 150-0001; other countries' codes unchanged."""
     text = unicodedata.normalize("NFKC", value or "").strip()

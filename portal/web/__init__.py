@@ -2,6 +2,7 @@
 
 import logging
 import time
+from datetime import datetime
 
 from babel.dates import format_date
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
@@ -131,10 +132,15 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("jst_date")
     def jst_date(value) -> str:
-        """A calendar date in Japan time (invoices): 2026年11月27日 / 27 November 2026."""
-        return format_date(value.astimezone(JST).date(), "long", locale=str(get_locale() or Language.JA)) if value else ""
+        """A calendar date in Japan time (invoices, daily statistics): 2026年11月27日 / 27 November 2026.
+        A moment is taken in Japan time; a date is already one."""
+        if not value:
+            return ""
+        day = value.astimezone(JST).date() if isinstance(value, datetime) else value
+        return format_date(day, "long", locale=str(get_locale() or Language.JA))
 
     app.add_template_filter(formats.phone_number, "phone")
+    app.add_template_filter(formats.masked_phone, "masked_phone")
     app.add_template_filter(formats.postal_mark, "postal")
     labels.register(app)
 

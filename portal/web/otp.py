@@ -2,11 +2,7 @@
 choose its settings with a live preview of the message, try it with a test code, and read its
 log, statistics and blocked requests. Lifting a pause or a block is an owner's decision."""
 
-from datetime import date
-
-from babel.dates import format_date
 from flask import Blueprint, abort, current_app, flash, redirect, request, url_for
-from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -27,17 +23,6 @@ from portal.web.otp_forms import SettingsForm, SiteForm, TryVerifyForm
 bp = Blueprint("otp", __name__)
 MODES = ("live", "test")
 SAMPLE_CODE = "1234567890"
-
-
-@bp.app_template_filter("masked_phone")
-def masked_phone(e164: str) -> str:
-    """"+819012345678" → "•••••••••5678": pages show only a number's last four digits."""
-    return "•" * max(0, len(e164) - 4) + e164[-4:]
-
-
-@bp.app_template_filter("japan_day")
-def japan_day(day: date) -> str:
-    return format_date(day, "long", locale=str(get_locale() or "en"))
 
 
 @bp.app_context_processor

@@ -47,7 +47,7 @@ def _assert_well_formed(soup, html):
     ids = {element["id"] for element in soup.find_all(id=True)}
     # Ids a label or an aria attribute can point at are unique (hidden CSRF inputs repeat theirs, unread)
     seen = [element["id"] for element in soup.find_all(id=True) if element.get("type") != "hidden"]
-    assert len(seen) == len(set(seen)), (path, sorted({i for i in seen if seen.count(i) > 1}))
+    assert len(seen) == len(set(seen)), (sorted({i for i in seen if seen.count(i) > 1}))
     for element in soup.find_all(attrs={"aria-describedby": True}):
         for target in element["aria-describedby"].split():
             assert target in ids, f"aria-describedby={target!r} points at nothing: {element}"

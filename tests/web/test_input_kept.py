@@ -5,10 +5,8 @@ import re
 
 import pytest
 from bs4 import BeautifulSoup
-from sqlalchemy import select
 
-from portal.accounts.models import Membership
-from tests.helpers import PASSWORD, PageClient, db_session, make_user
+from tests.helpers import PASSWORD, PageClient, make_user
 
 SIGNUP = {"name": "Hana Sato", "email": "hana@example.com", "password": "walnut harbor9", "account_kind": "company",
           "account_name": "Sato Shoji KK", "tax_residency": "overseas", "language": "ja"}
