@@ -63,6 +63,8 @@ class PageClient:
         for script in soup.find_all("script"):
             assert script.get("src"), "inline script found"
         assert "style=" not in str(soup.body or soup), "inline style found"
+        ids = [tag["id"] for tag in soup.find_all(id=True)]
+        assert len(ids) == len(set(ids)), f"repeated ids: {sorted({i for i in ids if ids.count(i) > 1})}"
 
     def text(self, path, **kwargs) -> str:
         return " ".join(self.page(path, **kwargs).get_text(" ").split())
