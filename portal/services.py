@@ -72,7 +72,7 @@ def alert_outside():
     """What delivering an alert needs from the app (portal.alerts.delivery.Outside)."""
     from portal.alerts.delivery import Outside
     return Outside(mailer=mailer(), base_url=base_url(), secret=current_app.config["SECRET_KEY"],
-                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url, carrier=carrier(),
+                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url,
                    sms_text=_alert_sms_text)
 
 
