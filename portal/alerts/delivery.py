@@ -42,6 +42,7 @@ class Outside:
     links: Callable[[str, dict], str]  # absolute URL of an endpoint: links(endpoint, values)
     sms_text: Callable[[str, dict], str] | None = None  # sms_text(language, context): the SMS body
     max_attempts: int = 12
+    deadline: float = 20.0  # seconds for a whole mail or webhook exchange: shorter than the alerts' lease
 
 
 def deliver(session: Session, *, delivery_id: int, outside: Outside, now: datetime) -> None:
@@ -54,7 +55,8 @@ def deliver(session: Session, *, delivery_id: int, outside: Outside, now: dateti
     try:
         if delivery.channel == Channel.EMAIL:
             summary = queries.summary(session, account_id=notice.account_id, now=now)
-            outside.mailer.send(session=session, payload=mail_payload(notice, delivery, summary, outside), now=now)
+            outside.mailer.send(session=session, payload=mail_payload(notice, delivery, summary, outside), now=now,
+                                deadline=outside.deadline)
         elif delivery.channel == Channel.WEBHOOK:
             _post(notice, delivery, secret, outside, now)
         elif delivery.channel == Channel.SMS:
@@ -106,7 +108,8 @@ def _post(notice: Notice, delivery: Delivery, secret: str | None, outside: Outsi
     if not secret:
         raise ValueError("the webhook has no signing secret")
     body = webhook_body(notice)
-    status = callbacks.post(delivery.recipient, body=body, allow_private=outside.allow_private, headers={
+    status = callbacks.post(delivery.recipient, body=body, allow_private=outside.allow_private,
+                            deadline=min(callbacks.DEADLINE, outside.deadline), headers={
         "Content-Type": "application/json", "User-Agent": "Chotto-Alerts/1", NOTICE_HEADER: notice.uuid,
         "X-Chotto-Signature": callbacks.signature(body, [secret], int(now.timestamp())),
     })
