@@ -27,8 +27,7 @@ from portal.messaging.rules import phone_number
 LAST_ERROR_LENGTH = 2000
 NOTICE_HEADER = "X-Chotto-Notice-Id"
 SMS_SENDER = "Chotto"  # the sender name of alert SMS
-NO_CREDIT = "insufficient credit"  # how last_error begins when the account could not pay for an alert SMS
-NOT_SENDABLE = "destination refused"  # … when the account may not send to the alert's number (any more)
+NO_CREDIT, NOT_SENDABLE = rules.NO_CREDIT, rules.NOT_SENDABLE  # how an alert SMS's refusal is recorded
 
 
 @dataclass(frozen=True)
