@@ -17,6 +17,7 @@ from portal.alerts import rules
 from portal.alerts.models import OPTIONAL, AlertSettings, Channel, Delivery, DeliveryStatus, Notice
 from portal.ledger import queries
 from portal.ledger import service as ledger
+from portal.ledger.models import Transaction
 from portal.ledger.rules import InsufficientCredit
 from portal.messaging import callbacks, segments
 from portal.messaging import service as messaging
@@ -135,6 +136,8 @@ def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Out
         row = session.get(Delivery, delivery.id, populate_existing=True)
         if row.message_id is not None or row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
             return
+        if _gave_back_legacy_debit(session, state, notice, row, now):
+            state, lots = ledger.lock(session, notice.account_id)  # the lots as the refund left them
         principal = messaging.chotto_principal(session, account_id=notice.account_id)
         try:
             with session.begin_nested():  # a refusal leaves nothing behind but the attempt's record
@@ -150,6 +153,22 @@ def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Out
             return
         row.message_id = session.scalar(select(Message.id).where(Message.msgid == sent.msgid))
         _record_in(session, row.id, None, now, outside.max_attempts)
+
+
+def _gave_back_legacy_debit(session: Session, state: ledger.State, notice: Notice, delivery: Delivery,
+                            now: datetime) -> bool:
+    """Before alert SMS went through the send path (migration 0012), a delivery was debited
+    under "alert-sms:<notice>:<delivery>" and then handed to the carrier; one still failing
+    then kept its debit. Give it back once, so the send path's own debit is the only charge."""
+    key = f"alert-sms:{notice.uuid}:{delivery.id}"
+    debit = session.scalar(select(Transaction.id).where(Transaction.account_id == notice.account_id,
+                                                       Transaction.idempotency_key == key))
+    if debit is None or session.scalar(select(Transaction.id).where(
+            Transaction.account_id == notice.account_id, Transaction.idempotency_key == f"refund:{key}")) is not None:
+        return False
+    ledger.reverse_in(session, state, transaction_id=debit, key=f"refund:{key}",
+                      reason=f"refund of alert SMS {notice.uuid}, sent again through the send path", now=now)
+    return True
 
 
 def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, outside: Outside) -> dict:

@@ -180,6 +180,24 @@ def test_the_alert_sms_debit_can_cross_a_lower_threshold_and_that_notice_is_writ
     assert messages == 2 and balance(app, account) == 70 * YEN  # each notice's SMS paid once; no further crossing
 
 
+def test_a_delivery_debited_the_old_way_gets_that_debit_back_and_is_charged_once(app, session, clock, account):
+    """A delivery left failing by the code before migration 0012 kept its "alert-sms:" debit:
+    the send path gives it back once, so the customer pays for one SMS."""
+    cross(session, account, clock, 960)  # → ¥90
+    [notice] = rows(app, Notice)
+    [pending] = rows(app, Delivery)
+    ledger.debit(session=session, account_id=account, amount=10 * YEN, idempotency_key=f"alert-sms:{notice.uuid}:"
+                 f"{pending.id}", reason=f"alert SMS {notice.uuid}", now=clock())  # → ¥80, carrier failed then
+    deliver_outbox(app)
+    with app.app_context():  # a second pass finds nothing more to give back or send
+        alerts.deliver(session, delivery_id=pending.id, outside=_outside(), now=clock())
+    assert len(rows(app, Message)) == 1 and balance(app, account) == 80 * YEN
+    refunds = rows(app, Transaction, Transaction.idempotency_key == f"refund:alert-sms:{notice.uuid}:{pending.id}")
+    assert len(refunds) == 1
+    problems, _ = check(session, now=clock())
+    assert problems == []
+
+
 def _outside():
     return alert_delivery.Outside(mailer=None, base_url="", secret="", allow_private=True, links=lambda *_: "",
                                   sms_text=lambda language, context: "Chotto: your balance is low.")
