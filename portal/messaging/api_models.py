@@ -70,7 +70,9 @@ class Message(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     msgid: str = Field(sa_column=Column(String(32), nullable=False, unique=True))
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
-    credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), nullable=False, index=True))
+    # NULL: sent by Chotto itself for the account (a balance alert), not through a credential
+    credential_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("api_credentials.id"),
+                                                                     nullable=True, index=True))
     mode: str = Field(sa_column=Column(String(4), nullable=False))
     sender: str = Field(sa_column=Column(String(16), nullable=False))
     recipient: str = Field(sa_column=Column(String(16), nullable=False))

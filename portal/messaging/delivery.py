@@ -152,7 +152,11 @@ def _hold_amount(session: Session, call: Call) -> int:
     return session.get(Hold, call.hold_id).amount
 
 
-def _queue_callback(session: Session, credential_id: int, url: str, body: str, now: datetime) -> None:
+def _queue_callback(session: Session, credential_id: int | None, url: str, body: str, now: datetime) -> None:
+    """A status callback signed with the credential's secrets. A message Chotto sent for the
+    account itself (no credential: a balance alert) has no callback URL, and nothing to sign with."""
+    if credential_id is None:
+        return
     sid = session.get(Credential, credential_id).sid
     outbox.enqueue(session, kind="callback", payload={"url": url, "sid": sid, "body": body}, now=now)
 
