@@ -116,6 +116,7 @@ class Delivery(SQLModel, table=True):
     """A notice to one recipient by one channel, and how its attempts went."""
 
     __tablename__ = "alert_deliveries"
+    __table_args__ = (UniqueConstraint("message_id", name="uq_alert_delivery_message"),)
 
     id: int | None = Field(default=None, primary_key=True)
     notice_id: int = Field(sa_column=Column(Integer, ForeignKey("alert_notices.id"), nullable=False, index=True))
@@ -127,6 +128,9 @@ class Delivery(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     last_attempt_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    # the SMS channel's one message (sms_messages), created with the first attempt
+    message_id: int | None = Field(default=None, sa_column=Column(
+        Integer, ForeignKey("sms_messages.id", name="fk_alert_delivery_message"), nullable=True))
 
 
 class AlertMark(SQLModel, table=True):
