@@ -141,8 +141,8 @@ def register_template_helpers(app: Flask) -> None:
 
     @app.template_filter("short_date")
     def short_date(day: date) -> str:
-        """A day under a chart's bar: 11月27日 / Nov 27."""
-        return format_skeleton("MMMd", day, locale=str(get_locale() or Language.JA))
+        """A day under a chart's bar, short enough for six under a phone's chart: 11/27."""
+        return format_skeleton("Md", day, locale=str(get_locale() or Language.JA))
 
     @app.template_filter("month_name")
     def month_name(month: date) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 PLOT_HEIGHT = 160  # px of the bars' area; the labels have their own rows above and below
-MAX_LABELS = 6  # day labels under the bars: six short dates fit a 390 px screen
+MAX_LABELS = 6  # day labels under the bars, evenly spaced: six short dates (11/27) fit a 390 px screen
 EDGE = 8  # percent of the width from either side where a label is aligned to the side
 MAX_BAR_WIDTH = 6  # percent: a week's bars stay bars, not blocks
 STEPS = (1, 2, 2.5, 5)
@@ -68,8 +68,8 @@ def daily_bars(days) -> Bars:
     every = max(1, -(-len(days) // MAX_LABELS))
     bars = [Bar(day=day.day, count=day.count, cost=day.cost, x=round(index * slot + (slot - width) / 2, 3),
                 width=round(width, 3), height=round(PLOT_HEIGHT * day.cost / top, 1),
-                labelled=index % every == 0 or (index == len(days) - 1 and (len(days) - 1) % every >= every / 2))
+                labelled=index % every == 0)
             for index, day in enumerate(days)]
     highest = max(bars, key=lambda bar: bar.cost) if any(bar.cost for bar in bars) else None
-    gridlines = [(top * part // 2, PLOT_HEIGHT * (2 - part) / 2) for part in (2, 1)]
+    gridlines = [(top * part // 2, PLOT_HEIGHT * (2 - part) / 2) for part in (2, 1)] if highest else []
     return Bars(bars=bars, top=top, gridlines=gridlines, highest=highest)

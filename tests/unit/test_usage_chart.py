@@ -38,13 +38,15 @@ def test_bars_stay_inside_the_chart_in_the_order_of_the_days():
 def test_a_few_days_are_labelled_however_long_the_range(count):
     chart = daily_bars(days(*[1000] * count))
     labelled = [bar for bar in chart.bars if bar.labelled]
-    assert 1 <= len(labelled) <= MAX_LABELS + 1
+    assert 1 <= len(labelled) <= MAX_LABELS
     assert chart.bars[0].labelled
+    gaps = {later.x - earlier.x for earlier, later in zip(labelled, labelled[1:])}
+    assert max(gaps, default=0) - min(gaps, default=0) < 0.01  # evenly spaced: none crowds its neighbour
 
 
 def test_a_range_without_usage_has_no_highest_day():
     chart = daily_bars(days(0, 0, 0))
-    assert chart.highest is None and chart.top == 1000
+    assert chart.highest is None and chart.top == 1000 and chart.gridlines == []
     assert daily_bars([]).bars == []
 
 
