@@ -94,7 +94,7 @@ def detail(kind: str, ref: str):
     if kind not in KINDS:
         abort(404)
     found = service.detail(db.session(), account_id=_account_id(), kind=kind, ref=ref, role=current_user.role)
-    if found is None:
+    if found is None or found.row.kind != kind:  # one address per item: an SMS is not also an OTP code
         abort(404)
     back = request.args.get("back", "")
     return render_page("usage/detail.html", item=found, back=back if back.startswith("/usage?") else None)

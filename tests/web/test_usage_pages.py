@@ -215,10 +215,12 @@ def test_the_list_masks_numbers_for_everyone(app, usage):
 
 
 def test_another_accounts_item_does_not_exist(app, usage):
-    _, _, refs = usage
+    owner, _, refs = usage
     stranger, _ = signed_in(app, "stranger@example.com")
     stranger.get(f"/usage/sms/{refs['first']}", status=404)
     stranger.get("/usage/letter/123", status=404)
+    owner.get(f"/usage/otp/{refs['first']}", status=404)  # an SMS has one address, under its own kind
+    owner.get(f"/usage/voice/{refs['first']}", status=404)
 
 
 def test_the_detail_links_back_to_the_filtered_list(app, usage):
