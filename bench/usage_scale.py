@@ -182,6 +182,7 @@ def main(argv=None) -> None:
     parser.add_argument("--spread", type=int, default=10_000_000, help="rows spread over --accounts other accounts")
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--before", default="main", help="the revision whose send path is the 'before' figure")
+    parser.add_argument("--before-tree", default=None, help="or a checked-out tree of it")
     parser.add_argument("--send-rounds", type=int, default=7)
     parser.add_argument("--send-per-round", type=int, default=400)
     parser.add_argument("--no-send", action="store_true", help="skip the send benchmark")
@@ -227,7 +228,8 @@ def main(argv=None) -> None:
     if args.no_send:
         return
     with tempfile.TemporaryDirectory() as folder:
-        before = send_figure(tree_at(args.before, folder), args.send_rounds, args.send_per_round)
+        tree = Path(args.before_tree) if args.before_tree else tree_at(args.before, folder)
+        before = send_figure(tree, args.send_rounds, args.send_per_round)
     after = send_figure(ROOT, args.send_rounds, args.send_per_round)
     print(f"send benchmark (median ratio send/bare): before {before:.2f}, after {after:.2f}: "
           f"after / before = {after / before:.2f} (goal >= 0.90)")
