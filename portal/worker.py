@@ -53,19 +53,25 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
 def drain_once(app: Flask) -> int:
     """Deliver every message due now; returns how many were handled."""
     with app.app_context():
+        leases = services.outbox_leases()
         with db.job_session() as session:
-            claimed = [(m.id, m.leased_until) for m in outbox.claim(session, now=clock.now())]
-        for message_id, lease in claimed:
-            _deliver_one(message_id, lease)
+            claimed = [(m.id, m.kind, m.leased_until) for m in outbox.claim(session, now=clock.now(), leases=leases)]
+        for message_id, kind, lease in claimed:
+            _deliver_one(message_id, lease, leases.get(kind))
         return len(claimed)
 
 
-def _deliver_one(message_id: int, lease) -> None:
+def _deliver_one(message_id: int, lease, short_lease=None) -> None:
     """Deliver one claimed message. The row is read in a short transaction, the carrier or
     SMTP server is talked to outside any transaction, and the result is recorded after
     checking that no other worker took the message over meanwhile (mark_sent's unit also
-    writes what delivering left in the session, such as the development mailbox's copy)."""
+    writes what delivering left in the session, such as the development mailbox's copy).
+    A kind with a short lease (alerts) has it renewed first: it may have waited in the batch."""
     with db.job_session() as session:
+        if short_lease is not None:
+            lease = outbox.renew(session, message_id=message_id, lease=lease, until=clock.now() + short_lease)
+            if lease is None:
+                return
         with db.read(session):
             message = session.get(outbox.OutboxMessage, message_id)
             mine = message.sent_at is None and message.leased_until == lease
