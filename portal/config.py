@@ -44,11 +44,14 @@ def _defaults() -> dict:
         "API_DAILY_SPEND_CAP_YEN": 300_000,
         "OTP_CALLER": "+81312345678",  # the number OTP fallback calls come from
         "DATABASE_STATEMENT_TIMEOUT_MS": 4000,
+        # how long a worker holds a balance alert it claimed: a crashed worker's alert is
+        # delivered by another once this has passed (the issue promises a minute)
+        "ALERT_LEASE_SECONDS": 45,
     }
 
 
 _INTEGERS = {"TRIAL_CREDIT_YEN", "PROXY_HOPS", "MIN_PURCHASE_YEN", "API_DAILY_SPEND_CAP_YEN",
-             "DATABASE_STATEMENT_TIMEOUT_MS"}
+             "DATABASE_STATEMENT_TIMEOUT_MS", "ALERT_LEASE_SECONDS"}
 LEGAL_KEYS = ("LEGAL_REPRESENTATIVE", "LEGAL_ADDRESS", "LEGAL_PHONE", "LEGAL_EMAIL")
 _BOOLEANS = {"RATELIMIT_ENABLED"}
 
@@ -94,6 +97,8 @@ def _check(config: dict) -> None:
         raise UnsafeConfiguration("PORTAL_ISSUER_REGISTRATION_NUMBER must be T and 13 digits with a valid check digit")
     if not 120 <= config["MIN_PURCHASE_YEN"] <= 1_000_000:  # ¥120: Stripe's smallest konbini payment
         raise UnsafeConfiguration("PORTAL_MIN_PURCHASE_YEN must be between 120 and 1,000,000")
+    if not 2 <= config["ALERT_LEASE_SECONDS"] <= 50:  # within the minute promised, with room to spare
+        raise UnsafeConfiguration("PORTAL_ALERT_LEASE_SECONDS must be between 2 and 50")
     if config["ENV"] != "production":
         return
     if config["SECRET_KEY"] == DEV_SECRET or len(config["SECRET_KEY"]) < 32:

@@ -6,7 +6,9 @@ the development mailbox (a page that exists only in development and test mode).
 
 import logging
 import smtplib
+import socket
 import ssl
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
@@ -90,11 +92,13 @@ def _render(template: str, language: str, context: dict) -> dict:
 
 
 class Mailer(Protocol):
-    def send(self, *, session: Session, payload: dict, now: datetime) -> None: ...
+    def send(self, *, session: Session, payload: dict, now: datetime, deadline: float | None = None) -> None:
+        """Send one mail; with `deadline`, give up (TimeoutError) once the whole exchange has
+        taken that many seconds, however slowly the server answers."""
 
 
 class DevMailbox:
-    def send(self, *, session: Session, payload: dict, now: datetime) -> None:
+    def send(self, *, session: Session, payload: dict, now: datetime, deadline: float | None = None) -> None:
         log.info("mail to=%s subject=%r (kept in the development mailbox)", payload["to"], payload["subject"])
         session.add(
             DevMail(
@@ -107,6 +111,9 @@ class DevMailbox:
         )
 
 
+SMTP_TIMEOUT = 30  # seconds for the connection and each answer
+
+
 class SMTPMailer:
     """smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465; smtp+plain://host:port
     for a local relay (no TLS)."""
@@ -115,7 +122,7 @@ class SMTPMailer:
         self.url = urlparse(url)
         self.sender = sender
 
-    def send(self, *, session: Session, payload: dict, now: datetime) -> None:
+    def send(self, *, session: Session, payload: dict, now: datetime, deadline: float | None = None) -> None:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = payload["to"]
@@ -124,20 +131,56 @@ class SMTPMailer:
             message[name] = value
         message.set_content(payload["text"])
         message.add_alternative(payload["html"], subtype="html")
-        with self._connect() as smtp:
-            if self.url.username:
-                smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
-            smtp.send_message(message)
+        timeout = SMTP_TIMEOUT if deadline is None else min(SMTP_TIMEOUT, deadline)
+        smtp = self._client(timeout)
+        expired = threading.Event()
+        watchdog = threading.Timer(deadline, _cut, args=(smtp, expired)) if deadline is not None else None
+        if watchdog is not None:
+            watchdog.start()
+        try:
+            self._exchange(smtp, message, expired)
+        except (OSError, smtplib.SMTPException):
+            if not expired.is_set():
+                raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            smtp.close()
+        if expired.is_set():  # checked after success too: the cut may have come at the very end
+            raise TimeoutError(f"the mail server took longer than {deadline} s")
 
-    def _connect(self):
-        host, context = self.url.hostname, ssl.create_default_context()
+    def _client(self, timeout: float) -> smtplib.SMTP:
+        """Not connected yet: the watchdog can reach its socket as soon as it is opened."""
         if self.url.scheme == "smtps":
-            return smtplib.SMTP_SSL(host, self.url.port or 465, context=context, timeout=30)
-        smtp = smtplib.SMTP(host, self.url.port or 587, timeout=30)
-        if self.url.scheme == "smtp+plain":  # a local relay or test server only: no TLS
-            return smtp
-        smtp.starttls(context=context)
-        return smtp
+            return smtplib.SMTP_SSL(context=ssl.create_default_context(), timeout=timeout)
+        return smtplib.SMTP(timeout=timeout)
+
+    def _exchange(self, smtp: smtplib.SMTP, message: EmailMessage, expired: threading.Event) -> None:
+        host = self.url.hostname
+        smtp._host = host  # what TLS checks the certificate against; SMTP() without a host leaves it empty
+        smtp.connect(host, self.url.port or (465 if self.url.scheme == "smtps" else 587))
+        if expired.is_set():  # the deadline passed during a TLS handshake, before the socket could be cut
+            raise TimeoutError("the mail server's connection outlasted the deadline")
+        if self.url.scheme == "smtp":  # smtp+plain: a local relay or test server only, no TLS
+            smtp.starttls(context=ssl.create_default_context())
+        if self.url.username:
+            smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
+        smtp.send_message(message)
+        try:
+            smtp.quit()
+        except smtplib.SMTPServerDisconnected:  # the mail was accepted; a server hanging up first is fine
+            pass
+
+
+def _cut(smtp: smtplib.SMTP, expired: threading.Event) -> None:
+    """The deadline passed: shut the socket, so the exchange's next read or write fails at once."""
+    expired.set()
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def mailer_for(config: dict) -> Mailer:

@@ -2,19 +2,27 @@
 
 The worker claims due rows with a lease, delivers them outside any transaction, then marks
 them sent; a crashed worker's lease runs out and another worker delivers the row again.
+
+Leases are five minutes, except for kinds given a shorter one (`Leases`): a balance alert is
+promised within a minute, so a crashed worker's alert must be free again well before that.
+A short lease is renewed when its delivery starts (`renew`: a row claimed in a batch may wait
+behind slower ones), and the delivery bounds its own time to well under the lease, so a live
+worker never loses a short lease mid-send.
 """
 
 import json
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Column, Text, or_, select
+from sqlalchemy import Column, Text, or_, select, update
 from sqlmodel import Field, Session, SQLModel
 
 from portal import db
 from portal.db import enum_column, utc_column
 
 LEASE = timedelta(minutes=5)
+ALERT_LEASE = timedelta(seconds=45)  # the default of PORTAL_ALERT_LEASE_SECONDS
+Leases = dict[str, timedelta]  # a kind's own lease, shorter than LEASE
 MAX_ATTEMPTS = 12
 LAST_ERROR_LENGTH = 2000
 
@@ -58,8 +66,13 @@ def enqueue(session: Session, *, kind: OutboxKind, payload: dict, now: datetime)
     return message
 
 
-def claim(session: Session, *, now: datetime, limit: int = 10) -> list[OutboxMessage]:
-    """Lease up to `limit` due messages to this worker (one unit: the lease is committed)."""
+def lease_of(kind: str, leases: Leases | None) -> timedelta:
+    return (leases or {}).get(kind, LEASE)
+
+
+def claim(session: Session, *, now: datetime, limit: int = 10, leases: Leases | None = None) -> list[OutboxMessage]:
+    """Lease up to `limit` due messages to this worker (one unit: the lease is committed), each
+    for its kind's lease (`leases`, LEASE for the kinds it does not name)."""
     query = (
         select(OutboxMessage)
         .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
@@ -73,9 +86,22 @@ def claim(session: Session, *, now: datetime, limit: int = 10) -> list[OutboxMes
     with db.write(session):
         messages = list(session.scalars(query))
         for message in messages:
-            message.leased_until = now + LEASE
+            message.leased_until = now + lease_of(message.kind, leases)
             message.attempts += 1
     return messages
+
+
+def renew(session: Session, *, message_id: int, lease: datetime, until: datetime) -> datetime | None:
+    """Move this worker's lease (`lease`: the leased_until it holds) to `until`, when the row
+    is still its own: the new leased_until, or None when another worker has claimed the row
+    meanwhile (or it was sent). One conditional UPDATE, so it cannot overwrite a claim that
+    lands at the same moment (PostgreSQL re-checks the condition after the claimer's commit)."""
+    table = OutboxMessage.__table__
+    with db.write(session):
+        changed = session.execute(update(table).where(
+            table.c.id == message_id, table.c.leased_until == lease, table.c.sent_at.is_(None),
+            table.c.failed_at.is_(None)).values(leased_until=until)).rowcount
+    return until if changed == 1 else None
 
 
 def mark_sent(session: Session, *, message_id: int, lease: datetime, now: datetime) -> None:

@@ -2,6 +2,8 @@
 faces, the worker and the operator commands, which pass them into the domain (domain packages
 never read the app themselves)."""
 
+from datetime import timedelta
+
 from flask import current_app
 
 from portal.billing.gateway import Gateway
@@ -9,6 +11,7 @@ from portal.billing.service import Issuer
 from portal.mail import Mailer
 from portal.messaging.carrier import Carrier
 from portal.otp.ownership import Probe
+from portal.outbox import OutboxKind
 
 
 def carrier() -> Carrier:
@@ -68,12 +71,19 @@ def absolute_url(endpoint: str, values: dict | None = None) -> str:
     return current_app.config["BASE_URL"] + current_app.url_map.bind("localhost").build(endpoint, values or {})
 
 
+def outbox_leases() -> dict:
+    """The outbox kinds with a lease shorter than outbox.LEASE: balance alerts."""
+    return {OutboxKind.ALERT: timedelta(seconds=current_app.config["ALERT_LEASE_SECONDS"])}
+
+
 def alert_outside():
-    """What delivering an alert needs from the app (portal.alerts.delivery.Outside)."""
+    """What delivering an alert needs from the app (portal.alerts.delivery.Outside). A mail or
+    webhook exchange may take half the alerts' lease: the rest leaves room for recording the
+    attempt, so a live worker never loses its lease mid-send."""
     from portal.alerts.delivery import Outside
     return Outside(mailer=mailer(), base_url=base_url(), secret=current_app.config["SECRET_KEY"],
-                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url, carrier=carrier(),
-                   sms_text=_alert_sms_text)
+                   allow_private=callbacks_may_reach_private_addresses(), links=absolute_url,
+                   sms_text=_alert_sms_text, deadline=current_app.config["ALERT_LEASE_SECONDS"] / 2)
 
 
 def _alert_sms_text(language: str, context: dict) -> str:

@@ -20,6 +20,7 @@ from portal.messaging.carrier import OutgoingSMS
 from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
+from portal.usage import service as usage
 
 log = logging.getLogger("portal.worker")
 
@@ -52,19 +53,25 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
 def drain_once(app: Flask) -> int:
     """Deliver every message due now; returns how many were handled."""
     with app.app_context():
+        leases = services.outbox_leases()
         with db.job_session() as session:
-            claimed = [(m.id, m.leased_until) for m in outbox.claim(session, now=clock.now())]
-        for message_id, lease in claimed:
-            _deliver_one(message_id, lease)
+            claimed = [(m.id, m.kind, m.leased_until) for m in outbox.claim(session, now=clock.now(), leases=leases)]
+        for message_id, kind, lease in claimed:
+            _deliver_one(message_id, lease, leases.get(kind))
         return len(claimed)
 
 
-def _deliver_one(message_id: int, lease) -> None:
+def _deliver_one(message_id: int, lease, short_lease=None) -> None:
     """Deliver one claimed message. The row is read in a short transaction, the carrier or
     SMTP server is talked to outside any transaction, and the result is recorded after
     checking that no other worker took the message over meanwhile (mark_sent's unit also
-    writes what delivering left in the session, such as the development mailbox's copy)."""
+    writes what delivering left in the session, such as the development mailbox's copy).
+    A kind with a short lease (alerts) has it renewed first: it may have waited in the batch."""
     with db.job_session() as session:
+        if short_lease is not None:
+            lease = outbox.renew(session, message_id=message_id, lease=lease, until=clock.now() + short_lease)
+            if lease is None:
+                return
         with db.read(session):
             message = session.get(outbox.OutboxMessage, message_id)
             mine = message.sent_at is None and message.leased_until == lease
@@ -153,6 +160,22 @@ def check_ledger(app: Flask) -> float:
     return RECONCILE_EVERY if checked else SWEEP_EVERY
 
 
+PURGE_EVERY = 24 * 3600.0
+
+
+def purge_usage(app: Flask) -> int:
+    """The daily pass of the usage history's retention: rows older than 13 months go."""
+    with app.app_context():
+        with db.job_session() as session:
+            return usage.purge(session, now=clock.now())
+
+
+def purge_pass(app: Flask) -> float:
+    """The daily purge; returns the seconds until the next (a minute when this one failed)."""
+    purged = _guarded("usage retention", purge_usage, app) is not None
+    return PURGE_EVERY if purged else SWEEP_EVERY
+
+
 def _guarded(task: str, job, app: Flask):
     """One failing task must not stop the others: it is logged and tried again later."""
     try:
@@ -164,11 +187,12 @@ def _guarded(task: str, job, app: Flask):
 
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     """Drain the outbox continuously, sweep expired credit once a minute, re-check OTP sites'
-    ownership once an hour (each site monthly) and check the ledger once a day."""
+    ownership once an hour (each site monthly), check the ledger and purge usage older than 13
+    months once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = next_reconcile = next_ownership = 0.0
+    next_sweep = next_reconcile = next_ownership = next_purge = 0.0
     while not stopping:
         if time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + check_ledger(app)
@@ -178,6 +202,8 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("alert warnings", alert_warnings, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
+        if time.monotonic() >= next_purge:
+            next_purge = time.monotonic() + purge_pass(app)
         if time.monotonic() >= next_ownership:
             next_ownership = time.monotonic() + OWNERSHIP_EVERY
             _guarded("OTP ownership checks", recheck_ownership, app)

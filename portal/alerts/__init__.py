@@ -24,9 +24,14 @@ Modules:
             (OutboxKind.ALERT, {"delivery_id"}) per delivery.
   delivery  the worker's part: deliver(session, delivery_id, outside, now) sends by mail
             (header X-Chotto-Notice-Id), webhook (JSON with "id", signed X-Chotto-Signature
-            t=…,v1=… like the API callbacks, with the webhook's own secret) or SMS (charged like
-            any SMS, idempotent per delivery), and records every attempt. The outbox gives the
-            claim (FOR UPDATE SKIP LOCKED on PostgreSQL), the lease and the back-off.
+            t=…,v1=… like the API callbacks, with the webhook's own secret) or SMS (through the
+            API's send path, messaging.service.send_in: an sms_messages row with credential_id
+            NULL, debited under "sms:<msgid>", handed to the carrier by the api_sms job and
+            refunded if it fails; created once per delivery, Delivery.message_id, in the unit
+            that records the attempt; unpayable or refused: failed for good, no debt), and
+            records every attempt. The outbox gives the claim (FOR UPDATE SKIP LOCKED on
+            PostgreSQL), the lease (PORTAL_ALERT_LEASE_SECONDS, renewed when the delivery starts;
+            mail and webhook exchanges are cut at half of it) and the back-off.
   service   the units of work below.
 
 Kinds (models.NoticeKind): low_balance, recovered, expiry_7d, expiry_1d, run_out, test.

@@ -17,12 +17,17 @@ from portal.alerts import rules
 from portal.alerts.models import OPTIONAL, AlertSettings, Channel, Delivery, DeliveryStatus, Notice
 from portal.ledger import queries
 from portal.ledger import service as ledger
+from portal.ledger.rules import InsufficientCredit
 from portal.messaging import callbacks, segments
-from portal.messaging.api_models import Price, Product
-from portal.messaging.carrier import OutgoingSMS
+from portal.messaging import service as messaging
+from portal.messaging.api_models import Message, Product
+from portal.messaging.errors import DestinationNotAllowed, DestinationNotPriced, InvalidField
+from portal.messaging.rules import phone_number
 
 LAST_ERROR_LENGTH = 2000
 NOTICE_HEADER = "X-Chotto-Notice-Id"
+SMS_SENDER = "Chotto"  # the sender name of alert SMS
+NO_CREDIT, NOT_SENDABLE = rules.NO_CREDIT, rules.NOT_SENDABLE  # how an alert SMS's refusal is recorded
 
 
 @dataclass(frozen=True)
@@ -34,9 +39,9 @@ class Outside:
     secret: str  # signs the unsubscribe links
     allow_private: bool  # webhooks may reach private addresses (not in production)
     links: Callable[[str, dict], str]  # absolute URL of an endpoint: links(endpoint, values)
-    carrier: object | None = None  # portal.messaging.carrier.Carrier, for the SMS channel
     sms_text: Callable[[str, dict], str] | None = None  # sms_text(language, context): the SMS body
     max_attempts: int = 12
+    deadline: float = 20.0  # seconds for a whole mail or webhook exchange: shorter than the alerts' lease
 
 
 def deliver(session: Session, *, delivery_id: int, outside: Outside, now: datetime) -> None:
@@ -44,16 +49,18 @@ def deliver(session: Session, *, delivery_id: int, outside: Outside, now: dateti
         delivery = session.get(Delivery, delivery_id)
         notice = session.get(Notice, delivery.notice_id)
         secret = _webhook_secret(session, notice.account_id) if delivery.channel == Channel.WEBHOOK else None
-    if delivery.status == DeliveryStatus.SENT:
+    if delivery.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
         return
     try:
         if delivery.channel == Channel.EMAIL:
             summary = queries.summary(session, account_id=notice.account_id, now=now)
-            outside.mailer.send(session=session, payload=mail_payload(notice, delivery, summary, outside), now=now)
+            outside.mailer.send(session=session, payload=mail_payload(notice, delivery, summary, outside), now=now,
+                                deadline=outside.deadline)
         elif delivery.channel == Channel.WEBHOOK:
             _post(notice, delivery, secret, outside, now)
         elif delivery.channel == Channel.SMS:
-            _send_sms(session, notice, delivery, outside, now)
+            _send_sms(session, notice, delivery, outside, now)  # records its attempt in its own unit
+            return
         else:
             raise ValueError(f"unknown channel {delivery.channel!r}")
     except Exception as error:
@@ -66,14 +73,21 @@ def deliver(session: Session, *, delivery_id: int, outside: Outside, now: dateti
 def record(session: Session, *, delivery_id: int, error: str | None, now: datetime, max_attempts: int = 12) -> None:
     """One attempt: sent, or failing with its error (failed once the outbox gives up)."""
     with db.write(session):
-        delivery = session.get(Delivery, delivery_id, populate_existing=True)
-        delivery.attempts += 1
-        delivery.last_attempt_at = now
-        if error is None:
-            delivery.status, delivery.delivered_at = DeliveryStatus.SENT, now
-        else:
-            delivery.last_error = error[:LAST_ERROR_LENGTH]
-            delivery.status = DeliveryStatus.FAILED if delivery.attempts >= max_attempts else DeliveryStatus.FAILING
+        _record_in(session, delivery_id, error, now, max_attempts)
+
+
+def _record_in(session: Session, delivery_id: int, error: str | None, now: datetime, max_attempts: int,
+               final: bool = False) -> Delivery:
+    delivery = session.get(Delivery, delivery_id, populate_existing=True)
+    delivery.attempts += 1
+    delivery.last_attempt_at = now
+    if error is None:
+        delivery.status, delivery.delivered_at = DeliveryStatus.SENT, now
+    else:
+        delivery.last_error = error[:LAST_ERROR_LENGTH]
+        given_up = final or delivery.attempts >= max_attempts
+        delivery.status = DeliveryStatus.FAILED if given_up else DeliveryStatus.FAILING
+    return delivery
 
 
 def _webhook_secret(session: Session, account_id: int) -> str | None:
@@ -93,7 +107,8 @@ def _post(notice: Notice, delivery: Delivery, secret: str | None, outside: Outsi
     if not secret:
         raise ValueError("the webhook has no signing secret")
     body = webhook_body(notice)
-    status = callbacks.post(delivery.recipient, body=body, allow_private=outside.allow_private, headers={
+    status = callbacks.post(delivery.recipient, body=body, allow_private=outside.allow_private,
+                            deadline=min(callbacks.DEADLINE, outside.deadline), headers={
         "Content-Type": "application/json", "User-Agent": "Chotto-Alerts/1", NOTICE_HEADER: notice.uuid,
         "X-Chotto-Signature": callbacks.signature(body, [secret], int(now.timestamp())),
     })
@@ -102,21 +117,39 @@ def _post(notice: Notice, delivery: Delivery, secret: str | None, outside: Outsi
 
 
 def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Outside, now: datetime) -> None:
-    """Charged like any SMS to Japan (segments × the price table's SMS price), once per
-    delivery whatever the retries (the debit's idempotency key is the carrier's reference)."""
-    if outside.carrier is None or outside.sms_text is None:
-        raise RuntimeError("no SMS carrier configured for alerts")
+    """Through the API's send path (messaging.service.send_in): the message is recorded in
+    sms_messages with no credential (Chotto sends it for the account), debited like any SMS
+    under "sms:<msgid>", and queued for the carrier; the messaging worker hands it over and
+    refunds it if the carrier fails it. One unit, the account locked, creates the message and
+    records the attempt: a delivery that already has its message is never sent again, whatever
+    the worker retries. A send the account cannot pay for (or may not send to) is recorded as
+    failed, for good: nothing is debited, no debt."""
+    if outside.sms_text is None:
+        raise RuntimeError("no SMS text template configured for alerts")
     data = notice.data()
     text = outside.sms_text(delivery.language, {"kind": notice.kind, "balance": data.get("balance", 0),
                                                 "thresholds": data.get("thresholds", []),
                                                 "amount": data.get("amount", 0)})
-    with db.read(session):
-        price = session.scalar(select(Price.unit_price).where(Price.product == Product.SMS, Price.country == "JP"))
-    key = f"alert-sms:{notice.uuid}:{delivery.id}"
-    ledger.debit(session=session, account_id=notice.account_id, amount=segments.split(text).parts * price,
-                 idempotency_key=key, reason=f"alert SMS {notice.uuid}", now=now)
-    outside.carrier.send_sms(session=session, now=now, sms=OutgoingSMS(
-        account_id=notice.account_id, recipient=delivery.recipient, sender="Chotto", body=text, reference=key))
+    with db.write(session):
+        state, lots = ledger.lock(session, notice.account_id)
+        row = session.get(Delivery, delivery.id, populate_existing=True)
+        if row.message_id is not None or row.status in (DeliveryStatus.SENT, DeliveryStatus.FAILED):
+            return
+        principal = messaging.chotto_principal(session, account_id=notice.account_id)
+        try:
+            with session.begin_nested():  # a refusal leaves nothing behind but the attempt's record
+                number = phone_number("recipient", row.recipient)
+                sent = messaging.send_in(session, principal, state, lots, number=number, sender=SMS_SENDER, body=text,
+                                         split=segments.split(text), product=Product.SMS, now=now)
+        except InsufficientCredit as short:
+            _record_in(session, row.id, f"{NO_CREDIT}: the SMS costs {short.needed} milli-yen, "
+                                        f"{short.available} available", now, outside.max_attempts, final=True)
+            return
+        except (DestinationNotAllowed, DestinationNotPriced, InvalidField) as refused:
+            _record_in(session, row.id, f"{NOT_SENDABLE}: {refused}", now, outside.max_attempts, final=True)
+            return
+        row.message_id = session.scalar(select(Message.id).where(Message.msgid == sent.msgid))
+        _record_in(session, row.id, None, now, outside.max_attempts)
 
 
 def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, outside: Outside) -> dict:

@@ -2,7 +2,7 @@
 test, shown in place), and the extra address a confirmation link is for. Each is one read unit
 of work and sees only the account it is given."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -10,7 +10,9 @@ from sqlalchemy.orm import Session
 
 from portal import db
 from portal.accounts.models import Account
-from portal.alerts.models import AlertAddress, Delivery, Notice
+from portal.alerts import rules
+from portal.alerts.models import AlertAddress, Delivery, DeliveryStatus, Notice
+from portal.messaging.api_models import Message, MessageStatus
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class SentRow:
     last_error: str | None
     last_attempt_at: datetime | None
     delivered_at: datetime | None
+    problem: str | None = None  # what went wrong, in words (rules.readable_error): marked for the catalog
+    problem_values: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -33,23 +37,39 @@ class PendingAddress:
     account_name: str
 
 
-def _row(notice: Notice, delivery: Delivery) -> SentRow:
+# An alert SMS is handed to the carrier by the messaging worker: its message tells how it went.
+_SMS_STATUS = {MessageStatus.QUEUED: DeliveryStatus.PENDING, MessageStatus.DELIVERING: DeliveryStatus.PENDING,
+               MessageStatus.DELIVERED: DeliveryStatus.SENT, MessageStatus.FAIL: DeliveryStatus.FAILED}
+
+
+def _row(notice: Notice, delivery: Delivery, message_status: str | None) -> SentRow:
+    status, last_error = delivery.status, delivery.last_error
+    problem = rules.readable_error(delivery.channel, last_error) if status != DeliveryStatus.SENT else None
+    if message_status is not None:
+        status = _SMS_STATUS[message_status]
+        problem = (rules.CARRIER_FAILED, {}) if message_status == MessageStatus.FAIL else None
     return SentRow(notice_id=notice.uuid, kind=notice.kind, created_at=notice.created_at,
-                   recipient=delivery.recipient, channel=delivery.channel, status=delivery.status,
-                   attempts=delivery.attempts, last_error=delivery.last_error,
-                   last_attempt_at=delivery.last_attempt_at, delivered_at=delivery.delivered_at)
+                   recipient=delivery.recipient, channel=delivery.channel, status=status,
+                   attempts=delivery.attempts, last_error=last_error,
+                   last_attempt_at=delivery.last_attempt_at, delivered_at=delivery.delivered_at,
+                   problem=problem[0] if problem else None, problem_values=problem[1] if problem else {})
+
+
+def _with_messages(query):
+    """The deliveries with the status of their SMS, if any."""
+    return query.add_columns(Message.status).outerjoin(Message, Message.id == Delivery.message_id)
 
 
 def history_page(session: Session, *, account_id: int, page: int, per_page: int) -> tuple[list[SentRow], int]:
     """One page of what was sent, newest first, and how many deliveries there are in all."""
-    joined = select(Notice, Delivery).join(Delivery, Delivery.notice_id == Notice.id).where(
-        Notice.account_id == account_id)
+    joined = _with_messages(select(Notice, Delivery).join(Delivery, Delivery.notice_id == Notice.id).where(
+        Notice.account_id == account_id))
     with db.read(session):
         total = session.scalar(select(func.count()).select_from(Delivery).join(Notice, Notice.id == Delivery.notice_id)
                                .where(Notice.account_id == account_id))
         rows = session.execute(joined.order_by(Notice.created_at.desc(), Notice.id.desc(), Delivery.id)
                                .offset((page - 1) * per_page).limit(per_page)).all()
-        return [_row(notice, delivery) for notice, delivery in rows], total or 0
+        return [_row(notice, delivery, status) for notice, delivery, status in rows], total or 0
 
 
 def deliveries_of_notice(session: Session, *, account_id: int, notice_id: str) -> list[SentRow] | None:
@@ -58,8 +78,9 @@ def deliveries_of_notice(session: Session, *, account_id: int, notice_id: str) -
         notice = session.scalars(select(Notice).where(Notice.uuid == notice_id, Notice.account_id == account_id)).first()
         if notice is None:
             return None
-        deliveries = session.scalars(select(Delivery).where(Delivery.notice_id == notice.id).order_by(Delivery.id))
-        return [_row(notice, delivery) for delivery in deliveries]
+        deliveries = session.execute(_with_messages(select(Delivery)).where(Delivery.notice_id == notice.id)
+                                     .order_by(Delivery.id))
+        return [_row(notice, delivery, status) for delivery, status in deliveries]
 
 
 def pending_address(session: Session, *, token: str) -> PendingAddress | None:

@@ -3,6 +3,7 @@ unsubscribe tokens. Amounts in milli-yen unless named in yen."""
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -91,3 +92,42 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[int, str, str] | No
     if not hmac.compare_digest(unsubscribe_token(secret, account_id, recipient, topic), token):
         return None
     return account_id, recipient, topic
+
+
+# -- what went wrong, in words for the pages ------------------------------------------------------
+
+NO_CREDIT = "insufficient credit"  # how last_error begins when the account could not pay for an alert SMS
+NOT_SENDABLE = "destination refused"  # … when the account may not send to the alert's number (any more)
+CARRIER_FAILED = N_("The carrier could not deliver the SMS; its price was given back.")
+_WEBHOOK_STATUS = re.compile(r"webhook answered (\d{3})")
+
+
+def readable_error(channel: str, last_error: str | None) -> tuple[str, dict] | None:
+    """What the history page says of a delivery's last error (an English text marked for the
+    catalog, and its values), from the technical text the worker kept (an exception's repr,
+    or a reason this module's constants begin): the technical text stays for the operators."""
+    if not last_error:
+        return None
+    if last_error.startswith(NO_CREDIT):
+        return N_("There was not enough credit to pay for the SMS, so it was not sent. Nothing was charged."), {}
+    if last_error.startswith(NOT_SENDABLE):
+        return N_("This account may not send an SMS to this number, so it was not sent. Nothing was charged."), {}
+    mail = channel == "email"
+    if found := _WEBHOOK_STATUS.search(last_error):
+        return N_("Your server answered with HTTP status %(status)s instead of 2xx."), {"status": found.group(1)}
+    if "no signing secret" in last_error:
+        return N_("The webhook has no signing secret: save the webhook again."), {}
+    if "CallbackRefused" in last_error:
+        return N_("The webhook address cannot be reached from the internet (it does not resolve, or it is a "
+                  "private address)."), {}
+    if "SMTPServerDisconnected" in last_error or "SMTPConnectError" in last_error:
+        return N_("The mail server could not be reached."), {}
+    if "SMTPRecipientsRefused" in last_error or "SMTPSenderRefused" in last_error:
+        return N_("The mail server refused this address."), {}
+    if "SMTP" in last_error:
+        return N_("The mail server refused the message."), {}
+    if "Timeout" in last_error or "timed out" in last_error:
+        return (N_("The mail server did not answer in time.") if mail else N_("Your server did not answer in time.")), {}
+    if any(word in last_error for word in ("Connection", "gaierror", "OSError", "unreachable")):
+        return (N_("The mail server could not be reached.") if mail else N_("Your server could not be reached.")), {}
+    return N_("The delivery failed (an unexpected error: Chotto's operators can see its details)."), {}

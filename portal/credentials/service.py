@@ -59,10 +59,11 @@ class NotFromHere(Exception):
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling the API: the credential and its account."""
+    """Who is calling the API: the credential and its account. Without a credential
+    (`credential_id` None), Chotto itself sending for the account (messaging.service.chotto_principal)."""
 
-    credential_id: int
-    sid: str
+    credential_id: int | None
+    sid: str | None
     account_id: int
     mode: CredentialMode
     scopes: frozenset[Scope]

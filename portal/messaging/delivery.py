@@ -157,8 +157,12 @@ def _hold_amount(session: Session, call: Call) -> int:
     return session.get(Hold, call.hold_id).amount
 
 
-def _queue_callback(session: Session, credential_id: int, url: str, body: str, now: datetime, *,
+def _queue_callback(session: Session, credential_id: int | None, url: str, body: str, now: datetime, *,
                     about: tuple[int, str, str]) -> None:
+    """A status callback signed with the credential's secrets. A message Chotto sent for the
+    account itself (no credential: a balance alert) has no callback URL, and nothing to sign with."""
+    if credential_id is None:
+        return
     sid = session.get(Credential, credential_id).sid
     account_id, ref, event = about
     outbox.enqueue(session, kind="callback", now=now, payload={

@@ -20,7 +20,17 @@ _MESSAGE_COLUMNS = [column for column in MESSAGES.c if not column.primary_key]
 
 def _message_job_and_counters(line: CTE) -> ledger.RiderRows:
     """The message (every column but the id, from the parameters `r_<column>`), its outbox job
-    and two spend counters; the counters' new totals are read back."""
+    and two spend counters (the account's day, the credential's month); their new totals are read back."""
+    return _message_job_and(line, 2)
+
+
+def _message_job_and_account_counter(line: CTE) -> ledger.RiderRows:
+    """The same with the account's day counter only: a message Chotto sends for the account
+    itself (no credential)."""
+    return _message_job_and(line, 1)
+
+
+def _message_job_and(line: CTE, count: int) -> ledger.RiderRows:
     values = {column.name: bindparam(f"r_{column.name}", type_=column.type) for column in _MESSAGE_COLUMNS}
     message = insert(MESSAGES).values(values).returning(MESSAGES.c.id).cte("message")
     payload = literal('{"message_id": ') + cast(message.c.id, String) + literal("}")  # as outbox.enqueue writes it
@@ -29,7 +39,7 @@ def _message_job_and_counters(line: CTE) -> ledger.RiderRows:
         [OUTBOX.c.kind, OUTBOX.c.payload, OUTBOX.c.created_at, OUTBOX.c.available_at, OUTBOX.c.attempts],
         select(literal(SMS_JOB), payload, created, created, literal(0)).select_from(message),
     ).returning(OUTBOX.c.id).cte("job")
-    counters, totals = spend.ctes(2)
+    counters, totals = spend.ctes(count)
     return ledger.RiderRows([message, job, *counters], totals)
 
 
@@ -39,4 +49,7 @@ def sms_debit(values: dict, counters: list[tuple[str, str]], cost: int,
     NULL, as in a plain INSERT); `fallback` writes the same rows on other databases and
     returns the counters' new totals."""
     params = {f"r_{column.name}": values.get(column.name) for column in _MESSAGE_COLUMNS}
+    if len(counters) == 1:
+        return ledger.Rider("sms_for_account", _message_job_and_account_counter, params | spend.params(counters, cost),
+                            fallback)
     return ledger.Rider("sms", _message_job_and_counters, params | spend.params(counters, cost), fallback)

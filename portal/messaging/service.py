@@ -22,8 +22,10 @@ from sqlalchemy import false, insert, select, update
 from sqlmodel import Session
 
 from portal import db, outbox
-from portal.accounts.models import Membership, User
+from portal.accounts.models import Account, Membership, User
+from portal.credentials.models import CredentialMode, Scope
 from portal.credentials.service import Principal
+from portal.ledger.models import CreditState
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.messaging import riders, rules, segments, spend, validation
@@ -178,8 +180,9 @@ def _check_destination(session: Session, principal: Principal, number: rules.Num
 
 def _check_limits(principal: Principal, totals: list[int], daily_cap: int | None) -> None:
     """After the spending is counted (the account is locked, so the totals are exact): over a
-    limit, the caller's transaction is rolled back and nothing was spent."""
-    day_total, month_total = totals
+    limit, the caller's transaction is rolled back and nothing was spent. Chotto's own sends
+    (no credential) count toward the account's day only."""
+    day_total, month_total = totals[0], totals[1] if len(totals) > 1 else 0
     if daily_cap is not None and day_total > daily_cap:
         raise SpendCapReached(SpendCap.ACCOUNT_DAILY, daily_cap)
     if principal.monthly_cap is not None and month_total > principal.monthly_cap:
@@ -203,6 +206,20 @@ def _refuse_if_invalid(session: Session, principal: Principal, form: validation.
             if "recipient" not in form.errors:
                 form.check(_price, session, product, number.country, "recipient")
     form.raise_if_invalid()
+
+
+def chotto_principal(session: Session, *, account_id: int) -> Principal:
+    """Chotto itself sending for the account (a balance alert), inside the caller's unit: no
+    credential (the message's credential_id is NULL, so no credential's listing shows it and
+    no credential's monthly spend counts it), live, under the account's own destination rules
+    (its allowed countries; before the first purchase only its members' verified numbers)."""
+    countries, purchased = session.execute(
+        select(Account.allowed_countries, CreditState.has_purchased)
+        .join(CreditState, CreditState.account_id == Account.id).where(Account.id == account_id)).one()
+    return Principal(credential_id=None, sid=None, account_id=account_id, mode=CredentialMode.LIVE,
+                     scopes=frozenset({Scope.SMS}), monthly_cap=None,
+                     allowed_countries=tuple(c for c in (countries or "JP").split(",") if c),
+                     has_purchased=bool(purchased))
 
 
 # -- SMS -----------------------------------------------------------------------------------------
@@ -292,17 +309,22 @@ def redact_in(session: Session, *, msgid: str | None = None, callid: str | None 
 
 
 def message_of(session: Session, *, principal: Principal, msgid: str) -> Message | None:
+    """A message sent through a credential of the account, in the credential's mode (not one
+    Chotto sent for the account itself, such as a balance alert)."""
     with db.read(session):
         return session.scalars(select(Message).where(Message.msgid == msgid, Message.account_id == principal.account_id,
-                                                     Message.mode == principal.mode)).first()
+                                                     Message.mode == principal.mode,
+                                                     Message.credential_id.is_not(None))).first()
 
 
 def messages_of(session: Session, *, principal: Principal, date_filters: list[rules.DateFilter], now: datetime,
                 limit: int = 1000) -> list[Message]:
     """The messages of the last 90 days sent in the credential's mode (a test credential never
     sees live messages, nor a live one test messages), newest first: the newest `limit` of
-    them, as the list has no pages (a client narrows it with `sent_date`)."""
+    them, as the list has no pages (a client narrows it with `sent_date`). The messages Chotto
+    sent for the account itself (credential NULL: balance alerts) are not the API's."""
     query = select(Message).where(Message.account_id == principal.account_id, Message.mode == principal.mode,
+                                  Message.credential_id.is_not(None),
                                   Message.created_at >= now - timedelta(days=rules.HISTORY_DAYS))
     for date_filter in date_filters:
         bounds = date_filter.bounds()

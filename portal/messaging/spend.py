@@ -24,10 +24,14 @@ class SpendCounter(SQLModel, table=True):
 COUNTERS = SpendCounter.__table__
 
 
-def keys(*, account_id: int, credential_id: int, at: datetime) -> list[tuple[str, str]]:
-    """The account's day and the credential's month that spending at `at` counts toward."""
+def keys(*, account_id: int, credential_id: int | None, at: datetime) -> list[tuple[str, str]]:
+    """The account's day and the credential's month that spending at `at` counts toward (the
+    account's day only when Chotto spent for the account itself: no credential)."""
     local = at.astimezone(JST)
-    return [(f"account:{account_id}", local.strftime("%Y-%m-%d")), (f"credential:{credential_id}", local.strftime("%Y-%m"))]
+    day = (f"account:{account_id}", local.strftime("%Y-%m-%d"))
+    if credential_id is None:
+        return [day]
+    return [day, (f"credential:{credential_id}", local.strftime("%Y-%m"))]
 
 
 def _upsert(insert, scope, period, amount):

@@ -11,7 +11,7 @@ class FlakyMailer:
     def __init__(self, failures):
         self.failures, self.sent = failures, []
 
-    def send(self, *, session, payload, now):
+    def send(self, *, session, payload, now, deadline=None):
         if self.failures:
             self.failures -= 1
             raise ConnectionError("smtp down")
@@ -70,7 +70,7 @@ class MailerHittingAUniquePhone:
     def __init__(self, phone):
         self.phone = phone
 
-    def send(self, *, session, payload, now):
+    def send(self, *, session, payload, now, deadline=None):
         from sqlalchemy import update
 
         from portal.accounts.models import User

@@ -299,9 +299,38 @@ def test_a_failing_webhook_shows_its_error_in_place_and_in_the_history(app):
         deliver_outbox(app)
         page = owner.page(sent.headers["Location"])
     result = text(page.select_one("[data-testid=test-result]"))
-    assert "Failing, will be retried" in result and "500" in result
+    assert "Failing, will be retried" in result and "Your server answered with HTTP status 500 instead of 2xx." in result
     history = text(owner.page("/alerts/history").select_one("table"))
-    assert "Failing, will be retried" in history and "500" in history
+    assert "Failing, will be retried" in history and "Your server answered with HTTP status 500" in history
+    assert "ValueError" not in history and "webhook answered" not in history  # the technical text is the operators'
+    owner.post("/language/ja", {}, status=302)
+    japanese = text(owner.page("/alerts/history").select_one("table"))
+    assert "お客様のサーバーが2xxではなくHTTPステータス500を返しました。" in japanese and "Your server" not in japanese
+
+
+def test_alert_sms_that_could_not_be_paid_or_that_the_carrier_failed_say_so_in_the_history(app):
+    from portal.messaging.carrier import CarrierRejected
+
+    class Rejecting:
+        def send_sms(self, *, session, sms, now):
+            raise CarrierRejected("unreachable")
+
+    owner, account_id = signed_in(app)
+    channels(owner, email=None, sms="y", sms_number=PHONE)
+    fund(app, account_id, 1000)
+    debit(app, account_id, 1045, "cross")  # ¥1,050 → ¥5: the ¥10 alert SMS cannot be paid
+    deliver_outbox(app)
+    cells = {td["data-label"]: text(td) for td in owner.page("/alerts/history").select_one("tbody tr").select("td")}
+    assert cells["Channel"] == "SMS" and cells["Status"] == "Failed"
+    assert cells["Last error"] == ("There was not enough credit to pay for the SMS, so it was not sent. "
+                                   "Nothing was charged.")
+    app.extensions["portal.carrier"] = Rejecting()
+    fund(app, account_id, 1000, ref="again")  # back above ¥100 (a "recovered" notice, by SMS), then below it
+    debit(app, account_id, 950, "cross again")
+    deliver_outbox(app)
+    newest = {td["data-label"]: text(td) for td in owner.page("/alerts/history").select_one("tbody tr").select("td")}
+    assert newest["Status"] == "Failed"
+    assert newest["Last error"] == "The carrier could not deliver the SMS; its price was given back."
 
 
 # -- history ------------------------------------------------------------------------------------------

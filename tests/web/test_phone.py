@@ -259,5 +259,5 @@ def test_in_production_no_page_shows_a_verification_code(app_with):
 
 
 class _Discard:
-    def send(self, *, session, payload, now):
+    def send(self, *, session, payload, now, deadline=None):
         pass
