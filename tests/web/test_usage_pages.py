@@ -140,7 +140,7 @@ def test_an_htmx_filter_gets_only_the_results_and_the_address_keeps_the_filters(
     assert parse_qs(urlsplit(csv_link).query) == {"range": ["last-month"], "product": ["sms"]}
 
 
-def test_a_history_restore_and_a_plain_request_get_the_full_page(app, usage):
+def test_a_history_restore_gets_the_full_page_with_its_filters_chosen(app, usage):
     owner, _, _ = usage
     restore = owner.page("/usage?range=last-month", headers=HTMX | {"HX-History-Restore-Request": "true"})
     assert restore.title and restore.select_one("form[data-usage-filters]")
