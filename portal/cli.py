@@ -22,6 +22,7 @@ from portal.ledger.check import check
 from portal.ledger.operator import grant_credit, sweep
 from portal.ledger.rules import MILLI_YEN, ReasonTooLong
 from portal.migrate import upgrade as run_upgrade
+from portal.usage import demo as usage_demo
 
 
 def _create_app():
@@ -42,7 +43,7 @@ def main():
 
 
 def register(app) -> None:
-    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys):
+    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys, demo):
         app.cli.add_command(command)
 
 
@@ -218,6 +219,31 @@ def reissue_invoice(number, reason, recipient_name):
                                    f"(this one has {len(reason)})") from None
     documents.pdf_of(db.session(), invoice_id=copy.id, language=Language.JA, now=clock.now())
     click.echo(f"re-issued {number} as {copy.number}")
+
+
+@click.group("demo")
+def demo():
+    """Demo data for development and benchmarks."""
+
+
+@demo.command("seed")
+@click.argument("email")
+@click.option("--usage", "rows", type=click.IntRange(min=1, max=20_000_000), required=True,
+              help="How many messages and calls to add over the last 13 months.")
+@click.option("--account", "account_id", type=int, default=None, help="Account id, when EMAIL owns several.")
+@click.option("--seed", "seed", type=int, default=0, show_default=True, help="The same seed gives the same rows.")
+@with_appcontext
+def seed_demo(email, rows, account_id, seed):
+    """Add N demo messages and calls to the account EMAIL owns, for the usage page. They are not
+    booked in the ledger (the balance does not move): never use it on a real customer's account."""
+    if current_app.config["ENV"] == "production":
+        raise click.ClickException("demo data is refused in production")
+    owner = _account_of(email, account_id, roles=(Role.OWNER,))
+    seeded = usage_demo.seed(db.session(), account_id=owner.account_id, user_id=owner.user_id, rows=rows,
+                             now=clock.now(), seed=seed)
+    click.echo(f"added {seeded.rows:,} demo messages and calls to account {owner.account_id} "
+               f"(credentials {', '.join(map(str, seeded.credentials))}; OTP sites "
+               f"{', '.join(map(str, seeded.sites))}); see them on the Usage page")
 
 
 def _account_of(email: str, account_id: int | None, *, roles: tuple[Role, ...]):

@@ -24,6 +24,10 @@ BANNER = """
         curl -u SID:TOKEN -d recipient=+819012345678 -d sender=Chotto -d message=hello {base}/sms/messages/
       Reference: {base}/api/docs
 
+  Usage history: fill it with demo messages and calls over 13 months (not booked in the ledger):
+        PORTAL_ENV=development .venv/bin/portal demo seed you@example.com --usage 50000
+      then open {base}/usage.
+
   Stop with Ctrl+C.
 """
 

@@ -1,27 +1,43 @@
 """What the customer reads in their language, rendered with the app's templates and catalog:
 invoice PDFs (WeasyPrint with Noto Sans CJK JP, once per invoice and language, then stored by
-billing.invoices) and a checkout's line items. Outside the billing package, which gathers the
-data and keeps the rules but renders nothing."""
+billing.invoices), monthly usage statements (rendered on each request: a month still running
+changes) and a checkout's line items. Outside the billing and usage packages, which gather the
+data and keep the rules but render nothing."""
 
-from datetime import datetime
+from datetime import date, datetime
 
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from portal.billing import invoices
+from portal.billing import service as billing
 from portal.billing.models import Invoice
+from portal.usage import service as usage
 
 
-def render(invoice: Invoice, *, language: str, replaces: str | None) -> bytes:
+def _pdf(template_name: str, *, language: str, **context) -> bytes:
     from weasyprint import HTML  # imported on first use: loading WeasyPrint takes a while
 
     with force_locale(language):
-        template = current_app.jinja_env.get_template("billing/invoice_pdf.html")
-        context = {"invoice": invoice, "replaces": replaces, "language": language}
+        template = current_app.jinja_env.get_template(template_name)
+        context["language"] = language
         current_app.update_template_context(context)
         html = template.render(context)
     return HTML(string=html, base_url=str(current_app.root_path)).write_pdf()
+
+
+def render(invoice: Invoice, *, language: str, replaces: str | None) -> bytes:
+    return _pdf("billing/invoice_pdf.html", language=language, invoice=invoice, replaces=replaces)
+
+
+def statement_pdf(session, *, account_id: int, account_name: str, month: date, language: str, now: datetime) -> bytes:
+    """The month's usage statement as a PDF, addressed to the billing profile's legal name
+    (the account's name before there is one)."""
+    statement = usage.monthly_statement(session, account_id=account_id, month=month)
+    profile = billing.profile_of(session, account_id=account_id)
+    return _pdf("statements/statement_pdf.html", language=language, statement=statement, month=month,
+                addressee=profile.legal_name if profile else account_name, issued_at=now)
 
 
 def pdf_of(session, *, invoice_id: int, language: str, now: datetime) -> bytes:

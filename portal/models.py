@@ -27,7 +27,7 @@ from portal.alerts.models import (  # noqa: F401
 )
 from portal.audit import AuditEvent  # noqa: F401
 from portal.credentials.models import CallbackSecret, Credential, CredentialSecret  # noqa: F401
-from portal.messaging.api_models import ApiIdempotency, Call, Message, Price  # noqa: F401
+from portal.messaging.api_models import ApiIdempotency, Call, CallbackAttempt, Message, Price  # noqa: F401
 from portal.messaging.spend import SpendCounter  # noqa: F401
 from portal.ledger.models import BalanceThreshold, CreditState, Entry, Hold, HoldPart, Lot, Transaction  # noqa: F401
 from portal.mail import DevMail  # noqa: F401
@@ -35,5 +35,6 @@ from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401
 from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
+from portal.usage.models import UsageDay  # noqa: F401
 
 metadata = SQLModel.metadata

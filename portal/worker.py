@@ -20,6 +20,7 @@ from portal.messaging.carrier import OutgoingSMS
 from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
+from portal.usage import service as usage
 
 log = logging.getLogger("portal.worker")
 
@@ -159,6 +160,22 @@ def check_ledger(app: Flask) -> float:
     return RECONCILE_EVERY if checked else SWEEP_EVERY
 
 
+PURGE_EVERY = 24 * 3600.0
+
+
+def purge_usage(app: Flask) -> int:
+    """The daily pass of the usage history's retention: rows older than 13 months go."""
+    with app.app_context():
+        with db.job_session() as session:
+            return usage.purge(session, now=clock.now())
+
+
+def purge_pass(app: Flask) -> float:
+    """The daily purge; returns the seconds until the next (a minute when this one failed)."""
+    purged = _guarded("usage retention", purge_usage, app) is not None
+    return PURGE_EVERY if purged else SWEEP_EVERY
+
+
 def _guarded(task: str, job, app: Flask):
     """One failing task must not stop the others: it is logged and tried again later."""
     try:
@@ -170,11 +187,12 @@ def _guarded(task: str, job, app: Flask):
 
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
     """Drain the outbox continuously, sweep expired credit once a minute, re-check OTP sites'
-    ownership once an hour (each site monthly) and check the ledger once a day."""
+    ownership once an hour (each site monthly), check the ledger and purge usage older than 13
+    months once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = next_reconcile = next_ownership = 0.0
+    next_sweep = next_reconcile = next_ownership = next_purge = 0.0
     while not stopping:
         if time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + check_ledger(app)
@@ -184,6 +202,8 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("alert warnings", alert_warnings, app)
             _guarded("billing", billing_round, app)
             _guarded("stale sign-ups", purge_signups, app)
+        if time.monotonic() >= next_purge:
+            next_purge = time.monotonic() + purge_pass(app)
         if time.monotonic() >= next_ownership:
             next_ownership = time.monotonic() + OWNERSHIP_EVERY
             _guarded("OTP ownership checks", recheck_ownership, app)

@@ -19,6 +19,20 @@ class Product(StrEnum):
     VOICE = "voice"
 
 
+class UsageProduct(StrEnum):
+    """What a message or call was, as the usage history counts it: an SMS or an OTP code's SMS
+    (sms_messages), a call or a call reading an OTP code out (voice_calls)."""
+
+    SMS = "sms"
+    OTP = "otp"
+    VOICE = "voice"
+    OTP_CALL = "otp_call"
+
+
+MESSAGE_PRODUCTS = (UsageProduct.SMS, UsageProduct.OTP)
+CALL_PRODUCTS = (UsageProduct.VOICE, UsageProduct.OTP_CALL)
+
+
 class MessageStatus(StrEnum):
     """Xoxzo's statuses of a message, as the API answers them."""
 
@@ -64,7 +78,8 @@ class Message(SQLModel, table=True):
         CheckConstraint("mode IN ('live', 'test')", name="sms_mode"),
         CheckConstraint("segments BETWEEN 1 AND 10", name="sms_segments"),
         CheckConstraint("cost >= 0", name="sms_cost"),
-        Index("ix_sms_messages_account_time", "account_id", "created_at"),
+        CheckConstraint("product IN ('sms', 'otp')", name="sms_product"),
+        Index("ix_sms_messages_account_time", "account_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -74,6 +89,8 @@ class Message(SQLModel, table=True):
     credential_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("api_credentials.id"),
                                                                      nullable=True, index=True))
     mode: str = Field(sa_column=Column(String(4), nullable=False))
+    product: str = Field(default=UsageProduct.SMS, sa_column=Column(String(8), nullable=False, server_default="sms"))
+    otp_site_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("otp_sites.id"), nullable=True))
     sender: str = Field(sa_column=Column(String(16), nullable=False))
     recipient: str = Field(sa_column=Column(String(16), nullable=False))
     country: str = Field(sa_column=Column(String(2), nullable=False))
@@ -86,6 +103,7 @@ class Message(SQLModel, table=True):
     callback_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     carrier_ref: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     refunded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    handed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))  # to the carrier
     created_at: datetime = Field(sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column())
 
@@ -96,7 +114,8 @@ class Call(SQLModel, table=True):
         CheckConstraint(one_of("status", CallStatus), name="call_status"),
         CheckConstraint("mode IN ('live', 'test')", name="call_mode"),
         CheckConstraint("cost >= 0", name="call_cost"),
-        Index("ix_voice_calls_account_time", "account_id", "created_at"),
+        CheckConstraint("product IN ('voice', 'otp_call')", name="call_product"),
+        Index("ix_voice_calls_account_time", "account_id", "created_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -104,6 +123,9 @@ class Call(SQLModel, table=True):
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
     credential_id: int = Field(sa_column=Column(Integer, ForeignKey("api_credentials.id"), nullable=False, index=True))
     mode: str = Field(sa_column=Column(String(4), nullable=False))
+    product: str = Field(default=UsageProduct.VOICE,
+                         sa_column=Column(String(8), nullable=False, server_default="voice"))
+    otp_site_id: int | None = Field(default=None, sa_column=Column(Integer, ForeignKey("otp_sites.id"), nullable=True))
     caller: str = Field(sa_column=Column(String(16), nullable=False))
     recipient: str = Field(sa_column=Column(String(16), nullable=False))
     country: str = Field(sa_column=Column(String(2), nullable=False))
@@ -120,6 +142,26 @@ class Call(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column())
     started_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class CallbackAttempt(SQLModel, table=True):
+    """One POST of a callback (a status callback or an OTP site's event) and how the customer's
+    server answered it: its HTTP status, or the error when it did not answer."""
+
+    __tablename__ = "callback_attempts"
+    __table_args__ = (
+        Index("ix_callback_attempts_ref", "ref"),
+        Index("ix_callback_attempts_time", "attempted_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    ref: str = Field(sa_column=Column(String(32), nullable=False))  # the msgid, callid or otp_id it is about
+    event: str = Field(sa_column=Column(String(20), nullable=False))  # the status or event it posted
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    status_code: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    attempted_at: datetime = Field(sa_column=utc_column())
 
 
 class ApiIdempotency(SQLModel, table=True):

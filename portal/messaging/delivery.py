@@ -15,7 +15,7 @@ from portal.credentials.service import callback_signing_secrets
 from portal.ledger import service as ledger
 from portal.ledger.models import Hold, Transaction
 from portal.messaging import callbacks, rules, spend
-from portal.messaging.api_models import Call, CallStatus, Message, MessageStatus
+from portal.messaging.api_models import Call, CallbackAttempt, CallStatus, Message, MessageStatus
 from portal.messaging.carrier import Carrier, CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier
 
 log = logging.getLogger("portal.messaging")
@@ -86,8 +86,11 @@ def _debit_of(session: Session, message: Message) -> int:
 def _set_status(session: Session, message: Message, status: MessageStatus, bodies: StatusBodies,
                 now: datetime) -> None:
     message.status, message.updated_at = status, now
+    if status == MessageStatus.DELIVERING:
+        message.handed_at = now
     if message.callback_url:
-        _queue_callback(session, message.credential_id, message.callback_url, bodies.message(message), now)
+        _queue_callback(session, message.credential_id, message.callback_url, bodies.message(message), now,
+                        about=(message.account_id, message.msgid, status))
 
 
 class _EndedElsewhere(Exception):
@@ -135,14 +138,16 @@ def _end_call(session: Session, state: ledger.State, call: Call, duration: int, 
     charge = min(rules.call_minutes(duration) * call.unit_price, _hold_amount(session, call)) if call.hold_id else 0
     call.status, call.started_at = CallStatus.IN_PROGRESS, now
     if call.callback_url:
-        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now)
+        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
+                        about=(call.account_id, call.callid, call.status))
     call.status, call.duration, call.cost, call.ended_at = status, duration, charge, now
     if call.hold_id:
         ledger.settle_in(session, state, hold_id=call.hold_id, charged=charge, now=now)
         spend.add(session, spend.keys(account_id=call.account_id, credential_id=call.credential_id, at=call.created_at),
                   charge - _hold_amount(session, call))  # the limits counted the whole hold
     if call.callback_url:
-        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now)
+        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
+                        about=(call.account_id, call.callid, call.status))
 
 
 MAX_TEST_CALL_SECONDS = 600
@@ -152,13 +157,22 @@ def _hold_amount(session: Session, call: Call) -> int:
     return session.get(Hold, call.hold_id).amount
 
 
-def _queue_callback(session: Session, credential_id: int | None, url: str, body: str, now: datetime) -> None:
+def _queue_callback(session: Session, credential_id: int | None, url: str, body: str, now: datetime, *,
+                    about: tuple[int, str, str]) -> None:
     """A status callback signed with the credential's secrets. A message Chotto sent for the
     account itself (no credential: a balance alert) has no callback URL, and nothing to sign with."""
     if credential_id is None:
         return
     sid = session.get(Credential, credential_id).sid
-    outbox.enqueue(session, kind="callback", payload={"url": url, "sid": sid, "body": body}, now=now)
+    account_id, ref, event = about
+    outbox.enqueue(session, kind="callback", now=now, payload={
+        "url": url, "sid": sid, "body": body, **callback_subject(account_id=account_id, ref=ref, event=event)})
+
+
+def callback_subject(*, account_id: int, ref: str, event: str) -> dict:
+    """What a callback's outbox payload says it is about, so each attempt is recorded with the
+    customer's answer (the usage detail view shows them)."""
+    return {"account_id": account_id, "ref": ref, "event": str(event)}
 
 
 def post_callback(payload: dict, *, allow_private: bool, now: datetime) -> None:
@@ -171,9 +185,24 @@ def post_callback(payload: dict, *, allow_private: bool, now: datetime) -> None:
     if not secrets:
         raise ValueError("the credential has no callback secret")
     body = payload["body"].encode()
-    status = callbacks.post(payload["url"], body=body, allow_private=allow_private, headers={
-        "Content-Type": "application/json", "User-Agent": "Chotto-Callbacks/1",
-        "X-Chotto-Signature": callbacks.signature(body, secrets, int(now.timestamp())),
-    })
+    try:
+        status = callbacks.post(payload["url"], body=body, allow_private=allow_private, headers={
+            "Content-Type": "application/json", "User-Agent": "Chotto-Callbacks/1",
+            "X-Chotto-Signature": callbacks.signature(body, secrets, int(now.timestamp())),
+        })
+    except Exception as error:
+        _record_attempt(payload, None, type(error).__name__, now)
+        raise
+    _record_attempt(payload, status, None, now)
     if not 200 <= status < 300:
         raise ValueError(f"callback answered {status}")
+
+
+def _record_attempt(payload: dict, status: int | None, error: str | None, now: datetime) -> None:
+    """The answer to one POST, in a unit of its own (callbacks queued before migration 0013
+    carry no subject and are not recorded)."""
+    if "ref" not in payload:
+        return
+    with db.job_session() as session, db.write(session):
+        session.add(CallbackAttempt(account_id=payload["account_id"], ref=payload["ref"], event=payload["event"],
+                                    url=payload["url"], status_code=status, error=error, attempted_at=now))

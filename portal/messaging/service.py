@@ -29,7 +29,8 @@ from portal.ledger.models import CreditState
 from portal.ledger import queries
 from portal.ledger import service as ledger
 from portal.messaging import riders, rules, segments, spend, validation
-from portal.messaging.api_models import ApiIdempotency, Call, CallStatus, Message, MessageStatus, Price, Product
+from portal.messaging.api_models import (ApiIdempotency, Call, CallStatus, Message, MessageStatus, Price, Product,
+                                         UsageProduct)
 from portal.messaging.errors import (DestinationNotAllowed, DestinationNotPriced, InvalidField, KeyReused,
                                      ScopeMissing, SpendCap, SpendCapReached)
 
@@ -250,18 +251,20 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
 
 def send_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *,
             number: rules.Number, sender: str, body: str, split: segments.Split, product: Product, now: datetime,
-            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None) -> Sent:
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None,
+            site_id: int | None = None) -> Sent:
     """Record, pay and queue one SMS inside the caller's unit of work, the account locked by the
     caller (`ledger.lock`): the send path of the API, shared with the OTP product. An SMS is
-    priced per segment, an OTP message (`Product.OTP`) per message. A live send is debited
-    under the key "sms:<msgid>", which is what refunds a failed message."""
+    priced per segment, an OTP message (`Product.OTP`, with its `site_id`) per message. A live
+    send is debited under the key "sms:<msgid>", which is what refunds a failed message."""
     _check_destination(session, principal, number, "recipient")
     unit_price = _price(session, product, number.country, "recipient")
     per = split.parts if product == Product.SMS else 1
     cost = unit_price * per if principal.mode == "live" else 0
     msgid = secrets.token_hex(16)
     values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
-                  mode=principal.mode, sender=sender, recipient=number.e164, country=number.country, body=body,
+                  mode=principal.mode, product=UsageProduct.OTP if product == Product.OTP else UsageProduct.SMS,
+                  otp_site_id=site_id, sender=sender, recipient=number.e164, country=number.country, body=body,
                   encoding=split.encoding, segments=split.parts, cost=cost, status=MessageStatus.QUEUED,
                   tags=",".join(tags), callback_url=callback, created_at=now, updated_at=now)
     if cost:  # the message, its delivery job and the spend counters ride in the debit's statement
@@ -372,9 +375,11 @@ def start_call(*, session: Session, principal: Principal, request: StartCall, id
 
 def call_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *, caller: str,
             number: rules.Number, tts: str, language: str, now: datetime, recording: str = "",
-            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None) -> CallStarted:
+            callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None,
+            product: UsageProduct = UsageProduct.VOICE, site_id: int | None = None) -> CallStarted:
     """Queue one call inside the caller's unit of work, the account locked by the caller: a
-    live call sets ¥50 or a minute's price aside until it ends. Shared with the OTP fallback."""
+    live call sets ¥50 or a minute's price aside until it ends. Shared with the OTP product
+    (`UsageProduct.OTP_CALL` with the code's `site_id`: a code read out, or its fallback call)."""
     _check_destination(session, principal, number, "recipient")
     unit_price = _price(session, Product.VOICE, number.country, "recipient")
     callid = secrets.token_hex(16)
@@ -386,7 +391,7 @@ def call_in(session: Session, principal: Principal, state: ledger.State, lots: l
         counters = spend.keys(account_id=principal.account_id, credential_id=principal.credential_id, at=now)
         _check_limits(principal, spend.add(session, counters, hold), daily_cap)  # the whole hold, until it ends
     call = Call(callid=callid, account_id=principal.account_id, credential_id=principal.credential_id,
-                mode=principal.mode, caller=caller, recipient=number.e164, country=number.country,
+                mode=principal.mode, product=product, otp_site_id=site_id, caller=caller, recipient=number.e164, country=number.country,
                 tts_message=tts or None, tts_lang=language or None, recording_url=recording or None,
                 unit_price=unit_price, hold_id=hold_id, status=CallStatus.QUEUED, tags=",".join(tags),
                 callback_url=callback, created_at=now)

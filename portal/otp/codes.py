@@ -18,7 +18,7 @@ from portal.ledger import service as ledger
 from portal.messaging import rules as messaging_rules
 from portal.messaging import segments, validation
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Product
+from portal.messaging.api_models import Product, UsageProduct
 from portal.otp import rules
 from portal.otp.errors import N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, VerificationFailed
 from portal.otp.events import Event, post_event
@@ -274,10 +274,12 @@ def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State,
         if asked.channel == Channel.VOICE:
             spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
             return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
-                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap).callid
+                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap,
+                                     product=UsageProduct.OTP_CALL, site_id=site.id).callid
         body = _text(site, code)
         return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
-                                 split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap).msgid
+                                 split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap,
+                                 site_id=site.id).msgid
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
 

@@ -10,6 +10,7 @@ from sqlmodel import Session
 from portal import outbox
 from portal.clock import JST
 from portal.credentials.models import Credential
+from portal.messaging.delivery import callback_subject
 from portal.otp.models import OtpSite
 
 
@@ -31,5 +32,7 @@ def post_event(session: Session, site: OtpSite, credential_id: int, event: Event
     body = {"event": event.value, "website": site.domain, "otp_id": otp_id, "phone_number": phone_number,
             "time": now.astimezone(JST).isoformat(), **extra}
     sid = session.scalar(select(Credential.sid).where(Credential.id == credential_id))
+    subject = callback_subject(account_id=site.account_id, ref=otp_id, event=event) if otp_id else {}
     outbox.enqueue(session, kind=outbox.OutboxKind.CALLBACK, now=now,
-                   payload={"url": site.callback_url, "sid": sid, "body": json.dumps(body, ensure_ascii=False)})
+                   payload={"url": site.callback_url, "sid": sid, "body": json.dumps(body, ensure_ascii=False)}
+                   | subject)

@@ -14,7 +14,7 @@ from portal.ledger import service as ledger
 from portal.ledger.models import CreditState
 from portal.messaging import rules as messaging_rules
 from portal.messaging import service as messaging
-from portal.messaging.api_models import Call, Message, MessageStatus
+from portal.messaging.api_models import Call, Message, MessageStatus, UsageProduct
 from portal.messaging.errors import InsufficientCredit, SpendCapReached
 from portal.otp import rules
 from portal.otp.codes import CODES, state_of
@@ -80,7 +80,8 @@ def call_fallback(*, session: Session, code_id: int, caller: str, now: datetime)
         try:
             with session.begin_nested():  # a refused call leaves nothing of itself
                 started = messaging.call_in(session, principal, state, lots, caller=caller, number=number,
-                                            tts=code.fallback_text, language=str(site.fallback_language), now=now)
+                                            tts=code.fallback_text, language=str(site.fallback_language), now=now,
+                                            product=UsageProduct.OTP_CALL, site_id=site.id)
         except (InsufficientCredit, SpendCapReached, InvalidField):
             code.fallback_text = None
             return None

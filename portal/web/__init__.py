@@ -2,11 +2,11 @@
 
 import logging
 import time
-from datetime import datetime
+from datetime import date, datetime
 
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
-from flask_babel import format_datetime, get_locale
+from flask_babel import format_datetime, get_locale, gettext, ngettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -17,7 +17,7 @@ from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
 from portal.extensions import limiter
 from portal.web import (alerts, alerts_unsubscribe, auth, billing, credentials, dashboard, devmail, inbox, kept, labels,
-                        otp, phone, profile, public, sandbox, team)
+                        otp, phone, profile, public, sandbox, statements, team, usage)
 from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
@@ -28,7 +28,7 @@ def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
     """The pages' blueprints, for create_app to register; the sandbox checkout only with the
     sandbox gateway."""
     pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, otp.bp, team.bp, inbox.bp,
-             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp]
+             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp, usage.bp, statements.bp]
     return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 
@@ -138,6 +138,33 @@ def register_template_helpers(app: Flask) -> None:
             return ""
         day = value.astimezone(JST).date() if isinstance(value, datetime) else value
         return format_date(day, "long", locale=str(get_locale() or Language.JA))
+
+    @app.template_filter("short_date")
+    def short_date(day: date) -> str:
+        """A day under a chart's bar, short enough for six under a phone's chart: 11/27."""
+        return format_skeleton("Md", day, locale=str(get_locale() or Language.JA))
+
+    @app.template_filter("month_name")
+    def month_name(month: date) -> str:
+        """2026年11月 / November 2026."""
+        return format_skeleton("yMMMM", month, locale=str(get_locale() or Language.JA))
+
+    @app.template_filter("duration")
+    def duration(seconds: int) -> str:
+        """Call time: 12分30秒 / 12 min 30 s."""
+        minutes, rest = divmod(seconds or 0, 60)
+        if not minutes:
+            return gettext("%(seconds)s s", seconds=rest)
+        grouped = format(minutes, ",")
+        return gettext("%(minutes)s min %(seconds)s s", minutes=grouped, seconds=rest)
+
+    @app.template_filter("statement_units")
+    def statement_units(line) -> str:
+        """A statement line's quantity in its unit: 120 segments / 40 messages / 15 minutes."""
+        texts = {"segments": ngettext("%(num)s segment", "%(num)s segments", line.units),
+                 "messages": ngettext("%(num)s message", "%(num)s messages", line.units),
+                 "minutes": ngettext("%(num)s minute", "%(num)s minutes", line.units)}
+        return texts.get(line.unit, f"{line.units:,}")
 
     app.add_template_filter(formats.phone_number, "phone")
     app.add_template_filter(formats.masked_phone, "masked_phone")

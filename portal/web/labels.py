@@ -3,6 +3,7 @@ channel and status. One translatable label per code, used by the templates throu
 
 from types import SimpleNamespace
 
+from babel import Locale
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 
@@ -13,10 +14,20 @@ SCOPE_LABELS = {Scope.SMS: _l("SMS"), Scope.VOICE: _l("Voice calls"), Scope.OTP:
 MODE_LABELS = {CredentialMode.LIVE: _l("Live"), CredentialMode.TEST: _l("Test")}
 ROLE_LABELS = {Role.OWNER: _l("Owner"), Role.DEVELOPER: _l("Developer"), Role.BILLING: _l("Billing")}
 CHANNEL_LABELS = {"sms": _l("SMS"), "voice": _l("Voice call")}
+USAGE_KIND_LABELS = {"sms": _l("SMS"), "voice": _l("Voice call"), "otp": _l("OTP code"), "otp_call": _l("OTP code by voice call")}
 MESSAGE_STATUS_LABELS = {
     "QUEUED": _l("Queued"), "DELIVERING": _l("Delivering"), "DELIVERED": _l("Delivered"), "FAIL": _l("Not delivered"),
     "IN PROGRESS": _l("In progress"), "ANSWERED": _l("Answered"), "FAILED": _l("Call failed"),
 }
+
+USAGE_STATUS_LABELS = MESSAGE_STATUS_LABELS
+USAGE_STEP_LABELS = {
+    "created": _l("Accepted"), "handed_to_carrier": _l("Handed to the carrier"), "delivered": _l("Delivered"),
+    "failed": _l("Not delivered"), "refunded": _l("Refunded"), "call_started": _l("Call started"),
+    "call_ended": _l("Call ended"), "code_verified": _l("Code verified"),
+}
+CODE_STATUS_LABELS = {"active": _l("code not used yet"), "verified": _l("code verified"),
+                      "replaced": _l("code replaced by a newer one"), "locked": _l("code locked after wrong tries")}
 
 
 PUNCTUATION = {
@@ -45,10 +56,20 @@ def listing(words) -> str:
     return punctuation().comma.join(str(word) for word in words)
 
 
+def country_name(code: str | None) -> str:
+    """"JP" → 日本 / Japan; a code Babel does not know is shown as it is."""
+    if not code:
+        return ""
+    return Locale.parse(str(get_locale() or "en")).territories.get(code.upper(), code)
+
+
 def register(app) -> None:
     filters = {"scope_label": SCOPE_LABELS, "mode_label": MODE_LABELS, "role_label": ROLE_LABELS,
-               "channel_label": CHANNEL_LABELS, "message_status_label": MESSAGE_STATUS_LABELS}
+               "channel_label": CHANNEL_LABELS, "message_status_label": MESSAGE_STATUS_LABELS,
+               "usage_kind_label": USAGE_KIND_LABELS, "usage_status_label": USAGE_STATUS_LABELS,
+               "usage_step_label": USAGE_STEP_LABELS, "code_status_label": CODE_STATUS_LABELS}
     for name, labels in filters.items():
         app.add_template_filter(lambda code, labels=labels: label(labels, code), name)
     app.add_template_filter(lambda codes: listing(label(SCOPE_LABELS, code) for code in codes), "scope_labels")
+    app.add_template_filter(country_name, "country_name")
     app.context_processor(lambda: {"mark": punctuation()})

@@ -59,6 +59,7 @@ SIGNED_IN = [
     ("purchase", "/credit/purchases/{purchase_id}"),
     ("sandbox-checkout", "/sandbox/checkout/{checkout_id}"),
     ("invoices", "/billing/invoices"),
+    ("usage-statements", "/billing/statements"),
     ("billing-profile", "/billing/profile"),
     ("profile", "/profile/"),
     ("phone", "/verify-phone/?change=1"),
@@ -69,6 +70,9 @@ SIGNED_IN = [
     ("otp-site", "/otp-sites/{site_id}"),
     ("otp-settings", "/otp-sites/{site_id}/settings"),
     ("otp-activity", "/otp-sites/{site_id}/activity"),
+    ("usage", "/usage"),
+    ("usage-errors", "/usage?range=custom&from=2026-02-30"),
+    ("usage-detail", "usage-detail"),
     ("alerts", "/alerts"),
     ("alerts-errors", "alerts-errors"),
     ("alerts-history", "/alerts/history"),
@@ -182,6 +186,9 @@ def _visit(page, name: str, path: str, ids: dict, lang: str):
         page.locator("main form button[type=submit]").first.click()
         page.wait_for_load_state("load")
         assert page.locator("input[name=code]").count() == 1, "the code page did not open"
+    elif name == "usage-detail":  # the dashboard's test SMS, opened from the usage history
+        page.goto("/usage")
+        page.locator("[data-testid=usage-rows] tbody tr a").first.click()
     elif name == "alerts-errors":
         page.goto("/alerts")
         page.locator("input[name=threshold_1]").fill("a lot")

@@ -35,3 +35,13 @@ def test_the_alert_latency_benchmark_runs_and_every_notice_arrives(monkeypatch, 
     bench["main"](["--crossings", "3"])
     output = capsys.readouterr().out
     assert "mail     3/3 arrived" in output and "webhook  3/3 arrived" in output
+
+
+@pytest.mark.skipif(not PG_URL, reason="the usage benchmark measures PostgreSQL; set PORTAL_TEST_DATABASE_URL")
+def test_the_usage_benchmark_runs_and_prints_every_figure(monkeypatch, capsys):
+    monkeypatch.setenv("PORTAL_BENCH_DATABASE_URL", PG_URL)
+    bench = runpy.run_path(str(BENCH / "usage_scale.py"))
+    bench["main"](["--rows", "600", "--reference", "100", "--spread", "300", "--accounts", "2", "--no-send"])
+    output = capsys.readouterr().out
+    for figure in ("deepest / first =", "a month's totals", "peak RSS growth", "ledger check after seeding: passed"):
+        assert figure in output

@@ -1,0 +1,98 @@
+"""The usage history's public services: one read unit each (one transaction, or one snapshot
+for the export's stream), keyword-only, no Flask. The pages import everything from here."""
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import date, datetime
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from portal import db
+from portal.accounts.models import Account
+from portal.usage import export as csv_export
+from portal.usage import queries, retention, statement
+from portal.usage.queries import (Breakdown, CallbackAnswer, Choice, Choices, DayTotal, Detail, Page, Share, Step,
+                                  Totals, UsageRow)
+from portal.usage.rules import Filters, InvalidFilter, filters_from
+from portal.usage.statement import Statement, StatementLine
+
+__all__ = ["Breakdown", "CallbackAnswer", "Choice", "Choices", "DayTotal", "Detail", "Filters", "InvalidFilter",
+           "Page", "Share", "Statement", "StatementLine", "Step", "Totals", "UsageRow", "breakdown", "choices",
+           "daily", "detail", "export", "export_filename", "filters_from", "monthly_statement", "page", "purge",
+           "totals"]
+
+MAX_PAGE = 200
+
+
+def page(session: Session, *, account_id: int, filters: Filters, after: str | None, limit: int = 50, role: str,
+         now: datetime) -> Page:
+    """One page of the account's usage, newest first, continuing after the cursor `after`.
+    Every role sees numbers masked in the list (`role` and `now` are for the rules that may
+    come to depend on them: the view passes them already)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidFilter("limit", f"Show between 1 and {MAX_PAGE} rows.")
+    with db.read(session):
+        return queries.page(session, account_id, filters, after, limit)
+
+
+def totals(session: Session, *, account_id: int, filters: Filters) -> Totals:
+    with db.read(session):
+        return queries.totals(session, account_id, filters)
+
+
+def daily(session: Session, *, account_id: int, filters: Filters) -> list[DayTotal]:
+    """Every day of the range, days without usage as zeros."""
+    with db.read(session):
+        return queries.daily(session, account_id, filters)
+
+
+def breakdown(session: Session, *, account_id: int, filters: Filters) -> Breakdown:
+    with db.read(session):
+        return queries.breakdown(session, account_id, filters)
+
+
+def choices(session: Session, *, account_id: int) -> Choices:
+    with db.read(session):
+        return queries.choices(session, account_id)
+
+
+def detail(session: Session, *, account_id: int, kind: str, ref: str, role: str) -> Detail | None:
+    """One message or call of the account (None if it is not the account's): its timeline,
+    cost, credential and callbacks; the full number for owners and developers only."""
+    with db.read(session):
+        return queries.detail(session, account_id, kind, ref, role)
+
+
+def export_filename(filters: Filters) -> str:
+    return csv_export.filename(filters)
+
+
+def export(sessions: Callable[[], AbstractContextManager[Session]], *, account_id: int,
+           filters: Filters) -> Iterator[bytes]:
+    """The CSV of every row the filters match, oldest first, as chunks of bytes.
+
+    `sessions` opens a session of its own for the stream (pass `db.job_session`, and wrap the
+    generator in Flask's `stream_with_context` so it may reach the app's engine): the stream
+    holds one read snapshot open while it is consumed, and the request's own session stays free
+    for whatever the view still does. Nothing is read before the first chunk is asked for."""
+    with sessions() as session, db.read(session, snapshot=True):
+        language = session.scalar(select(Account.language).where(Account.id == account_id)) or "en"
+        credentials, sites = queries.names(session, account_id)
+        yield csv_export.header(str(language))
+        query = queries.oldest_first(session, account_id, filters)
+        if query is None:
+            return
+        rows = session.execute(query, execution_options={"stream_results": True, "yield_per": csv_export.BATCH})
+        yield from csv_export.lines(rows, credentials=credentials, sites=sites, language=str(language))
+
+
+def monthly_statement(session: Session, *, account_id: int, month: date) -> Statement:
+    """The 利用明細 of the Japan-time month `month` falls in."""
+    with db.read(session):
+        return statement.monthly(session, account_id, month)
+
+
+def purge(session: Session, *, now: datetime, batch: int = 5000) -> int:
+    """Delete usage older than 13 months in bounded batches (the worker's daily pass)."""
+    return retention.purge(session, now=now, batch=batch)
