@@ -35,5 +35,6 @@ from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401
 from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
+from portal.postpay.models import Application, Contract, InvoiceLine, Payment, PostpayInvoice  # noqa: F401
 
 metadata = SQLModel.metadata

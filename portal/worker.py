@@ -20,6 +20,7 @@ from portal.messaging.carrier import OutgoingSMS
 from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
+from portal.postpay.check import check as check_postpay
 
 log = logging.getLogger("portal.worker")
 
@@ -140,7 +141,7 @@ def reconcile(app: Flask) -> int:
     with app.app_context():
         with db.job_session() as session:
             problems, _ = check(session, now=clock.now())
-            problems = [*problems, *check_payments(session)]
+            problems = [*problems, *check_payments(session), *check_postpay(session)]
     for problem in problems:
         log.error("ledger drift: %s", problem)
     return len(problems)
