@@ -37,7 +37,7 @@ REASON = click.option("--reason", required=True, help="Why: kept in the audit tr
 
 
 @postpay.command("list")
-@click.option("--status", type=click.Choice(list(ContractStatus)), default=None)
+@click.option("--status", type=click.Choice([status.value for status in ContractStatus]), default=None)
 @with_appcontext
 def list_contracts(status):
     """The contracts (or those of one status), with each line's limit, use and availability."""
