@@ -20,6 +20,7 @@ from portal.messaging.carrier import OutgoingSMS
 from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
+from portal.postpay import invoices as postpay_invoices
 from portal.postpay.check import check as check_postpay
 
 log = logging.getLogger("portal.worker")
@@ -136,6 +137,25 @@ def billing_round(app: Flask) -> int:
     return applied + rendered
 
 
+def postpay_round(app: Flask) -> int:
+    """Invoice billing: the month close after midnight Japan time on the 1st, then the PDFs of
+    invoices not rendered yet. Without PORTAL_BANK_TRANSFER_ACCOUNT (production) no invoice is
+    written and the operators are told in the log every round."""
+    with app.app_context():
+        bank = services.bank_account()
+        with db.job_session() as session:
+            if bank is None:
+                if postpay_invoices.billable_accounts(session=session):
+                    log.error("postpay: PORTAL_BANK_TRANSFER_ACCOUNT is not set: no invoice can be issued")
+                return 0
+            written = postpay_invoices.scheduled_close(session=session, issuer=services.postpay_issuer(), bank=bank,
+                                                       now=clock.now())
+            rendered = documents.render_pending_postpay(session)
+    if written or rendered:
+        log.info("postpay: %s invoices written, %s PDFs rendered", written, rendered)
+    return written + rendered
+
+
 def reconcile(app: Flask) -> int:
     """The daily ledger check (R15): any drift is logged as an error for the operators."""
     with app.app_context():
@@ -178,6 +198,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("alert warnings", alert_warnings, app)
             _guarded("billing", billing_round, app)
+            _guarded("invoice billing", postpay_round, app)
             _guarded("stale sign-ups", purge_signups, app)
         if time.monotonic() >= next_ownership:
             next_ownership = time.monotonic() + OWNERSHIP_EVERY

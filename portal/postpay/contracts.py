@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlmodel import Session
 
-from portal import audit, db
+from portal import audit, db, mail
 from portal.accounts.models import Account, AccountKind
 from portal.audit import AuditAction
 from portal.ledger import line as ledger_line
@@ -77,8 +77,10 @@ def contract_of(session: Session, account_id: int) -> Contract | None:
                            .execution_options(populate_existing=True)).first()
 
 
-def apply(*, session: Session, account_id: int, user_id: int, form: ApplicationForm, now: datetime) -> Application:
-    """A company asks for invoice billing: the contract is `applied` (again, after a decline)."""
+def apply(*, session: Session, account_id: int, user_id: int, form: ApplicationForm, operator: str,
+          now: datetime) -> Application:
+    """A company asks for invoice billing: the contract is `applied` (again, after a decline) and
+    the operator (`operator`, an address) is mailed through the outbox."""
     with db.write(session):
         account = session.get(Account, account_id)
         if account.kind != AccountKind.COMPANY:
@@ -95,6 +97,8 @@ def apply(*, session: Session, account_id: int, user_id: int, form: ApplicationF
         audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.POSTPAY_APPLIED, now=now,
                      detail=f"applied for invoice billing, expecting ¥{form.expected_monthly_yen:,} a month")
         session.flush()
+        mail.queue(session, to=operator, template="postpay_application", language="ja", now=now, account=account,
+                   application=application)
         return application
 
 

@@ -1,5 +1,5 @@
 """The month close and the payments: one qualified invoice per account and Japan-time month,
-written with its lines in one transaction (the account's credit row locked, so no
+written with its lines and its mails (through the outbox) in one transaction (the account's credit row locked, so no
 booking on the line runs meanwhile); a rerun finds the invoice and adds nothing. A bank transfer
 the operator records gives the paid usage back to the line, in the same transaction."""
 
@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from portal import audit, db
-from portal.accounts.models import Account
+from portal import audit, db, mail
+from portal.accounts.models import Account, Membership, Role, User
 from portal.audit import AuditAction
 from portal.billing.models import BillingProfile
 from portal.billing.rules import tax_rate_for
@@ -26,6 +26,7 @@ from portal.postpay.models import (INVOICE_PER_MONTH, Application, Contract, Con
 from portal.postpay.rules import BankAccount, Month, PostpayError
 
 log = logging.getLogger("portal.postpay")
+MAILED_ROLES = (Role.OWNER, Role.BILLING)
 
 
 class UnknownInvoice(PostpayError):
@@ -56,6 +57,14 @@ def _recipient(session: Session, account: Account) -> tuple[str, str, str | None
     if applied is not None:
         return applied.legal_name, applied.address, applied.registration_number
     return account.name, "", None
+
+
+def mailed_to(session: Session, account_id: int) -> list[tuple[str, str]]:
+    """(address, language) of the owners and billing members: they receive invoices and reminders."""
+    rows = session.execute(select(User.email, User.language).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == account_id, Membership.role.in_(MAILED_ROLES), User.disabled_at.is_(None))
+        .order_by(User.id))
+    return [(email, str(language)) for email, language in rows]
 
 
 def close_account(*, session: Session, account_id: int, month: Month, issuer: Issuer, bank: BankAccount,
@@ -111,6 +120,9 @@ def _issue(session: Session, contract: Contract, month: Month, number: str, issu
     session.add_all(lines)
     audit.record(session, account_id=account.id, user_id=None, action=AuditAction.POSTPAY_INVOICED, now=now,
                  detail=f"invoice {number} for {month}: ¥{invoice.total_yen:,} due {invoice.due_on.isoformat()}")
+    for address_to, language in mailed_to(session, account.id):  # through the outbox, with the invoice
+        mail.queue(session, to=address_to, template="postpay_invoice", language=language, now=now, invoice=invoice,
+                   first_day=month.first_day, last_day=month.last_day)
     session.flush()
     return invoice
 
@@ -192,3 +204,38 @@ def invoices_of(*, session: Session, account_id: int) -> list[PostpayInvoice]:
     with db.read(session):
         return list(session.scalars(select(PostpayInvoice).where(PostpayInvoice.account_id == account_id)
                                     .order_by(PostpayInvoice.month.desc())))
+
+
+def due_closes(*, session: Session, now: datetime) -> tuple[Month, list[int]]:
+    """The month the worker closes now (the last one that ended CLOSE_GRACE ago) and the accounts
+    whose invoice for it is still to be written: a line with usage before its end not yet
+    covered by an invoice. Read without locks; close_account decides under the lock."""
+    month = rules.last_closable(now)
+    due = []
+    with db.read(session):
+        lines = session.execute(select(Contract.account_id, Contract.lot_id).where(Contract.lot_id.is_not(None))
+                                .order_by(Contract.account_id)).all()
+        for account_id, lot_id in lines:
+            issued = session.scalar(select(PostpayInvoice.id).where(PostpayInvoice.number == number_of(month, account_id)))
+            if issued is not None:
+                continue
+            since = session.scalar(select(func.max(PostpayInvoice.covers_until))
+                                   .where(PostpayInvoice.account_id == account_id))
+            if usage.total(session, lot_id=lot_id, since=since, until=month.ends_at) > 0:
+                due.append(account_id)
+    return month, due
+
+
+def scheduled_close(*, session: Session, issuer: Issuer, bank: BankAccount, now: datetime) -> int:
+    """The worker's month close: after midnight Japan time on the 1st (and on every later pass
+    until done), each account's invoice for the month that ended. Returns the invoices written."""
+    month, due = due_closes(session=session, now=now)
+    written = 0
+    for account_id in due:
+        try:
+            written += close_account(session=session, account_id=account_id, month=month, issuer=issuer, bank=bank,
+                                     now=now) is not None
+        except Exception:
+            session.rollback()
+            log.exception("month close %s failed for account %s", month, account_id)
+    return written

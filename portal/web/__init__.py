@@ -17,7 +17,7 @@ from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
 from portal.extensions import limiter
 from portal.web import (alerts, alerts_unsubscribe, auth, billing, credentials, dashboard, devmail, inbox, kept, labels,
-                        otp, phone, profile, public, sandbox, team)
+                        otp, phone, postpay, profile, public, sandbox, team)
 from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
@@ -28,7 +28,7 @@ def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
     """The pages' blueprints, for create_app to register; the sandbox checkout only with the
     sandbox gateway."""
     pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, otp.bp, team.bp, inbox.bp,
-             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp]
+             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp, postpay.bp]
     return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 
