@@ -21,6 +21,7 @@ from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
 from portal.postpay import invoices as postpay_invoices
+from portal.postpay import overdue as postpay_overdue
 from portal.postpay.check import check as check_postpay
 
 log = logging.getLogger("portal.worker")
@@ -138,22 +139,25 @@ def billing_round(app: Flask) -> int:
 
 
 def postpay_round(app: Flask) -> int:
-    """Invoice billing: the month close after midnight Japan time on the 1st, then the PDFs of
-    invoices not rendered yet. Without PORTAL_BANK_TRANSFER_ACCOUNT (production) no invoice is
-    written and the operators are told in the log every round."""
+    """Invoice billing: the month close after midnight Japan time on the 1st, the PDFs of
+    invoices not rendered yet, then the reminders, suspensions and line-use notices. Without
+    PORTAL_BANK_TRANSFER_ACCOUNT (production) no invoice is written, and the log says so every
+    round while any account has a line."""
+    written = rendered = 0
     with app.app_context():
         bank = services.bank_account()
         with db.job_session() as session:
-            if bank is None:
-                if postpay_invoices.billable_accounts(session=session):
-                    log.error("postpay: PORTAL_BANK_TRANSFER_ACCOUNT is not set: no invoice can be issued")
-                return 0
-            written = postpay_invoices.scheduled_close(session=session, issuer=services.postpay_issuer(), bank=bank,
-                                                       now=clock.now())
-            rendered = documents.render_pending_postpay(session)
-    if written or rendered:
-        log.info("postpay: %s invoices written, %s PDFs rendered", written, rendered)
-    return written + rendered
+            if bank is not None:
+                written = postpay_invoices.scheduled_close(session=session, issuer=services.postpay_issuer(),
+                                                           bank=bank, now=clock.now())
+                rendered = documents.render_pending_postpay(session)
+            elif postpay_invoices.billable_accounts(session=session):
+                log.error("postpay: PORTAL_BANK_TRANSFER_ACCOUNT is not set: no invoice can be issued")
+            steps = postpay_overdue.scheduled_pass(session=session, now=clock.now(),
+                                                   suspend_after_days=app.config["POSTPAY_SUSPEND_AFTER_DAYS"])
+    if written or rendered or steps:
+        log.info("postpay: %s invoices written, %s PDFs rendered, %s overdue and usage steps", written, rendered, steps)
+    return written + rendered + steps
 
 
 def reconcile(app: Flask) -> int:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from portal import audit, db, mail
-from portal.accounts.models import Account, AccountKind
+from portal.accounts.models import Account, AccountKind, Membership, Role, User
 from portal.audit import AuditAction
 from portal.ledger import line as ledger_line
 from portal.ledger import steps
@@ -145,6 +145,7 @@ def approve(*, session: Session, account_id: int, limit_yen: int, due_days: int 
         due = "end of the following month" if due_days is None else f"{due_days} days after the invoice"
         audit.record(session, account_id=account_id, user_id=None, action=AuditAction.POSTPAY_APPROVED, now=now,
                      detail=f"{detail}, due {due}")
+        tell(session, account_id, "postpay_approved", now, contract=contract)
         return contract
 
 
@@ -166,7 +167,23 @@ def decline(*, session: Session, account_id: int, reason: str, now: datetime) ->
         contract.status, contract.reason, contract.updated_at = ContractStatus.DECLINED, reason, now
         audit.record(session, account_id=account_id, user_id=None, action=AuditAction.POSTPAY_DECLINED, now=now,
                      detail=f"declined: {reason}")
+        tell(session, account_id, "postpay_declined", now, contract=contract)
         return contract
+
+
+def mailed_to(session: Session, account_id: int) -> list[tuple[str, str]]:
+    """(address, language) of the owners and billing members: they receive invoices, reminders
+    and the line's changes."""
+    rows = session.execute(select(User.email, User.language).join(Membership, Membership.user_id == User.id).where(
+        Membership.account_id == account_id, Membership.role.in_((Role.OWNER, Role.BILLING)),
+        User.disabled_at.is_(None)).order_by(User.id))
+    return [(email, str(language)) for email, language in rows]
+
+
+def tell(session: Session, account_id: int, template: str, now: datetime, **context) -> None:
+    """Mail the owners and billing members through the outbox, in the caller's transaction."""
+    for address, language in mailed_to(session, account_id):
+        mail.queue(session, to=address, template=template, language=language, now=now, **context)
 
 
 def suspend_in(session: Session, contract: Contract, *, by: SuspendedBy, reason: str, now: datetime) -> None:
@@ -177,6 +194,7 @@ def suspend_in(session: Session, contract: Contract, *, by: SuspendedBy, reason:
         ContractStatus.SUSPENDED, by, reason, now)
     audit.record(session, account_id=contract.account_id, user_id=None, action=AuditAction.POSTPAY_SUSPENDED, now=now,
                  detail=f"suspended ({by}): {reason}")
+    tell(session, contract.account_id, "postpay_suspended", now, contract=contract, overdue=by == SuspendedBy.OVERDUE)
 
 
 def resume_in(session: Session, contract: Contract, *, reason: str, now: datetime) -> None:
@@ -186,6 +204,7 @@ def resume_in(session: Session, contract: Contract, *, reason: str, now: datetim
         ContractStatus.APPROVED, None, reason, now)
     audit.record(session, account_id=contract.account_id, user_id=None, action=AuditAction.POSTPAY_RESUMED, now=now,
                  detail=f"resumed: {reason}")
+    tell(session, contract.account_id, "postpay_resumed", now, contract=contract)
 
 
 def suspend(*, session: Session, account_id: int, reason: str, now: datetime) -> Contract:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import audit, db, mail
-from portal.accounts.models import Account, Membership, Role, User
+from portal.accounts.models import Account
 from portal.audit import AuditAction
 from portal.billing.models import BillingProfile
 from portal.billing.rules import tax_rate_for
@@ -20,13 +20,12 @@ from portal.formats import postal_address
 from portal.ledger import line as ledger_line
 from portal.ledger import steps
 from portal.postpay import rules, usage
-from portal.postpay.contracts import contract_of, line_bookings, resume_in
+from portal.postpay.contracts import contract_of, line_bookings, mailed_to, resume_in
 from portal.postpay.models import (INVOICE_PER_MONTH, Application, Contract, ContractStatus, InvoiceLine, Payment,
                                    PostpayInvoice, Product, SuspendedBy)
 from portal.postpay.rules import BankAccount, Month, PostpayError
 
 log = logging.getLogger("portal.postpay")
-MAILED_ROLES = (Role.OWNER, Role.BILLING)
 
 
 class UnknownInvoice(PostpayError):
@@ -57,14 +56,6 @@ def _recipient(session: Session, account: Account) -> tuple[str, str, str | None
     if applied is not None:
         return applied.legal_name, applied.address, applied.registration_number
     return account.name, "", None
-
-
-def mailed_to(session: Session, account_id: int) -> list[tuple[str, str]]:
-    """(address, language) of the owners and billing members: they receive invoices and reminders."""
-    rows = session.execute(select(User.email, User.language).join(Membership, Membership.user_id == User.id).where(
-        Membership.account_id == account_id, Membership.role.in_(MAILED_ROLES), User.disabled_at.is_(None))
-        .order_by(User.id))
-    return [(email, str(language)) for email, language in rows]
 
 
 def close_account(*, session: Session, account_id: int, month: Month, issuer: Issuer, bank: BankAccount,

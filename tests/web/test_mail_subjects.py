@@ -16,7 +16,8 @@ CONTEXT = {"inviter": SimpleNamespace(name="Olivia Owner"), "account": SimpleNam
            "member": SimpleNamespace(name="Dev Member"), "purchase": SimpleNamespace(amount_yen=1000),
            "site": SimpleNamespace(display_name="Acme Shop"),
            "application": SimpleNamespace(legal_name="Acme KK"),
-           "invoice": SimpleNamespace(number="P202611-000001", total_yen=1100, due_on=date(2026, 12, 31))}
+           "invoice": SimpleNamespace(number="P202611-000001", total_yen=1100, due_on=date(2026, 12, 31)),
+           "contract": SimpleNamespace(limit_yen=100000), "percent": 80}
 
 
 def subject(app, template: str, language: str) -> str:
