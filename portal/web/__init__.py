@@ -2,9 +2,9 @@
 
 import logging
 import time
-from datetime import datetime
+from datetime import date, datetime
 
-from babel.dates import format_date
+from babel.dates import format_date, format_skeleton
 from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from flask_babel import format_datetime, get_locale
 from flask_wtf.csrf import CSRFError
@@ -138,6 +138,12 @@ def register_template_helpers(app: Flask) -> None:
             return ""
         day = value.astimezone(JST).date() if isinstance(value, datetime) else value
         return format_date(day, "long", locale=str(get_locale() or Language.JA))
+
+    @app.template_filter("billing_month")
+    def billing_month(value: str) -> str:
+        """A billing month ("2026-11"): 2026年11月 / November 2026."""
+        year, month = (int(part) for part in value.split("-"))
+        return format_skeleton("yMMMM", date(year, month, 1), locale=str(get_locale() or Language.JA))
 
     app.add_template_filter(formats.phone_number, "phone")
     app.add_template_filter(formats.masked_phone, "masked_phone")
