@@ -142,3 +142,17 @@ def test_sixteen_parallel_sends_at_the_limit_never_exceed_it(app, clock):
     assert (figures.used, figures.available) == (100 * YEN, 0)
     with db_session(app) as session:
         assert check(session) == []
+
+
+def test_a_suspended_line_is_never_written_off_nor_warned_about_as_expiring_credit(app, clock):
+    from portal import worker
+
+    _, account_id, _ = approved(app, limit=100)
+    clock.advance(seconds=1)
+    assert cli(app, "postpay", "suspend", "owner@kaisha.example", "--reason", "review").exit_code == 0
+    clock.advance(days=200)
+    assert "0 journal lines" in cli(app, "expire").output
+    assert worker.alert_warnings(app) == 0
+    checked = cli(app, "ledger", "check")
+    assert checked.exit_code == 0 and "note:" not in checked.output, checked.output
+    assert line(app, account_id).limit == 100 * YEN
