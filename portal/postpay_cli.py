@@ -142,7 +142,7 @@ def close_month(month):
         raise click.ClickException("set PORTAL_BANK_TRANSFER_ACCOUNT: every invoice names the account to pay into")
     try:
         chosen = rules.parse_month(month) if month else rules.last_closable(clock.now())
-        issued = invoices.close_month(session=db.session(), month=chosen, issuer=services.postpay_issuer(), bank=bank,
+        issued = invoices.close_month(session=db.session(), month=chosen, issuer=services.issuer(), bank=bank,
                                       now=clock.now())
     except PostpayError as error:
         raise click.ClickException(str(error)) from None

@@ -95,8 +95,3 @@ def bank_account():
     if not raw and current_app.config["ENV"] != "production":
         raw = SAMPLE_BANK_ACCOUNT
     return parse_bank_account(raw) if raw else None
-
-
-def postpay_issuer():
-    from portal.postpay.invoices import Issuer as PostpayIssuer
-    return PostpayIssuer(current_app.config["ISSUER_NAME"], current_app.config["ISSUER_REGISTRATION_NUMBER"])

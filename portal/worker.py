@@ -148,7 +148,7 @@ def postpay_round(app: Flask) -> int:
         bank = services.bank_account()
         with db.job_session() as session:
             if bank is not None:
-                written = postpay_invoices.scheduled_close(session=session, issuer=services.postpay_issuer(),
+                written = postpay_invoices.scheduled_close(session=session, issuer=services.issuer(),
                                                            bank=bank, now=clock.now())
                 rendered = documents.render_pending_postpay(session)
             elif postpay_invoices.billable_accounts(session=session):

@@ -4,7 +4,6 @@ booking on the line runs meanwhile); a rerun finds the invoice and adds nothing.
 the operator records gives the paid usage back to the line, in the same transaction."""
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import func, select
@@ -16,6 +15,7 @@ from portal.accounts.models import Account
 from portal.audit import AuditAction
 from portal.billing.models import BillingProfile
 from portal.billing.rules import tax_rate_for
+from portal.billing.service import Issuer
 from portal.formats import postal_address
 from portal.ledger import line as ledger_line
 from portal.ledger import steps
@@ -34,12 +34,6 @@ class UnknownInvoice(PostpayError):
 
 class Overpayment(PostpayError):
     pass
-
-
-@dataclass(frozen=True)
-class Issuer:
-    name: str
-    registration_number: str
 
 
 def number_of(month: Month, account_id: int) -> str:

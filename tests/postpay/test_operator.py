@@ -12,7 +12,7 @@ from portal.clock import JST
 from portal.ledger import service as ledger
 from portal.postpay import invoices, queries, rules
 from portal.postpay.check import check
-from portal.postpay.models import Contract, InvoiceLine, PostpayInvoice
+from portal.postpay.models import InvoiceLine, PostpayInvoice
 from tests.helpers import db_session
 from tests.postpay.helpers import YEN, approved, cli, company
 
