@@ -26,6 +26,13 @@ class AuditAction(StrEnum):
     ALERT_WEBHOOK_SECRET_ROTATED = "alerts.webhook_secret_rotated"
     ALERT_ADDRESS_ADDED = "alerts.address_added"
     ALERT_ADDRESS_REMOVED = "alerts.address_removed"
+    POSTPAY_APPLIED = "postpay.applied"
+    POSTPAY_APPROVED = "postpay.approved"
+    POSTPAY_DECLINED = "postpay.declined"
+    POSTPAY_SUSPENDED = "postpay.suspended"
+    POSTPAY_RESUMED = "postpay.resumed"
+    POSTPAY_INVOICED = "postpay.invoiced"
+    POSTPAY_PAYMENT = "postpay.payment_recorded"
 
 
 class AuditEvent(SQLModel, table=True):

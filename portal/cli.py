@@ -23,6 +23,8 @@ from portal.ledger.operator import grant_credit, sweep
 from portal.ledger.rules import MILLI_YEN, ReasonTooLong
 from portal.migrate import upgrade as run_upgrade
 from portal.usage import demo as usage_demo
+from portal.postpay.check import check as check_postpay
+from portal.postpay_cli import postpay
 
 
 def _create_app():
@@ -43,7 +45,7 @@ def main():
 
 
 def register(app) -> None:
-    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys, demo):
+    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys, demo, postpay):
         app.cli.add_command(command)
 
 
@@ -145,7 +147,7 @@ def ledger():
 def check_ledger():
     """Verify the ledger's invariants for every account; exit 1 on any mismatch."""
     problems, notes = check(db.session(), now=clock.now())
-    problems = [*problems, *check_payments(db.session())]
+    problems = [*problems, *check_payments(db.session()), *check_postpay(db.session())]
     for note in notes:
         click.echo(f"note: {note}")
     for problem in problems:

@@ -47,11 +47,17 @@ def _defaults() -> dict:
         # how long a worker holds a balance alert it claimed: a crashed worker's alert is
         # delivered by another once this has passed (the issue promises a minute)
         "ALERT_LEASE_SECONDS": 45,
+        # postpay (請求書後払い): the account invoices name for the bank transfer,
+        # "bank|branch|type|number|holder" (type 普通 or 当座, 7 digits, holder in katakana);
+        # required in production before any credit line is approved
+        "BANK_TRANSFER_ACCOUNT": "",
+        "POSTPAY_SUSPEND_AFTER_DAYS": 14,  # an invoice this many days overdue stops live sends on the line
+        "POSTPAY_OPERATOR_EMAIL": "",  # who is told of a new application (default: LEGAL_EMAIL)
     }
 
 
 _INTEGERS = {"TRIAL_CREDIT_YEN", "PROXY_HOPS", "MIN_PURCHASE_YEN", "API_DAILY_SPEND_CAP_YEN",
-             "DATABASE_STATEMENT_TIMEOUT_MS", "ALERT_LEASE_SECONDS"}
+             "DATABASE_STATEMENT_TIMEOUT_MS", "ALERT_LEASE_SECONDS", "POSTPAY_SUSPEND_AFTER_DAYS"}
 LEGAL_KEYS = ("LEGAL_REPRESENTATIVE", "LEGAL_ADDRESS", "LEGAL_PHONE", "LEGAL_EMAIL")
 _BOOLEANS = {"RATELIMIT_ENABLED"}
 
@@ -95,6 +101,14 @@ def _check(config: dict) -> None:
         raise UnsafeConfiguration(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}")
     if not valid_registration_number(config["ISSUER_REGISTRATION_NUMBER"]):
         raise UnsafeConfiguration("PORTAL_ISSUER_REGISTRATION_NUMBER must be T and 13 digits with a valid check digit")
+    if config["BANK_TRANSFER_ACCOUNT"]:
+        from portal.postpay.rules import BadBankAccount, parse_bank_account
+        try:
+            parse_bank_account(config["BANK_TRANSFER_ACCOUNT"])
+        except BadBankAccount as error:
+            raise UnsafeConfiguration(str(error)) from None
+    if not 1 <= config["POSTPAY_SUSPEND_AFTER_DAYS"] <= 365:
+        raise UnsafeConfiguration("PORTAL_POSTPAY_SUSPEND_AFTER_DAYS must be between 1 and 365")
     if not 120 <= config["MIN_PURCHASE_YEN"] <= 1_000_000:  # ¥120: Stripe's smallest konbini payment
         raise UnsafeConfiguration("PORTAL_MIN_PURCHASE_YEN must be between 120 and 1,000,000")
     if not 2 <= config["ALERT_LEASE_SECONDS"] <= 50:  # within the minute promised, with room to spare

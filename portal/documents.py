@@ -60,6 +60,40 @@ def render_pending(session, *, now: datetime) -> int:
     return done
 
 
+def render_postpay(invoice, lines, *, period) -> bytes:
+    """A month's postpay invoice (請求書) in the customer's language (the invoice's)."""
+    from weasyprint import HTML
+
+    language = str(invoice.language)
+    with force_locale(language):
+        template = current_app.jinja_env.get_template("billing/postpay_invoice_pdf.html")
+        context = {"invoice": invoice, "lines": lines, "period": period, "language": language}
+        current_app.update_template_context(context)
+        html = template.render(context)
+    return HTML(string=html, base_url=str(current_app.root_path)).write_pdf()
+
+
+def postpay_pdf_of(session, *, invoice_id: int) -> bytes:
+    """The stored PDF of a postpay invoice, rendering and storing it on its first request."""
+    from portal.postpay import documents as postpay_documents
+
+    stored = postpay_documents.stored_pdf(session, invoice_id=invoice_id)
+    if stored is not None:
+        return stored
+    invoice, lines, period = postpay_documents.contents(session, invoice_id=invoice_id)
+    return postpay_documents.store_pdf(session, invoice_id=invoice_id, pdf=render_postpay(invoice, lines, period=period))
+
+
+def render_pending_postpay(session) -> int:
+    from portal.postpay import documents as postpay_documents
+
+    done = 0
+    for invoice_id in postpay_documents.unrendered(session):
+        postpay_pdf_of(session, invoice_id=invoice_id)
+        done += 1
+    return done
+
+
 def checkout_lines(amount_yen: int, tax_rate: int, language: str) -> tuple[str, str]:
     """The checkout's line items in the customer's language, from the same catalog as the receipt."""
     with force_locale(language):

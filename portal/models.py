@@ -36,5 +36,6 @@ from portal.messaging.models import TestInboxMessage  # noqa: F401
 from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
 from portal.usage.models import UsageDay  # noqa: F401
+from portal.postpay.models import Application, Contract, InvoiceLine, Payment, PostpayInvoice  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -91,3 +91,17 @@ def _alert_sms_text(language: str, context: dict) -> str:
     from flask_babel import force_locale
     with force_locale(language):
         return " ".join(render_template("sms/alert.txt", **context).split())
+
+
+SAMPLE_BANK_ACCOUNT = "サンプル銀行|本店|普通|0000000|サンプル（カ"  # development and tests only
+
+
+def bank_account():
+    """PORTAL_BANK_TRANSFER_ACCOUNT, parsed (config.load checked it); outside production a
+    clearly labelled sample when unset; None in production when unset (no line may be approved
+    and no invoice issued then)."""
+    from portal.postpay.rules import parse_bank_account
+    raw = current_app.config["BANK_TRANSFER_ACCOUNT"]
+    if not raw and current_app.config["ENV"] != "production":
+        raw = SAMPLE_BANK_ACCOUNT
+    return parse_bank_account(raw) if raw else None

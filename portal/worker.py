@@ -21,6 +21,9 @@ from portal.otp import proof
 from portal.otp import service as otp
 from portal.outbox import OutboxKind
 from portal.usage import service as usage
+from portal.postpay import invoices as postpay_invoices
+from portal.postpay import overdue as postpay_overdue
+from portal.postpay.check import check as check_postpay
 
 log = logging.getLogger("portal.worker")
 
@@ -142,12 +145,34 @@ def billing_round(app: Flask) -> int:
     return applied + rendered
 
 
+def postpay_round(app: Flask) -> int:
+    """Invoice billing: the month close after midnight Japan time on the 1st, the PDFs of
+    invoices not rendered yet, then the reminders, suspensions and line-use notices. Without
+    PORTAL_BANK_TRANSFER_ACCOUNT (production) no invoice is written, and the log says so every
+    round while any account has a line."""
+    written = rendered = 0
+    with app.app_context():
+        bank = services.bank_account()
+        with db.job_session() as session:
+            if bank is not None:
+                written = postpay_invoices.scheduled_close(session=session, issuer=services.issuer(),
+                                                           bank=bank, now=clock.now())
+                rendered = documents.render_pending_postpay(session)
+            elif postpay_invoices.billable_accounts(session=session):
+                log.error("postpay: PORTAL_BANK_TRANSFER_ACCOUNT is not set: no invoice can be issued")
+            steps = postpay_overdue.scheduled_pass(session=session, now=clock.now(),
+                                                   suspend_after_days=app.config["POSTPAY_SUSPEND_AFTER_DAYS"])
+    if written or rendered or steps:
+        log.info("postpay: %s invoices written, %s PDFs rendered, %s overdue and usage steps", written, rendered, steps)
+    return written + rendered + steps
+
+
 def reconcile(app: Flask) -> int:
     """The daily ledger check (R15): any drift is logged as an error for the operators."""
     with app.app_context():
         with db.job_session() as session:
             problems, _ = check(session, now=clock.now())
-            problems = [*problems, *check_payments(session)]
+            problems = [*problems, *check_payments(session), *check_postpay(session)]
     for problem in problems:
         log.error("ledger drift: %s", problem)
     return len(problems)
@@ -201,6 +226,7 @@ def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
             _guarded("expiry sweep", sweep_expiry, app)
             _guarded("alert warnings", alert_warnings, app)
             _guarded("billing", billing_round, app)
+            _guarded("invoice billing", postpay_round, app)
             _guarded("stale sign-ups", purge_signups, app)
         if time.monotonic() >= next_purge:
             next_purge = time.monotonic() + purge_pass(app)

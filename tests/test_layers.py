@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PORTAL = Path(__file__).resolve().parents[1] / "portal"
-DOMAIN = ("ledger", "accounts", "billing", "messaging", "credentials", "otp", "alerts", "usage", "onboarding")
+DOMAIN = ("ledger", "accounts", "billing", "messaging", "credentials", "otp", "alerts", "usage", "onboarding", "postpay")
 FLASK_AND_FACES = ("flask", "flask_login", "flask_wtf", "flask_babel", "portal.web", "portal.api", "portal.webhooks")
 
 

@@ -130,7 +130,8 @@ def _send_sms(session: Session, notice: Notice, delivery: Delivery, outside: Out
     data = notice.data()
     text = outside.sms_text(delivery.language, {"kind": notice.kind, "balance": data.get("balance", 0),
                                                 "thresholds": data.get("thresholds", []),
-                                                "amount": data.get("amount", 0)})
+                                                "amount": data.get("amount", 0), "percent": data.get("percent"),
+                                                "line_limit": data.get("limit", 0)})
     with db.write(session):
         state, lots = ledger.lock(session, notice.account_id)
         row = session.get(Delivery, delivery.id, populate_existing=True)
@@ -186,6 +187,7 @@ def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, o
         "forecast": summary.forecast,
         "lot_amount": data.get("amount"),
         "lot_expires_at": datetime.fromisoformat(data["expires_at"]) if "expires_at" in data else None,
+        "percent": data.get("percent"), "line_limit": data.get("limit"), "line_used": data.get("used"),
         "buy_url": outside.links("billing.buy", {}), "unsubscribe_url": unsubscribe_url,
     }
     return {"to": delivery.recipient, **mail.render("alert", delivery.language, context),

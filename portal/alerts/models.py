@@ -17,6 +17,7 @@ class NoticeKind(StrEnum):
     EXPIRY_7D = "expiry_7d"
     EXPIRY_1D = "expiry_1d"
     RUN_OUT = "run_out"
+    LINE_USAGE = "line_usage"  # a postpay credit line reached 80% or 100% of its limit
     TEST = "test"
 
 

@@ -24,6 +24,7 @@ from portal.messaging.errors import (InsufficientCredit, InvalidField, InvalidFi
                                      SpendCap, SpendCapReached)
 from portal.openapi import document
 from portal.otp import service as otp
+from portal.postpay import queries as postpay
 from portal.otp.errors import RequestBlocked, ResendTooSoon, SiteNotAllowed, VerificationFailed
 from portal.otp.models import BlockReason
 from portal.bad_input import API_MESSAGES, BadInput
@@ -142,6 +143,16 @@ CAP_REACHED = {
 }
 
 
+def _short_of_credit() -> str:
+    """Why the credit did not cover a send: a credit line's state says more (suspended, or
+    used up to its limit) when the account has one."""
+    principal = g.get("principal")
+    explained = None
+    if principal is not None:
+        explained = postpay.explain_refusal(db.session(), account_id=principal.account_id, now=clock.now())
+    return explained or "Insufficient credit. Buy credit in the portal to continue."
+
+
 def refusal(error: Exception) -> Response:
     """The API's answer to a service's refusal: 400 keyed by field, 402, 403 or 422."""
     match error:
@@ -150,7 +161,7 @@ def refusal(error: Exception) -> Response:
         case InvalidField():
             return _json({error.field: error.reasons}, 400)
         case InsufficientCredit():
-            return _json({"detail": "Insufficient credit. Buy credit in the portal to continue."}, 402)
+            return _json({"detail": _short_of_credit()}, 402)
         case ScopeMissing():
             return _json({"detail": f"This credential does not have the {error.scope} scope."}, 403)
         case SpendCapReached():  # caps are set in whole yen
@@ -272,7 +283,9 @@ def get_call(callid: str):
 @route("/you/credits/", methods=["GET"])
 @reader
 def credits_view():
-    return _json(wire.credits_json(messaging.credits_of(db.session(), principal=g.principal, now=clock.now())), 200)
+    summary = messaging.credits_of(db.session(), principal=g.principal, now=clock.now())
+    line = postpay.line_of(db.session(), account_id=g.principal.account_id)
+    return _json(wire.credits_json(summary, line), 200)
 
 
 def _code_key() -> bytes:

@@ -15,6 +15,7 @@ from portal.messaging.service import CallStarted, Sent, StoredAnswer
 from portal.otp.models import OtpSite
 from portal.otp.ownership import token_url
 from portal.otp.service import Issued, Verified
+from portal.postpay.rules import LineFigures
 
 XOXZO_TIME = "%Y-%m-%d %H:%M:%S"  # Japan time, as Xoxzo writes `sent_time`
 
@@ -78,12 +79,19 @@ def call_json(call: Call) -> dict:
             "end_time": xoxzo_time(call.ended_at), "tags": _tags(call.tags), "test": call.mode == "test"}
 
 
-def credits_json(summary: Summary) -> dict:
-    """Xoxzo's `credits` (the available balance), and Chotto's extras: what calls hold and each
-    live lot with its expiry (ISO 8601, Japan time)."""
-    return {"credits": yen(summary.available), "held": yen(summary.held), "lots": [
-        {"kind": lot.kind, "remaining": yen(lot.remaining), "expires_at": in_japan(lot.expires_at).isoformat()}
-        for lot in summary.live_lots]}
+def credits_json(summary: Summary, line: LineFigures | None = None) -> dict:
+    """Xoxzo's `credits`: what sends can spend now. Chotto's extras: what calls hold and each
+    live prepaid lot with its expiry (ISO 8601, Japan time); with a credit line, the prepaid
+    part and the line (limit tax excluded; used = unbilled usage + unpaid invoices + calls in
+    progress; available now), and `credits` is prepaid credit plus the line's availability."""
+    answer = {"credits": yen(summary.available), "held": yen(summary.held),
+              "lots": [{"kind": lot.kind, "remaining": yen(lot.remaining),
+                        "expires_at": in_japan(lot.expires_at).isoformat()} for lot in summary.live_lots]}
+    if line is not None:  # an account without a line gets the same bytes as before lines existed
+        answer["prepaid_credits"] = yen(summary.prepaid)
+        answer["credit_line"] = {"limit": yen(line.limit), "used": yen(max(line.used, 0)),
+                                 "available": yen(line.available), "suspended": line.suspended}
+    return answer
 
 
 def _tags(stored: str) -> list[str]:

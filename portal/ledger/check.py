@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from portal import db
 from portal.ledger.models import CreditState, Entry, Hold, Lot, Transaction
+from portal.ledger.rules import LotKind
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ def _problems(session: Session, account_id: int | None) -> list[Problem]:
 
 
 def _notes(session: Session, account_id: int | None, now: datetime) -> list[str]:
-    due = select(Lot).where(Lot.remaining > 0, Lot.expires_at <= now, _only(account_id)(Lot.account_id))
+    due = select(Lot).where(Lot.remaining > 0, Lot.expires_at <= now, Lot.kind != LotKind.LINE,
+                            _only(account_id)(Lot.account_id))
     return [
         f"account {lot.account_id}: lot #{lot.id} expired at {lot.expires_at.isoformat()} with {lot.remaining} "
         "left, not yet written off (run `portal expire`)"
@@ -82,7 +84,7 @@ def _lot_problems(session: Session, only) -> list[Problem]:
         )
     }
     for lot in session.scalars(select(Lot).where(only(Lot.account_id))):
-        if not 0 <= lot.remaining <= lot.amount:
+        if lot.remaining < 0 or (lot.remaining > lot.amount and lot.kind != LotKind.LINE):
             problems.append(Problem(lot.account_id, f"lot #{lot.id} remaining {lot.remaining} outside 0..{lot.amount}"))
         if entry_sums.get(lot.id, 0) != lot.remaining:
             problems.append(

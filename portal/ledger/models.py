@@ -17,6 +17,16 @@ def _one_of(kinds) -> str:
 IDEMPOTENCY_CONSTRAINT = "uq_transaction_idempotency"  # one key books once per account
 
 
+# A prepaid lot lives at most six months and never holds more than it was granted. A credit line
+# (postpay) does not expire, and may hold more than its limit for a while: a failed message's
+# refund that comes back after the invoice was paid is owed to the customer until the next invoice.
+SIX_MONTHS = {
+    "sqlite": "kind = 'line' OR expires_at <= datetime(issued_at, '+6 months')",
+    "postgresql": "kind = 'line' OR expires_at <= issued_at + interval '6 months'",
+}
+LOT_REMAINING = "remaining >= 0 AND (remaining <= amount OR kind = 'line')"
+
+
 def money(nullable: bool = False, **kwargs) -> Column:
     return Column(BigInteger, nullable=nullable, **kwargs)
 
@@ -47,15 +57,11 @@ class Lot(SQLModel, table=True):
     __tablename__ = "credit_lots"
     __table_args__ = (
         CheckConstraint("amount > 0", name="lot_amount_positive"),
-        CheckConstraint("remaining >= 0 AND remaining <= amount", name="lot_remaining_within_amount"),
+        CheckConstraint(LOT_REMAINING, name="lot_remaining_within_amount"),
         CheckConstraint("expires_at > issued_at", name="lot_expires_after_issue"),
         CheckConstraint(f"kind IN ({_one_of(LotKind)})", name="lot_kind"),
-        CheckConstraint(
-            "expires_at <= datetime(issued_at, '+6 months')", name="lot_at_most_six_months"
-        ).ddl_if(dialect="sqlite"),
-        CheckConstraint(
-            "expires_at <= issued_at + interval '6 months'", name="lot_at_most_six_months"
-        ).ddl_if(dialect="postgresql"),
+        CheckConstraint(SIX_MONTHS["sqlite"], name="lot_at_most_six_months").ddl_if(dialect="sqlite"),
+        CheckConstraint(SIX_MONTHS["postgresql"], name="lot_at_most_six_months").ddl_if(dialect="postgresql"),
         Index("ix_credit_lots_account_expiry", "account_id", "expires_at"),
     )
 

@@ -10,7 +10,7 @@ from portal import db
 from portal.ledger import rules
 from portal.ledger.forecast import Forecast, forecast
 from portal.ledger.models import CreditState, Lot, Transaction
-from portal.ledger.rules import TransactionKind
+from portal.ledger.rules import LotKind, TransactionKind
 
 BURN_WINDOW = timedelta(days=7)
 SPENDING_KINDS = (TransactionKind.DEBIT, TransactionKind.HOLD, TransactionKind.RELEASE)
@@ -18,11 +18,16 @@ SPENDING_KINDS = (TransactionKind.DEBIT, TransactionKind.HOLD, TransactionKind.R
 
 @dataclass(frozen=True)
 class Summary:
+    """`available`: what sends can spend now, prepaid credit and an open credit line alike;
+    `prepaid`: the prepaid part of it; `live_lots`, `next_expiry` and `forecast`: prepaid credit
+    only (a credit line neither expires nor runs out by date)."""
+
     available: int
     held: int
     live_lots: list[Lot]
     next_expiry: Lot | None
     forecast: Forecast
+    prepaid: int = 0
 
 
 def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
@@ -37,10 +42,11 @@ def summary(session: Session, *, account_id: int, now: datetime) -> Summary:
             )
         ))
         held = state.held if state else 0
-    live = rules.burn_order(lots, now)
+    live = [lot for lot in rules.burn_order(lots, now) if lot.kind != LotKind.LINE]
     spent = max(spent - held, 0)
     return Summary(
         available=rules.available(lots, now),
+        prepaid=sum(lot.remaining for lot in live),
         held=held,
         live_lots=live,
         next_expiry=min(live, key=lambda lot: lot.expires_at) if live else None,

@@ -1,7 +1,7 @@
 """The ledger's rules as pure functions of their inputs and `now`. No database, no Flask."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Protocol, Sequence
 
@@ -9,6 +9,9 @@ PURCHASE_LIFETIME = timedelta(days=90)
 TRIAL_LIFETIME = timedelta(days=90)
 GRANT_LIFETIME = timedelta(days=90)
 MILLI_YEN = 1000
+# A credit line's lot (postpay) stays open until this moment unless the line is suspended: its
+# `expires_at` says until when the line can be spent, not when credit is lost.
+LINE_OPEN = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
 class LotKind(StrEnum):
@@ -18,6 +21,7 @@ class LotKind(StrEnum):
     PURCHASE = "purchase"
     GRANT = "grant"
     ADJUSTMENT = "adjustment"
+    LINE = "line"  # a postpay credit line: amount = the limit, never expires, spent after every prepaid lot
 
 
 class TransactionKind(StrEnum):
@@ -29,6 +33,7 @@ class TransactionKind(StrEnum):
     RELEASE = "release"
     EXPIRE = "expire"
     REFUND = "refund"
+    LINE = "line"  # on a credit line itself: opened, limit changed, an invoice's payment given back
 
 
 class LotLike(Protocol):
@@ -71,10 +76,12 @@ def _leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
-def check_lifetime(issued_at: datetime, expires_at: datetime) -> None:
+def check_lifetime(issued_at: datetime, expires_at: datetime, kind: str = LotKind.GRANT) -> None:
+    """Prepaid lots live at most six months; a credit line (postpay, not a prepaid instrument)
+    has no expiry."""
     if expires_at <= issued_at:
         raise LotTooLong("a lot must expire after it is issued")
-    if expires_at > add_months(issued_at, 6):
+    if kind != LotKind.LINE and expires_at > add_months(issued_at, 6):
         raise LotTooLong("a lot may live at most six months")
 
 
@@ -84,17 +91,21 @@ def purchase_expiry(paid_at: datetime) -> datetime:
 
 
 def is_live(lot: LotLike, now: datetime) -> bool:
-    """Spendable until the second before `expires_at`, not at it; never once refunded."""
+    """Spendable until the second before `expires_at`, not at it; never once refunded. A credit
+    line's `expires_at` is LINE_OPEN, or the moment it was suspended."""
     return lot.remaining > 0 and now < lot.expires_at and getattr(lot, "refunded_at", None) is None
 
 
 def is_due(lot: LotLike, now: datetime) -> bool:
-    return lot.remaining > 0 and now >= lot.expires_at
+    """A prepaid lot past its expiry is written off; a suspended credit line never is (what is
+    left on it comes back when the line resumes)."""
+    return lot.kind != LotKind.LINE and lot.remaining > 0 and now >= lot.expires_at
 
 
 def burn_key(lot: LotLike):
-    """Soonest expiry first, then trial before paid, then oldest, then id."""
-    return (lot.expires_at, 0 if lot.kind == LotKind.TRIAL else 1, lot.issued_at, lot.id or 0)
+    """Every prepaid lot before a credit line; then soonest expiry first, then trial before
+    paid, then oldest, then id."""
+    return (lot.kind == LotKind.LINE, lot.expires_at, 0 if lot.kind == LotKind.TRIAL else 1, lot.issued_at, lot.id or 0)
 
 
 def burn_order(lots: Sequence[LotLike], now: datetime) -> list[LotLike]:

@@ -193,8 +193,8 @@ def expire(*, session: Session, account_id: int, now: datetime) -> int:
 
 
 def accounts_with_due_work(*, session: Session, now: datetime) -> list[int]:
-    due_lots = select(LOTS.c.account_id).where(
-        LOTS.c.remaining > 0, (LOTS.c.expires_at <= now) | LOTS.c.refunded_at.is_not(None)
+    due_lots = select(LOTS.c.account_id).where(  # a suspended credit line is closed, never due
+        LOTS.c.remaining > 0, LOTS.c.kind != LotKind.LINE, (LOTS.c.expires_at <= now) | LOTS.c.refunded_at.is_not(None)
     )
     stale_holds = select(Hold.account_id).where(Hold.closed_at.is_(None), Hold.expires_at <= now)
     with db.read(session):

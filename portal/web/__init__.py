@@ -17,7 +17,7 @@ from portal.clock import JST
 from portal.ledger.rules import MILLI_YEN
 from portal.extensions import limiter
 from portal.web import (alerts, alerts_unsubscribe, auth, billing, credentials, dashboard, devmail, inbox, kept, labels,
-                        otp, phone, profile, public, sandbox, statements, team, usage)
+                        otp, phone, postpay, profile, public, sandbox, statements, team, usage)
 from portal.web.waiting import retry_at
 
 log = logging.getLogger("portal.web")
@@ -28,7 +28,7 @@ def blueprints(*, sandbox_gateway: bool) -> list[Blueprint]:
     """The pages' blueprints, for create_app to register; the sandbox checkout only with the
     sandbox gateway."""
     pages = [public.bp, auth.bp, phone.bp, dashboard.bp, billing.bp, credentials.bp, otp.bp, team.bp, inbox.bp,
-             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp, usage.bp, statements.bp]
+             profile.bp, devmail.bp, alerts.bp, alerts_unsubscribe.bp, usage.bp, statements.bp, postpay.bp]
     return [*pages, sandbox.bp] if sandbox_gateway else pages
 
 
@@ -165,6 +165,11 @@ def register_template_helpers(app: Flask) -> None:
                  "messages": ngettext("%(num)s message", "%(num)s messages", line.units),
                  "minutes": ngettext("%(num)s minute", "%(num)s minutes", line.units)}
         return texts.get(line.unit, f"{line.units:,}")
+    @app.template_filter("billing_month")
+    def billing_month(value: str) -> str:
+        """A billing month ("2026-11"): 2026年11月 / November 2026."""
+        year, month = (int(part) for part in value.split("-"))
+        return format_skeleton("yMMMM", date(year, month, 1), locale=str(get_locale() or Language.JA))
 
     app.add_template_filter(formats.phone_number, "phone")
     app.add_template_filter(formats.masked_phone, "masked_phone")

@@ -16,6 +16,7 @@ from portal.accounts.models import Language, Role
 from portal import documents
 from portal.billing import invoices, rules, service
 from portal.billing.models import GatewayName, PurchaseStatus
+from portal.postpay import invoices as postpay_invoices
 from portal.clock import JST
 from portal.ledger.rules import purchase_expiry
 from portal import security
@@ -240,7 +241,9 @@ def invoice_list():
     search, errors = _search()
     rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
     filtered = any(request.args.get(name) for name in ("from", "to", "q", "min", "max"))
-    return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args)
+    monthly = postpay_invoices.invoices_of(session=db.session(), account_id=_account_id())
+    return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args,
+                       postpay_invoices=monthly)
 
 
 def _cell(value):

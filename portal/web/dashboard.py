@@ -13,6 +13,7 @@ from portal.alerts import service as alerts
 from portal.credentials.service import NotAManager
 from portal.extensions import limiter
 from portal.ledger import queries, statement as statements
+from portal.postpay import queries as postpay
 from portal.onboarding import service as onboarding
 from portal.web.current import role_required, verified_email_required
 from portal.web.forms import SendTestSMSForm
@@ -31,7 +32,8 @@ def _credit_context() -> dict:
     thresholds = None
     if current_user.role in ALERT_WATCHERS:
         thresholds = alerts.thresholds_of(session=db.session(), account_id=current_user.account.id)
-    return {"credit": summary, "expiring": expiring, "thresholds": thresholds}
+    line = postpay.line_of(db.session(), account_id=current_user.account.id)
+    return {"credit": summary, "expiring": expiring, "thresholds": thresholds, "line": line}
 
 
 def _page_context(**first_sms) -> dict:

@@ -233,3 +233,21 @@ class SendTestSMSForm(Form):
     button and keys the send, so a double click or a resubmitted page sends once."""
 
     attempt = HiddenField(validators=[InputRequired(), Regexp(r"^[A-Za-z0-9_-]{16,64}$")])
+
+
+class PostpayApplicationForm(Form):
+    """A company's application for invoice billing (請求書後払い)."""
+
+    legal_name = StringField(_l("Legal name"), validators=[InputRequired(), Length(max=200)],
+                             description=_l("The company's registered name: invoices are addressed to it."))
+    address = StringField(_l("Address"), validators=[InputRequired(), Length(max=300)])
+    registration_number = StringField(
+        _l("Qualified invoice registration number (optional)"),
+        validators=[Optional(), Regexp(r"^\s*[Tt]\s*\d{13}\s*$", message=_l("Enter T followed by 13 digits, for example T1234567890123."))],
+    )
+    contact_name = StringField(_l("Billing contact"), validators=[InputRequired(), Length(max=100)],
+                               description=_l("The person invoices and reminders are meant for."))
+    contact_email = EmailField(_l("Billing contact's e-mail"), validators=[InputRequired(), Email(), Length(max=254)])
+    expected_monthly_yen = StringField(
+        _l("Expected monthly usage (¥, tax excluded)"), validators=[InputRequired(), Regexp(r"^\s*[0-9,，０-９]{1,12}\s*$", message=_l("Enter an amount in yen, for example 50000."))],
+    )

@@ -25,7 +25,8 @@ pytestmark = pytest.mark.xdist_group("every-page")  # one process: the portal an
 AXE = next((Path(__file__).resolve().parents[2] / "static" / "vendor").glob("axe-*.min.js")).name
 SIZES = {390: {"width": 390, "height": 844}, 768: {"width": 768, "height": 1024}, 1280: {"width": 1280, "height": 800}}
 LOCALES = {"en": "en-GB", "ja": "ja-JP"}
-TABLET_PAGES = {"home", "menu-open", "login", "dashboard", "credentials", "team", "inbox", "invoices", "purchases", "statement", "api-docs"}
+TABLET_PAGES = {"home", "menu-open", "login", "dashboard", "credentials", "team", "inbox", "invoices", "purchases", "statement", "api-docs",
+                "invoice-billing"}
 
 # What the page shows in place (the failures list names it), and how to reach it.
 PUBLIC = [
@@ -61,6 +62,7 @@ SIGNED_IN = [
     ("invoices", "/billing/invoices"),
     ("usage-statements", "/billing/statements"),
     ("billing-profile", "/billing/profile"),
+    ("invoice-billing", "/billing/invoice-billing"),
     ("profile", "/profile/"),
     ("phone", "/verify-phone/?change=1"),
     ("reauthenticate", "/reauthenticate"),
@@ -150,8 +152,31 @@ def portal(database_url):
         client.post("/alerts/addresses", {"address": "ops@example.com"}, status=303)
         with db_session(app) as session:
             ids["alert_token"] = session.scalars(select(AlertAddress.token)).one()
+        _invoice_billing(app, account_id)
         server.ids = ids
         yield server
+
+
+def _invoice_billing(app, account_id: int) -> None:
+    """The account becomes a company with a credit line (approved by the command) and last
+    month's invoice: the dashboard shows the line, the invoices page the monthly invoice."""
+    from datetime import timedelta
+
+    from portal.accounts.models import Account
+    from portal.ledger import service as ledger
+    from portal.postpay import rules
+
+    with db_session(app) as session:
+        session.get(Account, account_id).kind = "company"
+        session.commit()
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["postpay", "approve", "owner@example.com", "--limit", "100000",
+                               "--terms", "Contract K-2026-015"]).exit_code == 0
+    month = rules.last_closable(system_now())
+    with db_session(app) as session:  # last month's usage, beyond the prepaid credit
+        ledger.debit(session=session, account_id=account_id, amount=3_200_000, idempotency_key="every-page-usage",
+                     reason="SMS every page", now=month.ends_at - timedelta(days=10))
+    assert runner.invoke(args=["postpay", "close-month", "--month", str(month)]).exit_code == 0
 
 
 def _visit(page, name: str, path: str, ids: dict, lang: str):

@@ -8,7 +8,7 @@ from sqlalchemy import MetaData, create_engine, insert, select
 
 from portal.migrate import upgrade
 from tests.conftest import ENGINES
-from tests.integration.test_callback_secret_migration import NOW, _row, empty_database
+from tests.integration.test_callback_secret_migration import _row, empty_database
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)

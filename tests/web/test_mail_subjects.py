@@ -1,6 +1,7 @@
 """Every mail's subject starts with the same prefix in both languages, written in one place
 (portal.mail.SUBJECT_PREFIX); the subject templates never repeat the product's name."""
 
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +14,10 @@ from portal.mail import SUBJECT_PREFIX, rendered_subject
 SUBJECTS = sorted(path.name.removesuffix(".subject.txt") for path in (ROOT / "templates" / "mail").glob("*.subject.txt"))
 CONTEXT = {"inviter": SimpleNamespace(name="Olivia Owner"), "account": SimpleNamespace(name="Acme"),
            "member": SimpleNamespace(name="Dev Member"), "purchase": SimpleNamespace(amount_yen=1000),
-           "site": SimpleNamespace(display_name="Acme Shop")}
+           "site": SimpleNamespace(display_name="Acme Shop"),
+           "application": SimpleNamespace(legal_name="Acme KK"),
+           "invoice": SimpleNamespace(number="P202611-000001", total_yen=1100, due_on=date(2026, 12, 31)),
+           "contract": SimpleNamespace(limit_yen=100000), "percent": 80}
 
 
 def subject(app, template: str, language: str) -> str:

@@ -26,6 +26,7 @@ ROUTES = [
     "/dev/mailbox/", "/dev/mailbox/<int:mail_id>", "/static/<path:filename>",
     "/legal/commercial-transactions", "/billing/profile", "/credit/buy", "/credit/buy/confirm", "/credit/purchases",
     "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/billing/invoices.csv",
+    "/billing/invoice-billing", "/billing/invoice-billing/invoices/<number>.pdf",
     "/webhooks/stripe",
     "/sandbox/checkout/<session_id>", "/credentials", "/credentials/<int:credential_id>/rotate",
     "/credentials/<int:credential_id>/revoke", "/credentials/<int:credential_id>/sites", "/api/docs",

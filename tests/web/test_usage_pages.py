@@ -5,7 +5,6 @@ not exist), the CSV of the same filters, and the monthly statement as a page and
 (owners and billing members only). The usage itself is sent through the customer API, on a
 frozen clock: two messages in November, one in December (Japan time)."""
 
-import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest

@@ -1,0 +1,6 @@
+import pytest
+
+
+@pytest.fixture
+def api(app):
+    return app.test_client()
