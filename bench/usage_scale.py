@@ -60,7 +60,7 @@ def seeded(engine, name: str, rows: int, seed: int) -> int:
     from portal import create_app  # the credential service mails the owners: it needs the app
 
     app = create_app({"ENV": "test", "DATABASE_URL": str(engine.url.render_as_string(hide_password=False)),
-                      "SECRET_KEY": "bench-secret-key-long-enough-for-checks"})
+                      "SECRET_KEY": "bench-secret-key-long-enough-for-checks", "DATABASE_STATEMENT_TIMEOUT_MS": 0})
     with app.app_context(), Session(app.extensions["portal.engine"], expire_on_commit=False) as session:
         if rows:
             demo.seed(session, account_id=account_id, user_id=user_id, rows=rows, now=NOW, seed=seed)
