@@ -256,3 +256,17 @@ def test_a_filter_may_not_reach_past_the_retention():
     assert rules.filters_from({"range": "custom", "from": "2025-10-27", "to": "2025-10-31"}, today=today)
     with pytest.raises(InvalidFilter):
         rules.filters_from({"range": "custom", "from": "2025-10-26", "to": "2025-10-31"}, today=today)
+
+
+def test_an_otp_codes_detail_says_when_it_was_verified(session, world):
+    from portal.otp.models import OtpCode
+
+    msgid = message(session, world, jst(2026, 11, 2, 9), product="otp", site=world.site)
+    with db.write(session):
+        session.add(OtpCode(msgid=msgid, site_id=world.site, account_id=world.account_id, credential_id=world.shop,
+                            mode="live", phone_number="+819012345678", prefix="+81901234", channel="sms",
+                            code_hash="h", status="verified", max_attempts=5, created_at=jst(2026, 11, 2, 9),
+                            expires_at=jst(2026, 11, 2, 9, 5), verified_at=jst(2026, 11, 2, 9, 1)))
+    detail = service.detail(session, account_id=world.account_id, kind="otp", ref=msgid, role="developer")
+    assert detail.code_status == "verified" and detail.row.site_name == "Example"
+    assert [step.event for step in detail.timeline] == ["created", "delivered", "code_verified"]
