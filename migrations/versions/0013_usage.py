@@ -197,6 +197,9 @@ def upgrade() -> None:
         batch_op.drop_index('ix_voice_calls_account_time')
         batch_op.create_index('ix_voice_calls_account_time', ['account_id', 'created_at', 'id'], unique=False)
 
+    with op.batch_alter_table('otp_codes', schema=None) as batch_op:
+        batch_op.create_index('ix_otp_codes_fallback_call', ['fallback_callid'], unique=False)
+
     dialect = op.get_bind().dialect.name
     for statement in _backfill_statements() + _rollup_existing(dialect):
         op.execute(statement)
@@ -212,6 +215,8 @@ def downgrade() -> None:
                                                                                else ""))
             if dialect == "postgresql":
                 op.execute(f"DROP FUNCTION IF EXISTS usage_{table}_{operation}()")
+    with op.batch_alter_table('otp_codes', schema=None) as batch_op:
+        batch_op.drop_index('ix_otp_codes_fallback_call')
     with op.batch_alter_table('voice_calls', schema=None) as batch_op:
         batch_op.drop_index('ix_voice_calls_account_time')
         batch_op.create_index('ix_voice_calls_account_time', ['account_id', 'created_at'], unique=False)

@@ -109,6 +109,7 @@ class OtpCode(SQLModel, table=True):
         Index("uq_otp_active_code", "site_id", "mode", "phone_number", unique=True,
               sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
         Index("ix_otp_codes_site_time", "site_id", "created_at"),
+        Index("ix_otp_codes_fallback_call", "fallback_callid"),  # a call's code, for the usage detail
         CheckConstraint(one_of("status", CodeStatus), name="otp_code_status"),
         CheckConstraint(one_of("channel", Channel), name="otp_code_channel"),
         CheckConstraint("mode IN ('live', 'test')", name="otp_code_mode"),

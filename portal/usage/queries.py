@@ -13,7 +13,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session
 
 from portal.credentials.models import Credential
-from portal.messaging.api_models import CALL_PRODUCTS, Call, CallbackAttempt, Message
+from portal.messaging.api_models import CALL_PRODUCTS, Call, CallbackAttempt, Message, UsageProduct
 from portal.otp.models import OtpCode, OtpSite
 from portal.usage import rules
 from portal.usage.models import NO_CREDENTIAL, NO_SITE, USAGE_DAILY
@@ -190,7 +190,8 @@ def _before(source: str, position: Position) -> ColumnElement:
     return tuple_(table.c.created_at, table.c.id) < tuple_(position.created_at, position.id)
 
 
-def _newest(session: Session, account_id: int, filters: Filters, after: Position | None, limit: int) -> Select:
+def _newest(session: Session, account_id: int, filters: Filters, after: Position | None,
+            limit: int) -> Select | None:
     branches = []
     for source in rules.tables_for(filters):
         table = _table(source)
@@ -381,8 +382,11 @@ def detail(session: Session, account_id: int, kind: str, ref: str, role: str) ->
     found = session.execute(query).first()
     if found is None:
         return None
-    code = session.execute(select(CODES.c.status, CODES.c.verified_at).where(
-        CODES.c.account_id == account_id, or_(CODES.c.msgid == ref, CODES.c.fallback_callid == ref))).first()
+    code = None
+    if found.product in (UsageProduct.OTP, UsageProduct.OTP_CALL):  # a code sent, read out, or its fallback call
+        code = session.execute(select(CODES.c.status, CODES.c.verified_at).where(
+            CODES.c.account_id == account_id, or_(CODES.c.msgid == ref, CODES.c.fallback_callid == ref))
+            .limit(1)).first()
     full = rules.sees_full_numbers(role)
     is_message = table is MESSAGES
     return Detail(

@@ -27,9 +27,9 @@ MAX_PAGE = 200
 
 def page(session: Session, *, account_id: int, filters: Filters, after: str | None, limit: int = 50, role: str,
          now: datetime) -> Page:
-    """One page of the account's usage, newest first, continuing after the cursor `after`.
-    Every role sees numbers masked in the list (`role` and `now` are for the rules that may
-    come to depend on them: the view passes them already)."""
+    """One page of the account's usage, newest first, continuing after the cursor `after`
+    (InvalidFilter for a cursor that is not one). Every role sees numbers masked in the list;
+    `role` and `now` are taken so that the list and the detail are called alike."""
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidFilter("limit", f"Show between 1 and {MAX_PAGE} rows.")
     with db.read(session):

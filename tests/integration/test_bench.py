@@ -43,5 +43,5 @@ def test_the_usage_benchmark_runs_and_prints_every_figure(monkeypatch, capsys):
     bench = runpy.run_path(str(BENCH / "usage_scale.py"))
     bench["main"](["--rows", "600", "--reference", "100", "--spread", "300", "--accounts", "2", "--no-send"])
     output = capsys.readouterr().out
-    for figure in ("deepest / first =", "a month's totals", "peak RSS growth", "ledger check after seeding: passed"):
+    for figure in ("deepest / first =", "a month's totals:", "peak RSS growth", "ledger check after seeding: passed"):
         assert figure in output

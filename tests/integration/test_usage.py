@@ -5,79 +5,23 @@ rollup follows through the triggers); test_usage_paths.py drives the real send p
 
 import csv
 import io
-from datetime import date, datetime, timedelta, timezone
-from itertools import count
+from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 
 from portal import db
-from portal.accounts.models import Account, Membership
-from portal.credentials import service as credentials
-from portal.messaging.api_models import Call, CallbackAttempt, Message
-from portal.otp.models import OtpSite
+from portal.accounts.models import Account
+from portal.messaging.api_models import CallbackAttempt
 from portal.usage import rules, service
 from portal.usage.models import UsageDay
 from portal.usage.rules import Filters, InvalidFilter
-from tests.helpers import make_user
-
-JST = rules.JST
-MESSAGES, CALLS = Message.__table__, Call.__table__
-NOW = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)  # the suite's clock: 12:00 on 27 November in Japan
-NOVEMBER = Filters(start=date(2026, 11, 1), end=date(2026, 11, 30))
-_ids = count(1)
-
-
-class World:
-    def __init__(self, app, session, email="usage@example.com"):
-        user = make_user(app, email=email)
-        self.account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
-        session.commit()
-        self.shop = self.credential(session, user.id, "Shop", "live")
-        self.staging = self.credential(session, user.id, "Staging", "test")
-        site = OtpSite(account_id=self.account_id, domain="example.jp", display_name="Example", ownership_token="t",
-                       template_language="ja", template="{code}", created_at=NOW)
-        session.add(site)
-        session.commit()
-        self.site = site.id
-
-    def credential(self, session, user_id, name, mode):
-        credential, _ = credentials.create(session=session, account_id=self.account_id, user_id=user_id, name=name,
-                                           mode=mode, scopes=["sms", "voice", "otp"], networks=[], monthly_cap=None,
-                                           now=NOW)
-        return credential.id
+from tests.usage_rows import CALLS, MESSAGES, NOVEMBER, NOW, World, call, jst, message
 
 
 @pytest.fixture
 def world(app, session):
     return World(app, session)
-
-
-def message(session, world, at, *, credential="shop", product="sms", status="DELIVERED", cost=3000, segments=1,
-            tags="", country="JP", recipient="+819012345678", refunded=False, site=None, mode=None):
-    credential_id = getattr(world, credential) if credential else None
-    msgid = f"m{next(_ids):031d}"
-    with db.write(session):
-        session.execute(insert(MESSAGES).values(
-            msgid=msgid, account_id=world.account_id, credential_id=credential_id,
-            mode=mode or ("test" if credential == "staging" else "live"), product=product, otp_site_id=site,
-            sender="Chotto", recipient=recipient, country=country, body="hello", encoding="GSM-7", segments=segments,
-            cost=cost, status=status, tags=tags, refunded_at=at if refunded else None, created_at=at, updated_at=at))
-    return msgid
-
-
-def call(session, world, at, *, product="voice", status="ANSWERED", duration=61, cost=40_000, site=None, tags=""):
-    callid = f"c{next(_ids):031d}"
-    with db.write(session):
-        session.execute(insert(CALLS).values(
-            callid=callid, account_id=world.account_id, credential_id=world.shop, mode="live", product=product,
-            otp_site_id=site, caller="0312345678", recipient="+819087654321", country="JP", unit_price=20_000,
-            status=status, duration=duration, cost=cost, tags=tags, created_at=at, started_at=at, ended_at=at))
-    return callid
-
-
-def jst(*parts) -> datetime:
-    return datetime(*parts, tzinfo=JST).astimezone(timezone.utc)
 
 
 def rows_of(session, world, filters=NOVEMBER, **kwargs):
@@ -312,3 +256,17 @@ def test_a_filter_may_not_reach_past_the_retention():
     assert rules.filters_from({"range": "custom", "from": "2025-10-27", "to": "2025-10-31"}, today=today)
     with pytest.raises(InvalidFilter):
         rules.filters_from({"range": "custom", "from": "2025-10-26", "to": "2025-10-31"}, today=today)
+
+
+def test_an_otp_codes_detail_says_when_it_was_verified(session, world):
+    from portal.otp.models import OtpCode
+
+    msgid = message(session, world, jst(2026, 11, 2, 9), product="otp", site=world.site)
+    with db.write(session):
+        session.add(OtpCode(msgid=msgid, site_id=world.site, account_id=world.account_id, credential_id=world.shop,
+                            mode="live", phone_number="+819012345678", prefix="+81901234", channel="sms",
+                            code_hash="h", status="verified", max_attempts=5, created_at=jst(2026, 11, 2, 9),
+                            expires_at=jst(2026, 11, 2, 9, 5), verified_at=jst(2026, 11, 2, 9, 1)))
+    detail = service.detail(session, account_id=world.account_id, kind="otp", ref=msgid, role="developer")
+    assert detail.code_status == "verified" and detail.row.site_name == "Example"
+    assert [step.event for step in detail.timeline] == ["created", "delivered", "code_verified"]

@@ -9,7 +9,7 @@ from portal.ledger.models import Transaction
 from portal.messaging.api_models import Call, Message
 from portal.usage import rules, service
 from tests.helpers import db_session, make_user
-from tests.integration.test_usage_paths import from_rows, rollup
+from tests.usage_rows import from_rows, rollup
 
 
 def test_demo_seed_adds_realistic_rows_over_13_months_and_leaves_the_ledger_alone(app, clock):

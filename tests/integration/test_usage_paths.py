@@ -6,7 +6,7 @@ callback's answers are recorded for the detail view."""
 
 import os
 import random
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -24,12 +24,11 @@ from portal.messaging.api_models import Call, CallbackAttempt, Message
 from portal.messaging.carrier import CarrierRejected
 from portal.outbox import OutboxMessage
 from portal.usage import rules, service
-from portal.usage.models import UsageDay
 from tests.api.conftest import fund
 from tests.helpers import make_user
+from tests.usage_rows import from_rows, rollup
 
 BODIES = wire.StatusCallbacks("https://portal.chotto.test")
-FIELDS = ("events", "segments", "seconds", "minutes", "cost")
 
 
 class Carrier:
@@ -78,32 +77,6 @@ def start(session, principal, now):
     messaging.start_call(session=session, principal=principal, request=request, idempotency_key=None, now=now,
                          render=wire.call_started)
     return session.scalar(select(Call).order_by(Call.id.desc()).limit(1))
-
-
-def rollup(session) -> dict:
-    rows = session.execute(select(UsageDay)).scalars()
-    return {key: value for key, value in (((row.account_id, row.day, row.product, row.credential_id, row.site_id,
-                                            row.mode, row.status, row.country),
-                                           tuple(getattr(row, name) for name in FIELDS)) for row in rows)
-            if any(value)}
-
-
-def from_rows(session) -> dict:
-    """What the rollup must hold, computed in Python from the rows themselves."""
-    sums = defaultdict(lambda: [0] * 5)
-    for message in session.scalars(select(Message)):
-        key = (message.account_id, rules.jst_day(message.created_at), message.product, message.credential_id or 0,
-               message.otp_site_id or 0, message.mode, message.status, message.country)
-        cost = 0 if message.refunded_at else message.cost
-        for index, value in enumerate((1, message.segments, 0, 0, cost)):
-            sums[key][index] += value
-    for call in session.scalars(select(Call)):
-        key = (call.account_id, rules.jst_day(call.created_at), call.product, call.credential_id or 0,
-               call.otp_site_id or 0, call.mode, call.status, call.country)
-        seconds = call.duration or 0
-        for index, value in enumerate((1, 0, seconds, -(-seconds // 60), call.cost)):
-            sums[key][index] += value
-    return {key: tuple(value) for key, value in sums.items()}
 
 
 def test_the_send_paths_record_the_product_and_the_rollup_follows_every_status(session, principals, clock):

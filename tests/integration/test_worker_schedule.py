@@ -23,7 +23,7 @@ def test_the_daily_purge_deletes_usage_older_than_13_months_and_runs_again_a_day
 
     from portal.messaging.api_models import Message
     from portal.usage import rules
-    from tests.integration.test_usage import World, message
+    from tests.usage_rows import World, message
 
     world = World(app, session)
     message(session, world, rules.purge_before(clock()) - timedelta(seconds=1))
