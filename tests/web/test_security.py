@@ -27,6 +27,8 @@ ROUTES = [
     "/legal/commercial-transactions", "/billing/profile", "/credit/buy", "/credit/buy/confirm", "/credit/purchases",
     "/credit/purchases/<public_id>", "/billing/invoices", "/billing/invoices/<number>.pdf", "/billing/invoices.csv",
     "/billing/invoice-billing", "/billing/invoice-billing/invoices/<number>.pdf",
+    "/billing/statements", "/billing/statements/<int:year>-<int:month>.pdf", "/usage", "/usage.csv",
+    "/usage/<kind>/<ref>",
     "/webhooks/stripe",
     "/sandbox/checkout/<session_id>", "/credentials", "/credentials/<int:credential_id>/rotate",
     "/credentials/<int:credential_id>/revoke", "/credentials/<int:credential_id>/sites", "/api/docs",
