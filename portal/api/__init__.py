@@ -13,7 +13,7 @@ from typing import TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import clock, db, failures, services
+from portal import buckets, clock, db, failures, services
 from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
@@ -27,7 +27,6 @@ from portal.otp import service as otp
 from portal.otp.errors import RequestBlocked, ResendTooSoon, SiteNotAllowed, VerificationFailed
 from portal.otp.models import BlockReason
 from portal.bad_input import API_MESSAGES, BadInput
-from portal.extensions import limiter
 from portal.security import add_headers
 
 log = logging.getLogger("portal.api")
@@ -101,36 +100,40 @@ def asked(kind: type[Asked]) -> Asked:
     return kind(**{field.name: given[field.name] for field in fields_of(kind) if field.name in given})
 
 
-def _principal_key() -> str:
-    principal = g.get("principal")
-    return f"api:{principal.sid}" if principal else f"ip:{request.remote_addr}"
+THROTTLED = "Request was throttled. Try again later."
 
 
-def _account_key() -> str:
-    principal = g.get("principal")
-    return f"account:{principal.account_id}" if principal else f"ip:{request.remote_addr}"
+@bp.record_once
+def _buckets(state) -> None:
+    state.app.extensions["portal.buckets"] = buckets.for_url(state.app.config["REDIS_URL"])
 
 
-def _send_limits():
-    """Per credential and route, and per account across every sending route."""
-    return [limiter.limit(lambda: current_app.config["API_SEND_RATE_LIMIT"], key_func=_principal_key),
-            limiter.shared_limit(lambda: current_app.config["API_ACCOUNT_RATE_LIMIT"], key_func=_account_key,
-                                 scope="api-account")]
+def _limited(view, counted: Callable[[credentials.Principal], list[buckets.Bucket]]):
+    """`view` after one token from each bucket `counted` names for the caller (one in-process
+    or Redis operation); 429 with Retry-After when any of them is empty."""
 
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if current_app.config["RATELIMIT_ENABLED"]:
+            wait = current_app.extensions["portal.buckets"].take(counted(g.principal))
+            if wait:
+                return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
+        return view(*args, **kwargs)
 
-def _read_limit():
-    """Per credential, across every GET route."""
-    return limiter.shared_limit(lambda: current_app.config["API_READ_RATE_LIMIT"], key_func=_principal_key,
-                                scope="api-read")
+    return guarded
 
 
 def sending(view):
-    """A paid request: authenticated, rate limited per credential and per account, and
-    answered in the API's error shapes."""
-    limited = view
-    for limit in _send_limits():
-        limited = limit(limited)
-    return authenticated(limited)
+    """A paid request: authenticated, rate limited per credential and route and per account
+    across every sending route, and answered in the API's error shapes."""
+    route_name = view.__name__
+
+    def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
+        config = current_app.config
+        return (buckets.buckets(f"send:{route_name}:{principal.sid}", config["API_SEND_RATE_LIMIT"])
+                + buckets.buckets(f"account:{principal.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
+
+    return authenticated(_limited(view, counted))
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
@@ -194,8 +197,8 @@ def _daily_cap() -> int | None:
 
 
 def reader(view):
-    """A GET route: authenticated, rate limited per credential, and the credential needs the
-    read scope."""
+    """A GET route: authenticated, rate limited per credential across every GET route, and the
+    credential needs the read scope."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -203,7 +206,10 @@ def reader(view):
             return _json({"detail": "This credential does not have the read scope."}, 403)
         return view(*args, **kwargs)
 
-    return authenticated(_read_limit()(guarded))
+    def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
+        return buckets.buckets(f"read:{principal.sid}", current_app.config["API_READ_RATE_LIMIT"])
+
+    return authenticated(_limited(guarded, counted))
 
 
 def route(rule: str, **options):
@@ -330,7 +336,7 @@ def is_api_request() -> bool:
 
 def api_error(error: HTTPException) -> Response:
     if error.code == 429:  # Retry-After: see whole_retry_after
-        return _json({"detail": "Request was throttled. Try again later."}, 429)
+        return _json({"detail": THROTTLED}, 429)
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
     return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500, **headers)
 
