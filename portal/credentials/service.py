@@ -319,12 +319,13 @@ _AUTHENTICATE = (  # Core, not ORM: this runs on every API request
 
 
 def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime) -> Principal:
-    """A read unit (on SQLite it never waits for the write lock); the first request in a
-    minute also notes the use in a short write unit of its own."""
+    """The request's leading read (`db.leading_read`: on PostgreSQL the request's unit of work
+    continues its transaction; on SQLite it never waits for the write lock); the first request
+    in a minute also notes the use in a short write unit of its own."""
     if not tokens.well_formed(token) or len(sid) != 32:
         raise Unauthenticated()
-    with db.read(session):
-        row = session.execute(_AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now}).first()
+    rows = db.leading_read(session, _AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now})
+    row = rows[0] if rows else None
     if row is None:
         raise Unauthenticated()
     if row.allowed_networks and not _allowed(ip, row.allowed_networks):
