@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -134,11 +134,14 @@ def _ip(raw: str | None) -> str | None:
         raise InvalidField("ip", N_("Enter the end user's IPv4 or IPv6 address.")) from None
 
 
+_LATEST = (select(OtpCode).where(OtpCode.site_id == bindparam("site_id"), OtpCode.mode == bindparam("mode"),
+                                  OtpCode.phone_number == bindparam("e164"))
+           .order_by(OtpCode.id.desc()).limit(1).execution_options(populate_existing=True))
+
+
 def latest(session: Session, site_id: int, mode: str, e164: str) -> OtpCode | None:
     """The number's newest code for the site (the active one, if any)."""
-    return session.scalars(select(OtpCode).where(OtpCode.site_id == site_id, OtpCode.mode == mode,
-                                                 OtpCode.phone_number == e164)
-                           .order_by(OtpCode.id.desc()).execution_options(populate_existing=True)).first()
+    return session.scalars(_LATEST, {"site_id": site_id, "mode": mode, "e164": e164}).first()
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,7 @@ class _History:
     verified: int = 0
 
 
-BLOCKS = OtpBlocked.__table__
+BLOCKS, CODES = OtpBlocked.__table__, OtpCode.__table__
 _LONGEST_WINDOW = max(rules.NUMBER_WINDOW, rules.IP_WINDOW, rules.PREFIX_WINDOW)
 _CARRIED = "carried"  # the blocks whose lifting drops the failures a new code takes over
 
@@ -165,22 +168,38 @@ def _lifted(reasons: list[BlockReason], where):
     return func.max(BLOCKS.c.lifted_at).filter(BLOCKS.c.reason.in_(reasons), where)
 
 
+_BY_NUMBER = BLOCKS.c.phone_number == bindparam("e164")
+# An E.164 prefix is "+" and digits: nothing in it for LIKE to take as a wildcard.
+_LIFTED = [
+    _lifted([BlockReason.LOCKED, BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(_CARRIED),
+    _lifted([BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(BlockReason.NUMBER_LIMIT.value),
+    _lifted([BlockReason.IP_LIMIT], BLOCKS.c.ip == bindparam("ip")).label(BlockReason.IP_LIMIT.value),
+    _lifted([BlockReason.PREFIX_LIMIT], BLOCKS.c.phone_number.startswith(bindparam("prefix")))
+    .label(BlockReason.PREFIX_LIMIT.value),
+]
+_DECIDED = or_(CODES.c.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
+               (CODES.c.status == CodeStatus.ACTIVE) & (CODES.c.expires_at <= bindparam("now")))
+_COUNTED = select(func.count()).select_from(CODES).where(
+    CODES.c.site_id == bindparam("site_id"), CODES.c.mode == "live", CODES.c.created_at >= bindparam("since"), _DECIDED)
+_COMPLETION = [_COUNTED.scalar_subquery().label("decided"),
+               _COUNTED.where(CODES.c.status == CodeStatus.VERIFIED).scalar_subquery().label("verified")]
+_BLOCKS_OF_SITE = (BLOCKS.c.site_id == bindparam("site_id"), BLOCKS.c.mode == bindparam("mode"))
+_LIFTED_AND_COMPLETION = {  # by mode: the completion rate pauses live sites only
+    "live": select(*_LIFTED, *_COMPLETION).where(*_BLOCKS_OF_SITE), "test": select(*_LIFTED).where(*_BLOCKS_OF_SITE)}
+_SENT_FROM = (select(CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip)
+              .where(CODES.c.site_id == bindparam("site_id"), CODES.c.mode == bindparam("mode"),
+                     CODES.c.created_at > bindparam("since_sent")))
+_SENT = {False: _SENT_FROM.where(CODES.c.prefix == bindparam("prefix")),  # by whether the request names an IP
+         True: _SENT_FROM.where(or_(CODES.c.prefix == bindparam("prefix"), CODES.c.ip == bindparam("ip")))}
+
+
 def _history(session: Session, site: OtpSite, mode: str, e164: str, ip: str | None, now: datetime) -> _History:
     previous = latest(session, site.id, mode, e164)
-    prefix = rules.prefix_of(e164)
-    columns = [
-        _lifted([BlockReason.LOCKED, BlockReason.NUMBER_LIMIT], BLOCKS.c.phone_number == e164).label(_CARRIED),
-        _lifted([BlockReason.NUMBER_LIMIT], BLOCKS.c.phone_number == e164).label(BlockReason.NUMBER_LIMIT.value),
-        _lifted([BlockReason.IP_LIMIT], BLOCKS.c.ip == ip).label(BlockReason.IP_LIMIT.value),
-        _lifted([BlockReason.PREFIX_LIMIT], BLOCKS.c.phone_number.startswith(prefix, autoescape=True))
-        .label(BlockReason.PREFIX_LIMIT.value),
-    ]
-    if mode == "live":
-        columns += _completion(site, now)
-    found = session.execute(select(*columns).where(BLOCKS.c.site_id == site.id, BLOCKS.c.mode == mode)).one()._mapping
-    sent_to = CODES.c.prefix == prefix if ip is None else or_(CODES.c.prefix == prefix, CODES.c.ip == ip)
-    sent = session.execute(select(CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip).where(
-        CODES.c.site_id == site.id, CODES.c.mode == mode, CODES.c.created_at > now - _LONGEST_WINDOW, sent_to)).all()
+    params = {"site_id": site.id, "mode": mode, "e164": e164, "ip": ip, "prefix": rules.prefix_of(e164), "now": now,
+              "since": max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at])),
+              "since_sent": now - _LONGEST_WINDOW}
+    found = session.execute(_LIFTED_AND_COMPLETION[mode], params).one()._mapping
+    sent = session.execute(_SENT[ip is not None], params).all()
     lifted = {name: found[name] for name in (_CARRIED, BlockReason.NUMBER_LIMIT.value, BlockReason.IP_LIMIT.value,
                                              BlockReason.PREFIX_LIMIT.value)}
     return _History(previous, lifted, [tuple(line) for line in sent], found.get("decided") or 0,
@@ -251,18 +270,6 @@ def _tell_owners_paused(session: Session, site: OtpSite, decided: int, now: date
     for owner in owners:
         mail.queue(session, to=owner.email, template="otp_site_paused", language=owner.language, now=now, site=site,
                    account=account, decided=decided)
-
-
-def _completion(site: OtpSite, now: datetime) -> list:
-    """The live codes of the last 24 hours (since the site was last resumed) whose outcome is
-    known, and those verified: the columns `decided` and `verified`."""
-    since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
-    decided = or_(CODES.c.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
-                  (CODES.c.status == CodeStatus.ACTIVE) & (CODES.c.expires_at <= now))
-    counted = select(func.count()).select_from(CODES).where(CODES.c.site_id == site.id, CODES.c.mode == "live",
-                                                            CODES.c.created_at >= since, decided)
-    return [counted.scalar_subquery().label("decided"),
-            counted.where(CODES.c.status == CodeStatus.VERIFIED).scalar_subquery().label("verified")]
 
 
 def _completion_too_low(history: _History) -> int | None:
@@ -337,9 +344,6 @@ def state_of(code: OtpCode | None) -> rules.CodeState | None:
 
 
 # -- verifying a code ---------------------------------------------------------------------------
-
-CODES = OtpCode.__table__
-
 
 def verify_code(*, session: Session, principal: Principal, request: VerifyCode, secret: bytes,
                 now: datetime) -> Verified:
