@@ -334,6 +334,10 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
+def is_routed_here() -> bool:
+    return request.blueprint == bp.name
+
+
 def api_error(error: HTTPException) -> Response:
     if error.code == 429:  # Retry-After: see whole_retry_after
         return _json({"detail": THROTTLED}, 429)
