@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import fields as fields_of
-from functools import wraps
+from functools import partial, wraps
 from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -53,8 +53,10 @@ def _shown(username: str) -> str:
     return username if re.fullmatch(r"[0-9a-f]{32}", username) else "(not a SID)"
 
 
-def authenticated(view):
-    """Basic auth only: cookies are ignored here, and a token in the URL is refused outright."""
+def authenticated(view, *, lock_account: bool = False):
+    """Basic auth only: cookies are ignored here, and a token in the URL is refused outright.
+    With `lock_account` the credential's account is locked for the request's unit of work by
+    the same statement (a paid request locks it first thing anyway)."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -67,7 +69,8 @@ def authenticated(view):
             return _unauthorized("Authentication credentials were not provided.")
         try:
             g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
-                                                   ip=request.remote_addr or "", now=clock.now())
+                                                   ip=request.remote_addr or "", now=clock.now(),
+                                                   lock_account=lock_account)
         except credentials.Unauthenticated:
             log.info("api: authentication failed for sid=%s", _shown(auth.username))
             return _unauthorized()
@@ -123,9 +126,12 @@ def _limited(view, counted: Callable[[credentials.Principal], list[buckets.Bucke
     return guarded
 
 
-def sending(view):
-    """A paid request: authenticated, rate limited per credential and route and per account
-    across every sending route, and answered in the API's error shapes."""
+def sending(view=None, *, pays: bool = True):
+    """A request that sends: authenticated, rate limited per credential and route and per
+    account across every sending route, and answered in the API's error shapes. One that
+    `pays` has its account locked by the authentication's statement."""
+    if view is None:
+        return partial(sending, pays=pays)
     route_name = view.__name__
 
     def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
@@ -133,7 +139,7 @@ def sending(view):
         return (buckets.buckets(f"send:{route_name}:{principal.sid}", config["API_SEND_RATE_LIMIT"])
                 + buckets.buckets(f"account:{principal.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
 
-    return authenticated(_limited(view, counted))
+    return authenticated(_limited(view, counted), lock_account=pays)
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
@@ -287,7 +293,7 @@ def _code_key() -> bytes:
 
 
 @route("/otp/register-website/", methods=["POST"])
-@sending
+@sending(pays=False)
 def register_website():
     now = clock.now()
     return answer(lambda: _json(wire.otp_registered(otp.register_site_by_api(
@@ -306,7 +312,7 @@ def request_otp():
 
 
 @route("/otp/verify/", methods=["POST"])
-@sending
+@sending(pays=False)
 def verify_otp():
     now = clock.now()
     return answer(lambda: _json(wire.otp_verified(otp.verify_code(
