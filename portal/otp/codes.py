@@ -363,9 +363,8 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
     form.raise_if_invalid()
     with db.write(session):
         if request_id is not None:
-            code = session.scalars(select(OtpCode).where(
-                OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
-                OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+            code = session.scalars(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
+                                                 "mode": principal.mode}).first()
             if code is not None:
                 may_use(session, principal, code.site_id)
         else:
@@ -384,27 +383,36 @@ def _typed(raw: str | None) -> str:
     return text
 
 
+_BY_REQUEST = (select(OtpCode).where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
+                                     OtpCode.mode == bindparam("mode"))
+               .limit(1).execution_options(populate_existing=True))
+_USABLE = (CODES.c.id == bindparam("code_id"), CODES.c.status == CodeStatus.ACTIVE,
+           CODES.c.failures < CODES.c.max_attempts)
+_USE = (update(CODES).where(*_USABLE, CODES.c.expires_at > bindparam("now"))
+        .values(status=CodeStatus.VERIFIED, verified_at=bindparam("used_at", type_=CODES.c.verified_at.type),
+                fallback_text=None)
+        .returning(CODES.c.id))
+_LAST_ATTEMPT = CODES.c.failures + 1 >= CODES.c.max_attempts
+_COUNT_WRONG = (update(CODES).where(*_USABLE).values(
+    failures=CODES.c.failures + 1,
+    status=case((_LAST_ATTEMPT, CodeStatus.LOCKED.value), else_=CODES.c.status),
+    fallback_text=case((_LAST_ATTEMPT, None), else_=CODES.c.fallback_text),
+).returning(CODES.c.failures, CODES.c.max_attempts))
+
+
 def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
            now: datetime) -> Verified | VerificationFailed:
     refused = rules.refusal(state_of(code), now)
     if refused is not None:
         return VerificationFailed(refused)
-    usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
     if rules.matches(secret, code.msgid, typed, code.code_hash):
-        used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
-                               .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
-                               .returning(CODES.c.id)).first()
+        used = session.execute(_USE, {"code_id": code.id, "now": now, "used_at": now}).first()
         if used is not None:
             post_event(session, session.get(OtpSite, code.site_id), code.credential_id, Event.VERIFIED, now,
                        phone_number=code.phone_number, otp_id=code.msgid)
             return Verified(code.msgid, code.phone_number, now)
     else:
-        counted = session.execute(update(CODES).where(*usable).values(
-            failures=CODES.c.failures + 1,
-            status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
-                        else_=CODES.c.status),
-            fallback_text=case((CODES.c.failures + 1 >= CODES.c.max_attempts, None), else_=CODES.c.fallback_text),
-        ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
+        counted = session.execute(_COUNT_WRONG, {"code_id": code.id}).first()
         if counted is not None:
             return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
     session.refresh(code)  # another check changed it meanwhile
