@@ -69,9 +69,10 @@ WRK = shutil.which("wrk") or "/usr/bin/wrk"
 BATCHES = 5  # of the sends measured in process
 
 # Each wrk thread numbers its requests; `run` (one per wrk invocation) keeps the bodies of
-# different invocations apart. An OTP request goes to a number of its own, and consecutive
-# requests to different 4-digit prefixes (the guards allow 20 codes a prefix an hour; the
-# valid mobile numbers +8190… start 1000 to 9999).
+# different invocations apart. An OTP request goes to a number of its own: its last four
+# digits name the invocation and thread, the four before them (the prefix: the valid mobile
+# numbers +8190… have 1000 to 9999 there) follow on from where the previous thread's range
+# began, so the prefixes are used evenly (the guards allow 20 codes a prefix an hour).
 LUA = r"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
@@ -94,7 +95,8 @@ function request()
   if kind == "sms" then
     body = string.format("recipient=%%2B819012345678&sender=Chotto&message=bench+r%d+t%d+n%d", run, id, counter)
   elseif kind == "otp" then
-    body = string.format("website=SITE&phone_number=%%2B8190%04d%04d", 1000 + counter % 9000, (run * 16 + id) % 10000)
+    local pair = run * 16 + id
+    body = string.format("website=SITE&phone_number=%%2B8190%04d%04d", 1000 + (pair * 3001 + counter) % 9000, pair % 10000)
   end
   return wrk.format(nil, nil, nil, body)
 end
@@ -247,7 +249,8 @@ def sms_body(run: int, n: int) -> str:
 
 
 def otp_body(run: int, n: int) -> str:
-    return f"website={SITE}&phone_number=%2B8190{1000 + n % 9000:04d}{(9000 + run) % 10000:04d}"
+    pair = 5000 + run  # as the wrk script numbers them, apart from its invocations
+    return f"website={SITE}&phone_number=%2B8190{1000 + (pair * 3001 + n) % 9000:04d}{pair % 10000:04d}"
 
 
 def in_process(url: str, prepared: Prepared, kind: str, sends: int) -> tuple[float, float]:
