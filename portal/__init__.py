@@ -80,6 +80,8 @@ def _wire(app: Flask) -> None:
     csrf.exempt(api.bp)  # authenticated by HTTP Basic, never by a cookie
     csrf.exempt(webhooks.stripe_webhook)  # authenticated by its signature
     limiter.exempt(webhooks.bp)
+    limiter.exempt(api.bp)  # the API counts its own token buckets (portal.buckets)
+    limiter.request_filter(api.is_routed_here)  # and flask-limiter looks no further into its requests
     web.register_error_pages(app)  # the API's blueprint answers its own errors in JSON
     web.register_template_helpers(app)
     if app.config.get("PROXY_HOPS"):

@@ -122,6 +122,45 @@ def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:
 
 READ_ONLY = "portal_read_only"
 _DEPTH = "portal.unit_depth"
+_LEADING = "portal.leading_read"  # the transaction a leading read left open for the next unit
+
+
+def leading_read(session: Session, statement, params: dict) -> list:
+    """The rows of the first statement of a request (the API's authentication), read so that
+    the request's next unit of work continues its transaction on PostgreSQL (a commit and a
+    begin fewer on every API request; at READ COMMITTED each statement sees what is committed
+    when it starts, so the unit sees what it would have seen in a transaction of its own).
+    On SQLite it is a read unit of its own: a write unit there must begin with BEGIN IMMEDIATE.
+
+    There is no pool pre-ping: a pooled connection found dead (the server restarted since it
+    was last used) fails this first statement, the pool is invalidated, and the statement is
+    run once more on a fresh connection. Nothing had been done in the transaction."""
+    for attempt in (1, 2):
+        try:
+            if session.get_bind().dialect.name != "postgresql" or session.info.get(_DEPTH, 0):
+                with read(session):
+                    return session.execute(statement, params).all()
+            if session.in_transaction():
+                session.commit()
+            rows = session.execute(statement, params).all()
+            session.info[_LEADING] = session.get_transaction()
+            return rows
+        except exc.DBAPIError as error:
+            session.rollback()
+            if attempt == 2 or not error.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _end_transaction_before_unit(session: Session) -> bool:
+    """A unit runs in a transaction of its own, but continues the one a leading read left open
+    (True then)."""
+    if not session.in_transaction():
+        return False
+    if session.info.get(_LEADING) is session.get_transaction() and not (session.new or session.dirty or session.deleted):
+        return True
+    session.commit()
+    return False
 
 
 @contextmanager
@@ -134,8 +173,7 @@ def write(session: Session):
     if depth:
         yield session
         return
-    if session.in_transaction():
-        session.commit()
+    _end_transaction_before_unit(session)
     session.info[_DEPTH] = 1
     try:
         yield session
@@ -164,14 +202,16 @@ def read(session: Session, *, snapshot: bool = False):
     if session.info.get(_DEPTH, 0):
         yield session
         return
-    if session.in_transaction():
-        session.commit()
+    if snapshot and session.in_transaction():
+        session.commit()  # the isolation level is chosen when the transaction begins
+    continued = _end_transaction_before_unit(session)
     session.info[_DEPTH] = 1
     options = {READ_ONLY: True}
     if snapshot and session.get_bind().dialect.name == "postgresql":
         options["isolation_level"] = "REPEATABLE READ"
     try:
-        session.connection(execution_options=options)
+        if not continued:
+            session.connection(execution_options=options)
         yield session
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("a read unit of work changed rows; use db.write()")
@@ -188,7 +228,7 @@ def init_app(app) -> None:
         app.config["DATABASE_URL"],
         statement_timeout_ms=app.config["DATABASE_STATEMENT_TIMEOUT_MS"],
         busy_timeout_ms=app.config.get("SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS),
-        pre_ping=app.config.get("DATABASE_POOL_PRE_PING", True),
+        pre_ping=app.config.get("DATABASE_POOL_PRE_PING", False),  # see leading_read
     )
     app.teardown_appcontext(_close_request_session)
 

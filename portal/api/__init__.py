@@ -7,13 +7,13 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import fields as fields_of
-from functools import wraps
+from functools import partial, wraps
 from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from portal import clock, db, failures, services
+from portal import buckets, clock, db, failures, services
 from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
@@ -28,7 +28,6 @@ from portal.postpay import queries as postpay
 from portal.otp.errors import RequestBlocked, ResendTooSoon, SiteNotAllowed, VerificationFailed
 from portal.otp.models import BlockReason
 from portal.bad_input import API_MESSAGES, BadInput
-from portal.extensions import limiter
 from portal.security import add_headers
 
 log = logging.getLogger("portal.api")
@@ -55,8 +54,10 @@ def _shown(username: str) -> str:
     return username if re.fullmatch(r"[0-9a-f]{32}", username) else "(not a SID)"
 
 
-def authenticated(view):
-    """Basic auth only: cookies are ignored here, and a token in the URL is refused outright."""
+def authenticated(view, *, lock_account: bool = False):
+    """Basic auth only: cookies are ignored here, and a token in the URL is refused outright.
+    With `lock_account` the credential's account is locked for the request's unit of work by
+    the same statement (a paid request locks it first thing anyway)."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -69,7 +70,8 @@ def authenticated(view):
             return _unauthorized("Authentication credentials were not provided.")
         try:
             g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
-                                                   ip=request.remote_addr or "", now=clock.now())
+                                                   ip=request.remote_addr or "", now=clock.now(),
+                                                   lock_account=lock_account)
         except credentials.Unauthenticated:
             log.info("api: authentication failed for sid=%s", _shown(auth.username))
             return _unauthorized()
@@ -102,36 +104,43 @@ def asked(kind: type[Asked]) -> Asked:
     return kind(**{field.name: given[field.name] for field in fields_of(kind) if field.name in given})
 
 
-def _principal_key() -> str:
-    principal = g.get("principal")
-    return f"api:{principal.sid}" if principal else f"ip:{request.remote_addr}"
+THROTTLED = "Request was throttled. Try again later."
 
 
-def _account_key() -> str:
-    principal = g.get("principal")
-    return f"account:{principal.account_id}" if principal else f"ip:{request.remote_addr}"
+@bp.record_once
+def _buckets(state) -> None:
+    state.app.extensions["portal.buckets"] = buckets.for_url(state.app.config["REDIS_URL"])
 
 
-def _send_limits():
-    """Per credential and route, and per account across every sending route."""
-    return [limiter.limit(lambda: current_app.config["API_SEND_RATE_LIMIT"], key_func=_principal_key),
-            limiter.shared_limit(lambda: current_app.config["API_ACCOUNT_RATE_LIMIT"], key_func=_account_key,
-                                 scope="api-account")]
+def _limited(view, counted: Callable[[credentials.Principal], list[buckets.Bucket]]):
+    """`view` after one token from each bucket `counted` names for the caller (one in-process
+    or Redis operation); 429 with Retry-After when any of them is empty."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if current_app.config["RATELIMIT_ENABLED"]:
+            wait = current_app.extensions["portal.buckets"].take(counted(g.principal))
+            if wait:
+                return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
+        return view(*args, **kwargs)
+
+    return guarded
 
 
-def _read_limit():
-    """Per credential, across every GET route."""
-    return limiter.shared_limit(lambda: current_app.config["API_READ_RATE_LIMIT"], key_func=_principal_key,
-                                scope="api-read")
+def sending(view=None, *, pays: bool = True):
+    """A request that sends: authenticated, rate limited per credential and route and per
+    account across every sending route, and answered in the API's error shapes. One that
+    `pays` has its account locked by the authentication's statement."""
+    if view is None:
+        return partial(sending, pays=pays)
+    route_name = view.__name__
 
+    def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
+        config = current_app.config
+        return (buckets.buckets(f"send:{route_name}:{principal.sid}", config["API_SEND_RATE_LIMIT"])
+                + buckets.buckets(f"account:{principal.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
 
-def sending(view):
-    """A paid request: authenticated, rate limited per credential and per account, and
-    answered in the API's error shapes."""
-    limited = view
-    for limit in _send_limits():
-        limited = limit(limited)
-    return authenticated(limited)
+    return authenticated(_limited(view, counted), lock_account=pays)
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
@@ -205,8 +214,8 @@ def _daily_cap() -> int | None:
 
 
 def reader(view):
-    """A GET route: authenticated, rate limited per credential, and the credential needs the
-    read scope."""
+    """A GET route: authenticated, rate limited per credential across every GET route, and the
+    credential needs the read scope."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -214,7 +223,10 @@ def reader(view):
             return _json({"detail": "This credential does not have the read scope."}, 403)
         return view(*args, **kwargs)
 
-    return authenticated(_read_limit()(guarded))
+    def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
+        return buckets.buckets(f"read:{principal.sid}", current_app.config["API_READ_RATE_LIMIT"])
+
+    return authenticated(_limited(guarded, counted))
 
 
 def route(rule: str, **options):
@@ -294,7 +306,7 @@ def _code_key() -> bytes:
 
 
 @route("/otp/register-website/", methods=["POST"])
-@sending
+@sending(pays=False)
 def register_website():
     now = clock.now()
     return answer(lambda: _json(wire.otp_registered(otp.register_site_by_api(
@@ -313,7 +325,7 @@ def request_otp():
 
 
 @route("/otp/verify/", methods=["POST"])
-@sending
+@sending(pays=False)
 def verify_otp():
     now = clock.now()
     return answer(lambda: _json(wire.otp_verified(otp.verify_code(
@@ -341,9 +353,13 @@ def is_api_request() -> bool:
     return request.path.startswith(API_PREFIXES)
 
 
+def is_routed_here() -> bool:
+    return request.blueprint == bp.name
+
+
 def api_error(error: HTTPException) -> Response:
     if error.code == 429:  # Retry-After: see whole_retry_after
-        return _json({"detail": "Request was throttled. Try again later."}, 429)
+        return _json({"detail": THROTTLED}, 429)
     headers = {"Allow": ", ".join(error.valid_methods)} if getattr(error, "valid_methods", None) else {}
     return _json({"detail": error.description if error.code != 404 else "Not found."}, error.code or 500, **headers)
 

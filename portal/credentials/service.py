@@ -23,6 +23,7 @@ from portal.accounts.queries import lock_account
 from portal.audit import AuditAction
 from portal.credentials import tokens
 from portal.credentials.models import CallbackSecret, Credential, CredentialMode, CredentialSecret, Scope
+from portal.ledger import steps as ledger_steps
 from portal.ledger.models import CreditState
 
 log = logging.getLogger("portal.credentials")
@@ -319,15 +320,26 @@ _AUTHENTICATE = (  # Core, not ORM: this runs on every API request
 )
 
 
-def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime) -> Principal:
-    """A read unit (on SQLite it never waits for the write lock); the first request in a
-    minute also notes the use in a short write unit of its own."""
+_AUTHENTICATE_AND_LOCK = ledger_steps.locking(_AUTHENTICATE)
+
+
+def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime,
+                 lock_account: bool = False) -> Principal:
+    """The request's leading read (`db.leading_read`: on PostgreSQL the request's unit of work
+    continues its transaction; on SQLite it never waits for the write lock); the first request
+    in a minute also notes the use in a short write unit of its own. With `lock_account`, on
+    PostgreSQL, the same statement locks the credential's account for the request's unit of
+    work (`ledger.steps.locked_ahead`), which then needs no statement of its own to lock it."""
     if not tokens.well_formed(token) or len(sid) != 32:
         raise Unauthenticated()
-    with db.read(session):
-        row = session.execute(_AUTHENTICATE, {"digest": tokens.digest(token), "sid": sid, "now": now}).first()
+    locking = lock_account and session.get_bind().dialect.name == "postgresql"
+    rows = db.leading_read(session, _AUTHENTICATE_AND_LOCK if locking else _AUTHENTICATE,
+                           {"digest": tokens.digest(token), "sid": sid, "now": now})
+    row = rows[0] if rows else None
     if row is None:
         raise Unauthenticated()
+    if locking:
+        ledger_steps.locked_ahead(session, row.account_id, rows)
     if row.allowed_networks and not _allowed(ip, row.allowed_networks):
         raise NotFromHere()
     if row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY:

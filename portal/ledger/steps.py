@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, func, insert, select, text, update
+from sqlalchemy import bindparam, func, insert, literal, null, select, text, true, update
 from sqlalchemy.engine import Row
+from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from portal.ledger import rules, writes
@@ -123,12 +124,40 @@ _LOTS_WITH_CREDIT = select(*_LOT_COLUMNS).where(LOTS.c.account_id == bindparam("
 _LOCK_FUNCTION = text("SELECT *, CAST(NULL AS timestamptz) AS lot_refunded FROM ledger_lock(:account_id, :key)")
 
 
+_LOCK_NAMES = ("balance", "held", "previous_id", "previous_hash", "previous_amount", "previous_balance", "lot_id",
+               "lot_kind", "lot_amount", "lot_remaining", "lot_issued", "lot_expires")
+_LOCKED_AHEAD = "portal.ledger.locked_ahead"
+
+
+def locking(query: Select) -> Select:
+    """PostgreSQL: `query` (one row at most, with an `account_id` column) that also locks that
+    account, as `lock` does, in the same statement: ledger_lock() is called once for its row
+    (its statements each see what is committed when they run, so nothing it reads is stale
+    after waiting for the lock). One row per lot with credit left; hand them to `locked_ahead`."""
+    found = query.subquery("found")
+    locked = func.ledger_lock(found.c.account_id, literal("")).table_valued(*_LOCK_NAMES).lateral("locked")
+    return select(found, *locked.c, null().label("lot_refunded")).select_from(found.join(locked, true()))
+
+
+def locked_ahead(session: Session, account_id: int, rows: list[Row]) -> None:
+    """The account is locked in the session's transaction (by a `locking` query, whose `rows`
+    these are): its next `lock` in this same transaction takes this state and these lots
+    instead of reading them again. Once only, and never in another transaction."""
+    state = _state(account_id, rows[0])
+    lots = [_live_lot(row) for row in rows if row.lot_id is not None]
+    session.info[_LOCKED_AHEAD] = (session.get_transaction(), account_id, state, lots)
+
+
 def lock(session: Session, account_id: int, key: str | None = None) -> tuple[State, list[LiveLot]]:
     """Lock the account's credit row until the transaction ends, then read the journal line
     already booked under `key` (if any) and the lots with credit left. PostgreSQL: FOR UPDATE
-    and the reads in one call of ledger_lock(). SQLite: the transaction began with BEGIN
+    and the reads in one call of ledger_lock() (or what a `locking` query of this very
+    transaction read, see `locked_ahead`). SQLite: the transaction began with BEGIN
     IMMEDIATE, so two plain reads are already serialised."""
     params = {"account_id": account_id, "key": key or ""}
+    ahead = session.info.pop(_LOCKED_AHEAD, None)
+    if ahead is not None and not key and ahead[0] is session.get_transaction() and ahead[1] == account_id:
+        return ahead[2], ahead[3]
     if session.get_bind().dialect.name == "postgresql":
         rows = session.execute(_LOCK_FUNCTION, params).all()
         lots = [_live_lot(row) for row in rows if row.lot_id is not None]

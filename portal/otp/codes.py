@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import bindparam, case, func, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -101,10 +101,11 @@ def _request(session: Session, principal: Principal, request: RequestCode, secre
         if stored is not None:
             return stored
         site = site_for(session, principal, domain)
-        blocked = _guard(session, principal, site, number, ip, now)
+        history = _history(session, site, principal.mode, number.e164, ip, now)
+        blocked = _guard(session, principal, site, number, ip, now, history)
         if blocked is None:
             issued = _issue(session, principal, (state, lots), site, _Asked(domain, number, channel, ip), secret,
-                            caller, now, daily_cap)
+                            caller, now, daily_cap, history)
             answer = render(issued)
             if key:
                 messaging.keep_answer(session, principal.account_id, key, fingerprint, answer, now)
@@ -133,20 +134,80 @@ def _ip(raw: str | None) -> str | None:
         raise InvalidField("ip", N_("Enter the end user's IPv4 or IPv6 address.")) from None
 
 
+_LATEST = (select(OtpCode).where(OtpCode.site_id == bindparam("site_id"), OtpCode.mode == bindparam("mode"),
+                                  OtpCode.phone_number == bindparam("e164"))
+           .order_by(OtpCode.id.desc()).limit(1).execution_options(populate_existing=True))
+
+
 def latest(session: Session, site_id: int, mode: str, e164: str) -> OtpCode | None:
     """The number's newest code for the site (the active one, if any)."""
-    return session.scalars(select(OtpCode).where(OtpCode.site_id == site_id, OtpCode.mode == mode,
-                                                 OtpCode.phone_number == e164)
-                           .order_by(OtpCode.id.desc()).execution_options(populate_existing=True)).first()
+    return session.scalars(_LATEST, {"site_id": site_id, "mode": mode, "e164": e164}).first()
 
 
-def _sent_since(session: Session, site: OtpSite, mode: str, since: datetime, *where) -> list[datetime]:
-    return list(session.scalars(select(OtpCode.created_at).where(OtpCode.site_id == site.id, OtpCode.mode == mode,
-                                                                 OtpCode.created_at > since, *where)))
+@dataclass(frozen=True)
+class _History:
+    """What the guards and the new code need of the site's recent history for one request,
+    read in three statements under the account's lock (nothing changes it meanwhile): the
+    number's newest code; when an owner last lifted each kind of block and (live) how many
+    codes were decided and verified; the codes sent in the limits' windows to the number's
+    prefix or from the IP."""
+
+    previous: OtpCode | None
+    lifted: dict[str, datetime | None]  # by limit (BlockReason value), and "carried"
+    sent: list[tuple[datetime, str, str, str | None]]  # created_at, phone_number, prefix, ip
+    decided: int = 0
+    verified: int = 0
+
+
+BLOCKS, CODES = OtpBlocked.__table__, OtpCode.__table__
+_LONGEST_WINDOW = max(rules.NUMBER_WINDOW, rules.IP_WINDOW, rules.PREFIX_WINDOW)
+_CARRIED = "carried"  # the blocks whose lifting drops the failures a new code takes over
+
+
+def _lifted(reasons: list[BlockReason], where):
+    return func.max(BLOCKS.c.lifted_at).filter(BLOCKS.c.reason.in_(reasons), where)
+
+
+_BY_NUMBER = BLOCKS.c.phone_number == bindparam("e164")
+# An E.164 prefix is "+" and digits: nothing in it for LIKE to take as a wildcard.
+_LIFTED = [
+    _lifted([BlockReason.LOCKED, BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(_CARRIED),
+    _lifted([BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(BlockReason.NUMBER_LIMIT.value),
+    _lifted([BlockReason.IP_LIMIT], BLOCKS.c.ip == bindparam("ip")).label(BlockReason.IP_LIMIT.value),
+    _lifted([BlockReason.PREFIX_LIMIT], BLOCKS.c.phone_number.startswith(bindparam("prefix")))
+    .label(BlockReason.PREFIX_LIMIT.value),
+]
+_DECIDED = or_(CODES.c.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
+               (CODES.c.status == CodeStatus.ACTIVE) & (CODES.c.expires_at <= bindparam("now")))
+_COUNTED = select(func.count()).select_from(CODES).where(
+    CODES.c.site_id == bindparam("site_id"), CODES.c.mode == "live", CODES.c.created_at >= bindparam("since"), _DECIDED)
+_COMPLETION = [_COUNTED.scalar_subquery().label("decided"),
+               _COUNTED.where(CODES.c.status == CodeStatus.VERIFIED).scalar_subquery().label("verified")]
+_BLOCKS_OF_SITE = (BLOCKS.c.site_id == bindparam("site_id"), BLOCKS.c.mode == bindparam("mode"))
+_LIFTED_AND_COMPLETION = {  # by mode: the completion rate pauses live sites only
+    "live": select(*_LIFTED, *_COMPLETION).where(*_BLOCKS_OF_SITE), "test": select(*_LIFTED).where(*_BLOCKS_OF_SITE)}
+_SENT_FROM = (select(CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip)
+              .where(CODES.c.site_id == bindparam("site_id"), CODES.c.mode == bindparam("mode"),
+                     CODES.c.created_at > bindparam("since_sent")))
+_SENT = {False: _SENT_FROM.where(CODES.c.prefix == bindparam("prefix")),  # by whether the request names an IP
+         True: _SENT_FROM.where(or_(CODES.c.prefix == bindparam("prefix"), CODES.c.ip == bindparam("ip")))}
+
+
+def _history(session: Session, site: OtpSite, mode: str, e164: str, ip: str | None, now: datetime) -> _History:
+    previous = latest(session, site.id, mode, e164)
+    params = {"site_id": site.id, "mode": mode, "e164": e164, "ip": ip, "prefix": rules.prefix_of(e164), "now": now,
+              "since": max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at])),
+              "since_sent": now - _LONGEST_WINDOW}
+    found = session.execute(_LIFTED_AND_COMPLETION[mode], params).one()._mapping
+    sent = session.execute(_SENT[ip is not None], params).all()
+    lifted = {name: found[name] for name in (_CARRIED, BlockReason.NUMBER_LIMIT.value, BlockReason.IP_LIMIT.value,
+                                             BlockReason.PREFIX_LIMIT.value)}
+    return _History(previous, lifted, [tuple(line) for line in sent], found.get("decided") or 0,
+                    found.get("verified") or 0)
 
 
 def _guard(session: Session, principal: Principal, site: OtpSite, number: messaging_rules.Number, ip: str | None,
-           now: datetime) -> RequestBlocked | None:
+           now: datetime, history: _History) -> RequestBlocked | None:
     """The first guard the request breaks, in the order a customer would look for it; the
     cooldown is a plain refusal (ResendTooSoon), not a block."""
     if site.paused_at is not None:
@@ -155,30 +216,29 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
         return RequestBlocked(BlockReason.COUNTRY)
     if site.proven_at is None and number.e164 not in _own_numbers(session, site.account_id):
         return RequestBlocked(BlockReason.UNPROVEN)
-    mode = principal.mode
-    previous = latest(session, site.id, mode, number.e164)
+    previous = history.previous
     if previous is not None:
         wait = rules.cooldown_left(previous.created_at, site.resend_cooldown_seconds, now)
         if wait:
             raise ResendTooSoon(wait)
-        if _carried(session, site, mode, previous, now) >= site.max_attempts:
+        if _carried(history, now) >= site.max_attempts:
             forgotten_in = rules.cooldown_left(previous.created_at, int(rules.NUMBER_WINDOW.total_seconds()), now)
             return RequestBlocked(BlockReason.LOCKED, forgotten_in)
     prefix = rules.prefix_of(number.e164)
     limits = [
-        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW, OtpCode.phone_number == number.e164,
-         OtpBlocked.phone_number == number.e164),
-        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW, OtpCode.ip == ip, OtpBlocked.ip == ip)
-        if ip else None,
-        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW, OtpCode.prefix == prefix,
-         OtpBlocked.phone_number.startswith(prefix, autoescape=True)),
+        (BlockReason.NUMBER_LIMIT, site.per_number_limit, rules.NUMBER_WINDOW,
+         [at for at, phone, _prefix, _ip in history.sent if phone == number.e164]),
+        (BlockReason.IP_LIMIT, site.per_ip_limit, rules.IP_WINDOW,
+         [at for at, _phone, _prefix, sent_ip in history.sent if sent_ip == ip]) if ip else None,
+        (BlockReason.PREFIX_LIMIT, rules.PREFIX_LIMIT, rules.PREFIX_WINDOW,
+         [at for at, _phone, sent_prefix, _ip in history.sent if sent_prefix == prefix]),
     ]
-    for reason, limit, window, sent, blocked in filter(None, limits):
-        since = max(filter(None, [now - window, _lifted_at(session, site, mode, [reason], blocked)]))
-        wait = rules.over_limit(_sent_since(session, site, mode, since, sent), limit=limit, window=window, now=now)
+    for reason, limit, window, sent in filter(None, limits):
+        since = max(filter(None, [now - window, history.lifted[reason.value]]))
+        wait = rules.over_limit([at for at in sent if at > since], limit=limit, window=window, now=now)
         if wait is not None:
             return RequestBlocked(reason, wait)
-    decided = _completion_too_low(session, site, now) if mode == "live" else None
+    decided = _completion_too_low(history) if principal.mode == "live" else None
     if decided:
         site.paused_at = now
         _tell_owners_paused(session, site, decided, now)
@@ -186,17 +246,13 @@ def _guard(session: Session, principal: Principal, site: OtpSite, number: messag
     return None
 
 
-def _lifted_at(session: Session, site: OtpSite, mode: str, reasons: list[BlockReason], where) -> datetime | None:
-    """When an owner last lifted a block of these reasons for the same number, range or IP."""
-    return session.scalar(select(func.max(OtpBlocked.lifted_at)).where(
-        OtpBlocked.site_id == site.id, OtpBlocked.mode == mode, OtpBlocked.reason.in_(reasons), where))
-
-
-def _carried(session: Session, site: OtpSite, mode: str, previous: OtpCode, now: datetime) -> int:
-    """The wrong attempts a new code takes over from `previous`: none once an owner lifted a
-    block of the number after `previous` was sent."""
-    lifted = _lifted_at(session, site, mode, [BlockReason.LOCKED, BlockReason.NUMBER_LIMIT],
-                        OtpBlocked.phone_number == previous.phone_number)
+def _carried(history: _History, now: datetime) -> int:
+    """The wrong attempts a new code takes over from the number's newest code: none once an
+    owner lifted a block of the number after that code was sent."""
+    previous = history.previous
+    if previous is None:
+        return 0
+    lifted = history.lifted[_CARRIED]
     if lifted is not None and lifted >= previous.created_at:
         return 0
     return rules.carried_failures(state_of(previous), previous.created_at, now)
@@ -216,15 +272,9 @@ def _tell_owners_paused(session: Session, site: OtpSite, decided: int, now: date
                    account=account, decided=decided)
 
 
-def _completion_too_low(session: Session, site: OtpSite, now: datetime) -> int | None:
-    """How many decided codes show too low a completion rate (None while the rate is fine):
-    live codes of the last 24 hours (since the site was last resumed) whose outcome is known."""
-    since = max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at]))
-    decided = or_(OtpCode.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
-                  (OtpCode.status == CodeStatus.ACTIVE) & (OtpCode.expires_at <= now))
-    row = session.execute(select(func.count(), func.count().filter(OtpCode.status == CodeStatus.VERIFIED)).where(
-        OtpCode.site_id == site.id, OtpCode.mode == "live", OtpCode.created_at >= since, decided)).one()
-    return row[0] if rules.should_pause(row[0], row[1]) else None
+def _completion_too_low(history: _History) -> int | None:
+    """How many decided codes show too low a completion rate (None while the rate is fine)."""
+    return history.decided if rules.should_pause(history.decided, history.verified) else None
 
 
 @dataclass(frozen=True)
@@ -238,10 +288,10 @@ class _Asked:
 
 
 def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]], site: OtpSite,
-           asked: _Asked, secret: bytes, caller: str, now: datetime, daily_cap: int | None) -> Issued:
+           asked: _Asked, secret: bytes, caller: str, now: datetime, daily_cap: int | None, history: _History) -> Issued:
     number = asked.number
-    previous = latest(session, site.id, principal.mode, number.e164)
-    failures = _carried(session, site, principal.mode, previous, now) if previous else 0
+    previous = history.previous  # read under the account's lock, which every request for the number takes
+    failures = _carried(history, now)
     if previous is not None and previous.status == CodeStatus.ACTIVE:
         previous.status, previous.fallback_text = CodeStatus.REPLACED, None
         session.flush()  # before the new code takes the number's one active place
@@ -297,9 +347,6 @@ def state_of(code: OtpCode | None) -> rules.CodeState | None:
 
 # -- verifying a code ---------------------------------------------------------------------------
 
-CODES = OtpCode.__table__
-
-
 def verify_code(*, session: Session, principal: Principal, request: VerifyCode, secret: bytes,
                 now: datetime) -> Verified:
     """Check a code typed by the end user. A wrong code uses one of the code's attempts
@@ -318,9 +365,8 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
     form.raise_if_invalid()
     with db.write(session):
         if request_id is not None:
-            code = session.scalars(select(OtpCode).where(
-                OtpCode.msgid == str(request_id).strip(), OtpCode.account_id == principal.account_id,
-                OtpCode.mode == principal.mode).execution_options(populate_existing=True)).first()
+            code = session.scalars(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
+                                                 "mode": principal.mode}).first()
             if code is not None:
                 may_use(session, principal, code.site_id)
         else:
@@ -339,27 +385,36 @@ def _typed(raw: str | None) -> str:
     return text
 
 
+_BY_REQUEST = (select(OtpCode).where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
+                                     OtpCode.mode == bindparam("mode"))
+               .limit(1).execution_options(populate_existing=True))
+_USABLE = (CODES.c.id == bindparam("code_id"), CODES.c.status == CodeStatus.ACTIVE,
+           CODES.c.failures < CODES.c.max_attempts)
+_USE = (update(CODES).where(*_USABLE, CODES.c.expires_at > bindparam("now"))
+        .values(status=CodeStatus.VERIFIED, verified_at=bindparam("used_at", type_=CODES.c.verified_at.type),
+                fallback_text=None)
+        .returning(CODES.c.id))
+_LAST_ATTEMPT = CODES.c.failures + 1 >= CODES.c.max_attempts
+_COUNT_WRONG = (update(CODES).where(*_USABLE).values(
+    failures=CODES.c.failures + 1,
+    status=case((_LAST_ATTEMPT, CodeStatus.LOCKED.value), else_=CODES.c.status),
+    fallback_text=case((_LAST_ATTEMPT, None), else_=CODES.c.fallback_text),
+).returning(CODES.c.failures, CODES.c.max_attempts))
+
+
 def _check(session: Session, code: OtpCode | None, typed: str, secret: bytes,
            now: datetime) -> Verified | VerificationFailed:
     refused = rules.refusal(state_of(code), now)
     if refused is not None:
         return VerificationFailed(refused)
-    usable = (CODES.c.id == code.id, CODES.c.status == CodeStatus.ACTIVE, CODES.c.failures < CODES.c.max_attempts)
     if rules.matches(secret, code.msgid, typed, code.code_hash):
-        used = session.execute(update(CODES).where(*usable, CODES.c.expires_at > now)
-                               .values(status=CodeStatus.VERIFIED, verified_at=now, fallback_text=None)
-                               .returning(CODES.c.id)).first()
+        used = session.execute(_USE, {"code_id": code.id, "now": now, "used_at": now}).first()
         if used is not None:
             post_event(session, session.get(OtpSite, code.site_id), code.credential_id, Event.VERIFIED, now,
                        phone_number=code.phone_number, otp_id=code.msgid)
             return Verified(code.msgid, code.phone_number, now)
     else:
-        counted = session.execute(update(CODES).where(*usable).values(
-            failures=CODES.c.failures + 1,
-            status=case((CODES.c.failures + 1 >= CODES.c.max_attempts, CodeStatus.LOCKED.value),
-                        else_=CODES.c.status),
-            fallback_text=case((CODES.c.failures + 1 >= CODES.c.max_attempts, None), else_=CODES.c.fallback_text),
-        ).returning(CODES.c.failures, CODES.c.max_attempts)).first()
+        counted = session.execute(_COUNT_WRONG, {"code_id": code.id}).first()
         if counted is not None:
             return VerificationFailed(Failure.WRONG, counted.max_attempts - counted.failures)
     session.refresh(code)  # another check changed it meanwhile

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -170,13 +170,26 @@ def own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
     return site
 
 
+_CREDENTIAL_SITES = OtpCredentialSite.__table__
+_SITE_FOR = (  # the site, whether the credential is limited to some sites, and whether this is one of them
+    select(OtpSite,
+           exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id")).label("limited"),
+           exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id"),
+                          _CREDENTIAL_SITES.c.site_id == OtpSite.id).label("allowed"))
+    .where(OtpSite.account_id == bindparam("account_id"), OtpSite.domain == bindparam("domain"))
+    .execution_options(populate_existing=True)
+)
+
+
 def site_for(session: Session, principal: Principal, domain: str) -> OtpSite:
     """The site of the caller's account with this domain, if the credential may use it."""
-    site = session.scalars(select(OtpSite).where(OtpSite.account_id == principal.account_id, OtpSite.domain == domain)
-                           .execution_options(populate_existing=True)).first()
-    if site is None:
+    found = session.execute(_SITE_FOR, {"credential_id": principal.credential_id, "account_id": principal.account_id,
+                                        "domain": domain}).first()
+    if found is None:
         raise SiteNotFound()
-    may_use(session, principal, site.id)
+    site, limited, allowed = found
+    if limited and not allowed:
+        raise SiteNotAllowed()
     return site
 
 

@@ -82,6 +82,29 @@ def test_a_revoked_credential_is_refused_on_the_very_next_request(app, api, key,
     assert api.get("/you/credits/", headers=key.headers).status_code == 401
 
 
+def test_a_rotated_then_revoked_credential_is_refused_on_the_very_next_send(app, api, key, clock):
+    """Nothing about a credential is kept between requests: each send reads it with its lock."""
+    otp = {"website": "shop.example.com", "phone_number": "+819012345678"}
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    with db_session(app) as session:
+        credential_id = session.scalars(select(Credential.id).where(Credential.sid == key.sid)).one()
+    with app.app_context(), db_session(app) as session:
+        _, new_token = credentials.rotate(session=session, account_id=key.account_id, user_id=key.user_id,
+                                          credential_id=credential_id, overlap=timedelta(0), now=clock())
+    new = Key(key.sid, new_token, key.account_id, key.user_id)
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 401
+    assert api.post("/sms/messages/", data=SMS, headers=new.headers).status_code == 201
+    with app.app_context(), db_session(app) as session:
+        credentials.revoke(session=session, account_id=key.account_id, user_id=key.user_id,
+                           credential_id=credential_id, now=clock())
+    assert api.post("/sms/messages/", data=SMS, headers=new.headers).status_code == 401
+    assert api.post("/otp/request/", data=otp, headers=new.headers).status_code == 401
+    assert api.post("/otp/verify/", data=otp | {"code": "123456"}, headers=new.headers).status_code == 401
+    with db_session(app) as session:
+        sent = session.scalar(text("SELECT count(*) FROM sms_messages"))
+    assert sent == 2
+
+
 def test_rotation_keeps_the_old_token_for_the_overlap_only(app, api, key, clock):
     with db_session(app) as session:
         credential_id = session.scalars(select(Credential.id).where(Credential.sid == key.sid)).one()
