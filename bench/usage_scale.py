@@ -4,8 +4,10 @@ spread over 100 accounts around it), against an account of 10,000 rows. Prints:
 - the deepest page's time ÷ the first page's (keyset paging; goal <= 2),
 - a month's totals at 10^6 rows ÷ at 10^4 (the daily rollup; goal <= 5),
 - the export's peak memory growth for the 10^6-row account (RSS, in a subprocess; goal <= 50 MiB),
-- bench/api_send.py's figure before the usage changes (the tree at --before, default `main`)
-  and after (this tree), runs alternated: the send path must not lose more than 10%.
+- bench/api_send.py's figure before the usage changes (the tree at --before, by default the
+  last commit of the send path's work before the usage history was merged) and after (this
+  tree), runs alternated: the send path must not lose more than 10%. Both are measured with
+  this tree's yardstick (bench/api_send.py and bench/bare_app.py are copied into the other).
 
     .venv/bin/python bench/usage_scale.py [--rows 1000000] [--spread 10000000] [--accounts 100]
     .venv/bin/python bench/usage_scale.py --small       # 20,000 / 0 rows, a short send benchmark
@@ -16,6 +18,7 @@ server; the benchmark works in a scratch database it creates and drops.
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SEND_PATH_BEFORE_USAGE = "8b501b2"  # send-perf's last commit: the send path without the usage rows
 sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
@@ -164,12 +168,15 @@ def export_plan(engine, account_id: int) -> str:
     return " / ".join(line.strip() for line in plan[:3])
 
 
-def send_figure(tree: Path, rounds: int, per_round: int) -> float:
+def send_figure(tree: Path, rounds: int, seconds: int) -> float:
+    if tree != ROOT:  # the same yardstick on both sides
+        for name in ("api_send.py", "bare_app.py"):
+            shutil.copyfile(ROOT / "bench" / name, tree / "bench" / name)
     result = subprocess.run([sys.executable, str(tree / "bench" / "api_send.py"), "--rounds", str(rounds),
-                             "--per-round", str(per_round)], capture_output=True, text=True, check=True,
+                             "--seconds", str(seconds)], capture_output=True, text=True, check=True,
                             env=os.environ | {"PYTHONPATH": str(tree)})
-    line = [line for line in result.stdout.splitlines() if line.startswith("median ratio send/bare:")][-1]
-    return float(line.split(":")[1].split()[0])
+    line = [line for line in result.stdout.splitlines() if line.startswith("median ratio send/bare")][-1]
+    return float(line.rsplit(":", 1)[1].split()[0])
 
 
 def tree_at(revision: str, folder: str) -> Path:
@@ -184,18 +191,18 @@ def main(argv=None) -> None:
     parser.add_argument("--reference", type=int, default=10_000, help="rows of the small account")
     parser.add_argument("--spread", type=int, default=10_000_000, help="rows spread over --accounts other accounts")
     parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--before", default="main", help="the revision whose send path is the 'before' figure")
+    parser.add_argument("--before", default=SEND_PATH_BEFORE_USAGE, help="the revision whose send path is the 'before' figure")
     parser.add_argument("--before-tree", default=None, help="or a checked-out tree of it")
     parser.add_argument("--send-runs", type=int, default=3, help="before/after runs, alternated")
     parser.add_argument("--send-rounds", type=int, default=5)
-    parser.add_argument("--send-per-round", type=int, default=400)
+    parser.add_argument("--send-seconds", type=int, default=5)
     parser.add_argument("--no-send", action="store_true", help="skip the send benchmark")
     parser.add_argument("--trace", action="store_true", help="export once more under tracemalloc (slow)")
     parser.add_argument("--small", action="store_true", help="a quick run: 20,000 and 1,000 rows, no spread")
     args = parser.parse_args(argv)
     if args.small:
         args.rows, args.reference, args.spread, args.accounts = 20_000, 1_000, 0, 0
-        args.send_runs, args.send_rounds, args.send_per_round = 1, 2, 40
+        args.send_runs, args.send_rounds, args.send_seconds = 1, 2, 2
     with scratch_database(SERVER, "chotto_usage_bench") as url:
         engine = make_engine(url, statement_timeout_ms=0)
         started = time.perf_counter()
@@ -236,8 +243,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as folder:
         tree = Path(args.before_tree) if args.before_tree else tree_at(args.before, folder)
         for _ in range(args.send_runs):  # alternated: a shared machine's load changes by the minute
-            befores.append(send_figure(tree, args.send_rounds, args.send_per_round))
-            afters.append(send_figure(ROOT, args.send_rounds, args.send_per_round))
+            befores.append(send_figure(tree, args.send_rounds, args.send_seconds))
+            afters.append(send_figure(ROOT, args.send_rounds, args.send_seconds))
     before, after = statistics.median(befores), statistics.median(afters)
     print(f"send benchmark (median ratio send/bare per run): before {' '.join(f'{x:.2f}' for x in befores)}, "
           f"after {' '.join(f'{x:.2f}' for x in afters)}: after / before = {after / before:.2f} (goal >= 0.90)")
