@@ -389,10 +389,11 @@ def detail(session: Session, account_id: int, kind: str, ref: str, role: str) ->
             .limit(1)).first()
     full = rules.sees_full_numbers(role)
     is_message = table is MESSAGES
+    readable = is_message and full and found.product == UsageProduct.SMS  # an OTP body holds its code until redacted
     return Detail(
         row=_row(found), recipient=found.recipient if full else rules.masked(found.recipient),
         timeline=_timeline(found, is_message, code), encoding=found.encoding if is_message else None,
-        body=found.body if is_message and full else None, charged=int(found.charged),
+        body=found.body if readable else None, charged=int(found.charged),
         refunded=int(found.charged) if is_message and found.refunded_at is not None else 0,
         callbacks=_callbacks(session, account_id, ref), code_status=str(code.status) if code else None)
 

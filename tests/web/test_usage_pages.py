@@ -304,3 +304,21 @@ def test_the_statement_pdf_is_a_pdf_in_either_language(app, usage):
     assert english.headers["Content-Disposition"] == 'attachment; filename="chotto-statement-2026-11-en.pdf"'
     assert english.get_data() != japanese.get_data()
     owner.get("/billing/statements/2026-11.pdf?lang=fr", status=404)
+
+
+def test_an_otp_messages_text_is_never_shown_as_it_holds_the_code_until_the_carrier_has_it(app, usage):
+    from sqlalchemy import insert
+
+    from portal.messaging.api_models import Message
+
+    owner, account_id, refs = usage
+    with db_session(app) as session:
+        credential_id = session.scalar(select(Message.credential_id).where(Message.msgid == refs["first"]))
+        session.execute(insert(Message.__table__).values(
+            msgid="a" * 32, account_id=account_id, credential_id=credential_id, mode="live", product="otp",
+            sender="Chotto", recipient=NUMBER, country="JP", body="Your code for shop.example.com is 307459.",
+            encoding="GSM-7", segments=1, cost=3000, status="QUEUED", tags="", created_at=app.config["CLOCK"](),
+            updated_at=app.config["CLOCK"]()))
+        session.commit()
+    assert "307459" not in owner.text("/usage/otp/" + "a" * 32)
+    assert "Your parcel is on its way" in owner.text(f"/usage/sms/{refs['first']}")  # an SMS's own text is shown
