@@ -127,6 +127,9 @@ def record_payment(number, amount_yen, paid_on, reference):
         payment = invoices.record_payment(session=db.session(), number=number, amount_yen=amount_yen,
                                           paid_on=date(paid_on.year, paid_on.month, paid_on.day), reference=reference,
                                           now=clock.now())
+    except invoices.AlreadyRecorded as repeated:
+        click.echo(str(repeated))
+        return
     except PostpayError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"recorded ¥{payment.amount_yen:,} for {number}; {_yen(payment.restored)} of usage back on the line")

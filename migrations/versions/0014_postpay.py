@@ -162,7 +162,8 @@ def upgrade() -> None:
     sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount_yen > 0', name='postpay_payment_positive'),
     sa.ForeignKeyConstraint(['invoice_id'], ['postpay_invoices.id'], ),
-    sa.PrimaryKeyConstraint('id')
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('invoice_id', 'reference', name='uq_postpay_payment_reference')
     )
     with op.batch_alter_table('postpay_payments', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_postpay_payments_invoice_id'), ['invoice_id'], unique=False)

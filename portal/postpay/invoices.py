@@ -36,6 +36,10 @@ class Overpayment(PostpayError):
     pass
 
 
+class AlreadyRecorded(PostpayError):
+    """The same transfer (invoice, reference, amount and date) recorded again: nothing changes."""
+
+
 def number_of(month: Month, account_id: int) -> str:
     return f"P{month.year:04d}{month.month:02d}-{account_id:06d}"
 
@@ -154,6 +158,7 @@ def record_payment(*, session: Session, number: str, amount_yen: int, paid_on: d
         state, _ = steps.lock(session, account_id)
         invoice = session.scalars(select(PostpayInvoice).where(PostpayInvoice.number == number)
                                   .execution_options(populate_existing=True)).one()
+        _refuse_a_second_record(session, invoice, reference, amount_yen, paid_on)
         owed = invoice.total_yen - invoice.paid_yen
         if amount_yen > owed:
             raise Overpayment(f"invoice {number} has ¥{owed:,} left to pay; ¥{amount_yen:,} is more than that")
@@ -178,6 +183,21 @@ def record_payment(*, session: Session, number: str, amount_yen: int, paid_on: d
                 and not overdue_invoices(session, account_id, rules.japan_day(now))):
             resume_in(session, contract, reason=f"overdue invoices paid ({number})", now=now)
         return payment
+
+
+def _refuse_a_second_record(session: Session, invoice: PostpayInvoice, reference: str, amount_yen: int,
+                            paid_on: date) -> None:
+    """A transfer is recorded once: the bank's reference names it within its invoice."""
+    earlier = session.scalars(select(Payment).where(Payment.invoice_id == invoice.id,
+                                                    Payment.reference == reference)).first()
+    if earlier is None:
+        return
+    if (earlier.amount_yen, earlier.paid_on) == (amount_yen, paid_on):
+        raise AlreadyRecorded(f"the transfer {reference} of ¥{amount_yen:,} for {invoice.number} was already "
+                              f"recorded: nothing changed")
+    raise PostpayError(f"the reference {reference} was already recorded for {invoice.number} with "
+                       f"¥{earlier.amount_yen:,} paid on {earlier.paid_on.isoformat()}: another transfer needs "
+                       f"its own reference")
 
 
 def overdue_invoices(session: Session, account_id: int, today: date) -> list[PostpayInvoice]:

@@ -5,7 +5,8 @@ payments are in whole yen; usage, as in the ledger, in milli-yen."""
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Date, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, CheckConstraint, Column, Date, ForeignKey, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
 from sqlmodel import Field, SQLModel
 
 from portal.accounts.models import Language
@@ -140,7 +141,8 @@ class Payment(SQLModel, table=True):
     """A bank transfer the operator recorded against an invoice."""
 
     __tablename__ = "postpay_payments"
-    __table_args__ = (CheckConstraint("amount_yen > 0", name="postpay_payment_positive"),)
+    __table_args__ = (CheckConstraint("amount_yen > 0", name="postpay_payment_positive"),
+                      UniqueConstraint("invoice_id", "reference", name="uq_postpay_payment_reference"))
 
     id: int | None = Field(default=None, primary_key=True)
     invoice_id: int = Field(sa_column=Column(Integer, ForeignKey("postpay_invoices.id"), nullable=False, index=True))

@@ -179,14 +179,14 @@ def test_partial_then_full_payment_gives_the_usage_back_and_overpayment_is_refus
     assert over.exit_code != 0 and "¥1,100 left to pay" in over.output
     assert pay(app, invoice.number, 550).exit_code == 0  # half of the total: half of the usage, tax pro rata
     assert line_used(app, account_id) == 500 * YEN
-    assert pay(app, invoice.number, 551).exit_code != 0
-    assert pay(app, invoice.number, 333).exit_code == 0
+    assert pay(app, invoice.number, 551, reference="振込 0002").exit_code != 0
+    assert pay(app, invoice.number, 333, reference="振込 0002").exit_code == 0
     assert line_used(app, account_id) == 1000 * YEN - 1000 * YEN * 883 // 1100
     assert pay(app, invoice.number, 217, reference="振込 0003").exit_code == 0
     assert line_used(app, account_id) == 0
     [paid] = invoices_of(app, account_id)
     assert paid.paid_yen == 1100 and paid.restored == paid.usage and paid.paid_at is not None
-    assert pay(app, invoice.number, 1).exit_code != 0
+    assert pay(app, invoice.number, 1, reference="振込 0004").exit_code != 0
     assert "no postpay invoice numbered P209901" in pay(app, "P209901-000001", 1).output
     assert actions(app, account_id).count("postpay.payment_recorded") == 3
     assert_checked(app)
@@ -212,4 +212,17 @@ def test_a_refund_after_the_invoice_was_paid_is_owed_to_the_customer_until_the_n
         ledger.reverse_in(session, state, transaction_id=nov, key="refund:nov", reason="refund", now=clock())
         session.commit()
     assert line_used(app, account_id) == -100 * YEN
+    assert_checked(app)
+
+
+def test_the_same_transfer_recorded_twice_changes_nothing_and_a_reused_reference_is_refused(app, clock):
+    account_id, invoice = closed(app, clock)  # ¥1,000 + ¥100 tax
+    assert pay(app, invoice.number, 550).exit_code == 0
+    again = pay(app, invoice.number, 550)  # a re-run after a dropped session, or a line of a list copied twice
+    assert again.exit_code == 0 and "already recorded: nothing changed" in again.output
+    other = pay(app, invoice.number, 440)  # the same reference for another amount
+    assert other.exit_code != 0 and "another transfer needs its own reference" in other.output
+    [invoice] = invoices_of(app, account_id)
+    assert invoice.paid_yen == 550 and invoice.paid_at is None and line_used(app, account_id) == 500 * YEN
+    assert actions(app, account_id).count("postpay.payment_recorded") == 1
     assert_checked(app)
