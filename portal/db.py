@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import timezone
 from enum import StrEnum
 
-from flask import current_app, g
+from flask import current_app, g, has_app_context
 from sqlalchemy import Column, DateTime, PrimaryKeyConstraint, String, Table, UniqueConstraint, create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
@@ -85,10 +85,10 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
                                connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
         _make_sqlite_serial(engine, busy_timeout_ms)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         hide_parameters=True,
-        pool_pre_ping=pre_ping,
+        pool_pre_ping=False,  # pinged on checkout unless the request said it retries (_ping_on_checkout)
         pool_size=10,
         max_overflow=20,
         pool_timeout=POOL_TIMEOUT_SECONDS,
@@ -100,6 +100,32 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
             "tcp_user_timeout": (statement_timeout_ms or STATEMENT_TIMEOUT_MS) + 1000,
         },
     )
+    if pre_ping:
+        _ping_on_checkout(engine)
+    return engine
+
+
+_NO_PING = "portal_no_pool_ping"
+
+
+def skip_pool_ping() -> None:
+    """For the rest of this request, a pooled connection is not pinged when it is checked out:
+    the API's first statement (leading_read) runs once more on a fresh connection instead, a
+    round trip fewer on every request. Pages, the worker and commands keep the ping, so a
+    restarted server never fails their first statement (the worker marks a delivery sent on a
+    checked-out connection after talking to the mail server: a dead one would send it twice)."""
+    g.setdefault(_NO_PING, True)
+
+
+def _ping_on_checkout(engine: Engine) -> None:
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, _record, _proxy):
+        if has_app_context() and g.get(_NO_PING):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool drops this connection and checks out a fresh one
+            raise exc.DisconnectionError() from error
 
 
 def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:
@@ -132,9 +158,10 @@ def leading_read(session: Session, statement, params: dict) -> list:
     when it starts, so the unit sees what it would have seen in a transaction of its own).
     On SQLite it is a read unit of its own: a write unit there must begin with BEGIN IMMEDIATE.
 
-    There is no pool pre-ping: a pooled connection found dead (the server restarted since it
-    was last used) fails this first statement, the pool is invalidated, and the statement is
-    run once more on a fresh connection. Nothing had been done in the transaction."""
+    The API skips the pool's ping (skip_pool_ping): a pooled connection found dead (the server
+    restarted since it was last used) fails this first statement, the pool is invalidated, and
+    the statement is run once more on a fresh connection. Nothing had been done in the
+    transaction."""
     for attempt in (1, 2):
         try:
             if session.get_bind().dialect.name != "postgresql" or session.info.get(_DEPTH, 0):
@@ -228,7 +255,7 @@ def init_app(app) -> None:
         app.config["DATABASE_URL"],
         statement_timeout_ms=app.config["DATABASE_STATEMENT_TIMEOUT_MS"],
         busy_timeout_ms=app.config.get("SQLITE_BUSY_TIMEOUT_MS", SQLITE_BUSY_TIMEOUT_MS),
-        pre_ping=app.config.get("DATABASE_POOL_PRE_PING", False),  # see leading_read
+        pre_ping=app.config.get("DATABASE_POOL_PRE_PING", True),  # the API skips it: see skip_pool_ping
     )
     app.teardown_appcontext(_close_request_session)
 

@@ -68,6 +68,7 @@ def authenticated(view, *, lock_account: bool = False):
         auth = request.authorization
         if auth is None or auth.type != "basic" or not auth.username or not auth.password:
             return _unauthorized("Authentication credentials were not provided.")
+        db.skip_pool_ping()  # authenticate's statement retries on a dead connection instead
         try:
             g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
                                                    ip=request.remote_addr or "", now=clock.now(),

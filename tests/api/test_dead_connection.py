@@ -7,7 +7,8 @@ from sqlalchemy import create_engine, select, text
 
 from portal.ledger.models import CreditState
 from tests.api.test_sms import SMS
-from tests.helpers import db_session
+from portal import db
+from tests.helpers import PageClient, db_session
 
 pytestmark = pytest.mark.postgresql
 
@@ -42,3 +43,21 @@ def test_a_send_survives_a_dead_pooled_connection(app, api, key):
     assert before - _balance(app, key.account_id) == 2 * price  # each send paid once
     with db_session(app) as session:
         assert session.scalar(text("SELECT count(*) FROM sms_messages")) == 3
+
+
+
+def test_pages_and_the_worker_ping_a_pooled_connection_and_the_api_does_not(app, api, key, monkeypatch):
+    engine = app.extensions["portal.engine"]
+    pings = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    assert pings == []  # a round trip fewer: the API's first statement retries instead
+    owner = PageClient(app.test_client(), app)
+    owner.login("dev@example.com")
+    assert engine.pool.checkedin() >= 1 and _end_every_other_session(app) >= 1
+    assert "Dashboard" in owner.text("/dashboard")  # neither a 500 nor a 503: the dead connection was replaced
+    assert pings
+    _end_every_other_session(app)
+    with app.app_context(), db.session() as session:  # a worker's unit after a mail exchange
+        assert session.scalar(text("SELECT 1")) == 1
