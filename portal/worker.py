@@ -146,12 +146,15 @@ def billing_round(app: Flask) -> int:
 
 
 def postpay_round(app: Flask) -> int:
-    """Invoice billing: the month close after midnight Japan time on the 1st, the PDFs of
-    invoices not rendered yet, then the reminders, suspensions and line-use notices. Without
+    """Invoice billing: the reminders, suspensions and line-use notices, then the month close
+    after midnight Japan time on the 1st and the PDFs of invoices not rendered yet. Without
     PORTAL_BANK_TRANSFER_ACCOUNT (production) no invoice is written, and the log says so every
     round while any account has a line."""
     written = rendered = 0
     with app.app_context():
+        with db.job_session() as session:  # first: an invoice that fails to close or render stops no reminder
+            steps = postpay_overdue.scheduled_pass(session=session, now=clock.now(),
+                                                   suspend_after_days=app.config["POSTPAY_SUSPEND_AFTER_DAYS"])
         bank = services.bank_account()
         with db.job_session() as session:
             if bank is not None:
@@ -160,8 +163,6 @@ def postpay_round(app: Flask) -> int:
                 rendered = documents.render_pending_postpay(session)
             elif postpay_invoices.billable_accounts(session=session):
                 log.error("postpay: PORTAL_BANK_TRANSFER_ACCOUNT is not set: no invoice can be issued")
-            steps = postpay_overdue.scheduled_pass(session=session, now=clock.now(),
-                                                   suspend_after_days=app.config["POSTPAY_SUSPEND_AFTER_DAYS"])
     if written or rendered or steps:
         log.info("postpay: %s invoices written, %s PDFs rendered, %s overdue and usage steps", written, rendered, steps)
     return written + rendered + steps

@@ -151,6 +151,9 @@ def record_payment(*, session: Session, number: str, amount_yen: int, paid_on: d
         raise PostpayError("the amount must be positive")
     if not reference or len(reference) > 200:
         raise PostpayError("--reference must say which transfer it was (at most 200 characters)")
+    if paid_on > rules.japan_day(now):
+        raise PostpayError(f"--paid-on {paid_on.isoformat()} is in the future (today is "
+                           f"{rules.japan_day(now).isoformat()} in Japan)")
     with db.write(session):
         account_id = session.scalar(select(PostpayInvoice.account_id).where(PostpayInvoice.number == number))
         if account_id is None:

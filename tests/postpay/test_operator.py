@@ -163,7 +163,7 @@ def closed(app, clock, *, limit=1000, usage_yen=1000):
 
 
 def pay(app, number, amount, reference="振込 0001"):
-    return cli(app, "postpay", "record-payment", number, "--amount", amount, "--paid-on", "2026-12-10",
+    return cli(app, "postpay", "record-payment", number, "--amount", amount, "--paid-on", "2026-12-01",
                "--reference", reference)
 
 
@@ -220,6 +220,9 @@ def test_the_same_transfer_recorded_twice_changes_nothing_and_a_reused_reference
     assert pay(app, invoice.number, 550).exit_code == 0
     again = pay(app, invoice.number, 550)  # a re-run after a dropped session, or a line of a list copied twice
     assert again.exit_code == 0 and "already recorded: nothing changed" in again.output
+    future = cli(app, "postpay", "record-payment", invoice.number, "--amount", 440, "--paid-on", "2099-01-01",
+                 "--reference", "振込 0009")
+    assert future.exit_code != 0 and "is in the future" in future.output
     other = pay(app, invoice.number, 440)  # the same reference for another amount
     assert other.exit_code != 0 and "another transfer needs its own reference" in other.output
     [invoice] = invoices_of(app, account_id)
