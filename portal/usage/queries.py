@@ -395,7 +395,7 @@ def detail(session: Session, account_id: int, kind: str, ref: str, role: str) ->
         timeline=_timeline(found, is_message, code), encoding=found.encoding if is_message else None,
         body=found.body if readable else None, charged=int(found.charged),
         refunded=int(found.charged) if is_message and found.refunded_at is not None else 0,
-        callbacks=_callbacks(session, account_id, ref), code_status=str(code.status) if code else None)
+        callbacks=_callbacks(session, account_id, ref, role), code_status=str(code.status) if code else None)
 
 
 def _timeline(found, is_message: bool, code) -> list[Step]:
@@ -417,7 +417,8 @@ def _timeline(found, is_message: bool, code) -> list[Step]:
     return sorted(steps, key=lambda step: step.at)
 
 
-def _callbacks(session: Session, account_id: int, ref: str) -> list[CallbackAnswer]:
+def _callbacks(session: Session, account_id: int, ref: str, role: str) -> list[CallbackAnswer]:
     rows = session.execute(select(ATTEMPTS).where(ATTEMPTS.c.account_id == account_id, ATTEMPTS.c.ref == ref)
                            .order_by(ATTEMPTS.c.attempted_at, ATTEMPTS.c.id))
-    return [CallbackAnswer(row.event, row.url, row.attempted_at, row.status_code, row.error) for row in rows]
+    return [CallbackAnswer(row.event, rules.shown_callback_url(row.url, role), row.attempted_at, row.status_code,
+                           row.error) for row in rows]

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from portal.messaging.api_models import CALL_PRODUCTS, MESSAGE_PRODUCTS, CallStatus, MessageStatus, UsageProduct
 
@@ -243,6 +244,15 @@ def masked(recipient: str) -> str:
 def sees_full_numbers(role: str) -> bool:
     """Owners and developers see the whole number in the detail view; billing never does."""
     return role in ("owner", "developer")
+
+
+def shown_callback_url(url: str, role: str) -> str:
+    """A callback's address as the detail view shows it: whole for owners and developers; for
+    billing only its scheme and host (a path or query may carry the customer's own tokens)."""
+    if sees_full_numbers(role):
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/…"
 
 
 def tags_of(stored: str) -> list[str]:

@@ -117,3 +117,9 @@ def test_the_tables_a_filter_can_match():
     assert rules.tables_for(Filters(**november, product="otp_call")) == ("c",)
     assert rules.tables_for(Filters(**november, status="DELIVERED")) == ("m",)
     assert rules.tables_for(Filters(**november, product="sms", status="ANSWERED")) == ()
+
+
+def test_billing_members_see_only_the_scheme_and_host_of_a_callback_address():
+    url = "https://user:pw@hooks.example.com/chotto?token=s3cret"
+    assert rules.shown_callback_url(url, "owner") == url and rules.shown_callback_url(url, "developer") == url
+    assert rules.shown_callback_url(url, "billing") == "https://hooks.example.com/…"
