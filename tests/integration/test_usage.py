@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from portal import db
 from portal.accounts.models import Account
 from portal.messaging.api_models import CallbackAttempt
+from portal.otp.models import OtpCode
 from portal.usage import rules, service
 from portal.usage.models import UsageDay
 from portal.usage.rules import Filters, InvalidFilter
@@ -241,14 +242,25 @@ def test_the_purge_deletes_rows_older_than_13_months_to_the_second_in_batches(se
     gone.append(call(session, world, boundary - timedelta(days=30)))
     kept = [message(session, world, boundary), message(session, world, boundary + timedelta(seconds=1)),
             call(session, world, boundary + timedelta(seconds=1))]
-    assert service.purge(session, now=NOW, batch=2) == 4
+    codes = [_code(session, world, gone[0], boundary - timedelta(seconds=1)), _code(session, world, kept[0], boundary)]
+    assert service.purge(session, now=NOW, batch=2) == 5
     left = set(session.scalars(select(MESSAGES.c.msgid))) | set(session.scalars(select(CALLS.c.callid)))
     assert left == set(kept)
+    assert session.scalars(select(OtpCode.msgid)).all() == [codes[1]]
     session.commit()
     old_day = rules.jst_day(boundary - timedelta(days=30))
     assert session.scalar(select(func.count()).select_from(UsageDay).where(UsageDay.day == old_day)) == 0
     assert service.totals(session, account_id=world.account_id,
                           filters=Filters(start=rules.jst_day(boundary), end=rules.jst_day(boundary))).count == 3
+
+
+def _code(session, world, msgid, at) -> str:
+    with db.write(session):
+        session.add(OtpCode(msgid=msgid, site_id=world.site, account_id=world.account_id, credential_id=world.shop,
+                            mode="live", phone_number="+819012345678", prefix="+81901234", channel="sms",
+                            code_hash="h", status="replaced", max_attempts=5, created_at=at,
+                            expires_at=at + timedelta(minutes=5)))
+    return msgid
 
 
 def test_a_filter_may_not_reach_past_the_retention():
@@ -259,8 +271,6 @@ def test_a_filter_may_not_reach_past_the_retention():
 
 
 def test_an_otp_codes_detail_says_when_it_was_verified(session, world):
-    from portal.otp.models import OtpCode
-
     msgid = message(session, world, jst(2026, 11, 2, 9), product="otp", site=world.site)
     with db.write(session):
         session.add(OtpCode(msgid=msgid, site_id=world.site, account_id=world.account_id, credential_id=world.shop,
