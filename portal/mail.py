@@ -9,6 +9,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from email.message import EmailMessage
@@ -131,15 +132,20 @@ class SMTPMailer:
             message[name] = value
         message.set_content(payload["text"])
         message.add_alternative(payload["html"], subtype="html")
-        timeout = SMTP_TIMEOUT if deadline is None else min(SMTP_TIMEOUT, deadline)
+        # the watchdog cuts the exchange at the deadline; the socket's own timeout, a second
+        # later, is only the backstop for a watchdog thread that a busy machine ran late
+        timeout = SMTP_TIMEOUT if deadline is None else min(SMTP_TIMEOUT, deadline + 1)
         smtp = self._client(timeout)
         expired = threading.Event()
         watchdog = threading.Timer(deadline, _cut, args=(smtp, expired)) if deadline is not None else None
+        started = time.monotonic()
         if watchdog is not None:
             watchdog.start()
         try:
             self._exchange(smtp, message, expired)
         except (OSError, smtplib.SMTPException):
+            if deadline is not None and time.monotonic() - started >= deadline:
+                expired.set()
             if not expired.is_set():
                 raise
         finally:
