@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import bindparam, case, func, insert, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -20,10 +20,11 @@ from portal.messaging import segments, validation
 from portal.messaging import service as messaging
 from portal.messaging.api_models import Product, UsageProduct
 from portal.otp import rules
-from portal.otp.errors import N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, VerificationFailed
+from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, SiteNotAllowed,
+                               VerificationFailed)
 from portal.otp.events import Event, post_event
-from portal.otp.models import BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite, OtpTally
-from portal.otp.sites import SITE_FOR, Given, may_use, require_scope, site_for, site_with
+from portal.otp.models import BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite, OtpSite, OtpTally
+from portal.otp.sites import SITE_FOR, Given, require_scope, site_for, site_with
 
 SENDER = "Chotto"
 
@@ -425,10 +426,12 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
     form.raise_if_invalid()
     with db.write(session):
         if request_id is not None:
-            code = session.scalars(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
-                                                 "mode": principal.mode}).first()
-            if code is not None:
-                may_use(session, principal, code.site_id)
+            found = session.execute(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
+                                                  "mode": principal.mode, "credential_id": principal.credential_id}
+                                    ).first()
+            code = found[0] if found is not None else None
+            if found is not None and found.limited and not found.allowed:
+                raise SiteNotAllowed()
         else:
             site = site_for(session, principal, domain)
             code = latest(session, site.id, principal.mode, number.e164)
@@ -445,7 +448,12 @@ def _typed(raw: str | None) -> str:
     return text
 
 
-_BY_REQUEST = (select(OtpCode).where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
+_CREDENTIAL_SITES = OtpCredentialSite.__table__
+_BY_REQUEST = (select(OtpCode,  # and, as site_for answers, whether the credential may use the code's site
+                      exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id")).label("limited"),
+                      exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id"),
+                                     _CREDENTIAL_SITES.c.site_id == OtpCode.site_id).label("allowed"))
+               .where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
                                      OtpCode.mode == bindparam("mode"))
                .limit(1).execution_options(populate_existing=True))
 _USABLE = (CODES.c.id == bindparam("code_id"), CODES.c.status == CodeStatus.ACTIVE,

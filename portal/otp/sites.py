@@ -198,13 +198,6 @@ def site_with(session: Session, principal: Principal, domain: str, query: Select
     return found[0], found
 
 
-def may_use(session: Session, principal: Principal, site_id: int) -> None:
-    allowed = set(session.scalars(select(OtpCredentialSite.site_id)
-                                  .where(OtpCredentialSite.credential_id == principal.credential_id)))
-    if allowed and site_id not in allowed:
-        raise SiteNotAllowed()
-
-
 def limit_credential(*, session: Session, account_id: int, user_id: int, credential_id: int, site_ids: list[int],
                      now: datetime) -> tuple[Credential, list[OtpSite]]:
     """Limit an unrevoked API credential of the account to these of its sites (none: every
