@@ -2,6 +2,7 @@
 through the messaging service's own path, and the atomic count of wrong attempts."""
 
 import ipaddress
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -353,18 +354,20 @@ def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, l
     if previous is not None and previous.status == CodeStatus.ACTIVE:  # before the new code takes its place
         session.execute(_REPLACE, {"code_id": previous.id})
     code = rules.new_code(site.code_length)
-    msgid = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap)
     expiry = rules.expires_at(now, site.lifetime_minutes)
     fallback = site.fallback if asked.channel == Channel.SMS else Fallback.OFF  # a call needs no call after it
     spoken = None if fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
                                                                  language=site.fallback_language)
-    code_id = session.execute(_INSERT, dict(
-        msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
-        mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164), channel=asked.channel,
-        code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
-        failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip, created_at=now,
-        expires_at=expiry, fallback_text=spoken,
-        masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)).scalar_one()
+
+    def columns(msgid: str) -> dict:  # the code's row, bound to its request
+        return dict(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                    mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                    channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                    failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
+                    created_at=now, expires_at=expiry, fallback_text=spoken,
+                    masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)
+
+    msgid, code_id = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap, columns)
     post_event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
     if fallback == Fallback.AFTER_DELAY:
         job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": code_id}, now=now)
@@ -378,19 +381,24 @@ _INSERT = insert(CODES).returning(CODES.c.id)
 
 
 def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]],
-             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None) -> str:
+             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None,
+             columns: Callable[[str], dict]) -> tuple[str, int]:
     """Send the code by SMS (¥3) or read it out in a call (the voice price), through the
-    messaging send path; the SMS's msgid or the call's callid is the code's otp_id."""
+    messaging send path, and store it (`columns(otp_id)`: its row): the SMS's msgid or the
+    call's callid is the code's otp_id. An SMS's code is written in the debit's own statement."""
     try:
         if asked.channel == Channel.VOICE:
             spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
-            return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
-                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap,
-                                     product=UsageProduct.OTP_CALL, site_id=site.id).callid
+            callid = messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
+                                       language=str(site.fallback_language), now=now, daily_cap=daily_cap,
+                                       product=UsageProduct.OTP_CALL, site_id=site.id).callid
+            return callid, session.execute(_INSERT, columns(callid)).scalar_one()
         body = _text(site, code)
-        return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
+        msgid = secrets.token_hex(16)
+        sent = messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
                                  split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap,
-                                 site_id=site.id).msgid
+                                 site_id=site.id, msgid=msgid, also=messaging.Also(CODES, columns(msgid)))
+        return sent.msgid, sent.also_id
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
 
