@@ -10,6 +10,9 @@ The triggers are the only writers of otp_tallies, so every path that writes a co
 the verification, the retention purge, an operator in psql) keeps the figures exact, in the
 transaction that writes the code: concurrent requests and verifications add to a tally with an
 upsert (PostgreSQL: the row's lock; SQLite: the database lock), never a read-then-write.
+
+Note for later migrations: on SQLite, `batch_alter_table` on otp_codes recreates the table and
+drops these triggers; such a migration must create them again (with `sqlite_statements()`).
 """
 
 from alembic import op
