@@ -5,7 +5,7 @@ import ipaddress
 import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TypeVar
 
@@ -274,7 +274,8 @@ def _site_and_history(session: Session, principal: Principal, domain: str, e164:
 
 
 def _since(since: datetime) -> dict:
-    return {"since": since, "since_hour": since.replace(minute=0, second=0, microsecond=0)}
+    """The window's start, and the start of the UTC hour it falls in (the tallies' hours)."""
+    return {"since": since, "since_hour": since.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)}
 
 
 def _guard(session: Session, principal: Principal, site: OtpSite, number: messaging_rules.Number, ip: str | None,
