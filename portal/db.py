@@ -85,6 +85,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
                                connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False})
         _make_sqlite_serial(engine, busy_timeout_ms)
         return engine
+    _cache_long_statements()
     engine = create_engine(
         url,
         hide_parameters=True,
@@ -126,6 +127,20 @@ def _ping_on_checkout(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # the pool drops this connection and checks out a fresh one
             raise exc.DisconnectionError() from error
+
+
+def _cache_long_statements() -> None:
+    """psycopg turns a statement's %(name)s placeholders into $n with a regular expression and
+    keeps the result only for statements of at most 4096 characters and 50 parameters. The send
+    path's one-statement debit and the OTP request's history are longer: each request paid for
+    their conversion again (about a third of the OTP request's CPU time in psycopg). Their text
+    is the same on every request (compiled once by SQLAlchemy), so caching them is as correct
+    as caching the short ones; the limits are psycopg's module settings, raised if present."""
+    from psycopg import _queries
+
+    if hasattr(_queries, "MAX_CACHED_STATEMENT_LENGTH") and hasattr(_queries, "MAX_CACHED_STATEMENT_PARAMS"):
+        _queries.MAX_CACHED_STATEMENT_LENGTH = max(_queries.MAX_CACHED_STATEMENT_LENGTH, 32_768)
+        _queries.MAX_CACHED_STATEMENT_PARAMS = max(_queries.MAX_CACHED_STATEMENT_PARAMS, 256)
 
 
 def _make_sqlite_serial(engine: Engine, busy_timeout_ms: int) -> None:

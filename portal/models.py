@@ -33,7 +33,7 @@ from portal.ledger.models import BalanceThreshold, CreditState, Entry, Hold, Hol
 from portal.mail import DevMail  # noqa: F401
 from portal.onboarding.models import DashboardCredential  # noqa: F401
 from portal.messaging.models import TestInboxMessage  # noqa: F401
-from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite  # noqa: F401
+from portal.otp.models import OtpBlocked, OtpCode, OtpCredentialSite, OtpSite, OtpTally  # noqa: F401
 from portal.outbox import OutboxMessage  # noqa: F401
 from portal.usage.models import UsageDay  # noqa: F401
 from portal.postpay.models import Application, Contract, InvoiceLine, Payment, PostpayInvoice  # noqa: F401

@@ -3,8 +3,9 @@ and the spend counters, written in the debit's own statement on PostgreSQL (see
 `portal.ledger.writes.Rider`), composed from the table definitions."""
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
-from sqlalchemy import String, bindparam, cast, insert, literal, select
+from sqlalchemy import String, Table, bindparam, cast, insert, literal, select
 from sqlalchemy.sql.selectable import CTE
 from sqlmodel import Session
 
@@ -53,3 +54,29 @@ def sms_debit(values: dict, counters: list[tuple[str, str]], cost: int,
         return ledger.Rider("sms_for_account", _message_job_and_account_counter, params | spend.params(counters, cost),
                             fallback)
     return ledger.Rider("sms", _message_job_and_counters, params | spend.params(counters, cost), fallback)
+
+
+def _message_job_counters_and(table: Table, line: CTE) -> ledger.RiderRows:
+    """_message_job_and_counters with one row of `table` (every column but the id, from the
+    parameters `a_<column>`), whose id is read back after the counters' totals."""
+    rows = _message_job_and(line, 2)
+    values = {column.name: bindparam(f"a_{column.name}", type_=column.type) for column in _columns(table)}
+    also = insert(table).values(values).returning(*table.primary_key.columns).cte(f"also_{table.name}")
+    return ledger.RiderRows([*rows.ctes, also], [*rows.columns, select(*also.c).scalar_subquery().label("also_id")])
+
+
+def _columns(table: Table) -> list:
+    return [column for column in table.c if not column.primary_key]
+
+
+def sms_debit_and(table: Table, also: dict, values: dict, counters: list[tuple[str, str]], cost: int,
+                  fallback: Callable[[Session], Sequence]) -> ledger.Rider:
+    """sms_debit (a credential's send: both counters) with a row of `table` (`also`, its columns
+    but the id) in the same statement; `fallback` returns the counters' totals and the row's id."""
+    params = {f"r_{column.name}": values.get(column.name) for column in _MESSAGE_COLUMNS}
+    params |= {f"a_{column.name}": also.get(column.name) for column in _columns(table)}
+    build = _BUILDS.setdefault(table.name, partial(_message_job_counters_and, table))  # one per name
+    return ledger.Rider(f"sms_and_{table.name}", build, params | spend.params(counters, cost), fallback)
+
+
+_BUILDS: dict[str, Callable[[CTE], ledger.RiderRows]] = {}

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import false, insert, select, update
+from sqlalchemy import Table, false, insert, select, update
 from sqlmodel import Session
 
 from portal import db, outbox
@@ -68,9 +68,19 @@ class StartCall:
 
 @dataclass(frozen=True)
 class Sent:
-    """An SMS paid for and queued for the carrier."""
+    """An SMS paid for and queued for the carrier (and the id of the row written with it)."""
 
     msgid: str
+    also_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Also:
+    """A row of another table written with an SMS, in the debit's own statement on PostgreSQL
+    (the OTP product's code): its columns but the id, which `Sent.also_id` gives back."""
+
+    table: Table
+    values: dict
 
 
 @dataclass(frozen=True)
@@ -252,16 +262,17 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
 def send_in(session: Session, principal: Principal, state: ledger.State, lots: list[ledger.LiveLot], *,
             number: rules.Number, sender: str, body: str, split: segments.Split, product: Product, now: datetime,
             callback: str | None = None, tags: list[str] = (), daily_cap: int | None = None,
-            site_id: int | None = None) -> Sent:
+            site_id: int | None = None, msgid: str | None = None, also: Also | None = None) -> Sent:
     """Record, pay and queue one SMS inside the caller's unit of work, the account locked by the
     caller (`ledger.lock`): the send path of the API, shared with the OTP product. An SMS is
     priced per segment, an OTP message (`Product.OTP`, with its `site_id`) per message. A live
-    send is debited under the key "sms:<msgid>", which is what refunds a failed message."""
+    send is debited under the key "sms:<msgid>", which is what refunds a failed message. The
+    caller may choose the msgid (a fresh random one otherwise) and a row to write `also`."""
     _check_destination(session, principal, number, "recipient")
     unit_price = _price(session, product, number.country, "recipient")
     per = split.parts if product == Product.SMS else 1
     cost = unit_price * per if principal.mode == "live" else 0
-    msgid = secrets.token_hex(16)
+    msgid = msgid or secrets.token_hex(16)
     values = dict(msgid=msgid, account_id=principal.account_id, credential_id=principal.credential_id,
                   mode=principal.mode, product=UsageProduct.OTP if product == Product.OTP else UsageProduct.SMS,
                   otp_site_id=site_id, sender=sender, recipient=number.e164, country=number.country, body=body,
@@ -272,15 +283,20 @@ def send_in(session: Session, principal: Principal, state: ledger.State, lots: l
 
         def fallback(db_session):
             _record(db_session, values, now)
-            return spend.add(db_session, counters, cost)
+            return [*spend.add(db_session, counters, cost), *([_also(db_session, also)] if also else [])]
 
-        rider = riders.sms_debit(values, counters, cost, fallback)
+        rider = (riders.sms_debit(values, counters, cost, fallback) if also is None
+                 else riders.sms_debit_and(also.table, also.values, values, counters, cost, fallback))
         ledger.debit_in(session, state, lots, amount=cost, key=f"sms:{msgid}",
                         reason=f"{'OTP' if product == Product.OTP else 'SMS'} {msgid}", now=now, rider=rider)
         _check_limits(principal, rider.results, daily_cap)
-    else:
-        _record(session, values, now)
-    return Sent(msgid)
+        return Sent(msgid, rider.results[len(counters)] if also else None)
+    _record(session, values, now)
+    return Sent(msgid, _also(session, also) if also else None)
+
+
+def _also(session: Session, also: Also) -> int:
+    return session.execute(insert(also.table).returning(*also.table.primary_key.columns), also.values).scalar_one()
 
 
 def _parts(body: str) -> segments.Split:

@@ -2,13 +2,14 @@
 through the messaging service's own path, and the atomic count of wrong attempts."""
 
 import ipaddress
+import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import bindparam, case, func, or_, select, update
+from sqlalchemy import bindparam, case, exists, func, insert, literal, or_, select, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -20,10 +21,11 @@ from portal.messaging import segments, validation
 from portal.messaging import service as messaging
 from portal.messaging.api_models import Product, UsageProduct
 from portal.otp import rules
-from portal.otp.errors import N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, VerificationFailed
+from portal.otp.errors import (N_, Failure, InvalidField, RequestBlocked, ResendTooSoon, SiteNotAllowed,
+                               VerificationFailed)
 from portal.otp.events import Event, post_event
-from portal.otp.models import BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpSite
-from portal.otp.sites import Given, may_use, require_scope, site_for
+from portal.otp.models import BlockReason, Channel, CodeStatus, Fallback, OtpBlocked, OtpCode, OtpCredentialSite, OtpSite, OtpTally
+from portal.otp.sites import SITE_FOR, Given, require_scope, site_for, site_with
 
 SENDER = "Chotto"
 
@@ -100,8 +102,7 @@ def _request(session: Session, principal: Principal, request: RequestCode, secre
         stored = messaging.stored_answer(session, principal.account_id, key, fingerprint, now) if key else None
         if stored is not None:
             return stored
-        site = site_for(session, principal, domain)
-        history = _history(session, site, principal.mode, number.e164, ip, now)
+        site, history = _site_and_history(session, principal, domain, number.e164, ip, now)
         blocked = _guard(session, principal, site, number, ip, now, history)
         if blocked is None:
             issued = _issue(session, principal, (state, lots), site, _Asked(domain, number, channel, ip), secret,
@@ -145,47 +146,103 @@ def latest(session: Session, site_id: int, mode: str, e164: str) -> OtpCode | No
 
 
 @dataclass(frozen=True)
+class _Previous:
+    """What the guards and the new code need of the number's newest code."""
+
+    id: int
+    status: CodeStatus
+    failures: int
+    max_attempts: int
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class _History:
     """What the guards and the new code need of the site's recent history for one request,
-    read in three statements under the account's lock (nothing changes it meanwhile): the
-    number's newest code; when an owner last lifted each kind of block and (live) how many
-    codes were decided and verified; the codes sent in the limits' windows to the number's
-    prefix or from the IP."""
+    read in two statements under the account's lock (nothing changes it meanwhile): with the
+    site itself, the number's newest code, when an owner last lifted each kind of block and
+    (live) how many codes were decided and verified; then the codes sent in the limits'
+    windows to the number's prefix or from the IP."""
 
-    previous: OtpCode | None
+    previous: _Previous | None
     lifted: dict[str, datetime | None]  # by limit (BlockReason value), and "carried"
     sent: list[tuple[datetime, str, str, str | None]]  # created_at, phone_number, prefix, ip
     decided: int = 0
     verified: int = 0
 
 
-BLOCKS, CODES = OtpBlocked.__table__, OtpCode.__table__
+BLOCKS, CODES, TALLIES = OtpBlocked.__table__, OtpCode.__table__, OtpTally.__table__
 _LONGEST_WINDOW = max(rules.NUMBER_WINDOW, rules.IP_WINDOW, rules.PREFIX_WINDOW)
 _CARRIED = "carried"  # the blocks whose lifting drops the failures a new code takes over
+_SITE_ID = OtpSite.__table__.c.id
 
 
-def _lifted(reasons: list[BlockReason], where):
-    return func.max(BLOCKS.c.lifted_at).filter(BLOCKS.c.reason.in_(reasons), where)
+def _lifted(reasons: list[BlockReason], where, name: str):
+    return (select(func.max(BLOCKS.c.lifted_at))
+            .where(BLOCKS.c.site_id == _SITE_ID, BLOCKS.c.mode == bindparam("mode"), BLOCKS.c.reason.in_(reasons), where)
+            .scalar_subquery().label(name))
 
 
 _BY_NUMBER = BLOCKS.c.phone_number == bindparam("e164")
 # An E.164 prefix is "+" and digits: nothing in it for LIKE to take as a wildcard.
 _LIFTED = [
-    _lifted([BlockReason.LOCKED, BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(_CARRIED),
-    _lifted([BlockReason.NUMBER_LIMIT], _BY_NUMBER).label(BlockReason.NUMBER_LIMIT.value),
-    _lifted([BlockReason.IP_LIMIT], BLOCKS.c.ip == bindparam("ip")).label(BlockReason.IP_LIMIT.value),
-    _lifted([BlockReason.PREFIX_LIMIT], BLOCKS.c.phone_number.startswith(bindparam("prefix")))
-    .label(BlockReason.PREFIX_LIMIT.value),
+    _lifted([BlockReason.LOCKED, BlockReason.NUMBER_LIMIT], _BY_NUMBER, _CARRIED),
+    _lifted([BlockReason.NUMBER_LIMIT], _BY_NUMBER, BlockReason.NUMBER_LIMIT.value),
+    _lifted([BlockReason.IP_LIMIT], BLOCKS.c.ip == bindparam("ip"), BlockReason.IP_LIMIT.value),
+    _lifted([BlockReason.PREFIX_LIMIT], BLOCKS.c.phone_number.startswith(bindparam("prefix")),
+            BlockReason.PREFIX_LIMIT.value),
 ]
-_DECIDED = or_(CODES.c.status.in_([CodeStatus.VERIFIED, CodeStatus.LOCKED]),
-               (CODES.c.status == CodeStatus.ACTIVE) & (CODES.c.expires_at <= bindparam("now")))
-_COUNTED = select(func.count()).select_from(CODES).where(
-    CODES.c.site_id == bindparam("site_id"), CODES.c.mode == "live", CODES.c.created_at >= bindparam("since"), _DECIDED)
-_COMPLETION = [_COUNTED.scalar_subquery().label("decided"),
-               _COUNTED.where(CODES.c.status == CodeStatus.VERIFIED).scalar_subquery().label("verified")]
-_BLOCKS_OF_SITE = (BLOCKS.c.site_id == bindparam("site_id"), BLOCKS.c.mode == bindparam("mode"))
-_LIFTED_AND_COMPLETION = {  # by mode: the completion rate pauses live sites only
-    "live": select(*_LIFTED, *_COMPLETION).where(*_BLOCKS_OF_SITE), "test": select(*_LIFTED).where(*_BLOCKS_OF_SITE)}
+_PREVIOUS = CODES.alias("previous")
+_PREVIOUS_COLUMNS = [_PREVIOUS.c[name].label(f"previous_{name}") for name in
+                     ("id", "status", "failures", "max_attempts", "created_at", "expires_at")]
+_NEWEST = (select(func.max(CODES.c.id)).where(CODES.c.site_id == _SITE_ID, CODES.c.mode == bindparam("mode"),
+                                              CODES.c.phone_number == bindparam("e164"))
+           .correlate(OtpSite).scalar_subquery())
+
+
+def _tally(column, since: str):
+    return (select(func.coalesce(func.sum(column), 0))
+            .where(TALLIES.c.site_id == _SITE_ID, TALLIES.c.hour >= bindparam(since, type_=TALLIES.c.hour.type))
+            .scalar_subquery())
+
+
+# The completion rate from the tallies first: the hours the window touches hold at most as many
+# decided codes as were sent in them, the hours wholly inside it at least as many verified ones.
+# Only when those bounds cannot rule out a pause are the window's codes counted one by one.
+_UNSETTLED = ((_tally(TALLIES.c.sent, "since_hour") >= rules.PAUSE_SAMPLE)
+              & (_tally(TALLIES.c.verified, "since") * 100 < _tally(TALLIES.c.sent, "since_hour")
+                 * rules.PAUSE_RATE_PERCENT))
+
+
+def _constant(value: str):
+    """A constant written into the statement, not a parameter: psycopg prepares the statement
+    after a few runs and PostgreSQL may then keep a generic plan, which knows neither a
+    parameter's value nor how few codes have it (with a parameter for the status, it counted
+    a day of codes by their time instead of the few verified ones by their status)."""
+    return literal(value, literal_execute=True)
+
+
+def _counted(*where):
+    # created_at >= since implies expires_at >= since: the index on expiry bounds the scan
+    return (select(func.count()).select_from(CODES)
+            .where(CODES.c.site_id == _SITE_ID, CODES.c.mode == _constant("live"),
+                   CODES.c.expires_at >= bindparam("since"), CODES.c.created_at >= bindparam("since"), *where)
+            .scalar_subquery())
+
+
+def _status(*statuses: CodeStatus):
+    return or_(*(CODES.c.status == _constant(status.value) for status in statuses))
+
+
+_DECIDED = (_counted(_status(CodeStatus.VERIFIED, CodeStatus.LOCKED))
+            + _counted(_status(CodeStatus.ACTIVE), CODES.c.expires_at <= bindparam("now")))
+_COMPLETION = [case((_UNSETTLED, _DECIDED), else_=0).label("decided"),
+               case((_UNSETTLED, _counted(_status(CodeStatus.VERIFIED))), else_=0).label("verified")]
+_HEAD = {  # by mode: the completion rate pauses live sites only
+    mode: SITE_FOR.add_columns(*_LIFTED, *_PREVIOUS_COLUMNS, *(_COMPLETION if mode == "live" else []))
+    .outerjoin(_PREVIOUS, _PREVIOUS.c.id == _NEWEST)
+    for mode in ("live", "test")}
 _SENT_FROM = (select(CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip)
               .where(CODES.c.site_id == bindparam("site_id"), CODES.c.mode == bindparam("mode"),
                      CODES.c.created_at > bindparam("since_sent")))
@@ -193,17 +250,32 @@ _SENT = {False: _SENT_FROM.where(CODES.c.prefix == bindparam("prefix")),  # by w
          True: _SENT_FROM.where(or_(CODES.c.prefix == bindparam("prefix"), CODES.c.ip == bindparam("ip")))}
 
 
-def _history(session: Session, site: OtpSite, mode: str, e164: str, ip: str | None, now: datetime) -> _History:
-    previous = latest(session, site.id, mode, e164)
-    params = {"site_id": site.id, "mode": mode, "e164": e164, "ip": ip, "prefix": rules.prefix_of(e164), "now": now,
-              "since": max(filter(None, [now - rules.PAUSE_WINDOW, site.resumed_at])),
+def _site_and_history(session: Session, principal: Principal, domain: str, e164: str, ip: str | None,
+                      now: datetime) -> tuple[OtpSite, _History]:
+    """The site (SiteNotFound, SiteNotAllowed) with its history for the number, in two statements."""
+    mode = principal.mode
+    since = now - rules.PAUSE_WINDOW  # or since the owner resumed the site: the statement takes the later one
+    params = {"mode": mode, "e164": e164, "ip": ip, "prefix": rules.prefix_of(e164), "now": now,
               "since_sent": now - _LONGEST_WINDOW}
-    found = session.execute(_LIFTED_AND_COMPLETION[mode], params).one()._mapping
-    sent = session.execute(_SENT[ip is not None], params).all()
-    lifted = {name: found[name] for name in (_CARRIED, BlockReason.NUMBER_LIMIT.value, BlockReason.IP_LIMIT.value,
-                                             BlockReason.PREFIX_LIMIT.value)}
-    return _History(previous, lifted, [tuple(line) for line in sent], found.get("decided") or 0,
-                    found.get("verified") or 0)
+    # resumed_at is the site's own column: known once the site is read, so the window is bound
+    # in Python below when it is later than a day ago, and the statement is read again then
+    site, found = site_with(session, principal, domain, _HEAD[mode], params | _since(since))
+    if mode == "live" and site.resumed_at is not None and site.resumed_at > since:
+        site, found = site_with(session, principal, domain, _HEAD[mode], params | _since(site.resumed_at))
+    row = found._mapping
+    previous = (_Previous(*(row[f"previous_{name}"] for name in ("id", "status", "failures", "max_attempts",
+                                                                   "created_at", "expires_at")))
+                if row["previous_id"] is not None else None)
+    sent = session.execute(_SENT[ip is not None], params | {"site_id": site.id}).all()
+    lifted = {name: row[name] for name in (_CARRIED, BlockReason.NUMBER_LIMIT.value, BlockReason.IP_LIMIT.value,
+                                           BlockReason.PREFIX_LIMIT.value)}
+    return site, _History(previous, lifted, [tuple(line) for line in sent], row.get("decided") or 0,
+                          row.get("verified") or 0)
+
+
+def _since(since: datetime) -> dict:
+    """The window's start, and the start of the UTC hour it falls in (the tallies' hours)."""
+    return {"since": since, "since_hour": since.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)}
 
 
 def _guard(session: Session, principal: Principal, site: OtpSite, number: messaging_rules.Number, ip: str | None,
@@ -292,44 +364,54 @@ def _issue(session: Session, principal: Principal, locked: tuple[ledger.State, l
     number = asked.number
     previous = history.previous  # read under the account's lock, which every request for the number takes
     failures = _carried(history, now)
-    if previous is not None and previous.status == CodeStatus.ACTIVE:
-        previous.status, previous.fallback_text = CodeStatus.REPLACED, None
-        session.flush()  # before the new code takes the number's one active place
+    if previous is not None and previous.status == CodeStatus.ACTIVE:  # before the new code takes its place
+        session.execute(_REPLACE, {"code_id": previous.id})
     code = rules.new_code(site.code_length)
-    msgid = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap)
     expiry = rules.expires_at(now, site.lifetime_minutes)
     fallback = site.fallback if asked.channel == Channel.SMS else Fallback.OFF  # a call needs no call after it
     spoken = None if fallback == Fallback.OFF else rules.spoken(code, site=site.display_name,
                                                                  language=site.fallback_language)
-    issued = OtpCode(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
-                     mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
-                     channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
-                     failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
-                     created_at=now, expires_at=expiry, fallback_text=spoken,
-                     masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)
-    session.add(issued)
-    session.flush()
+
+    def columns(msgid: str) -> dict:  # the code's row, bound to its request
+        return dict(msgid=msgid, site_id=site.id, account_id=site.account_id, credential_id=principal.credential_id,
+                    mode=principal.mode, phone_number=number.e164, prefix=rules.prefix_of(number.e164),
+                    channel=asked.channel, code_hash=rules.code_hash(secret, msgid, code), status=CodeStatus.ACTIVE,
+                    failures=min(failures, site.max_attempts), max_attempts=site.max_attempts, ip=asked.ip,
+                    created_at=now, expires_at=expiry, fallback_text=spoken,
+                    masked_body=_text(site, rules.masked(code)) if asked.channel == Channel.SMS else None)
+
+    msgid, code_id = _deliver(session, principal, locked, site, asked, code, caller, now, daily_cap, columns)
     post_event(session, site, principal.credential_id, Event.SENT, now, phone_number=number.e164, otp_id=msgid)
     if fallback == Fallback.AFTER_DELAY:
-        job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": issued.id}, now=now)
+        job = outbox.enqueue(session, kind=outbox.OutboxKind.OTP_FALLBACK, payload={"code_id": code_id}, now=now)
         job.available_at = now + timedelta(seconds=site.fallback_seconds)
     return Issued(msgid, expiry)
 
 
+_REPLACE = (update(CODES).where(CODES.c.id == bindparam("code_id"), CODES.c.status == CodeStatus.ACTIVE)
+            .values(status=CodeStatus.REPLACED, fallback_text=None))
+_INSERT = insert(CODES).returning(CODES.c.id)
+
+
 def _deliver(session: Session, principal: Principal, locked: tuple[ledger.State, list[ledger.LiveLot]],
-             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None) -> str:
+             site: OtpSite, asked: _Asked, code: str, caller: str, now: datetime, daily_cap: int | None,
+             columns: Callable[[str], dict]) -> tuple[str, int]:
     """Send the code by SMS (¥3) or read it out in a call (the voice price), through the
-    messaging send path; the SMS's msgid or the call's callid is the code's otp_id."""
+    messaging send path, and store it (`columns(otp_id)`: its row): the SMS's msgid or the
+    call's callid is the code's otp_id. An SMS's code is written in the debit's own statement."""
     try:
         if asked.channel == Channel.VOICE:
             spoken = rules.spoken(code, site=site.display_name, language=site.fallback_language)
-            return messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
-                                     language=str(site.fallback_language), now=now, daily_cap=daily_cap,
-                                     product=UsageProduct.OTP_CALL, site_id=site.id).callid
+            callid = messaging.call_in(session, principal, *locked, caller=caller, number=asked.number, tts=spoken,
+                                       language=str(site.fallback_language), now=now, daily_cap=daily_cap,
+                                       product=UsageProduct.OTP_CALL, site_id=site.id).callid
+            return callid, session.execute(_INSERT, columns(callid)).scalar_one()
         body = _text(site, code)
-        return messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
+        msgid = secrets.token_hex(16)
+        sent = messaging.send_in(session, principal, *locked, number=asked.number, sender=SENDER, body=body,
                                  split=segments.split(body), product=Product.OTP, now=now, daily_cap=daily_cap,
-                                 site_id=site.id).msgid
+                                 site_id=site.id, msgid=msgid, also=messaging.Also(CODES, columns(msgid)))
+        return sent.msgid, sent.also_id
     except InvalidField as refused:  # the account's own destination rules, named as this API names the number
         raise InvalidField("phone_number", *refused.reasons) from None
 
@@ -338,7 +420,7 @@ def _text(site: OtpSite, code: str) -> str:
     return rules.render(site.template, code=code, site=site.display_name, minutes=site.lifetime_minutes)
 
 
-def state_of(code: OtpCode | None) -> rules.CodeState | None:
+def state_of(code: OtpCode | _Previous | None) -> rules.CodeState | None:
     """What the rules need to know of a stored code."""
     if code is None:
         return None
@@ -365,10 +447,12 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
     form.raise_if_invalid()
     with db.write(session):
         if request_id is not None:
-            code = session.scalars(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
-                                                 "mode": principal.mode}).first()
-            if code is not None:
-                may_use(session, principal, code.site_id)
+            found = session.execute(_BY_REQUEST, {"msgid": str(request_id).strip(), "account_id": principal.account_id,
+                                                  "mode": principal.mode, "credential_id": principal.credential_id}
+                                    ).first()
+            code = found[0] if found is not None else None
+            if found is not None and found.limited and not found.allowed:
+                raise SiteNotAllowed()
         else:
             site = site_for(session, principal, domain)
             code = latest(session, site.id, principal.mode, number.e164)
@@ -385,7 +469,12 @@ def _typed(raw: str | None) -> str:
     return text
 
 
-_BY_REQUEST = (select(OtpCode).where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
+_CREDENTIAL_SITES = OtpCredentialSite.__table__
+_BY_REQUEST = (select(OtpCode,  # and, as site_for answers, whether the credential may use the code's site
+                      exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id")).label("limited"),
+                      exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id"),
+                                     _CREDENTIAL_SITES.c.site_id == OtpCode.site_id).label("allowed"))
+               .where(OtpCode.msgid == bindparam("msgid"), OtpCode.account_id == bindparam("account_id"),
                                      OtpCode.mode == bindparam("mode"))
                .limit(1).execution_options(populate_existing=True))
 _USABLE = (CODES.c.id == bindparam("code_id"), CODES.c.status == CodeStatus.ACTIVE,

@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
-from portal.db import enum_column, utc_column
+from portal.db import UTCDateTime, enum_column, utc_column
 from portal.messaging.api_models import one_of
 
 
@@ -109,6 +109,12 @@ class OtpCode(SQLModel, table=True):
         Index("uq_otp_active_code", "site_id", "mode", "phone_number", unique=True,
               sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
         Index("ix_otp_codes_site_time", "site_id", "created_at"),
+        # the request's guards: the number's newest code, the sends to a prefix or from an IP in
+        # the limits' windows, and the decided codes when the tallies cannot settle the rate
+        Index("ix_otp_codes_number", "site_id", "mode", "phone_number", "id"),
+        Index("ix_otp_codes_prefix_time", "site_id", "mode", "prefix", "created_at"),
+        Index("ix_otp_codes_ip_time", "site_id", "mode", "ip", "created_at"),
+        Index("ix_otp_codes_status_expiry", "site_id", "mode", "status", "expires_at"),
         Index("ix_otp_codes_fallback_call", "fallback_callid"),  # a call's code, for the usage detail
         CheckConstraint(one_of("status", CodeStatus), name="otp_code_status"),
         CheckConstraint(one_of("channel", Channel), name="otp_code_channel"),
@@ -137,6 +143,20 @@ class OtpCode(SQLModel, table=True):
     fallback_callid: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     delivery_event: str | None = Field(default=None, sa_column=Column(String(10), nullable=True))  # reported once
     masked_body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the SMS once handed over
+
+
+class OtpTally(SQLModel, table=True):
+    """A site's live codes by the hour they were sent (UTC): how many were sent and how many of
+    them are verified. Kept by triggers on otp_codes (migration 0015) in the transaction that
+    writes the code, so the completion guard reads a day of figures in a few rows instead of
+    counting a day of codes."""
+
+    __tablename__ = "otp_tallies"
+
+    site_id: int = Field(sa_column=Column(Integer, ForeignKey("otp_sites.id"), primary_key=True))
+    hour: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    sent: int = 0
+    verified: int = 0
 
 
 class OtpCredentialSite(SQLModel, table=True):

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, delete, exists, select, update
+from sqlalchemy import Row, Select, bindparam, delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -171,7 +171,7 @@ def own_site(session: Session, account_id: int, site_id: int) -> OtpSite:
 
 
 _CREDENTIAL_SITES = OtpCredentialSite.__table__
-_SITE_FOR = (  # the site, whether the credential is limited to some sites, and whether this is one of them
+SITE_FOR = (  # the site, whether the credential is limited to some sites, and whether this is one of them
     select(OtpSite,
            exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id")).label("limited"),
            exists().where(_CREDENTIAL_SITES.c.credential_id == bindparam("credential_id"),
@@ -183,21 +183,19 @@ _SITE_FOR = (  # the site, whether the credential is limited to some sites, and 
 
 def site_for(session: Session, principal: Principal, domain: str) -> OtpSite:
     """The site of the caller's account with this domain, if the credential may use it."""
-    found = session.execute(_SITE_FOR, {"credential_id": principal.credential_id, "account_id": principal.account_id,
-                                        "domain": domain}).first()
+    return site_with(session, principal, domain, SITE_FOR, {})[0]
+
+
+def site_with(session: Session, principal: Principal, domain: str, query: Select, params: dict) -> tuple[OtpSite, Row]:
+    """site_for with more read in the same statement: `query` is SITE_FOR with more columns
+    (and joins), `params` their parameters; the site and the whole row."""
+    found = session.execute(query, params | {"credential_id": principal.credential_id,
+                                             "account_id": principal.account_id, "domain": domain}).first()
     if found is None:
         raise SiteNotFound()
-    site, limited, allowed = found
-    if limited and not allowed:
+    if found.limited and not found.allowed:
         raise SiteNotAllowed()
-    return site
-
-
-def may_use(session: Session, principal: Principal, site_id: int) -> None:
-    allowed = set(session.scalars(select(OtpCredentialSite.site_id)
-                                  .where(OtpCredentialSite.credential_id == principal.credential_id)))
-    if allowed and site_id not in allowed:
-        raise SiteNotAllowed()
+    return found[0], found
 
 
 def limit_credential(*, session: Session, account_id: int, user_id: int, credential_id: int, site_ids: list[int],

@@ -3,15 +3,16 @@ it; each SMS charged ¥3 through the ledger (a failed one refunded), test creden
 the test inbox, and every fraud guard recorded with its reason. The clock is fixed."""
 
 import re
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from portal.ledger.check import check
 from portal.messaging.api_models import Message
 from portal.messaging.models import TestInboxMessage
 from portal.otp import service as otp
-from portal.otp.models import BlockReason, CodeStatus, OtpBlocked, OtpCode, OtpSite
+from portal.otp.models import BlockReason, CodeStatus, OtpBlocked, OtpCode, OtpSite, OtpTally
 from tests.api.conftest import YEN, fund, new_key
 from tests.api.test_sms import RefusingCarrier, available
 from tests.helpers import db_session, deliver_outbox, mails_to
@@ -69,6 +70,20 @@ def last_code(app) -> str:
 def blocked(app) -> list[BlockReason]:
     with db_session(app) as session:
         return list(session.scalars(select(OtpBlocked.reason).order_by(OtpBlocked.id)))
+
+
+def counted_from_codes(session) -> dict:
+    """What otp_tallies must hold: the live codes sent and verified, by site and UTC hour sent."""
+    counted = {}
+    for code in session.scalars(select(OtpCode).where(OtpCode.mode == "live")):
+        key = (code.site_id, code.created_at.replace(minute=0, second=0, microsecond=0))
+        sent, verified = counted.get(key, (0, 0))
+        counted[key] = (sent + 1, verified + (code.status == CodeStatus.VERIFIED))
+    return counted
+
+
+def tallied(session) -> dict:
+    return {(t.site_id, t.hour): (t.sent, t.verified) for t in session.scalars(select(OtpTally)) if t.sent}
 
 
 @pytest.fixture
@@ -232,6 +247,36 @@ def test_two_hundred_requests_without_verification_pause_the_site_until_an_owner
         user, _ = customer
         otp.resume_site(session=session, account_id=key.account_id, site_id=site, user_id=user.id, now=clock())
     assert ask(api, key, "+819011110000").status_code == 201
+
+
+def test_the_pause_comes_exactly_when_a_day_of_codes_falls_below_a_fifth_verified(app, api, key, site, clock):
+    """A quarter of the codes verified for two hours: the hourly tallies settle the rate (no
+    pause); then none verified: the pause comes at the very request where the codes, counted
+    one by one (verified, locked, or past their five minutes), fall below a fifth verified."""
+    from portal.otp import rules
+
+    fund(app, key.account_id, 1000, ref="more")
+    start, created, answers = clock(), [], []
+    for n in range(200):
+        now = clock()
+        decided = [verified for at, verified in created if verified or at + timedelta(minutes=5) <= now]
+        if rules.should_pause(len(decided), sum(decided)):
+            break
+        answers.append(ask(api, key, f"+8190{n + 1000:04d}5678").status_code)
+        verify = n < 120 and n % 4 == 0
+        if verify:
+            assert check_code(api, key, last_code(app), f"+8190{n + 1000:04d}5678").status_code == 200
+        created.append((now, verify))
+        clock.advance(minutes=1)
+    assert answers == [201] * len(answers) and len(answers) > 120
+    assert ask(api, key, "+819011110000").status_code == 403
+    with db_session(app) as session:
+        assert session.get(OtpSite, site).paused_at == clock()
+        assert tallied(session) == counted_from_codes(session) and len(tallied(session)) >= 2
+        session.execute(delete(OtpCode).where(OtpCode.created_at < start + timedelta(minutes=30)))  # as a purge
+        session.execute(update(OtpCode).where(OtpCode.status == CodeStatus.VERIFIED).values(status=CodeStatus.LOCKED))
+        session.commit()
+        assert tallied(session) == counted_from_codes(session)
 
 
 def test_a_code_never_delivered_is_refunded(app, api, key, site):

@@ -4,6 +4,7 @@ has two active codes."""
 
 import re
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from portal.messaging.api_models import Message
 from portal.otp import rules, service as otp
 from portal.otp.errors import Failure, RequestBlocked, VerificationFailed
 from portal.otp.models import BlockReason, CodeStatus, OtpCode
+from tests.api.test_otp import counted_from_codes, tallied
 from tests.helpers import make_user
 from tests.integration.test_ledger_concurrency import CLIENTS, parallel
 
@@ -87,3 +89,23 @@ def test_sixteen_parallel_requests_for_one_number_leave_one_active_code(app, ses
     codes = session.scalars(select(OtpCode).order_by(OtpCode.id)).all()
     assert [c.status for c in codes] == [CodeStatus.REPLACED] * 4 + [CodeStatus.ACTIVE]
     assert len(session.scalars(select(Message)).all()) == 5
+
+
+def test_parallel_requests_and_verifications_keep_the_tallies_exact(app, session, clock, principal):
+    def ask(db, job):
+        now = clock() + timedelta(hours=job % 2)  # two hours' tallies
+        return otp.request_code(session=db, principal=principal, secret=SECRET, caller="+81312345678", now=now,
+                                request=otp.RequestCode(website="shop.example.com",
+                                                        phone_number=f"+8190{1000 + job:04d}{job:04d}")).msgid
+
+    sent = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), ask)
+    bodies = dict(session.execute(select(Message.msgid, Message.body).where(Message.msgid.in_(sent))).all())
+
+    def verify(db, job):
+        otp.verify_code(session=db, principal=principal, secret=SECRET, now=clock() + timedelta(hours=job % 2, minutes=1),
+                        request=otp.VerifyCode(otp_id=sent[job], code=re.search(r"\d{6}", bodies[sent[job]]).group(0)))
+
+    parallel(app.extensions["portal.engine"], sent[: CLIENTS // 2], verify)
+    session.expire_all()
+    assert sum(verified for _, verified in tallied(session).values()) == CLIENTS // 2
+    assert tallied(session) == counted_from_codes(session) and len(tallied(session)) == 2
