@@ -28,6 +28,7 @@ def _defaults() -> dict:
         "PROXY_HOPS": 0,
         "RATELIMIT_ENABLED": True,
         "LOGIN_RATE_LIMIT": "10 per minute;100 per hour",
+        "USAGE_EXPORT_RATE_LIMIT": "30 per hour",  # per person: an export may be large
         "SIGNUP_RATE_LIMIT": "5 per minute;30 per hour",
         "STRIPE_SECRET_KEY": "",
         "STRIPE_WEBHOOK_SECRET": "",

@@ -55,3 +55,13 @@ def postal_mark(value: str | None) -> str:
     """150-0001 → 〒150-0001 for Japanese codes; others unchanged."""
     code_text = postal_code(value)
     return f"〒{code_text}" if JAPANESE_POSTAL_CODE.fullmatch(code_text) else code_text
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula gets a leading
+    apostrophe (OWASP's CSV injection advice)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text

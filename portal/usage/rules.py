@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
+from portal.formats import csv_cell  # noqa: F401 (the export's cells)
 from portal.messaging.api_models import CALL_PRODUCTS, MESSAGE_PRODUCTS, CallStatus, MessageStatus, UsageProduct
 
 JST = timezone(timedelta(hours=9))  # Japan has no daylight saving time
@@ -259,11 +260,3 @@ def tags_of(stored: str) -> list[str]:
     return [tag for tag in stored.split(",") if tag]
 
 
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: object) -> str:
-    """A cell a spreadsheet shows as text: one that would start a formula gets a leading
-    apostrophe (OWASP's CSV injection advice)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text

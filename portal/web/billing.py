@@ -18,6 +18,7 @@ from portal.billing import invoices, rules, service
 from portal.billing.models import GatewayName, PurchaseStatus
 from portal.postpay import invoices as postpay_invoices
 from portal.clock import JST
+from portal.formats import csv_cell
 from portal.ledger.rules import purchase_expiry
 from portal import security
 from portal.web.auth import safe_next
@@ -246,11 +247,6 @@ def invoice_list():
                        postpay_invoices=monthly)
 
 
-def _cell(value):
-    """Text a spreadsheet would run as a formula is quoted (CSV injection)."""
-    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
 @bp.get("/billing/invoices.csv")
 @role_required(*BUYERS)
 def invoice_export():
@@ -260,12 +256,14 @@ def invoice_export():
     rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["number", "document", "issued_at_jst", "transaction_date_jst", "recipient_name",
-                     "recipient_registration_number", "amount_excluding_tax_yen", "tax_rate_percent", "tax_yen",
-                     "total_yen", "reissue_of", "issuer_registration_number"])
+    writer.writerow([_("Number"), _("Document"), _("Issued (Japan time)"), _("Transaction date (Japan time)"),
+                     _("Recipient"), _("Recipient's registration number"), _("Amount excluding tax (yen)"),
+                     _("Tax rate (%)"), _("Tax (yen)"), _("Total (yen)"), _("Re-issue of"),
+                     _("Issuer's registration number")])
+    kinds = {"invoice": _("Receipt (qualified invoice)")}
     for invoice, replaces in rows:
-        writer.writerow([_cell(value) for value in [
-            invoice.number, invoice.kind, invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
+        writer.writerow([csv_cell(value) if isinstance(value, str) else value for value in [
+            invoice.number, kinds.get(invoice.kind, _("Return invoice")), invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
             invoice.transaction_date.astimezone(JST).strftime("%Y-%m-%d"), invoice.recipient_name,
             invoice.recipient_registration_number or "", invoice.amount_yen, invoice.tax_rate, invoice.tax_yen,
             invoice.total_yen, replaces or "", invoice.issuer_registration_number,

@@ -4,12 +4,13 @@ table, one item's detail and the CSV of the same filters."""
 
 import re
 
-from flask import Blueprint, Response, abort, request, stream_with_context
+from flask import Blueprint, Response, abort, current_app, request, stream_with_context
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from portal import clock, db
+from portal.extensions import limiter
 from portal.clock import JST
 from portal.usage import service
 from portal.web import chart
@@ -102,6 +103,8 @@ def detail(kind: str, ref: str):
 
 @bp.get("/usage.csv")
 @role_required(*READERS)
+@limiter.limit(lambda: current_app.config["USAGE_EXPORT_RATE_LIMIT"],
+               key_func=lambda: f"usage-export:{current_user.id}")
 def export():
     try:
         filters = _filters(_params())

@@ -251,9 +251,10 @@ def test_finance_searches_invoices_by_date_amount_and_counterparty_and_exports_c
     response = client.get("/billing/invoices.csv?min=2000")
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     body = response.get_data(as_text=True)
-    assert body.startswith("\ufeffnumber,document,issued_at_jst")
+    assert body.startswith("\ufeffNumber,Document,Issued (Japan time),Transaction date (Japan time),Recipient,")
     lines = body.strip().splitlines()
-    assert len(lines) == 2 and lines[1].startswith("INV-00000002,invoice,") and ",3000,10,300,3300," in lines[1]
+    assert len(lines) == 2 and lines[1].startswith("INV-00000002,Receipt (qualified invoice),")
+    assert ",3000,10,300,3300," in lines[1]
     client.get("/billing/invoices.csv?from=nonsense", status=400)
 
 

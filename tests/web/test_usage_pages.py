@@ -322,3 +322,12 @@ def test_an_otp_messages_text_is_never_shown_as_it_holds_the_code_until_the_carr
         session.commit()
     assert "307459" not in owner.text("/usage/otp/" + "a" * 32)
     assert "Your parcel is on its way" in owner.text(f"/usage/sms/{refs['first']}")  # an SMS's own text is shown
+
+
+def test_exports_are_limited_per_person(app_with):
+    app = app_with(RATELIMIT_ENABLED=True, USAGE_EXPORT_RATE_LIMIT="2 per hour")
+    make_user(app, email="finance@example.com")
+    client = PageClient(app.test_client(), app)
+    client.login("finance@example.com")
+    statuses = [client.client.get("/usage.csv?range=today").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
