@@ -156,3 +156,39 @@ def test_a_suspended_line_is_never_written_off_nor_warned_about_as_expiring_cred
     checked = cli(app, "ledger", "check")
     assert checked.exit_code == 0 and "note:" not in checked.output, checked.output
     assert line(app, account_id).limit == 100 * YEN
+
+
+@pytest.mark.postgresql
+def test_sixteen_http_clients_sending_at_the_limit_get_exactly_what_the_line_allows(database_url):
+    """R1 through HTTP: each client has its own connection; the line of ¥100 pays for exactly
+    ten SMS of ¥10 after the prepaid credit, never one more."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    from tests.e2e.conftest import LiveServer
+
+    with LiveServer(database_url) as server:
+        app = server.app
+        _, account_id, key = approved(app, limit=100)
+        credits = requests.get(f"{server.url}/you/credits/", auth=(key.sid, key.token)).json()["credits"]
+        affordable, clients = int(credits // 10), 16
+        attempts = affordable + 2 * clients
+        start = threading.Barrier(clients)
+
+        def client(index):
+            session = requests.Session()
+            start.wait()
+            return [session.post(f"{server.url}/sms/messages/", auth=(key.sid, key.token),
+                                 data={"recipient": "+819012345678", "sender": "Chotto", "message": f"m{n}"}).status_code
+                    for n in range(index, attempts, clients)]
+
+        with ThreadPoolExecutor(clients) as pool:
+            codes = [code for result in pool.map(client, range(clients)) for code in result]
+        assert codes.count(201) == affordable and codes.count(402) == attempts - affordable, codes
+        figures = line(app, account_id)
+        assert (figures.used, figures.available) == (100 * YEN, 0)
+        with db_session(app) as session:
+            assert check(session) == []
+        assert cli(app, "ledger", "check").exit_code == 0
