@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 
 from sqlalchemy.engine import Row
 
+from portal.formats import csv_cell, masked_phone
 from portal.usage import rules
 from portal.usage.rules import JST, Filters
 
@@ -56,9 +57,9 @@ def lines(rows: Iterable[Row], *, credentials: dict[int, str], sites: dict[int, 
 def _cells(row: Row, credentials: dict[int, str], sites: dict[int, str], chotto: str) -> list[str]:
     credential = credentials.get(row.credential_id, "") if row.credential_id is not None else chotto
     return [row.created_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"), row.product, row.ref,
-            rules.csv_cell(credential), rules.csv_cell(sites.get(row.site_id, "") if row.site_id else ""),
-            rules.masked(row.recipient), row.country, str(row.segments), str(row.seconds), rules.csv_cell(row.status),
-            yen(int(row.cost)), rules.csv_cell(",".join(rules.tags_of(row.tags))), row.mode]
+            csv_cell(credential), csv_cell(sites.get(row.site_id, "") if row.site_id else ""),
+            masked_phone(row.recipient), row.country, str(row.segments), str(row.seconds), csv_cell(row.status),
+            yen(int(row.cost)), csv_cell(",".join(rules.tags_of(row.tags))), row.mode]
 
 
 def _writer():
@@ -68,7 +69,7 @@ def _writer():
 
 def _line(cells: list[str]) -> bytes:
     buffer, writer = _writer()
-    writer.writerow([rules.csv_cell(cell) for cell in cells])
+    writer.writerow([csv_cell(cell) for cell in cells])
     return buffer.getvalue().encode()
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlmodel import Session
 
 from portal.credentials.models import Credential
+from portal.formats import masked_phone
 from portal.messaging.api_models import CALL_PRODUCTS, Call, CallbackAttempt, Message, UsageProduct
 from portal.otp.models import OtpCode, OtpSite
 from portal.usage import rules
@@ -214,7 +215,7 @@ def _newest(session: Session, account_id: int, filters: Filters, after: Position
 def _row(row) -> UsageRow:
     return UsageRow(kind=row.product, ref=row.ref, created_at=row.created_at, product=row.product,
                     credential_id=row.credential_id, credential_name=row.credential_name, site_id=row.site_id,
-                    site_name=row.site_name, recipient=rules.masked(row.recipient), country=row.country,
+                    site_name=row.site_name, recipient=masked_phone(row.recipient), country=row.country,
                     segments=int(row.segments), seconds=int(row.seconds), status=row.status, cost=int(row.cost),
                     tags=rules.tags_of(row.tags), mode=row.mode)
 
@@ -391,7 +392,7 @@ def detail(session: Session, account_id: int, kind: str, ref: str, role: str) ->
     is_message = table is MESSAGES
     readable = is_message and full and found.product == UsageProduct.SMS  # an OTP body holds its code until redacted
     return Detail(
-        row=_row(found), recipient=found.recipient if full else rules.masked(found.recipient),
+        row=_row(found), recipient=found.recipient if full else masked_phone(found.recipient),
         timeline=_timeline(found, is_message, code), encoding=found.encoding if is_message else None,
         body=found.body if readable else None, charged=int(found.charged),
         refunded=int(found.charged) if is_message and found.refunded_at is not None else 0,

@@ -10,7 +10,6 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
-from portal.formats import csv_cell  # noqa: F401 (the export's cells)
 from portal.messaging.api_models import CALL_PRODUCTS, MESSAGE_PRODUCTS, CallStatus, MessageStatus, UsageProduct
 
 JST = timezone(timedelta(hours=9))  # Japan has no daylight saving time
@@ -235,11 +234,6 @@ def position_of(cursor: str) -> Position:
 
 
 # -- what a row shows -------------------------------------------------------------------------------
-
-
-def masked(recipient: str) -> str:
-    """"+819012345678" → "•••••••••5678": lists show only a number's last four digits."""
-    return "•" * max(0, len(recipient) - 4) + recipient[-4:]
 
 
 def sees_full_numbers(role: str) -> bool:

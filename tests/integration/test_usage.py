@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from portal import db
+from portal.formats import csv_cell
 from portal.accounts.models import Account
 from portal.messaging.api_models import CallbackAttempt
 from portal.otp.models import OtpCode
@@ -213,8 +214,8 @@ def test_the_csv_starts_with_a_bom_and_a_header_and_round_trips_japanese_tags_in
 
 @pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
 def test_every_formula_start_is_neutralised(start):
-    assert rules.csv_cell(f"{start}1+1") == f"'{start}1+1"
-    assert rules.csv_cell("plain") == "plain"
+    assert csv_cell(f"{start}1+1") == f"'{start}1+1"
+    assert csv_cell("plain") == "plain"
 
 
 def test_the_export_leaves_the_callers_session_usable_while_it_streams(app, session, world):
