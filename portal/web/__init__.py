@@ -169,7 +169,7 @@ def register_template_helpers(app: Flask) -> None:
     def billing_month(value: str) -> str:
         """A billing month ("2026-11"): 2026年11月 / November 2026."""
         year, month = (int(part) for part in value.split("-"))
-        return format_skeleton("yMMMM", date(year, month, 1), locale=str(get_locale() or Language.JA))
+        return month_name(date(year, month, 1))
 
     app.add_template_filter(formats.phone_number, "phone")
     app.add_template_filter(formats.masked_phone, "masked_phone")
