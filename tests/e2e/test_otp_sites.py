@@ -59,6 +59,7 @@ def test_register_prove_configure_and_try_an_otp_site(browser, live_server, scre
     expect(page.locator("hgroup .status-proven")).to_be_visible()
 
     page.get_by_role("link", name="Settings").click()
+    page.wait_for_load_state()  # htmx binds the live preview on DOMContentLoaded: typing before that is not sent
     page.get_by_label("Message language").select_option("en")
     page.get_by_label("Code lifetime").fill("10")
     page.get_by_label("Message template").fill("{site}: your code is {code}. Valid for {minutes} minutes.")

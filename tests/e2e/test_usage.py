@@ -91,6 +91,7 @@ def test_filtering_by_credential_and_month_changes_the_view_in_place_and_the_add
     context, page = signed_in(browser, usage, lang)
     console_errors(page)
     page.locator("header .nav-links a[href='/usage']").click()
+    page.wait_for_load_state()  # htmx binds the filters on DOMContentLoaded: a change before that is a plain one
     expect(page.get_by_test_id("total-count")).to_have_text("3")  # this month: 1 and 2 December
     expect(page.get_by_test_id("total-cost")).to_have_text("¥30")
     this_month = figures(page)
