@@ -1,6 +1,6 @@
-"""The CSV of a usage range, streamed: rows are fetched in batches from a server-side cursor
-(PostgreSQL) or the driver's lazy cursor (SQLite) and written out batch by batch, so memory
-stays flat whatever the range. UTF-8 with a byte-order mark (Excel then reads Japanese right),
+"""The CSV of a usage range, streamed: rows are read in keyset batches (each its own short
+read transaction, see service.export) and written out batch by batch, so memory stays flat
+whatever the range. UTF-8 with a byte-order mark (Excel then reads Japanese right),
 a header row in the account's language, Japan-time timestamps, amounts in yen, numbers masked
 to their last four digits, and every text cell guarded against formula injection."""
 

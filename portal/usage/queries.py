@@ -231,20 +231,41 @@ def page(session: Session, account_id: int, filters: Filters, after: str | None,
     return Page([_row(row) for row in rows[:limit]], following)
 
 
-def oldest_first(session: Session, account_id: int, filters: Filters) -> Select | None:
-    """Every matching row, oldest first (the export): one ordered scan of each table's
-    (account, time, id) index, merged."""
+def last_ids(session: Session, account_id: int, filters: Filters) -> dict[str, int]:
+    """The highest id of each table the filters read among the account's rows (0 when none):
+    the export's bound, read once at its start."""
+    return {source: int(session.scalar(select(func.coalesce(func.max(_table(source).c.id), 0))
+                                       .where(_table(source).c.account_id == account_id)))
+            for source in rules.tables_for(filters)}
+
+
+def _after(source: str, position: Position) -> ColumnElement:
+    """Rows listed after `position` (oldest first by created_at, then table, then id)."""
+    table = _table(source)
+    if source < position.table:
+        return table.c.created_at > position.created_at
+    if source > position.table:
+        return table.c.created_at >= position.created_at
+    return tuple_(table.c.created_at, table.c.id) > tuple_(position.created_at, position.id)
+
+
+def oldest_first(session: Session, account_id: int, filters: Filters, *, bound: dict[str, int],
+                 after: Position | None, limit: int) -> Select | None:
+    """The next `limit` matching rows oldest first (the export's batches), after `after`, among
+    the rows with ids up to `bound` (per table): one ordered scan of each table's
+    (account, time, id) index from the position on, merged."""
     branches = []
     for source in rules.tables_for(filters):
         table = _table(source)
-        branches.append(select(*_columns(source)).where(*_where(session, source, account_id, filters))
-                        .order_by(table.c.created_at, table.c.id))
+        conditions = [*_where(session, source, account_id, filters), table.c.id <= bound.get(source, 0)]
+        if after is not None:
+            conditions.append(_after(source, after))
+        branches.append(select(*_columns(source)).where(*conditions)
+                        .order_by(table.c.created_at, table.c.id).limit(limit).subquery())
     if not branches:
         return None
-    if len(branches) == 1:
-        return branches[0]
-    both = union_all(*(select(*branch.subquery().c) for branch in branches)).subquery("usage")
-    return select(both).order_by(both.c.created_at, both.c.src, both.c.id)
+    both = union_all(*(select(*branch.c) for branch in branches)).subquery("usage")
+    return select(both).order_by(both.c.created_at, both.c.src, both.c.id).limit(limit)
 
 
 # -- figures: from the rollup, or from the rows when a tag is asked for -------------------------------

@@ -1,5 +1,5 @@
-"""The usage history's public services: one read unit each (one transaction, or one snapshot
-for the export's stream), keyword-only, no Flask. The pages import everything from here."""
+"""The usage history's public services: one read unit each (the export's stream one short
+read unit per batch), keyword-only, no Flask. The pages import everything from here."""
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -14,7 +14,7 @@ from portal.usage import export as csv_export
 from portal.usage import queries, retention, statement
 from portal.usage.queries import (Breakdown, CallbackAnswer, Choice, Choices, DayTotal, Detail, Page, Share, Step,
                                   Totals, UsageRow)
-from portal.usage.rules import Filters, InvalidFilter, filters_from
+from portal.usage.rules import Filters, InvalidFilter, Position, filters_from
 from portal.usage.statement import Statement, StatementLine
 
 __all__ = ["Breakdown", "CallbackAnswer", "Choice", "Choices", "DayTotal", "Detail", "Filters", "InvalidFilter",
@@ -68,23 +68,42 @@ def export_filename(filters: Filters) -> str:
     return csv_export.filename(filters)
 
 
-def export(sessions: Callable[[], AbstractContextManager[Session]], *, account_id: int,
-           filters: Filters) -> Iterator[bytes]:
+def export(sessions: Callable[[], AbstractContextManager[Session]], *, account_id: int, filters: Filters,
+           batch: int = csv_export.BATCH) -> Iterator[bytes]:
     """The CSV of every row the filters match, oldest first, as chunks of bytes.
 
-    `sessions` opens a session of its own for the stream (pass `db.job_session`, and wrap the
-    generator in Flask's `stream_with_context` so it may reach the app's engine): the stream
-    holds one read snapshot open while it is consumed, and the request's own session stays free
-    for whatever the view still does. Nothing is read before the first chunk is asked for."""
-    with sessions() as session, db.read(session, snapshot=True):
-        language = session.scalar(select(Account.language).where(Account.id == account_id)) or "en"
+    `sessions` opens a session of its own for each read (pass `db.job_session`, and wrap the
+    generator in Flask's `stream_with_context` so it may reach the app's engine), so the
+    request's own session stays free for whatever the view still does. Nothing is read before
+    the first chunk is asked for.
+
+    No transaction stays open while the client reads: the rows are read in keyset batches of
+    `batch` (by created_at, table, id), each batch a short read transaction of its own whose
+    connection goes back to the pool before the batch is handed on. What the export holds
+    consistent: the account's language, its credential and site names and, per table, the
+    highest id of the account's rows are read at the start; a row written after that (a higher
+    id) is left out, so a busy account's file ends where the download began, and every row
+    appears exactly once (a row's created_at and id never change). A row that changes while the
+    file is read (a message delivered or refunded, a call ending) shows what it was when its
+    batch was read: the batches already sent keep the earlier state, the ones not yet read show
+    the later one. A row purged meanwhile (older than 13 months) is missing if its batch had
+    not been read yet."""
+    with sessions() as session, db.read(session):
+        language = str(session.scalar(select(Account.language).where(Account.id == account_id)) or "en")
         credentials, sites = queries.names(session, account_id)
-        yield csv_export.header(str(language))
-        query = queries.oldest_first(session, account_id, filters)
-        if query is None:
+        bound = queries.last_ids(session, account_id, filters)
+    yield csv_export.header(language)
+    after = None
+    while True:
+        with sessions() as session, db.read(session):
+            query = queries.oldest_first(session, account_id, filters, bound=bound, after=after, limit=batch)
+            rows = session.execute(query).all() if query is not None else []
+        if rows:
+            yield b"".join(csv_export.lines(rows, credentials=credentials, sites=sites, language=language))
+        if len(rows) < batch:
             return
-        rows = session.execute(query, execution_options={"stream_results": True, "yield_per": csv_export.BATCH})
-        yield from csv_export.lines(rows, credentials=credentials, sites=sites, language=str(language))
+        last = rows[-1]
+        after = Position(last.created_at, last.src, last.id)
 
 
 def monthly_statement(session: Session, *, account_id: int, month: date) -> Statement:

@@ -8,7 +8,7 @@ import io
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from portal import db
 from portal.formats import csv_cell
@@ -227,6 +227,56 @@ def test_the_export_leaves_the_callers_session_usable_while_it_streams(app, sess
         assert service.totals(session, account_id=world.account_id, filters=NOVEMBER).count == 5
         rest = b"".join(stream)
     assert first.startswith(b"\xef\xbb\xbf") and rest.count(b"\r\n") == 5
+
+
+def _open_transactions(app) -> list[str]:
+    """The states of the test database's other backends that sit inside a transaction."""
+    with app.extensions["portal.engine"].connect() as connection:
+        return list(connection.execute(text(
+            "SELECT state FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state LIKE 'idle in transaction%'")).scalars())
+
+
+@pytest.mark.postgresql
+def test_a_half_read_export_holds_no_transaction_and_the_file_is_complete_with_rows_added_meanwhile_left_out(
+        app, session, world):
+    same = jst(2026, 11, 10, 12)  # ties across both tables at one instant, and around it
+    expected = [message(session, world, same - timedelta(seconds=1))]
+    expected += [call(session, world, same) for _ in range(3)] + [message(session, world, same) for _ in range(4)]
+    for n in range(1, 8):
+        expected.append(message(session, world, same + timedelta(minutes=n)))
+        if n <= 4:
+            expected.append(call(session, world, same + timedelta(minutes=n, seconds=30)))
+    late = message(session, world, jst(2026, 11, 20, 9), status="DELIVERING")
+    expected.append(late)
+    session.commit()
+    with app.app_context():
+        stream = service.export(db.job_session, account_id=world.account_id, filters=NOVEMBER, batch=4)
+        chunks = [next(stream), next(stream), next(stream)]  # the header and two batches of four
+        assert _open_transactions(app) == []
+        added = message(session, world, jst(2026, 11, 20, 10))  # after the export began: left out
+        with db.write(session):
+            session.execute(update(MESSAGES).where(MESSAGES.c.msgid == late).values(status="DELIVERED"))
+        session.commit()
+        for chunk in stream:
+            chunks.append(chunk)
+            assert _open_transactions(app) == []
+    table = list(csv.reader(io.StringIO(b"".join(chunks).decode("utf-8-sig"))))[1:]
+    assert [row[2] for row in table] == expected and added not in [row[2] for row in table]
+    assert len(chunks) == 1 + 5  # 20 rows in batches of four: the last batch found the end
+    assert table[-1][9] == "DELIVERED"  # not read yet when it changed: its newer state
+
+
+def test_the_export_reads_every_row_once_in_batches_at_any_batch_size(app, session, world):
+    same = jst(2026, 11, 10, 12)
+    expected = [call(session, world, same) for _ in range(2)] + [message(session, world, same) for _ in range(3)]
+    expected += [message(session, world, same + timedelta(seconds=n)) for n in range(1, 4)]
+    for batch in (1, 2, 3, 7, 8, 2000):
+        with app.app_context():
+            body = b"".join(service.export(db.job_session, account_id=world.account_id, filters=NOVEMBER,
+                                           batch=batch))
+        table = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+        assert [row[2] for row in table[1:]] == expected, batch
 
 
 def test_the_file_name_names_the_range():
