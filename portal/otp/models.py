@@ -152,6 +152,7 @@ class OtpTally(SQLModel, table=True):
     counting a day of codes."""
 
     __tablename__ = "otp_tallies"
+    __table_args__ = (Index("ix_otp_tallies_hour", "hour"),)  # the retention pass's oldest hours first
 
     site_id: int = Field(sa_column=Column(Integer, ForeignKey("otp_sites.id"), primary_key=True))
     hour: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
