@@ -28,6 +28,8 @@ IP_WINDOW = timedelta(hours=1)
 PREFIX_WINDOW, PREFIX_LIMIT = timedelta(hours=1), 20
 PREFIX_DIGITS = 4  # a prefix is the number without its last four digits
 PAUSE_WINDOW, PAUSE_SAMPLE, PAUSE_RATE_PERCENT = timedelta(hours=24), 50, 20
+TALLY_HOUR = timedelta(hours=1)
+TALLY_MARGIN = timedelta(hours=1)  # for a worker whose clock runs ahead of the web's
 DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}|localhost")
 DISPLAY_NAME_LENGTH = 40
 
@@ -310,3 +312,11 @@ def by_day(sent: list[Sent], blocked_at: list[datetime]) -> list[Day]:
         local = moment.astimezone(JST).date()
         days.setdefault(local, Day(local)).blocked += 1
     return sorted(days.values(), key=lambda day: day.day, reverse=True)
+
+
+def tallies_purge_before(now: datetime) -> datetime:
+    """The completion guard reads a site's tallies from the UTC hour its window (PAUSE_WINDOW,
+    or less after a resume) starts in: the tally of hour H is read until H + 1 h + PAUSE_WINDOW.
+    The retention pass deletes the tallies of hours before this instant, an hour (TALLY_MARGIN)
+    after the last request could read them: the tally of hour H goes at H + 26 h and a second."""
+    return now - PAUSE_WINDOW - TALLY_HOUR - TALLY_MARGIN

@@ -5,7 +5,7 @@ rollup follows through the triggers); test_usage_paths.py drives the real send p
 
 import csv
 import io
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -14,7 +14,8 @@ from portal import db
 from portal.formats import csv_cell
 from portal.accounts.models import Account
 from portal.messaging.api_models import CallbackAttempt
-from portal.otp.models import OtpCode
+from portal.otp import rules as otp_rules
+from portal.otp.models import OtpCode, OtpTally
 from portal.usage import rules, service
 from portal.usage.models import UsageDay
 from portal.usage.rules import Filters, InvalidFilter
@@ -312,6 +313,28 @@ def _code(session, world, msgid, at) -> str:
                             code_hash="h", status="replaced", max_attempts=5, created_at=at,
                             expires_at=at + timedelta(minutes=5)))
     return msgid
+
+
+def _tally_hours(session) -> list:
+    session.commit()
+    return sorted(session.scalars(select(OtpTally.hour)))
+
+
+def test_the_purge_drops_otp_tallies_once_past_the_completion_guards_window_to_the_second(session, world):
+    """The guard reads the tallies from the hour its 24-hour window starts in: the tally of hour
+    H is read until H + 25 h, and purged (with an hour's margin) from H + 26 h and a second."""
+    newest_purged = datetime(2026, 11, 26, 1, tzinfo=timezone.utc)
+    assert otp_rules.tallies_purge_before(NOW) == newest_purged
+    hours = [newest_purged - timedelta(hours=n) for n in (30, 3, 2, 1, 0)] + [newest_purged + timedelta(hours=1)]
+    for number, hour in enumerate(hours):
+        _code(session, world, f"tally{number}", hour + timedelta(minutes=59, seconds=59))
+    assert _tally_hours(session) == hours
+    for moment in (NOW - timedelta(seconds=1), NOW):  # the older four go in batches of two
+        service.purge(session, now=moment, batch=2)
+        assert _tally_hours(session) == hours[-2:]  # the hour just past the window is still kept
+    service.purge(session, now=NOW + timedelta(seconds=1), batch=2)
+    assert _tally_hours(session) == hours[-1:]
+    assert len(session.scalars(select(OtpCode.msgid)).all()) == len(hours)  # the codes stay 13 months
 
 
 def test_a_filter_may_not_reach_past_the_retention():
