@@ -85,13 +85,13 @@ def _issue(session: Session, contract: Contract, month: Month, number: str, issu
                            .where(PostpayInvoice.account_id == contract.account_id))
     until = month.ends_at
     products = usage.by_product(session, lot_id=contract.lot_id, since=since, until=until)
+    if not rules.invoiced(products):
+        return None
     covered = sum(item.usage for item in products.values())
     lines = [InvoiceLine(product=product, quantity=item.quantity, usage=item.usage, amount_yen=rules.line_yen(item.usage))
              for product, item in sorted(products.items(), key=lambda pair: list(Product).index(pair[0]))
              if item.usage or item.quantity]
     subtotal = sum(line.amount_yen for line in lines)
-    if subtotal <= 0 or covered <= 0:
-        return None
     account = session.get(Account, contract.account_id)
     rate = tax_rate_for(account.tax_residency)
     tax = rules.tax_on(subtotal, rate)
@@ -216,20 +216,23 @@ def invoices_of(*, session: Session, account_id: int) -> list[PostpayInvoice]:
 
 def due_closes(*, session: Session, now: datetime) -> tuple[Month, list[int]]:
     """The month the worker closes now (the last one that ended CLOSE_GRACE ago) and the accounts
-    whose invoice for it is still to be written: a line with usage before its end not yet
-    covered by an invoice. Read without locks; close_account decides under the lock."""
+    whose invoice for it is still to be written: a line whose usage since its last invoice, up to
+    the month's end, makes an invoice line of at least ¥1. Read without locks; close_account
+    decides under the lock.
+
+    One statement finds the candidates: the lines without this month's invoice whose usage in
+    the window comes to ¥1 or more (less can make no invoice line: every line rounds down to
+    whole yen). Only those are looked at product by product, as the invoice would be written
+    (¥0.6 of SMS and ¥0.6 of OTP make no line either). An account with less is not re-examined
+    under its lock on every pass: its usage stays unbilled, and a later month's close covers it
+    (the window starts where the last invoice ended)."""
     month = rules.last_closable(now)
     due = []
     with db.read(session):
-        lines = session.execute(select(Contract.account_id, Contract.lot_id).where(Contract.lot_id.is_not(None))
-                                .order_by(Contract.account_id)).all()
-        for account_id, lot_id in lines:
-            issued = session.scalar(select(PostpayInvoice.id).where(PostpayInvoice.number == number_of(month, account_id)))
-            if issued is not None:
-                continue
-            since = session.scalar(select(func.max(PostpayInvoice.covers_until))
-                                   .where(PostpayInvoice.account_id == account_id))
-            if usage.total(session, lot_id=lot_id, since=since, until=month.ends_at) > 0:
+        for account_id, lot_id, since in session.execute(usage.closable(month=str(month), until=month.ends_at,
+                                                                       at_least=rules.MILLI_YEN)).all():
+            products = usage.by_product(session, lot_id=lot_id, since=since, until=month.ends_at)
+            if rules.invoiced(products):
                 due.append(account_id)
     return month, due
 

@@ -3,6 +3,7 @@ payment gives back to the line, the overdue steps, the line's figures. No databa
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
@@ -97,6 +98,14 @@ def tax_on(subtotal_yen: int, rate: int) -> int:
 def line_yen(usage: int) -> int:
     """An invoice line in whole yen: the usage in milli-yen, a fraction of a yen dropped."""
     return usage // MILLI_YEN
+
+
+def invoiced(products: Mapping) -> bool:
+    """Whether the usage by product (each with `usage` in milli-yen) makes an invoice: its lines
+    in whole yen come to more than ¥0 and so does the usage it covers. Otherwise nothing is
+    written and the usage waits, unbilled, for a later month."""
+    usages = [item.usage for item in products.values()]
+    return sum(line_yen(value) for value in usages if value) > 0 and sum(usages) > 0
 
 
 def restored_by(*, paid_before: int, paying: int, total_yen: int, usage: int, restored_before: int) -> int:

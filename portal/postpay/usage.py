@@ -7,14 +7,15 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.sql import Select
 from sqlmodel import Session
 
 from portal.ledger.models import ENTRIES, JOURNAL, Hold
 from portal.ledger.rules import TransactionKind
-from portal.postpay.models import Product
+from portal.postpay.models import Contract, PostpayInvoice, Product
 
-HOLDS = Hold.__table__
+HOLDS, CONTRACTS, INVOICES = Hold.__table__, Contract.__table__, PostpayInvoice.__table__
 # when an entry counts: a hold's entry when the hold closed (NULL while open), anything else when booked
 BILLED_AT = case((JOURNAL.c.kind == TransactionKind.HOLD, HOLDS.c.closed_at), else_=JOURNAL.c.occurred_at)
 _USAGE = (ENTRIES.join(JOURNAL, JOURNAL.c.id == ENTRIES.c.transaction_id)
@@ -35,6 +36,26 @@ def total(session: Session, *, lot_id: int, since: datetime | None = None, until
     spent = session.scalar(select(func.coalesce(func.sum(ENTRIES.c.amount), 0)).select_from(_USAGE)
                            .where(_window(lot_id, since, until)))
     return -int(spent)
+
+
+def closable(*, month: str, until: datetime, at_least: int) -> Select:
+    """(account_id, lot_id, since) of every line without an invoice for `month` whose usage since
+    its last invoice's end (`since`, None before the first) up to `until` is at least
+    `at_least` milli-yen: one grouped scan of the lines' entries in their windows."""
+    covered = (select(INVOICES.c.account_id, func.max(INVOICES.c.covers_until).label("since"))
+               .group_by(INVOICES.c.account_id).subquery("covered"))
+    invoiced = (select(INVOICES.c.id).where(INVOICES.c.account_id == CONTRACTS.c.account_id,
+                                            INVOICES.c.month == month).exists())
+    lines = (CONTRACTS.outerjoin(covered, covered.c.account_id == CONTRACTS.c.account_id)
+             .join(ENTRIES, ENTRIES.c.lot_id == CONTRACTS.c.lot_id)
+             .join(JOURNAL, JOURNAL.c.id == ENTRIES.c.transaction_id)
+             .outerjoin(HOLDS, HOLDS.c.id == JOURNAL.c.hold_id))
+    return (select(CONTRACTS.c.account_id, CONTRACTS.c.lot_id, covered.c.since).select_from(lines)
+            .where(CONTRACTS.c.lot_id.is_not(None), ~invoiced, JOURNAL.c.kind != TransactionKind.LINE,
+                   BILLED_AT.is_not(None), BILLED_AT < until, or_(covered.c.since.is_(None), BILLED_AT >= covered.c.since))
+            .group_by(CONTRACTS.c.account_id, CONTRACTS.c.lot_id, covered.c.since)
+            .having(-func.sum(ENTRIES.c.amount) >= at_least)
+            .order_by(CONTRACTS.c.account_id))
 
 
 def held(session: Session, *, lot_id: int) -> int:

@@ -119,3 +119,39 @@ def test_the_invoice_is_listed_with_the_receipts_and_only_its_account_downloads_
     other = PageClient(app.test_client(), app)
     other.login("other@kaisha.example", PASSWORD)
     other.get(row["href"], status=404)
+
+
+def test_a_line_whose_usage_makes_no_invoice_line_is_not_closed_on_every_pass_and_is_billed_later(app, clock,
+                                                                                                 monkeypatch):
+    """Under ¥1 (or under ¥1 per product) no invoice is written: the month-close pass skips the
+    account without locking it, and the usage is billed with a later month's."""
+    from portal.postpay import invoices as postpay_invoices
+
+    under = approved(app, limit=10_000, email="under@kaisha.example")[1]
+    split = approved(app, limit=10_000, email="split@kaisha.example")[1]
+    exact = approved(app, limit=10_000, email="exact@kaisha.example")[1]
+    november_20 = datetime(2026, 11, 20, tzinfo=timezone.utc)
+    debit(app, under, 999, "under-sms", november_20)
+    debit(app, split, 600, "split-sms", november_20)
+    debit(app, split, 600, "split-otp", november_20, reason="OTP x")  # ¥1.2 in all, ¥0 on each line
+    debit(app, exact, YEN, "exact-sms", november_20)
+    closed = []
+    close_account = postpay_invoices.close_account
+    monkeypatch.setattr(postpay_invoices, "close_account",
+                        lambda **kwargs: closed.append(kwargs["account_id"]) or close_account(**kwargs))
+    clock.at = datetime(2026, 12, 1, 0, 5, tzinfo=JST)
+    with db_session(app) as session:
+        assert postpay_invoices.due_closes(session=session, now=clock.at)[1] == [exact]
+    for _ in range(3):
+        worker.postpay_round(app)
+        clock.advance(minutes=1)
+    assert closed == [exact]  # the exact yen closed once; the others never examined under a lock
+    assert [(invoice.account_id, invoice.subtotal_yen) for invoice in invoices(app)] == [(exact, 1)]
+    debit(app, under, 1, "under-december", datetime(2026, 12, 10, tzinfo=timezone.utc))  # ¥1.000 with November's
+    clock.at = datetime(2027, 1, 1, 0, 5, tzinfo=JST)
+    with db_session(app) as session:
+        assert postpay_invoices.due_closes(session=session, now=clock.at)[1] == [under]
+    worker.postpay_round(app)
+    [billed] = [invoice for invoice in invoices(app) if invoice.account_id == under]
+    assert (billed.month, billed.usage, billed.subtotal_yen) == ("2026-12", 1000, 1)
+    assert cli(app, "ledger", "check").exit_code == 0
