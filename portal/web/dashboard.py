@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from portal import clock, db
+from portal.clock import JST
 from portal.bad_input import page_number
 from portal.alerts import service as alerts
 from portal.credentials.service import NotAManager
@@ -15,12 +16,14 @@ from portal.extensions import limiter
 from portal.ledger import queries, statement as statements
 from portal.postpay import queries as postpay
 from portal.onboarding import service as onboarding
+from portal.usage import service as usage
 from portal.web.current import role_required, verified_email_required
 from portal.web.forms import SendTestSMSForm
 from portal.web.fragments import render_block, render_page, wants_fragment
 
 bp = Blueprint("dashboard", __name__)
 SENDERS = ("owner", "developer")
+RECENT_USAGE = {"range": "7d"}
 ALERT_WATCHERS = ("owner", "billing")  # who sets the balance alerts, so who sees them here  # who may create credentials, so who may send the test SMS
 
 
@@ -33,7 +36,16 @@ def _credit_context() -> dict:
     if current_user.role in ALERT_WATCHERS:
         thresholds = alerts.thresholds_of(session=db.session(), account_id=current_user.account.id)
     line = postpay.line_of(db.session(), account_id=current_user.account.id)
-    return {"credit": summary, "expiring": expiring, "thresholds": thresholds, "line": line}
+    return {"credit": summary, "expiring": expiring, "thresholds": thresholds, "line": line,
+            "recent_usage": _recent_usage()}
+
+
+def _recent_usage() -> usage.Totals:
+    """The last 7 days' usage as the usage history counts it (its "last 7 days" range: every
+    message, call and code, live and test, whether or not it was charged to the credit), so
+    the dashboard and /usage?range=7d agree. The burn rate beside it is the credit spent."""
+    filters = usage.filters_from(RECENT_USAGE, today=clock.now().astimezone(JST).date())
+    return usage.totals(db.session(), account_id=current_user.account.id, filters=filters)
 
 
 def _page_context(**first_sms) -> dict:

@@ -1,10 +1,11 @@
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from portal.accounts.models import Membership
 from portal.ledger import service
 from tests.helpers import PageClient, db_session, inbox_codes, make_user
+from tests.usage_rows import MESSAGES
 
 YEN = 1000
 
@@ -155,3 +156,34 @@ def test_the_statement_pages_count_a_call_as_one_line(app, clock):
     assert "Page 1 of" not in page.get_text() and len(page.select("#statement tbody tr")) == 12
     labels = [line[0] for line in _statement_lines(client)]
     assert labels.count("Voice call") == 9 and labels[0] == "Credit set aside"  # a hold of no call stays as it is
+
+
+def test_demo_usage_shows_on_the_dashboard_as_on_the_usage_pages_last_7_days(app, clock):
+    """Demo rows are usage only (no ledger debit): the dashboard's usage figures come from the
+    usage history, as /usage does, and the forecast says no credit was spent."""
+    client, _ = signed_in(app, phone="+819012345678", email="demo@example.com")
+    result = app.test_cli_runner().invoke(args=["demo", "seed", "demo@example.com", "--usage", "3000", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    usage = client.page("/usage?range=7d")
+    count, cost = (usage.select_one(f"[data-testid=total-{name}]").get_text(strip=True) for name in ("count", "cost"))
+    assert int(count.replace(",", "")) > 1
+    page = client.page("/dashboard")
+    assert page.select_one("[data-testid=recent-usage]").get_text(strip=True) == (
+        f"{count} messages, calls and codes: {cost}")
+    assert page.select_one("[data-testid=recent-usage] a")["href"] == "/usage?range=7d"
+    forecast = " ".join(page.select_one("[data-testid=forecast]").get_text(" ").split())
+    assert "No usage in the last 7 days." not in forecast
+    assert "No credit was spent in the last 7 days: your credit lasts until February 25, 2027, when it expires." in (
+        forecast)
+
+
+def test_the_dashboards_usage_counts_a_test_message_that_cost_nothing(app, clock):
+    client, account_id = signed_in(app, phone="+819012345678")
+    with db_session(app) as session:
+        session.execute(insert(MESSAGES).values(
+            msgid="m" + "0" * 31, account_id=account_id, credential_id=None, mode="test", product="sms",
+            sender="Chotto", recipient="+819012345678", country="JP", body="hi", encoding="GSM-7", segments=1, cost=0,
+            status="DELIVERED", tags="", created_at=clock() - timedelta(days=6), updated_at=clock()))
+        session.commit()
+    page = client.page("/dashboard")
+    assert page.select_one("[data-testid=recent-usage]").get_text(strip=True) == "1 message, call or code: ¥0"
