@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from portal.credentials.models import Credential
 from portal.formats import masked_phone
-from portal.messaging.api_models import CALL_PRODUCTS, Call, CallbackAttempt, Message, UsageProduct
+from portal.messaging.api_models import CALL_PRODUCTS, Call, CallbackAttempt, CallStatus, Message, UsageProduct
 from portal.otp.models import OtpCode, OtpSite
 from portal.usage import rules
 from portal.usage.models import NO_CREDENTIAL, NO_SITE, USAGE_DAILY
@@ -45,6 +45,11 @@ class UsageRow:
     cost: int  # milli-yen, net of refunds
     tags: list[str]
     mode: str
+
+    @property
+    def unanswered(self) -> bool:
+        """A call that rang out without an answer (it ended answered with 0 seconds): it cost nothing."""
+        return self.product in CALL_PRODUCTS and self.status == CallStatus.ANSWERED and self.seconds == 0
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,14 @@ def register_template_helpers(app: Flask) -> None:
         texts = {"segments": ngettext("%(num)s segment", "%(num)s segments", line.units),
                  "messages": ngettext("%(num)s message", "%(num)s messages", line.units),
                  "minutes": ngettext("%(num)s minute", "%(num)s minutes", line.units)}
-        return texts.get(line.unit, f"{line.units:,}")
+        text = texts.get(line.unit, f"{line.units:,}")
+        if not line.unanswered:
+            return text
+        unanswered = ngettext("%(num)s call not answered (no charge)", "%(num)s calls not answered (no charge)",
+                              line.unanswered)
+        if line.unanswered == line.count:  # nothing but calls not answered: no "0 minutes" to read
+            return unanswered
+        return f"{text}{labels.punctuation().comma}{unanswered}"
     @app.template_filter("billing_month")
     def billing_month(value: str) -> str:
         """A billing month ("2026-11"): 2026年11月 / November 2026."""

@@ -21,6 +21,7 @@ MESSAGE_STATUS_LABELS = {
 }
 
 USAGE_STATUS_LABELS = MESSAGE_STATUS_LABELS
+UNANSWERED = _l("Not answered")
 USAGE_STEP_LABELS = {
     "created": _l("Accepted"), "handed_to_carrier": _l("Handed to the carrier"), "delivered": _l("Delivered"),
     "failed": _l("Not delivered"), "refunded": _l("Refunded"), "call_started": _l("Call started"),
@@ -63,6 +64,12 @@ def country_name(code: str | None) -> str:
     return Locale.parse(str(get_locale() or "en")).territories.get(code.upper(), code)
 
 
+def usage_row_status(row) -> str:
+    """A usage row's status; a call that rang out without an answer reads "Not answered" (its
+    status says ANSWERED: the carrier connected it for 0 seconds)."""
+    return str(UNANSWERED) if row.unanswered else label(USAGE_STATUS_LABELS, row.status)
+
+
 def register(app) -> None:
     filters = {"scope_label": SCOPE_LABELS, "mode_label": MODE_LABELS, "role_label": ROLE_LABELS,
                "channel_label": CHANNEL_LABELS, "message_status_label": MESSAGE_STATUS_LABELS,
@@ -72,4 +79,5 @@ def register(app) -> None:
         app.add_template_filter(lambda code, labels=labels: label(labels, code), name)
     app.add_template_filter(lambda codes: listing(label(SCOPE_LABELS, code) for code in codes), "scope_labels")
     app.add_template_filter(country_name, "country_name")
+    app.add_template_filter(usage_row_status, "usage_row_status")
     app.context_processor(lambda: {"mark": punctuation()})

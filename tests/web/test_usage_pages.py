@@ -5,15 +5,18 @@ not exist), the CSV of the same filters, and the monthly statement as a page and
 (owners and billing members only). The usage itself is sent through the customer API, on a
 frozen clock: two messages in November, one in December (Japan time)."""
 
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from bs4 import BeautifulSoup
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from portal.accounts.models import Membership
+from portal.credentials.models import Credential
 from tests.api.conftest import fund, new_key
 from tests.helpers import PageClient, db_session, make_user
+from tests.usage_rows import CALLS
 
 HTMX = {"HX-Request": "true"}
 NUMBER = "+819012345678"
@@ -331,3 +334,38 @@ def test_exports_are_limited_per_person(app_with):
     client.login("finance@example.com")
     statuses = [client.client.get("/usage.csv?range=today").status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def _calls(app, account_id, credential_name, *durations_and_statuses):
+    """Live voice calls on 20 November (Japan time) through the named credential: (seconds, status)."""
+    with db_session(app) as session:
+        credential_id = session.scalars(select(Credential.id).where(Credential.account_id == account_id,
+                                                                    Credential.name == credential_name)).one()
+        for number, (seconds, status) in enumerate(durations_and_statuses):
+            session.execute(insert(CALLS).values(
+                callid=f"c{credential_id}{number:030d}", account_id=account_id, credential_id=credential_id,
+                mode="live", product="voice", caller="0312345678", recipient=NUMBER, country="JP", unit_price=10_000,
+                status=status, duration=seconds, cost=-(-seconds // 60) * 10_000, tags="",
+                created_at=datetime(2026, 11, 20, 3, number, tzinfo=timezone.utc)))
+        session.commit()
+
+
+@pytest.mark.parametrize("language, expected, statuses", [
+    ("en", ["SMS web shop 2 3 segments ¥30", "Voice call batch 2 2 calls not answered (no charge) ¥0",
+            "Voice call web shop 3 3 minutes, 1 call not answered (no charge) ¥30"],
+     ["Answered", "Call failed", "Not answered", "Not answered", "Answered"]),
+    ("ja", ["SMS web shop 2 3セグメント ¥30", "音声通話 batch 2 未応答2件（料金なし） ¥0",
+            "音声通話 web shop 3 3分、未応答1件（料金なし） ¥30"],
+     ["応答あり", "発信失敗", "応答なし", "応答なし", "応答あり"]),
+])
+def test_calls_not_answered_read_as_such_on_the_statement_and_in_the_list(app, usage, language, expected, statuses):
+    """A call not answered costs nothing: the statement counts it with the calls and says so
+    instead of a bare "0 minutes ¥0"; the list's status reads "Not answered", not "Answered"."""
+    _, account_id, _ = usage
+    _calls(app, account_id, "web shop", (61, "ANSWERED"), (0, "ANSWERED"), (30, "ANSWERED"))
+    _calls(app, account_id, "batch", (0, "ANSWERED"), (0, "FAILED"))
+    billing, _ = signed_in(app, "money@example.com", role="billing", account_id=account_id, language=language)
+    page = billing.page("/billing/statements?month=2026-11")
+    assert [text(row) for row in page.select("[data-testid=statement-lines] tbody tr")] == expected
+    listed = billing.page("/usage?range=custom&from=2026-11-20&to=2026-11-20")
+    assert [text(row.select("td")[5]) for row in listed.select("[data-testid=usage-rows] tbody tr")] == statuses
