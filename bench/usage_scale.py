@@ -156,14 +156,17 @@ def export_memory(url: str, account_id: int, trace: bool) -> tuple[int, float, f
 
 
 def export_plan(engine, account_id: int) -> str:
-    """The top of PostgreSQL's plan for the export's query: a Merge Append of two index scans
-    streams in order without sorting the range."""
+    """The top of PostgreSQL's plan for one batch of the export (its first): a Merge Append of
+    two index scans reads in order without sorting the range (each later batch the same, from
+    its keyset position)."""
     from portal.usage import queries
 
     today = rules.today_in_japan(NOW)
     filters = rules.Filters(start=rules.earliest_day(today), end=today)
     with Session(engine) as session:
-        compiled = queries.oldest_first(session, account_id, filters).compile(dialect=engine.dialect)
+        bound = queries.last_ids(session, account_id, filters)
+        compiled = (queries.oldest_first(session, account_id, filters, bound=bound, after=None, limit=2000)
+                    .compile(dialect=engine.dialect))
         plan = session.connection().exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).scalars().all()
     return " / ".join(line.strip() for line in plan[:3])
 
