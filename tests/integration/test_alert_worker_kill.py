@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- fixtures imported from another test module are redefined as test parameters
 """A real `portal worker` process (PostgreSQL or the SQLite file of the test run) is killed
 while it hangs on a mail server that accepted the connection and never answers; a fresh worker
 delivers the notice once, with the same notice id, after the alert lease (4 s here, from

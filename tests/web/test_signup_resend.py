@@ -1,3 +1,4 @@
+# ruff: noqa: F811 -- fixtures imported from another test module are redefined as test parameters
 """The check-your-mail page mails the sign-up link again: the link of the same pending
 sign-up, replacing the one mailed before; rate-limited per address and per IP; the same
 answer, and the same work, whether or not the address has a pending sign-up or a login."""
