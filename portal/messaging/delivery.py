@@ -337,8 +337,16 @@ def _place(session: Session, carrier: Carrier, outgoing: OutgoingCall, now: date
 
 def _end_call(session: Session, state: ledger.State, call: Call, duration: int, status: CallStatus,
               bodies: StatusBodies, now: datetime) -> None:
-    """IN PROGRESS then how it ended, each with its callback; the hold settled to the started minutes."""
-    charge = min(rules.call_minutes(duration) * call.unit_price, _hold_amount(session, call)) if call.hold_id else 0
+    """IN PROGRESS then how it ended, each with its callback; the hold settled to the started minutes.
+    A hold the expiry sweep released meanwhile (a call ending, or reconciled, more than a day after
+    it was queued) stays released, and the call costs what its hold kept: nothing."""
+    held = session.get(Hold, call.hold_id, populate_existing=True) if call.hold_id else None
+    if held is None:
+        charge = 0
+    elif held.closed_at is not None:
+        charge = held.charged or 0
+    else:
+        charge = min(rules.call_minutes(duration) * call.unit_price, held.amount)
     call.status, call.started_at, call.in_doubt_since = CallStatus.IN_PROGRESS, now, None
     if call.callback_url:
         _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,

@@ -301,6 +301,59 @@ def test_a_call_the_carrier_never_placed_is_failed_by_the_reconcile_pass_and_its
     assert callbacks(app, callid) == ["UNKNOWN", "FAILED"] and consistent(app)
 
 
+def test_a_call_reconciled_after_the_sweep_released_its_hold_costs_nothing(app, api, key, clock):
+    """A call whose hold (24 hours) ran out while the carrier's status API was down: the hold
+    stays released, and the call's cost says what the ledger kept."""
+    from portal.ledger.operator import sweep
+
+    carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    clock.advance(hours=24)
+    sweep(engine=app.extensions["portal.engine"], now=clock())
+    assert available(app, key.account_id) == FUNDS
+    assert reconcile(app) == 1
+    answered = call_of(app, callid)
+    assert (answered.status, answered.duration, answered.cost) == ("ANSWERED", 61, 0)
+    assert available(app, key.account_id) == FUNDS and consistent(app)
+
+
+def test_an_otp_code_whose_sms_never_reached_the_carrier_is_refunded_and_reported_failed(app, api, key, clock):
+    from portal.otp.models import OtpCode
+    from tests.api.test_otp import ask, prove, register
+
+    assert register(api, key).status_code == 201
+    prove(app, key)
+    app.extensions["portal.carrier"] = Carrier(*["unavailable"] * MAX_ATTEMPTS)
+    before = available(app, key.account_id)
+    assert ask(api, key).status_code == 201
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    with db_session(app) as session:
+        code = session.scalars(select(OtpCode)).one()
+        sms = session.scalars(select(Message).where(Message.msgid == code.msgid)).one()
+    assert (sms.product, sms.status, code.delivery_event) == ("otp", "FAIL", "failed")
+    assert available(app, key.account_id) == before and refunds(app) == 1 and consistent(app)
+
+
+def test_an_otp_code_whose_sms_the_carrier_took_is_reported_delivered_once_reconciled(app, api, key, clock):
+    from portal.otp.models import OtpCode
+    from tests.api.test_otp import ask, prove, register
+
+    assert register(api, key).status_code == 201
+    prove(app, key)
+    app.extensions["portal.carrier"] = Carrier(*["taken"] * MAX_ATTEMPTS)
+    assert ask(api, key).status_code == 201
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    with db_session(app) as session:
+        assert session.scalars(select(OtpCode.delivery_event)).one() is None  # not known yet
+    assert reconcile(app) == 1
+    with db_session(app) as session:
+        code = session.scalars(select(OtpCode)).one()
+        sms = session.scalars(select(Message).where(Message.msgid == code.msgid)).one()
+    assert (sms.status, code.delivery_event) == ("DELIVERED", "delivered")
+    assert refunds(app) == 0 and consistent(app)
+
+
 # -- what people see -----------------------------------------------------------------------------
 
 
