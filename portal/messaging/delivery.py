@@ -193,9 +193,10 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
         message = session.get(Message, message_id, populate_existing=True)
         if message is None or message.status != MessageStatus.UNKNOWN:
             return None
+        account_id = message.account_id
         found = _carrier_for(message.mode, carrier).find_sms(session=session, reference=message.msgid)
     with db.write(session):
-        state, _ = ledger.lock(session, message.account_id)
+        state, _ = ledger.lock(session, account_id)
         message = session.get(Message, message_id, populate_existing=True)
         if message.status != MessageStatus.UNKNOWN:
             return None
@@ -219,9 +220,10 @@ def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: 
         call = session.get(Call, call_id, populate_existing=True)
         if call is None or call.status != CallStatus.UNKNOWN:
             return None
+        account_id = call.account_id
         seconds = _carrier_for(call.mode, carrier).find_call(session=session, reference=call.callid)
     with db.write(session):
-        state, _ = ledger.lock(session, call.account_id)
+        state, _ = ledger.lock(session, account_id)
         call = session.get(Call, call_id, populate_existing=True)
         if call.status != CallStatus.UNKNOWN:
             return None
