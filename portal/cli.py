@@ -21,6 +21,7 @@ from portal.credentials.models import CredentialMode, Scope
 from portal.ledger.check import check
 from portal.ledger.operator import grant_credit, sweep
 from portal.ledger.rules import MILLI_YEN, ReasonTooLong
+from portal.messaging import delivery
 from portal.migrate import upgrade as run_upgrade
 from portal.usage import demo as usage_demo
 from portal.postpay.check import check as check_postpay
@@ -45,7 +46,7 @@ def main():
 
 
 def register(app) -> None:
-    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys, demo, postpay):
+    for command in (database, worker, accounts, credits, ledger, expire, payments, invoices, keys, demo, postpay, sends):
         app.cli.add_command(command)
 
 
@@ -169,6 +170,32 @@ def reconcile_payments():
     applied = reconcile_pending(session=db.session(), gateway=services.gateway(), issuer=services.issuer(),
                                 now=clock.now())
     click.echo(f"payments reconciled: {applied} purchases updated")
+
+
+@click.group("sends")
+def sends():
+    """Customers' messages and calls whose outcome at the carrier is unknown."""
+
+
+@sends.command("unknown")
+@with_appcontext
+def unknown_sends():
+    """List the UNKNOWN messages and calls (the worker gave up not knowing whether the carrier
+    took them): each keeps its charge or hold until the reconcile pass settles it."""
+    rows = delivery.in_doubt(db.session())
+    for row in rows:
+        since = row.in_doubt_since.isoformat() if row.in_doubt_since else "-"
+        click.echo(f"{row.channel}\t{row.ref}\taccount {row.account_id}\t{row.mode}\t{row.product}\t"
+                   f"created {row.created_at.isoformat()}\tin doubt since {since}\t¥{row.amount / MILLI_YEN:g}")
+    click.echo(f"{len(rows)} sends with an unknown outcome")
+
+
+@sends.command("reconcile")
+@with_appcontext
+def reconcile_sends():
+    """Ask the carrier about the UNKNOWN sends now (the worker does it every five minutes)."""
+    settled = portal_worker.reconcile_sends(current_app._get_current_object())
+    click.echo(f"sends reconciled: {settled} settled")
 
 
 @click.group("keys")

@@ -143,7 +143,10 @@ def _message(_: Translate) -> dict:
         "type": "object",
         "properties": {
             "msgid": {"type": "string"},
-            "status": {"type": "string", "enum": ["QUEUED", "DELIVERING", "DELIVERED", "FAIL"]},
+            "status": {"type": "string", "enum": ["QUEUED", "DELIVERING", "DELIVERED", "FAIL", "UNKNOWN"],
+                       "description": _("UNKNOWN: sending stopped without knowing whether the carrier took the "
+                                        "message; we are asking the carrier, and it ends DELIVERED (charged) or "
+                                        "FAIL (refunded).")},
             "sent_time": {"type": "string", "description": _("YYYY-MM-DD HH:MM:SS, Japan time.")},
             "cost": {"type": "number", "description": _("Yen.")}, "sender": {"type": "string"},
             "recipient": {"type": "string"}, "url": {"type": "string"},
@@ -158,7 +161,10 @@ def _call(_: Translate) -> dict:
         "type": "object",
         "properties": {
             "callid": {"type": "string"},
-            "status": {"type": "string", "enum": ["QUEUED", "IN PROGRESS", "ANSWERED", "FAILED"]},
+            "status": {"type": "string", "enum": ["QUEUED", "IN PROGRESS", "ANSWERED", "FAILED", "UNKNOWN"],
+                       "description": _("UNKNOWN: calling stopped without knowing whether the carrier placed the "
+                                        "call; its hold stays until the carrier answers, then it ends ANSWERED "
+                                        "(charged by the minute) or FAILED (nothing charged).")},
             "duration": {"type": ["integer", "null"], "description": _("Seconds.")},
             "cost": {"type": "number", "description": _("Yen: ¥10 per started minute in Japan.")},
             "caller": {"type": "string"}, "recipient": {"type": "string"},

@@ -11,6 +11,7 @@ worker never loses a short lease mid-send.
 """
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -118,17 +119,32 @@ def _redacted(payload: str) -> str:
     return json.dumps({key: data[key] for key in ("to", "subject", "compose", "recipient", "account_id") if key in data})
 
 
-def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime) -> None:
+GiveUp = Callable[[Session, "OutboxMessage"], None]
+
+
+def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime,
+                        on_give_up: GiveUp | None = None) -> bool:
     """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up.
     `error` is the worker's description of the failure, for the operators, not anyone's text:
     its first LAST_ERROR_LENGTH characters tell what went wrong (a mail server's whole answer
-    page is not worth keeping twelve times)."""
+    page is not worth keeping twelve times). Giving up runs `on_give_up(session, message)` in
+    the same unit, before the payload is redacted (a send's job fails or holds its send there,
+    portal.messaging.delivery). The row is locked first, so two workers failing it at once give
+    up once. Returns whether this call gave up."""
     with db.write(session):
-        message = session.get(OutboxMessage, message_id)
+        query = select(OutboxMessage).where(OutboxMessage.id == message_id)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        message = session.scalars(query.execution_options(populate_existing=True)).one()
+        if message.sent_at is not None or message.failed_at is not None:
+            return False
         message.last_error = error[:LAST_ERROR_LENGTH]
         message.leased_until = None
-        if message.attempts >= MAX_ATTEMPTS:
-            message.failed_at = now
-            message.payload = _redacted(message.payload)
-        else:
+        if message.attempts < MAX_ATTEMPTS:
             message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
+            return False
+        message.failed_at = now
+        if on_give_up is not None:
+            on_give_up(session, message)
+        message.payload = _redacted(message.payload)
+        return True

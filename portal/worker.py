@@ -78,6 +78,7 @@ def _deliver_one(message_id: int, lease, short_lease=None) -> None:
         with db.read(session):
             message = session.get(outbox.OutboxMessage, message_id)
             mine = message.sent_at is None and message.leased_until == lease
+            kind, payload = message.kind, message.data()
         if not mine:
             return
         try:
@@ -86,9 +87,66 @@ def _deliver_one(message_id: int, lease, short_lease=None) -> None:
             session.rollback()  # nothing a failed delivery left in the session is recorded
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
             stored = db.describe(error, frames=False) if db.is_database_error(error) else repr(error)  # no values
-            outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now())
+            if outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now(),
+                                          on_give_up=give_up):
+                _guarded("after a give-up", lambda _: after_give_up(session, kind, payload, clock.now()), None)
             return
         outbox.mark_sent(session, message_id=message_id, lease=lease, now=clock.now())
+
+
+def give_up(session, message: outbox.OutboxMessage) -> None:
+    """The outbox gives up on a message, inside its unit: a customer's SMS or call is not left
+    queued and charged for ever (R12): it fails with its refund, or is held as UNKNOWN for the
+    reconcile pass (portal.messaging.delivery)."""
+    payload, bodies, now = message.data(), wire.StatusCallbacks(services.base_url()), clock.now()
+    if message.kind == OutboxKind.API_SMS:
+        delivery.give_up_sms_in(session, message_id=payload["message_id"], bodies=bodies, now=now)
+    elif message.kind == OutboxKind.API_CALL:
+        delivery.give_up_call_in(session, call_id=payload["call_id"], bodies=bodies, now=now)
+
+
+def after_give_up(session, kind: str, payload: dict, now) -> None:
+    """What follows a send's end, as after a delivery: an OTP site hears of its code's failed
+    SMS (and the fallback call is tried), a code read out is hidden. `payload` is the one read
+    before the give-up redacted it."""
+    if kind == OutboxKind.API_SMS:
+        otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
+    elif kind == OutboxKind.API_CALL:
+        otp.after_call(session=session, call_id=payload["call_id"])
+
+
+SENDS_EVERY = 300.0
+
+
+def reconcile_sends(app: Flask) -> int:
+    """Ask the carrier about the messages and calls whose outcome is unknown (R12), by their
+    idempotency keys, and settle each as it answers; one the carrier cannot tell about now is
+    asked again on the next pass. Returns how many were settled."""
+    settled = 0
+    with app.app_context():
+        carrier, bodies = services.carrier(), wire.StatusCallbacks(services.base_url())
+        with db.job_session() as session:
+            messages, calls = delivery.unknown_sends(session)
+            for kind, ids in ((OutboxKind.API_SMS, messages), (OutboxKind.API_CALL, calls)):
+                for row_id in ids:
+                    try:
+                        if kind == OutboxKind.API_SMS:
+                            status = delivery.reconcile_sms(session, message_id=row_id, carrier=carrier,
+                                                            bodies=bodies, now=clock.now())
+                            payload = {"message_id": row_id}
+                        else:
+                            status = delivery.reconcile_call(session, call_id=row_id, carrier=carrier,
+                                                             bodies=bodies, now=clock.now())
+                            payload = {"call_id": row_id}
+                        if status is not None:
+                            settled += 1
+                            after_give_up(session, kind, payload, clock.now())
+                    except Exception as error:  # one the carrier cannot answer must not stop the others
+                        session.rollback()
+                        log.warning("reconciling %s %s failed: %s", kind, row_id, type(error).__name__)
+    if settled:
+        log.info("carrier reconciliation: %s sends settled", settled)
+    return settled
 
 
 SWEEP_EVERY = 60.0
@@ -212,14 +270,17 @@ def _guarded(task: str, job, app: Flask):
 
 
 def run(app: Flask, *, idle_sleep_seconds: int = 1) -> None:
-    """Drain the outbox continuously, sweep expired credit once a minute, re-check OTP sites'
-    ownership once an hour (each site monthly), check the ledger and purge usage older than 13
-    months once a day."""
+    """Drain the outbox continuously, sweep expired credit once a minute, ask the carrier about
+    sends whose outcome is unknown every five minutes, re-check OTP sites' ownership once an
+    hour (each site monthly), check the ledger and purge usage older than 13 months once a day."""
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     log.info("worker started")
-    next_sweep = next_reconcile = next_ownership = next_purge = 0.0
+    next_sweep = next_reconcile = next_ownership = next_purge = next_sends = 0.0
     while not stopping:
+        if time.monotonic() >= next_sends:
+            next_sends = time.monotonic() + SENDS_EVERY
+            _guarded("carrier reconciliation", reconcile_sends, app)
         if time.monotonic() >= next_reconcile:
             next_reconcile = time.monotonic() + check_ledger(app)
         if time.monotonic() >= next_sweep:

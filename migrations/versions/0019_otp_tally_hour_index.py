@@ -2,7 +2,7 @@
 window in batches, oldest hour first, through this index instead of scanning every site's hours
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-01 22:30:00
 
 An index only (no batch_alter_table): the tally triggers on otp_codes are untouched.
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision = '0019'
-down_revision = '0015'
+down_revision = '0018'
 branch_labels = None
 depends_on = None
 

@@ -39,7 +39,8 @@ class PendingAddress:
 
 # An alert SMS is handed to the carrier by the messaging worker: its message tells how it went.
 _SMS_STATUS = {MessageStatus.QUEUED: DeliveryStatus.PENDING, MessageStatus.DELIVERING: DeliveryStatus.PENDING,
-               MessageStatus.DELIVERED: DeliveryStatus.SENT, MessageStatus.FAIL: DeliveryStatus.FAILED}
+               MessageStatus.DELIVERED: DeliveryStatus.SENT, MessageStatus.FAIL: DeliveryStatus.FAILED,
+               MessageStatus.UNKNOWN: DeliveryStatus.PENDING}  # until the carrier says whether it took it
 
 
 def _row(notice: Notice, delivery: Delivery, message_status: str | None) -> SentRow:

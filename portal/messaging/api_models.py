@@ -40,6 +40,7 @@ class MessageStatus(StrEnum):
     DELIVERING = "DELIVERING"
     DELIVERED = "DELIVERED"
     FAIL = "FAIL"
+    UNKNOWN = "UNKNOWN"  # Chotto's: the worker gave up not knowing whether the carrier took it (reconciled later)
 
 
 class CallStatus(StrEnum):
@@ -47,6 +48,7 @@ class CallStatus(StrEnum):
     IN_PROGRESS = "IN PROGRESS"
     ANSWERED = "ANSWERED"
     FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"  # as for messages: its hold is kept until the carrier says whether it was placed
 
 
 def one_of(column: str, values: type[StrEnum]) -> str:
@@ -104,6 +106,9 @@ class Message(SQLModel, table=True):
     carrier_ref: str | None = Field(default=None, sa_column=Column(String(100), nullable=True))
     refunded_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     handed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))  # to the carrier
+    # when a hand-over whose outcome we may never learn began (a timeout can come after the
+    # carrier took it); cleared when it succeeded or was definitely refused before sending
+    in_doubt_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column())
 
@@ -142,6 +147,7 @@ class Call(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column())
     started_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     ended_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    in_doubt_since: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))  # as for messages
 
 
 class CallbackAttempt(SQLModel, table=True):

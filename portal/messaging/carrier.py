@@ -2,6 +2,10 @@
 
 The default carrier, `test-inbox`, delivers nothing: it records every message in the test
 inbox of the account it was sent for. A real carrier adapter plugs in by PORTAL_CARRIER.
+
+Every send carries our id (`reference`: the msgid or callid) as the carrier's idempotency key:
+a retry after a timeout never sends twice, and a send whose outcome stayed unknown is looked
+up by it later (`find_sms`, `find_call`; portal.messaging.delivery's reconcile pass).
 """
 
 import logging
@@ -43,6 +47,20 @@ class CarrierRejected(Exception):
     refunded. Any other exception means the outcome is unknown and the send is retried."""
 
 
+class CarrierUnavailable(Exception):
+    """The send definitely did not reach the carrier (the connection was refused, or the
+    carrier answered "busy, try later" before taking it): retried, and failed and refunded if
+    the worker gives up. Any exception but this and CarrierRejected leaves the outcome unknown."""
+
+
+@dataclass(frozen=True)
+class SentSMS:
+    """What the carrier knows of a message it took: its reference, and whether it was delivered."""
+
+    carrier_ref: str
+    delivered: bool
+
+
 class Carrier(Protocol):
     def send_sms(self, *, session: Session, sms: OutgoingSMS, now: datetime) -> str:
         """Hand the message over; returns the carrier's reference."""
@@ -50,21 +68,48 @@ class Carrier(Protocol):
     def place_call(self, *, session: Session, call: OutgoingCall, now: datetime) -> int:
         """Make the call and play it back; returns the answered duration in seconds."""
 
+    def find_sms(self, *, session: Session, reference: str) -> SentSMS | None:
+        """The message the carrier took with this idempotency key, or None when it never took
+        one; raises when it cannot tell now (asked again on the next pass)."""
+
+    def find_call(self, *, session: Session, reference: str) -> int | None:
+        """The answered seconds of the call placed with this idempotency key, or None when none
+        was placed; raises when it cannot tell now."""
+
 
 class TestInboxCarrier:
+    """Records in the caller's transaction, so its outcome is never unknown; honours the
+    idempotency key as a real carrier must (a second send with one records nothing)."""
+
     def send_sms(self, *, session: Session, sms: OutgoingSMS, now: datetime) -> str:
+        if sms.reference is not None and (known := self._recorded(session, InboxChannel.SMS, sms.reference)):
+            return f"inbox-{known.id}"
         record = TestInboxMessage(
             account_id=sms.account_id,
             channel=InboxChannel.SMS,
             recipient=sms.recipient,
             sender=sms.sender,
             body=sms.body,
+            reference=sms.reference,
             created_at=now,
         )
         session.add(record)
         session.flush()
         log.info("test inbox: SMS to %s recorded as #%s", sms.recipient[:-4] + "****", record.id)
         return f"inbox-{record.id}"
+
+    def find_sms(self, *, session: Session, reference: str) -> SentSMS | None:
+        known = self._recorded(session, InboxChannel.SMS, reference)
+        return SentSMS(carrier_ref=f"inbox-{known.id}", delivered=True) if known else None
+
+    def find_call(self, *, session: Session, reference: str) -> int | None:
+        known = self._recorded(session, InboxChannel.VOICE, reference)
+        return _seconds_of(known.body) if known else None
+
+    @staticmethod
+    def _recorded(session: Session, channel: InboxChannel, reference: str) -> TestInboxMessage | None:
+        return session.scalars(select(TestInboxMessage).where(TestInboxMessage.channel == channel,
+                                                              TestInboxMessage.reference == reference)).first()
 
     def place_call(self, *, session: Session, call: OutgoingCall, now: datetime) -> int:
         """Record the call's playback; the "duration" is what reading it out would take
@@ -73,11 +118,19 @@ class TestInboxCarrier:
             body, duration = f"TTS ({call.tts_lang}): {call.tts_message}", 2 + -(-len(call.tts_message) // 8)
         else:
             body, duration = f"Recording: {call.recording_url}", 30
+        if known := self._recorded(session, InboxChannel.VOICE, call.reference):
+            return _seconds_of(known.body)
         duration = min(duration, call.max_seconds)
         session.add(TestInboxMessage(account_id=call.account_id, channel=InboxChannel.VOICE, recipient=call.recipient,
-                                     sender=call.caller, body=f"{body} [{duration} s]", created_at=now))
+                                     sender=call.caller, body=f"{body} [{duration} s]", reference=call.reference,
+                                     created_at=now))
         session.flush()
         return duration
+
+
+def _seconds_of(body: str) -> int:
+    """The duration a recorded call's body ends with ("… [12 s]")."""
+    return int(body.rsplit("[", 1)[1].split(" ", 1)[0])
 
 
 CARRIERS = {"test-inbox": TestInboxCarrier}

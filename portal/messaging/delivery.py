@@ -1,12 +1,23 @@
 """The worker's half of sending: hand queued messages and calls to the carrier, move their
 status forward, settle or refund their credit exactly once, and post signed status
-callbacks through the outbox (retried with back-off until the customer's server answers 2xx)."""
+callbacks through the outbox (retried with back-off until the customer's server answers 2xx).
+
+When the outbox gives up on a send (R12), what happens depends on whether any attempt may have
+reached the carrier. Before each hand-over the worker commits `in_doubt_since`; a hand-over
+that succeeds, or that the carrier definitely refused before taking it (CarrierRejected,
+CarrierUnavailable), clears it again. Anything else (a timeout after the request went out, a
+worker killed mid-send) leaves it set. So at the give-up: no doubt → the send failed and its
+debit is refunded (a call's hold released) exactly once; doubt → the send is UNKNOWN, keeps
+its charge or hold, and the reconcile pass asks the carrier by the idempotency key (the msgid
+or callid): taken → the carrier's outcome is kept and charged; never taken → failed and refunded.
+"""
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from portal import db, outbox
@@ -16,7 +27,8 @@ from portal.ledger import service as ledger
 from portal.ledger.models import Hold, Transaction
 from portal.messaging import callbacks, rules, spend
 from portal.messaging.api_models import Call, CallbackAttempt, CallStatus, Message, MessageStatus
-from portal.messaging.carrier import Carrier, CarrierRejected, OutgoingCall, OutgoingSMS, TestInboxCarrier
+from portal.messaging.carrier import (Carrier, CarrierRejected, CarrierUnavailable, OutgoingCall, OutgoingSMS,
+                                     TestInboxCarrier)
 
 log = logging.getLogger("portal.messaging")
 LOGGED_REASON_LENGTH = 200  # a carrier's reason for a failure is logged up to this many characters
@@ -39,21 +51,51 @@ def _carrier_for(mode: str, carrier: Carrier) -> Carrier:
 def deliver_sms(session: Session, *, message_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime) -> None:
     """Hand a queued message to the carrier: DELIVERING, then DELIVERED (the test inbox
     delivers at once), each status committed with its callback. A refusal fails the message
-    and refunds it; any other error leaves it queued for a retry."""
+    and refunds it; any other error leaves it queued for a retry, in doubt unless the carrier
+    definitely never took it (CarrierUnavailable)."""
+    with db.write(session):
+        message = session.get(Message, message_id, populate_existing=True)
+        if message is None or message.status != MessageStatus.QUEUED:
+            return
+        doubt = _begin_doubt(message, now)
     try:
         with db.write(session):
             message = session.get(Message, message_id, populate_existing=True)
-            if message is None or message.status != MessageStatus.QUEUED:
+            if message.status != MessageStatus.QUEUED:
                 return
             sms = OutgoingSMS(account_id=message.account_id, recipient=message.recipient, sender=message.sender,
                               body=message.body, reference=message.msgid)
             message.carrier_ref = _carrier_for(message.mode, carrier).send_sms(session=session, sms=sms, now=now)
+            message.in_doubt_since = None
             _set_status(session, message, MessageStatus.DELIVERING, bodies, now)
     except CarrierRejected as rejected:
         fail_sms(session, message_id=message_id, reason=str(rejected), bodies=bodies, now=now)
         return
+    except CarrierUnavailable:
+        _end_doubt(session, Message, message_id, doubt)
+        raise
     with db.write(session):
         _set_status(session, message, MessageStatus.DELIVERED, bodies, now)
+
+
+def _begin_doubt(row: "Message | Call", now: datetime) -> datetime | None:
+    """Mark the hand-over about to start as possibly reaching the carrier (the caller commits
+    before the carrier is asked). Returns this attempt's mark, or None when an earlier attempt's
+    doubt stands: only the attempt that set a mark may take it back."""
+    if row.in_doubt_since is not None:
+        return None
+    row.in_doubt_since = now
+    return now
+
+
+def _end_doubt(session: Session, model: type, row_id: int, doubt: datetime | None) -> None:
+    """The carrier definitely did not take this attempt: its mark goes, unless another attempt
+    (a worker whose lease ran out) marked the row since. One conditional UPDATE."""
+    if doubt is None:
+        return
+    with db.write(session):
+        session.execute(update(model).where(model.id == row_id, model.in_doubt_since == doubt)
+                        .values(in_doubt_since=None))
 
 
 def fail_sms(session: Session, *, message_id: int, reason: str, bodies: StatusBodies, now: datetime) -> None:
@@ -64,18 +106,176 @@ def fail_sms(session: Session, *, message_id: int, reason: str, bodies: StatusBo
         account_id = session.scalar(select(Message.account_id).where(Message.id == message_id))
         state, _ = ledger.lock(session, account_id)
         message = session.get(Message, message_id, populate_existing=True)
-        if message.refunded_at is not None or (message.status == MessageStatus.FAIL and not message.cost):
-            return
-        if message.status != MessageStatus.FAIL:
-            _set_status(session, message, MessageStatus.FAIL, bodies, now)
-        if message.cost:
-            ledger.reverse_in(session, state, transaction_id=_debit_of(session, message),
-                              key=f"refund:sms:{message.msgid}", reason=f"refund of failed SMS {message.msgid}",
-                              now=now)
-            spend.add(session, spend.keys(account_id=message.account_id, credential_id=message.credential_id,
-                                          at=message.created_at), -message.cost)
-            message.refunded_at = now
+        _fail_sms_in(session, state, message, bodies, now)
     log.info("SMS %s failed at the carrier: %s", message.msgid, reason[:LOGGED_REASON_LENGTH])
+
+
+def _fail_sms_in(session: Session, state: ledger.State, message: Message, bodies: StatusBodies,
+                 now: datetime) -> None:
+    """FAIL with its callback and the refund, inside the caller's unit (the account locked,
+    the message read after the lock); nothing when it was refunded already."""
+    if message.refunded_at is not None or (message.status == MessageStatus.FAIL and not message.cost):
+        return
+    message.in_doubt_since = None
+    if message.status != MessageStatus.FAIL:
+        _set_status(session, message, MessageStatus.FAIL, bodies, now)
+    if message.cost:
+        ledger.reverse_in(session, state, transaction_id=_debit_of(session, message),
+                          key=f"refund:sms:{message.msgid}", reason=f"refund of failed SMS {message.msgid}",
+                          now=now)
+        spend.add(session, spend.keys(account_id=message.account_id, credential_id=message.credential_id,
+                                      at=message.created_at), -message.cost)
+        message.refunded_at = now
+
+
+def give_up_sms_in(session: Session, *, message_id: int, bodies: StatusBodies, now: datetime) -> str | None:
+    """The outbox gave up on the message's job, inside the give-up's own unit: with no attempt
+    in doubt, FAIL and the refund (exactly once: the account locked, then `refunded_at`);
+    otherwise UNKNOWN, charged until the reconcile pass hears from the carrier. Each with its
+    callback. Returns the status left, or None when the message had moved on meanwhile."""
+    account_id = session.scalar(select(Message.account_id).where(Message.id == message_id))
+    if account_id is None:
+        return None
+    state, _ = ledger.lock(session, account_id)
+    message = session.get(Message, message_id, populate_existing=True)
+    if message.status != MessageStatus.QUEUED:
+        return None
+    if message.in_doubt_since is None:
+        _fail_sms_in(session, state, message, bodies, now)
+        log.warning("SMS %s never reached the carrier: failed and refunded", message.msgid)
+        return MessageStatus.FAIL
+    _set_status(session, message, MessageStatus.UNKNOWN, bodies, now)
+    log.warning("SMS %s: outcome unknown since %s, held for reconciliation", message.msgid, message.in_doubt_since)
+    return MessageStatus.UNKNOWN
+
+
+def give_up_call_in(session: Session, *, call_id: int, bodies: StatusBodies, now: datetime) -> str | None:
+    """As give_up_sms_in, for a call: FAILED and its hold released, or UNKNOWN with its hold kept."""
+    account_id = session.scalar(select(Call.account_id).where(Call.id == call_id))
+    if account_id is None:
+        return None
+    state, _ = ledger.lock(session, account_id)
+    call = session.get(Call, call_id, populate_existing=True)
+    if call.status != CallStatus.QUEUED:
+        return None
+    if call.in_doubt_since is None:
+        _fail_call_in(session, state, call, bodies, now)
+        log.warning("call %s never reached the carrier: failed, its hold released", call.callid)
+        return CallStatus.FAILED
+    call.status = CallStatus.UNKNOWN
+    if call.callback_url:
+        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
+                        about=(call.account_id, call.callid, call.status))
+    log.warning("call %s: outcome unknown since %s, held for reconciliation", call.callid, call.in_doubt_since)
+    return CallStatus.UNKNOWN
+
+
+def _fail_call_in(session: Session, state: ledger.State, call: Call, bodies: StatusBodies, now: datetime) -> None:
+    """A call that never took place: FAILED with nothing charged, its hold released (the caller
+    locked the account and read the call after the lock)."""
+    call.status, call.duration, call.cost, call.ended_at, call.in_doubt_since = CallStatus.FAILED, 0, 0, now, None
+    if call.hold_id:
+        ledger.settle_in(session, state, hold_id=call.hold_id, charged=0, now=now)
+        spend.add(session, spend.keys(account_id=call.account_id, credential_id=call.credential_id, at=call.created_at),
+                  -_hold_amount(session, call))
+    if call.callback_url:
+        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
+                        about=(call.account_id, call.callid, call.status))
+
+
+def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies: StatusBodies,
+                  now: datetime) -> str | None:
+    """Ask the carrier about an UNKNOWN message by its idempotency key (the msgid), then in one
+    unit (the account locked first): taken → the carrier's status, the charge kept; never
+    taken → FAIL and the refund, exactly once. A carrier that cannot tell now raises, and the
+    message stays UNKNOWN for the next pass. Returns the status set, or None."""
+    with db.read(session):
+        message = session.get(Message, message_id, populate_existing=True)
+        if message is None or message.status != MessageStatus.UNKNOWN:
+            return None
+        account_id = message.account_id
+        found = _carrier_for(message.mode, carrier).find_sms(session=session, reference=message.msgid)
+    with db.write(session):
+        state, _ = ledger.lock(session, account_id)
+        message = session.get(Message, message_id, populate_existing=True)
+        if message.status != MessageStatus.UNKNOWN:
+            return None
+        if found is None:
+            _fail_sms_in(session, state, message, bodies, now)
+            log.info("SMS %s was never taken by the carrier: failed and refunded", message.msgid)
+            return MessageStatus.FAIL
+        handed = message.in_doubt_since or now
+        message.carrier_ref, message.in_doubt_since = found.carrier_ref, None
+        _set_status(session, message, MessageStatus.DELIVERED if found.delivered else MessageStatus.DELIVERING,
+                    bodies, now)
+        message.handed_at = handed  # the attempt the carrier took began then
+        return message.status
+
+
+def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies,
+                   now: datetime) -> str | None:
+    """As reconcile_sms, for a call (by its callid): placed → ANSWERED, its hold settled to the
+    started minutes; never placed → FAILED, its hold released."""
+    with db.read(session):
+        call = session.get(Call, call_id, populate_existing=True)
+        if call is None or call.status != CallStatus.UNKNOWN:
+            return None
+        account_id = call.account_id
+        seconds = _carrier_for(call.mode, carrier).find_call(session=session, reference=call.callid)
+    with db.write(session):
+        state, _ = ledger.lock(session, account_id)
+        call = session.get(Call, call_id, populate_existing=True)
+        if call.status != CallStatus.UNKNOWN:
+            return None
+        if seconds is None:
+            _fail_call_in(session, state, call, bodies, now)
+            log.info("call %s was never placed by the carrier: failed, its hold released", call.callid)
+            return CallStatus.FAILED
+        started = call.in_doubt_since or now
+        longest = (_hold_amount(session, call) // call.unit_price) * 60 if call.hold_id else MAX_TEST_CALL_SECONDS
+        _end_call(session, state, call, min(seconds, longest), CallStatus.ANSWERED, bodies, now)
+        call.started_at = started
+        return call.status
+
+
+@dataclass(frozen=True)
+class InDoubt:
+    """A message or call the worker gave up on not knowing whether the carrier took it."""
+
+    channel: str  # "sms" or "voice"
+    ref: str  # the msgid or callid: the carrier's idempotency key
+    account_id: int
+    mode: str
+    product: str
+    created_at: datetime
+    in_doubt_since: datetime | None
+    amount: int  # milli-yen: the message's charge, the call's hold
+
+
+def in_doubt(session: Session, *, limit: int = 1000) -> list[InDoubt]:
+    """The UNKNOWN messages and calls, oldest first (for the operators and the reconcile pass)."""
+    with db.read(session):
+        messages = session.execute(select(Message.msgid, Message.account_id, Message.mode, Message.product,
+                                          Message.created_at, Message.in_doubt_since, Message.cost)
+                                   .where(Message.status == MessageStatus.UNKNOWN)
+                                   .order_by(Message.id).limit(limit)).all()
+        calls = session.execute(select(Call.callid, Call.account_id, Call.mode, Call.product, Call.created_at,
+                                       Call.in_doubt_since, Hold.amount)
+                                .outerjoin(Hold, Hold.id == Call.hold_id)
+                                .where(Call.status == CallStatus.UNKNOWN).order_by(Call.id).limit(limit)).all()
+    rows = [InDoubt("sms", *row[:-1], amount=row[-1]) for row in messages]
+    rows += [InDoubt("voice", *row[:-1], amount=row[-1] or 0) for row in calls]
+    return sorted(rows, key=lambda row: row.created_at)
+
+
+def unknown_sends(session: Session, *, limit: int = 500) -> tuple[list[int], list[int]]:
+    """The ids of the UNKNOWN messages and calls, oldest first: what the reconcile pass asks about."""
+    with db.read(session):
+        messages = session.scalars(select(Message.id).where(Message.status == MessageStatus.UNKNOWN)
+                                   .order_by(Message.id).limit(limit)).all()
+        calls = session.scalars(select(Call.id).where(Call.status == CallStatus.UNKNOWN)
+                                .order_by(Call.id).limit(limit)).all()
+    return list(messages), list(calls)
 
 
 def _debit_of(session: Session, message: Message) -> int:
@@ -100,12 +300,14 @@ class _EndedElsewhere(Exception):
 def place_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime) -> None:
     """Place a queued call, then in one transaction (the account locked first) record how it
     ended and settle its hold to the started minutes. If the worker dies during the call, the
-    retry places it again with the same reference (the carrier's idempotency key)."""
-    with db.read(session):
+    retry places it again with the same reference (the carrier's idempotency key); until then
+    the call is in doubt, unless the carrier definitely never took it (CarrierUnavailable)."""
+    with db.write(session):
         call = session.get(Call, call_id, populate_existing=True)
         if call is None or call.status != CallStatus.QUEUED:
             return
         longest = (_hold_amount(session, call) // call.unit_price) * 60 if call.hold_id else MAX_TEST_CALL_SECONDS
+        doubt = _begin_doubt(call, now)
     outgoing = OutgoingCall(account_id=call.account_id, caller=call.caller, recipient=call.recipient,
                             tts_message=call.tts_message, tts_lang=call.tts_lang, recording_url=call.recording_url,
                             reference=call.callid, max_seconds=longest)
@@ -119,6 +321,9 @@ def place_call(session: Session, *, call_id: int, carrier: Carrier, bodies: Stat
             _end_call(session, state, call, duration, status, bodies, now)
     except _EndedElsewhere:
         log.info("call %s was ended by another worker meanwhile", outgoing.reference)
+    except CarrierUnavailable:
+        _end_doubt(session, Call, call_id, doubt)
+        raise
 
 
 def _place(session: Session, carrier: Carrier, outgoing: OutgoingCall, now: datetime) -> tuple[int, CallStatus]:
@@ -134,9 +339,17 @@ def _place(session: Session, carrier: Carrier, outgoing: OutgoingCall, now: date
 
 def _end_call(session: Session, state: ledger.State, call: Call, duration: int, status: CallStatus,
               bodies: StatusBodies, now: datetime) -> None:
-    """IN PROGRESS then how it ended, each with its callback; the hold settled to the started minutes."""
-    charge = min(rules.call_minutes(duration) * call.unit_price, _hold_amount(session, call)) if call.hold_id else 0
-    call.status, call.started_at = CallStatus.IN_PROGRESS, now
+    """IN PROGRESS then how it ended, each with its callback; the hold settled to the started minutes.
+    A hold the expiry sweep released meanwhile (a call ending, or reconciled, more than a day after
+    it was queued) stays released, and the call costs what its hold kept: nothing."""
+    held = session.get(Hold, call.hold_id, populate_existing=True) if call.hold_id else None
+    if held is None:
+        charge = 0
+    elif held.closed_at is not None:
+        charge = held.charged or 0
+    else:
+        charge = min(rules.call_minutes(duration) * call.unit_price, held.amount)
+    call.status, call.started_at, call.in_doubt_since = CallStatus.IN_PROGRESS, now, None
     if call.callback_url:
         _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
                         about=(call.account_id, call.callid, call.status))

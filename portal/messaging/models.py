@@ -1,7 +1,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, Column, String, Text
+from sqlalchemy import CheckConstraint, Column, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from portal.db import utc_column
@@ -18,7 +18,8 @@ class TestInboxMessage(SQLModel, table=True):
 
     __tablename__ = "test_inbox_messages"
     __test__ = False
-    __table_args__ = (CheckConstraint(one_of("channel", InboxChannel), name="inbox_channel"),)
+    __table_args__ = (CheckConstraint(one_of("channel", InboxChannel), name="inbox_channel"),
+                      UniqueConstraint("channel", "reference", name="uq_inbox_reference"))
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="accounts.id", index=True)
@@ -26,4 +27,6 @@ class TestInboxMessage(SQLModel, table=True):
     recipient: str = Field(sa_column=Column(String(20), nullable=False))
     sender: str = Field(sa_column=Column(String(20), nullable=False))
     body: str = Field(sa_column=Column(Text, nullable=False))
+    # the msgid or callid it was sent as: the carrier's idempotency key (NULL: the portal's own codes)
+    reference: str | None = Field(default=None, sa_column=Column(String(32), nullable=True))
     created_at: datetime = Field(sa_column=utc_column())

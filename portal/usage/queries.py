@@ -432,6 +432,8 @@ def _timeline(found, is_message: bool, code) -> list[Step]:
             steps.append(Step("handed_to_carrier", found.handed_at))
         if found.status in ("DELIVERED", "FAIL"):
             steps.append(Step("delivered" if found.status == "DELIVERED" else "failed", found.updated_at))
+        elif found.status == "UNKNOWN":
+            steps.append(Step("outcome_unknown", found.updated_at))
         if found.refunded_at is not None:
             steps.append(Step("refunded", found.refunded_at))
     else:

@@ -18,6 +18,7 @@ USAGE_KIND_LABELS = {"sms": _l("SMS"), "voice": _l("Voice call"), "otp": _l("OTP
 MESSAGE_STATUS_LABELS = {
     "QUEUED": _l("Queued"), "DELIVERING": _l("Delivering"), "DELIVERED": _l("Delivered"), "FAIL": _l("Not delivered"),
     "IN PROGRESS": _l("In progress"), "ANSWERED": _l("Answered"), "FAILED": _l("Call failed"),
+    "UNKNOWN": _l("Checking with the carrier"),  # messages and calls whose outcome is unknown for now
 }
 
 USAGE_STATUS_LABELS = MESSAGE_STATUS_LABELS
@@ -26,6 +27,7 @@ USAGE_STEP_LABELS = {
     "created": _l("Accepted"), "handed_to_carrier": _l("Handed to the carrier"), "delivered": _l("Delivered"),
     "failed": _l("Not delivered"), "refunded": _l("Refunded"), "call_started": _l("Call started"),
     "call_ended": _l("Call ended"), "code_verified": _l("Code verified"),
+    "outcome_unknown": _l("Outcome unknown: checking with the carrier (refunded if it never took the message)"),
 }
 CODE_STATUS_LABELS = {"active": _l("code not used yet"), "verified": _l("code verified"),
                       "replaced": _l("code replaced by a newer one"), "locked": _l("code locked after wrong tries")}

@@ -1,0 +1,484 @@
+"""R12: a send the worker gives up on (12 attempts with back-off) is never left queued and
+charged. Sent through the real API and delivered by the worker against a carrier that fails
+in the ways a real one does, on both engines: every attempt refused before sending → failed
+and refunded exactly once (a call: its hold released), with the customer's callback, in the
+give-up's own transaction; an attempt whose outcome is unknown → UNKNOWN, still charged, until
+the reconcile pass asks the carrier by the idempotency key (taken → kept and charged; never
+taken → failed and refunded once). After each: the ledger check passes and the usage rollup
+equals its rows."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select, update
+
+from portal import db, outbox, worker
+from portal.accounts.models import User
+from portal.api.wire import StatusCallbacks
+from portal.ledger import queries
+from portal.ledger.check import check
+from portal.ledger.models import Hold, Transaction
+from portal.messaging import delivery
+from portal.messaging.api_models import Call, Message
+from portal.messaging.carrier import CarrierRejected, CarrierUnavailable, SentSMS, TestInboxCarrier
+from portal.messaging.models import TestInboxMessage
+from portal.outbox import MAX_ATTEMPTS, OutboxKind, OutboxMessage
+from tests.api.conftest import YEN
+from tests.helpers import PageClient, db_session
+from tests.usage_rows import from_rows, rollup
+
+CALLBACK = "https://customer.example/status"
+SMS = {"recipient": "+819012345678", "sender": "Chotto", "message": "Your parcel is on its way",
+       "callbackurl": CALLBACK}
+CALL = {"caller": "0312345678", "recipient": "+819012345678", "tts_message": "hello", "tts_lang": "en",
+        "callbackurl": CALLBACK}
+FUNDS = (1000 + 50) * YEN  # the key's grant and the trial
+
+
+class Carrier:
+    """A carrier that fails each hand-over in the way it is told (`failures`, one per attempt,
+    then it takes them): "unavailable" (the request never reached it), "lost" (it went out and
+    no answer came: not taken), "taken" (it went out, the carrier took it, the answer was lost),
+    "rejected". Lookups answer by the idempotency key, as a real carrier's status API does."""
+
+    def __init__(self, *failures, seconds=61):
+        self.failures, self.seconds = list(failures), seconds
+        self.messages, self.calls, self.lookups = {}, {}, 0
+        self.down = False  # its status API cannot answer
+
+    def _attempt(self, taken: dict, reference: str, value) -> None:
+        failure = self.failures.pop(0) if self.failures else None
+        if failure == "unavailable":
+            raise CarrierUnavailable("connection refused")
+        if failure == "rejected":
+            raise CarrierRejected("number not in service")
+        if failure != "lost":
+            taken.setdefault(reference, value)  # the key: a retry never sends twice
+        if failure in ("lost", "taken"):
+            raise TimeoutError("no answer from the carrier")
+
+    def send_sms(self, *, session, sms, now):
+        self._attempt(self.messages, sms.reference, f"carrier-{sms.reference}")
+        return self.messages[sms.reference]
+
+    def place_call(self, *, session, call, now):
+        self._attempt(self.calls, call.reference, self.seconds)
+        return self.calls[call.reference]
+
+    def find_sms(self, *, session, reference):
+        self.lookups += 1
+        if self.down:
+            raise TimeoutError("status API down")
+        return SentSMS(self.messages[reference], delivered=True) if reference in self.messages else None
+
+    def find_call(self, *, session, reference):
+        self.lookups += 1
+        if self.down:
+            raise TimeoutError("status API down")
+        return self.calls.get(reference)
+
+
+def send(app, api, key, carrier):
+    app.extensions["portal.carrier"] = carrier
+    response = api.post("/sms/messages/", data=SMS, headers=key.headers)
+    assert response.status_code == 201
+    return response.json[0]["msgid"]
+
+
+def start(app, api, key, carrier):
+    app.extensions["portal.carrier"] = carrier
+    response = api.post("/voice/simple/playbacks/", data=CALL, headers=key.headers)
+    assert response.status_code == 201
+    return response.json[0]["callid"]
+
+
+def attempts(app, clock, kind, count):
+    """Run the worker `count` times, an hour apart (the longest back-off), with only the send's
+    job due (callbacks are left queued: they are counted, not posted)."""
+    for _ in range(count):
+        with db_session(app) as session:
+            session.execute(update(OutboxMessage).where(OutboxMessage.kind != kind, OutboxMessage.sent_at.is_(None))
+                            .values(available_at=clock() + timedelta(days=365)))
+            session.commit()
+        worker.drain_once(app)
+        clock.advance(hours=1)
+
+
+def job(app, kind) -> OutboxMessage:
+    with db_session(app) as session:
+        return session.scalars(select(OutboxMessage).where(OutboxMessage.kind == kind)).one()
+
+
+def message(app, msgid) -> Message:
+    with db_session(app) as session:
+        return session.scalars(select(Message).where(Message.msgid == msgid)).one()
+
+
+def call_of(app, callid) -> Call:
+    with db_session(app) as session:
+        return session.scalars(select(Call).where(Call.callid == callid)).one()
+
+
+def available(app, account_id) -> int:
+    with db_session(app) as session:
+        return queries.summary(session, account_id=account_id, now=app.config["CLOCK"]()).available
+
+
+def refunds(app) -> int:
+    with db_session(app) as session:
+        return session.scalar(select(func.count()).select_from(Transaction).where(Transaction.kind == "refund"))
+
+
+def callbacks(app, ref) -> list[str]:
+    """The statuses the customer's callback was queued with, in order."""
+    with db_session(app) as session:
+        payloads = session.scalars(select(OutboxMessage.payload).where(OutboxMessage.kind == OutboxKind.CALLBACK)
+                                   .order_by(OutboxMessage.id))
+        return [data["event"] for data in map(json.loads, payloads) if data.get("ref") == ref]
+
+
+def consistent(app) -> bool:
+    """The ledger's invariants hold and the usage rollup equals its rows."""
+    with db_session(app) as session:
+        problems, _ = check(session, now=app.config["CLOCK"]())
+        return problems == [] and rollup(session) == from_rows(session)
+
+
+def reconcile(app) -> int:
+    return worker.reconcile_sends(app)
+
+
+# -- definite failures ---------------------------------------------------------------------------
+
+
+def test_attempt_11_is_retried_and_attempt_12_fails_the_sms_and_refunds_it_once(app, api, key, clock):
+    carrier = Carrier(*["unavailable"] * MAX_ATTEMPTS)
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS - 1)
+    assert job(app, OutboxKind.API_SMS).attempts == 11 and job(app, OutboxKind.API_SMS).failed_at is None
+    assert message(app, msgid).status == "QUEUED" and message(app, msgid).in_doubt_since is None
+    assert available(app, key.account_id) == FUNDS - 10 * YEN and refunds(app) == 0
+    attempts(app, clock, OutboxKind.API_SMS, 1)
+    given_up = job(app, OutboxKind.API_SMS)
+    assert given_up.attempts == 12 and given_up.failed_at is not None and "message_id" not in given_up.data()
+    assert "CarrierUnavailable" in given_up.last_error
+    failed = message(app, msgid)
+    assert failed.status == "FAIL" and failed.refunded_at is not None and failed.carrier_ref is None
+    assert available(app, key.account_id) == FUNDS and refunds(app) == 1
+    assert callbacks(app, msgid) == ["FAIL"]
+    assert api.get(f"/sms/messages/{msgid}", headers=key.headers).json["status"] == "FAIL"
+    assert consistent(app)
+    assert carrier.messages == {}  # never sent
+
+
+def test_giving_up_twice_refunds_once(app, api, key, clock):
+    msgid = send(app, api, key, Carrier(*["unavailable"] * MAX_ATTEMPTS))
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    row = job(app, OutboxKind.API_SMS)
+    with db_session(app) as session:
+        assert outbox.mark_failed_attempt(session, message_id=row.id, error="again", now=clock(),
+                                          on_give_up=worker.give_up) is False  # given up already
+        with db.write(session):  # the give-up's step itself, run again
+            assert delivery.give_up_sms_in(session, message_id=message(app, msgid).id,
+                                           bodies=StatusCallbacks(app.config["BASE_URL"]), now=clock()) is None
+        delivery.fail_sms(session, message_id=message(app, msgid).id, reason="a late refusal",
+                          bodies=StatusCallbacks(app.config["BASE_URL"]), now=clock())
+    assert refunds(app) == 1 and available(app, key.account_id) == FUNDS and callbacks(app, msgid) == ["FAIL"]
+    assert consistent(app)
+
+
+def test_a_call_that_never_reached_the_carrier_fails_and_its_hold_is_released(app, api, key, clock):
+    callid = start(app, api, key, Carrier(*["unavailable"] * MAX_ATTEMPTS))
+    assert available(app, key.account_id) == FUNDS - 50 * YEN  # the hold
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS - 1)
+    assert call_of(app, callid).status == "QUEUED" and available(app, key.account_id) == FUNDS - 50 * YEN
+    attempts(app, clock, OutboxKind.API_CALL, 1)
+    failed = call_of(app, callid)
+    assert (failed.status, failed.cost, failed.duration, failed.started_at) == ("FAILED", 0, 0, None)
+    with db_session(app) as session:
+        hold = session.get(Hold, failed.hold_id)
+        assert hold.closed_at is not None and hold.charged == 0
+    assert available(app, key.account_id) == FUNDS and callbacks(app, callid) == ["FAILED"]
+    assert api.get(f"/voice/calls/{callid}", headers=key.headers).json["status"] == "FAILED"
+    assert consistent(app)
+
+
+def test_a_refusal_on_any_attempt_still_fails_at_once(app, api, key, clock):
+    msgid = send(app, api, key, Carrier("unavailable", "lost", "rejected"))
+    attempts(app, clock, OutboxKind.API_SMS, 3)
+    assert message(app, msgid).status == "FAIL" and refunds(app) == 1 and job(app, OutboxKind.API_SMS).sent_at
+    assert consistent(app)
+
+
+# -- unknown outcomes ----------------------------------------------------------------------------
+
+
+def test_an_sms_the_carrier_took_without_answering_is_unknown_until_reconciled_and_stays_charged(
+        app, api, key, clock):
+    carrier = Carrier("unavailable", "taken", *["unavailable"] * (MAX_ATTEMPTS - 2))
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    held = message(app, msgid)
+    assert held.status == "UNKNOWN" and held.in_doubt_since is not None and held.refunded_at is None
+    assert available(app, key.account_id) == FUNDS - 10 * YEN and refunds(app) == 0
+    assert callbacks(app, msgid) == ["UNKNOWN"]
+    assert api.get(f"/sms/messages/{msgid}", headers=key.headers).json["status"] == "UNKNOWN"
+    with db_session(app) as session:
+        [listed] = delivery.in_doubt(session)
+    assert (listed.channel, listed.ref, listed.amount, listed.account_id) == ("sms", msgid, 10 * YEN, key.account_id)
+    assert consistent(app)
+    assert reconcile(app) == 1 and carrier.lookups == 1
+    settled = message(app, msgid)
+    assert (settled.status, settled.carrier_ref, settled.in_doubt_since) == ("DELIVERED", f"carrier-{msgid}", None)
+    assert settled.handed_at == held.in_doubt_since and settled.refunded_at is None
+    assert available(app, key.account_id) == FUNDS - 10 * YEN and refunds(app) == 0
+    assert callbacks(app, msgid) == ["UNKNOWN", "DELIVERED"]
+    assert reconcile(app) == 0 and carrier.lookups == 1  # nothing left to ask about
+    assert consistent(app)
+
+
+def test_an_sms_the_carrier_never_took_is_failed_and_refunded_once_by_the_reconcile_pass(app, api, key, clock):
+    carrier = Carrier(*["lost"] * MAX_ATTEMPTS)
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert message(app, msgid).status == "UNKNOWN" and refunds(app) == 0
+    carrier.down = True  # the carrier cannot tell now: asked again on the next pass
+    assert reconcile(app) == 0 and message(app, msgid).status == "UNKNOWN"
+    carrier.down = False
+    assert reconcile(app) == 1
+    failed = message(app, msgid)
+    assert failed.status == "FAIL" and failed.refunded_at is not None and failed.in_doubt_since is None
+    assert available(app, key.account_id) == FUNDS and refunds(app) == 1
+    assert callbacks(app, msgid) == ["UNKNOWN", "FAIL"]
+    with db_session(app) as session:  # a second report changes nothing
+        delivery.fail_sms(session, message_id=failed.id, reason="again", bodies=StatusCallbacks(app.config["BASE_URL"]),
+                          now=clock())
+    assert reconcile(app) == 0 and refunds(app) == 1 and available(app, key.account_id) == FUNDS
+    assert consistent(app)
+
+
+def test_a_retry_after_a_lost_answer_is_not_sent_twice(app, api, key, clock):
+    """The idempotency key: the second attempt finds what the first handed over."""
+    carrier = Carrier("taken")
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, 1)
+    assert message(app, msgid).status == "QUEUED" and message(app, msgid).in_doubt_since is not None
+    attempts(app, clock, OutboxKind.API_SMS, 1)
+    delivered = message(app, msgid)
+    assert (delivered.status, delivered.carrier_ref, delivered.in_doubt_since) == ("DELIVERED", f"carrier-{msgid}", None)
+    assert list(carrier.messages) == [msgid] and refunds(app) == 0 and consistent(app)
+
+
+def test_a_call_in_doubt_keeps_its_hold_until_the_carrier_answers(app, api, key, clock):
+    carrier = Carrier("taken", *["unavailable"] * (MAX_ATTEMPTS - 1), seconds=61)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    held = call_of(app, callid)
+    assert held.status == "UNKNOWN" and held.ended_at is None
+    with db_session(app) as session:
+        assert session.get(Hold, held.hold_id).closed_at is None
+        [listed] = delivery.in_doubt(session)
+    assert (listed.channel, listed.amount) == ("voice", 50 * YEN)
+    assert available(app, key.account_id) == FUNDS - 50 * YEN and callbacks(app, callid) == ["UNKNOWN"]
+    assert consistent(app)
+    assert reconcile(app) == 1
+    answered = call_of(app, callid)
+    assert (answered.status, answered.duration, answered.cost) == ("ANSWERED", 61, 20 * YEN)
+    assert answered.started_at == held.in_doubt_since
+    assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert callbacks(app, callid) == ["UNKNOWN", "IN PROGRESS", "ANSWERED"]
+    assert consistent(app)
+
+
+def test_a_call_the_carrier_never_placed_is_failed_by_the_reconcile_pass_and_its_hold_released(
+        app, api, key, clock):
+    callid = start(app, api, key, Carrier(*["lost"] * MAX_ATTEMPTS))
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    assert call_of(app, callid).status == "UNKNOWN"
+    assert reconcile(app) == 1
+    assert call_of(app, callid).status == "FAILED" and available(app, key.account_id) == FUNDS
+    assert callbacks(app, callid) == ["UNKNOWN", "FAILED"] and consistent(app)
+
+
+def test_a_call_reconciled_after_the_sweep_released_its_hold_costs_nothing(app, api, key, clock):
+    """A call whose hold (24 hours) ran out while the carrier's status API was down: the hold
+    stays released, and the call's cost says what the ledger kept."""
+    from portal.ledger.operator import sweep
+
+    carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    clock.advance(hours=24)
+    sweep(engine=app.extensions["portal.engine"], now=clock())
+    assert available(app, key.account_id) == FUNDS
+    assert reconcile(app) == 1
+    answered = call_of(app, callid)
+    assert (answered.status, answered.duration, answered.cost) == ("ANSWERED", 61, 0)
+    assert available(app, key.account_id) == FUNDS and consistent(app)
+
+
+def test_an_otp_code_whose_sms_never_reached_the_carrier_is_refunded_and_reported_failed(app, api, key, clock):
+    from portal.otp.models import OtpCode
+    from tests.api.test_otp import ask, prove, register
+
+    assert register(api, key).status_code == 201
+    prove(app, key)
+    app.extensions["portal.carrier"] = Carrier(*["unavailable"] * MAX_ATTEMPTS)
+    before = available(app, key.account_id)
+    assert ask(api, key).status_code == 201
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    with db_session(app) as session:
+        code = session.scalars(select(OtpCode)).one()
+        sms = session.scalars(select(Message).where(Message.msgid == code.msgid)).one()
+    assert (sms.product, sms.status, code.delivery_event) == ("otp", "FAIL", "failed")
+    assert available(app, key.account_id) == before and refunds(app) == 1 and consistent(app)
+
+
+def test_an_otp_code_whose_sms_the_carrier_took_is_reported_delivered_once_reconciled(app, api, key, clock):
+    from portal.otp.models import OtpCode
+    from tests.api.test_otp import ask, prove, register
+
+    assert register(api, key).status_code == 201
+    prove(app, key)
+    app.extensions["portal.carrier"] = Carrier(*["taken"] * MAX_ATTEMPTS)
+    assert ask(api, key).status_code == 201
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    with db_session(app) as session:
+        assert session.scalars(select(OtpCode.delivery_event)).one() is None  # not known yet
+    assert reconcile(app) == 1
+    with db_session(app) as session:
+        code = session.scalars(select(OtpCode)).one()
+        sms = session.scalars(select(Message).where(Message.msgid == code.msgid)).one()
+    assert (sms.status, code.delivery_event) == ("DELIVERED", "delivered")
+    assert refunds(app) == 0 and consistent(app)
+
+
+# -- what people see -----------------------------------------------------------------------------
+
+
+def test_operators_list_the_unknown_sends_and_can_reconcile_them_now(app, api, key, clock):
+    carrier = Carrier(*["lost"] * MAX_ATTEMPTS)
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["sends", "unknown"])
+    assert listed.exit_code == 0 and msgid in listed.output and "¥10" in listed.output
+    assert "1 sends with an unknown outcome" in listed.output
+    settled = runner.invoke(args=["sends", "reconcile"])
+    assert settled.exit_code == 0 and "1 settled" in settled.output
+    assert "0 sends with an unknown outcome" in runner.invoke(args=["sends", "unknown"]).output
+    assert message(app, msgid).status == "FAIL" and refunds(app) == 1
+
+
+@pytest.mark.parametrize(("language", "words"), [("en", "Checking with the carrier"), ("ja", "通信事業者に確認中")])
+def test_the_usage_pages_say_the_outcome_is_being_checked(app, api, key, clock, language, words):
+    msgid = send(app, api, key, Carrier(*["lost"] * MAX_ATTEMPTS))
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    with db_session(app) as session:
+        session.execute(update(User).where(User.id == key.user_id).values(language=language))
+        session.commit()
+    owner = PageClient(app.test_client(), app)
+    owner.login("dev@example.com")
+    listing = owner.page("/usage").get_text(" ")
+    detail = owner.page(f"/usage/sms/{msgid}").get_text(" ")
+    assert words in listing and words in detail
+    step = "Outcome unknown" if language == "en" else "結果不明"
+    assert step in detail
+
+
+# -- the test inbox honours the idempotency key --------------------------------------------------
+
+
+def test_the_test_inbox_records_a_reference_once_and_finds_it(app, session, clock):
+    from portal.messaging.carrier import OutgoingCall, OutgoingSMS
+
+    inbox = TestInboxCarrier()
+    sms = OutgoingSMS(account_id=None, recipient="+819012345678", sender="Chotto", body="hi", reference="m" * 32)
+    first = inbox.send_sms(session=session, sms=sms, now=clock())
+    assert inbox.send_sms(session=session, sms=sms, now=clock()) == first
+    assert inbox.find_sms(session=session, reference="m" * 32) == SentSMS(first, delivered=True)
+    assert inbox.find_sms(session=session, reference="x" * 32) is None
+    call = OutgoingCall(account_id=None, caller="0312345678", recipient="+819012345678", tts_message="hello there",
+                        tts_lang="en", recording_url=None, reference="c" * 32)
+    seconds = inbox.place_call(session=session, call=call, now=clock())
+    assert inbox.place_call(session=session, call=call, now=clock()) == seconds == 4
+    assert inbox.find_call(session=session, reference="c" * 32) == seconds
+    assert inbox.find_call(session=session, reference="m" * 32) is None  # a message is not a call
+    assert session.scalar(select(func.count()).select_from(TestInboxMessage)) == 2
+    session.rollback()
+
+
+# -- real parallel workers (PostgreSQL) ------------------------------------------------------------
+
+
+def _in_app(app, work):
+    def run(session, job):
+        with app.app_context():
+            return work(session, job)
+    return run
+
+
+@pytest.mark.postgresql
+def test_sixteen_workers_giving_up_on_one_job_at_once_refund_it_once(app, api, key, clock):
+    from tests.integration.test_ledger_concurrency import CLIENTS, parallel
+
+    msgid = send(app, api, key, Carrier())
+    row = job(app, OutboxKind.API_SMS)
+    with db_session(app) as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(attempts=MAX_ATTEMPTS))
+        session.commit()
+
+    def give_up(session, _):
+        return outbox.mark_failed_attempt(session, message_id=row.id, error="TimeoutError()", now=clock(),
+                                          on_give_up=worker.give_up)
+
+    outcomes = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), _in_app(app, give_up))
+    assert outcomes.count(True) == 1 and outcomes.count(False) == CLIENTS - 1
+    assert message(app, msgid).status == "FAIL" and refunds(app) == 1 and available(app, key.account_id) == FUNDS
+    assert callbacks(app, msgid) == ["FAIL"] and consistent(app)
+
+
+@pytest.mark.postgresql
+def test_sixteen_give_ups_of_one_message_outside_the_outbox_lock_still_refund_once(app, api, key, clock):
+    from tests.integration.test_ledger_concurrency import CLIENTS, parallel
+
+    msgid = send(app, api, key, Carrier())
+    message_id = message(app, msgid).id
+
+    def give_up(session, _):
+        with db.write(session):
+            return delivery.give_up_sms_in(session, message_id=message_id,
+                                           bodies=StatusCallbacks(app.config["BASE_URL"]), now=clock())
+
+    outcomes = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), _in_app(app, give_up))
+    assert outcomes.count("FAIL") == 1 and outcomes.count(None) == CLIENTS - 1
+    assert refunds(app) == 1 and available(app, key.account_id) == FUNDS and callbacks(app, msgid) == ["FAIL"]
+    assert consistent(app)
+
+
+@pytest.mark.postgresql
+def test_sixteen_reconcile_passes_at_once_settle_each_send_once(app, api, key, clock):
+    from tests.integration.test_ledger_concurrency import CLIENTS, parallel
+
+    carrier = Carrier(*["lost"] * (2 * MAX_ATTEMPTS))
+    msgid = send(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    carrier.calls[callid] = 61  # the carrier did place the call after all
+    assert (message(app, msgid).status, call_of(app, callid).status) == ("UNKNOWN", "UNKNOWN")
+    message_id, call_id = message(app, msgid).id, call_of(app, callid).id
+    bodies = StatusCallbacks(app.config["BASE_URL"])
+
+    def settle(session, job):
+        if job % 2:
+            return delivery.reconcile_sms(session, message_id=message_id, carrier=carrier, bodies=bodies, now=clock())
+        return delivery.reconcile_call(session, call_id=call_id, carrier=carrier, bodies=bodies, now=clock())
+
+    outcomes = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), _in_app(app, settle))
+    assert outcomes.count("FAIL") == 1 and outcomes.count("ANSWERED") == 1 and outcomes.count(None) == CLIENTS - 2
+    assert refunds(app) == 1 and available(app, key.account_id) == FUNDS - 20 * YEN
+    assert callbacks(app, msgid) == ["UNKNOWN", "FAIL"]
+    assert callbacks(app, callid) == ["UNKNOWN", "IN PROGRESS", "ANSWERED"]
+    assert consistent(app)
