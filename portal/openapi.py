@@ -143,10 +143,7 @@ def _message(_: Translate) -> dict:
         "type": "object",
         "properties": {
             "msgid": {"type": "string"},
-            "status": {"type": "string", "enum": ["QUEUED", "DELIVERING", "DELIVERED", "FAIL", "UNKNOWN"],
-                       "description": _("UNKNOWN: sending stopped without knowing whether the carrier took the "
-                                        "message; we are asking the carrier, and it ends DELIVERED (charged) or "
-                                        "FAIL (refunded).")},
+            "status": {"type": "string", "enum": ["QUEUED", "DELIVERING", "DELIVERED", "FAIL"]},
             "sent_time": {"type": "string", "description": _("YYYY-MM-DD HH:MM:SS, Japan time.")},
             "cost": {"type": "number", "description": _("Yen.")}, "sender": {"type": "string"},
             "recipient": {"type": "string"}, "url": {"type": "string"},
@@ -161,10 +158,7 @@ def _call(_: Translate) -> dict:
         "type": "object",
         "properties": {
             "callid": {"type": "string"},
-            "status": {"type": "string", "enum": ["QUEUED", "IN PROGRESS", "ANSWERED", "FAILED", "UNKNOWN"],
-                       "description": _("UNKNOWN: calling stopped without knowing whether the carrier placed the "
-                                        "call; its hold stays until the carrier answers, then it ends ANSWERED "
-                                        "(charged by the minute) or FAILED (nothing charged).")},
+            "status": {"type": "string", "enum": ["QUEUED", "IN PROGRESS", "ANSWERED", "FAILED"]},
             "duration": {"type": ["integer", "null"], "description": _("Seconds.")},
             "cost": {"type": "number", "description": _("Yen: ¥10 per started minute in Japan.")},
             "caller": {"type": "string"}, "recipient": {"type": "string"},

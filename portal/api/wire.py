@@ -10,7 +10,7 @@ from datetime import datetime
 from portal.clock import JST
 from portal.ledger.queries import Summary
 from portal.ledger.rules import MILLI_YEN
-from portal.messaging.api_models import Call, Message
+from portal.messaging.api_models import Call, CallStatus, Message, MessageStatus
 from portal.messaging.service import CallStarted, Sent, StoredAnswer
 from portal.otp.models import OtpSite
 from portal.otp.ownership import token_url
@@ -61,9 +61,16 @@ def otp_verified(verified: Verified) -> dict:
     return {"message": "Verified.", "verified": True, "otp_id": verified.msgid, "phone_number": verified.phone_number}
 
 
+# Xoxzo's statuses are the wire's: a send Chotto is still confirming with the carrier (UNKNOWN,
+# see portal.messaging.delivery) is in flight as far as a client knows, and its final status
+# (and callback) follows the carrier's answer.
+MESSAGE_IN_FLIGHT = {MessageStatus.UNKNOWN: MessageStatus.DELIVERING}
+CALL_IN_FLIGHT = {CallStatus.UNKNOWN: CallStatus.IN_PROGRESS}
+
+
 def message_json(message: Message, base_url: str) -> dict:
     return {
-        "msgid": message.msgid, "status": message.status, "sent_time": xoxzo_time(message.created_at),
+        "msgid": message.msgid, "status": MESSAGE_IN_FLIGHT.get(message.status, message.status), "sent_time": xoxzo_time(message.created_at),
         "cost": yen(message.cost), "sender": message.sender, "recipient": message.recipient,
         "url": f"{base_url}/sms/messages/{message.msgid}/", "tags": _tags(message.tags),
         "segments": message.segments, "encoding": message.encoding, "test": message.mode == "test",
@@ -73,7 +80,7 @@ def message_json(message: Message, base_url: str) -> dict:
 
 def call_json(call: Call) -> dict:
     """A call costs nothing until it has ended (its hold is not its cost)."""
-    return {"callid": call.callid, "status": call.status, "duration": call.duration,
+    return {"callid": call.callid, "status": CALL_IN_FLIGHT.get(call.status, call.status), "duration": call.duration,
             "cost": yen(call.cost) if call.ended_at else 0.0,
             "caller": call.caller, "recipient": call.recipient, "start_time": xoxzo_time(call.started_at),
             "end_time": xoxzo_time(call.ended_at), "tags": _tags(call.tags), "test": call.mode == "test"}

@@ -144,7 +144,7 @@ def give_up_sms_in(session: Session, *, message_id: int, bodies: StatusBodies, n
         _fail_sms_in(session, state, message, bodies, now)
         log.warning("SMS %s never reached the carrier: failed and refunded", message.msgid)
         return MessageStatus.FAIL
-    _set_status(session, message, MessageStatus.UNKNOWN, bodies, now)
+    message.status, message.updated_at = MessageStatus.UNKNOWN, now  # no callback: the wire still says DELIVERING
     log.warning("SMS %s: outcome unknown since %s, held for reconciliation", message.msgid, message.in_doubt_since)
     return MessageStatus.UNKNOWN
 
@@ -162,10 +162,7 @@ def give_up_call_in(session: Session, *, call_id: int, bodies: StatusBodies, now
         _fail_call_in(session, state, call, bodies, now)
         log.warning("call %s never reached the carrier: failed, its hold released", call.callid)
         return CallStatus.FAILED
-    call.status = CallStatus.UNKNOWN
-    if call.callback_url:
-        _queue_callback(session, call.credential_id, call.callback_url, bodies.call(call), now,
-                        about=(call.account_id, call.callid, call.status))
+    call.status = CallStatus.UNKNOWN  # no callback: the wire says IN PROGRESS until the carrier answers
     log.warning("call %s: outcome unknown since %s, held for reconciliation", call.callid, call.in_doubt_since)
     return CallStatus.UNKNOWN
 
