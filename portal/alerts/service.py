@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import audit, db, mail
@@ -271,12 +272,16 @@ def unsubscribe(*, session: Session, token: str, secret: str, now: datetime) -> 
     if read is None:
         return False
     account_id, recipient, topic = read
-    with db.write(session):
-        exists = session.scalar(select(AlertOptOut.id).where(AlertOptOut.account_id == account_id,
-                                                            AlertOptOut.recipient == recipient,
-                                                            AlertOptOut.topic == topic))
-        if exists is None:
-            session.add(AlertOptOut(account_id=account_id, recipient=recipient, topic=topic, created_at=now))
+    try:
+        with db.write(session):
+            exists = session.scalar(select(AlertOptOut.id).where(AlertOptOut.account_id == account_id,
+                                                                AlertOptOut.recipient == recipient,
+                                                                AlertOptOut.topic == topic))
+            if exists is None:
+                session.add(AlertOptOut(account_id=account_id, recipient=recipient, topic=topic, created_at=now))
+                session.flush()
+    except IntegrityError:  # a concurrent request (the button and the mail provider's one-click) recorded it first
+        pass
     return True
 
 
