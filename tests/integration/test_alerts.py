@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from portal import outbox, worker
 from portal.accounts.models import Membership
-from portal.alerts import detect, rules
+from portal.alerts import rules
 from portal.alerts import service as alerts
 from portal.alerts.delivery import NOTICE_HEADER
 from portal.alerts.models import Delivery, DeliveryStatus, Notice, NoticeKind
