@@ -145,7 +145,7 @@ class _RedactSecrets(logging.Filter):
 
     MARKERS = ("authorization:", "password=", "token=")
     API_TOKEN = re.compile(r"chotto_(live|test)_[0-9A-Za-z]+")
-    LINK = re.compile(r"/(verify-email|reset-password|invitations)/[A-Za-z0-9_-]{16,}")
+    LINK = re.compile(r"/(verify-email|reset-password|invitations|alerts/confirm|alerts/unsubscribe)/[A-Za-z0-9_.-]{16,}")
 
     def filter(self, record: logging.LogRecord) -> bool:
         self._describe_database_errors(record)

@@ -61,7 +61,7 @@ class Composed(Protocol):
 def rendered(session: Session, *, payload: dict, now: datetime,
              compose: Callable[..., Composed | None]) -> dict | None:
     """The mail to send for an outbox payload: as queued, or composed (by `compose`, which the
-    worker passes in: portal.accounts.mails.compose) and rendered now; None when there is
+    worker passes in: portal.worker.compose) and rendered now; None when there is
     nothing to send. Composing is one unit of work, committed before rendering (a reset link
     exists before its mail leaves), so no transaction stays open while the mail server is
     talked to."""

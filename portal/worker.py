@@ -28,10 +28,17 @@ from portal.postpay.check import check as check_postpay
 log = logging.getLogger("portal.worker")
 
 
+def compose(session, *, payload: dict, now):
+    """What to send for a mail composed as it is delivered (portal.mail.defer)."""
+    if payload["compose"] == alerts.CONFIRMATION_MAIL:
+        return alerts.confirmation_mail(session, payload=payload, now=now)
+    return mails.compose(session, payload=payload, now=now)
+
+
 def deliver(session, message: outbox.OutboxMessage, now) -> None:
     payload = message.data()
     if message.kind == OutboxKind.EMAIL:
-        if (payload := rendered(session, payload=payload, now=now, compose=mails.compose)) is not None:
+        if (payload := rendered(session, payload=payload, now=now, compose=compose)) is not None:
             services.mailer().send(session=session, payload=payload, now=now)
     elif message.kind == OutboxKind.SMS:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)

@@ -190,5 +190,7 @@ def mail_payload(notice: Notice, delivery: Delivery, summary: queries.Summary, o
         "percent": data.get("percent"), "line_limit": data.get("limit"), "line_used": data.get("used"),
         "buy_url": outside.links("billing.buy", {}), "unsubscribe_url": unsubscribe_url,
     }
-    return {"to": delivery.recipient, **mail.render("alert", delivery.language, context),
-            "headers": {NOTICE_HEADER: notice.uuid}}
+    headers = {NOTICE_HEADER: notice.uuid}
+    if unsubscribe_url is not None:  # RFC 8058 one-click: the provider POSTs "List-Unsubscribe=One-Click" to it
+        headers |= {"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    return {"to": delivery.recipient, **mail.render("alert", delivery.language, context), "headers": headers}

@@ -79,7 +79,7 @@ class AlertAddress(SQLModel, table=True):
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False, index=True))
     address: str = Field(sa_column=Column(String(254), nullable=False))
     language: str = Field(sa_column=Column(String(2), nullable=False))
-    token: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))  # SHA-256 of the link's token
     created_at: datetime = Field(sa_column=utc_column())
     confirmed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 

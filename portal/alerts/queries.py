@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from portal import db
+from portal.accounts import tokens
 from portal.accounts.models import Account
 from portal.alerts import rules
 from portal.alerts.models import AlertAddress, Delivery, DeliveryStatus, Notice
@@ -91,5 +92,5 @@ def pending_address(session: Session, *, token: str) -> PendingAddress | None:
     with db.read(session):
         found = session.execute(select(AlertAddress.address, Account.name)
                                 .join(Account, Account.id == AlertAddress.account_id)
-                                .where(AlertAddress.token == token, AlertAddress.confirmed_at.is_(None))).first()
+                                .where(AlertAddress.token_hash == tokens.hash_token(token), AlertAddress.confirmed_at.is_(None))).first()
         return PendingAddress(address=found[0], account_name=found[1]) if found else None

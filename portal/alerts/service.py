@@ -8,12 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from portal import audit, db, mail
 from portal.audit import AuditAction
 from portal.clock import JST
+from portal.accounts import tokens
 from portal.accounts.models import Membership, User
+from portal.accounts.signup import MailContent
 from portal.alerts import detect, rules
 from portal.alerts.delivery import deliver  # noqa: F401  (re-exported for the worker)
 from portal.alerts.models import (
@@ -188,10 +191,15 @@ def save_members(*, session: Session, account_id: int, user_id: int, all_members
         session.add_all(AlertMember(account_id=account_id, user_id=member) for member in sorted(set(member_ids)))
 
 
+CONFIRMATION_MAIL = "alert_confirm_address"  # the deferred mail's `compose` name (portal.worker.compose)
+
+
 def add_address(*, session: Session, account_id: int, user_id: int, address: str, confirm_url: str, language: str,
                 now: datetime) -> AddressView:
     """An extra recipient; the mail with the confirmation link leaves with the unit. `confirm_url`
-    holds "{token}"."""
+    holds "{token}". The link's token is issued by the worker as it sends the mail
+    (`confirmation_mail`), like a password reset's: no row, the outbox included, ever holds it;
+    until then the row holds the hash of a token nobody has."""
     address = address.strip()
     if not ADDRESS.match(address) or len(address) > 254:
         raise InvalidFields({"address": [N_("Enter an e-mail address.")]})
@@ -200,20 +208,30 @@ def add_address(*, session: Session, account_id: int, user_id: int, address: str
                                                              func.lower(AlertAddress.address) == address.lower()))
         if taken is not None:
             raise InvalidFields({"address": [N_("This address is already on the list.")]})
-        token = secrets.token_urlsafe(32)
-        row = AlertAddress(account_id=account_id, address=address, language=language, token=token, created_at=now)
+        row = AlertAddress(account_id=account_id, address=address, language=language,
+                           token_hash=tokens.new_token()[1], created_at=now)
         session.add(row)
         session.flush()
         audit.record(session, account_id=account_id, user_id=user_id, action=AuditAction.ALERT_ADDRESS_ADDED,
                      detail=address, now=now)
-        mail.queue(session, to=address, template="alert_confirm_address", language=language, now=now,
-                   confirm_url=confirm_url.replace("{token}", token))
+        mail.defer(session, to=address, compose=CONFIRMATION_MAIL, now=now, address_id=row.id, confirm_url=confirm_url)
         return AddressView(row.id, row.address, row.confirmed_at)
+
+
+def confirmation_mail(session: Session, *, payload: dict, now: datetime) -> MailContent | None:
+    """The confirmation mail of an extra address, in the worker's unit of work: a new token,
+    whose hash replaces the row's (an earlier link, never delivered, dies). Nothing once the
+    address is removed or confirmed."""
+    row = session.get(AlertAddress, payload["address_id"])
+    if row is None or row.confirmed_at is not None or row.address != payload["to"]:
+        return None
+    token, row.token_hash = tokens.new_token()
+    return MailContent(CONFIRMATION_MAIL, row.language, {"confirm_url": payload["confirm_url"].replace("{token}", token)})
 
 
 def confirm_address(*, session: Session, token: str, now: datetime) -> AddressView | None:
     with db.write(session):
-        row = session.scalars(select(AlertAddress).where(AlertAddress.token == token)).first()
+        row = session.scalars(select(AlertAddress).where(AlertAddress.token_hash == tokens.hash_token(token))).first()
         if row is None:
             return None
         if row.confirmed_at is None:
@@ -254,12 +272,16 @@ def unsubscribe(*, session: Session, token: str, secret: str, now: datetime) -> 
     if read is None:
         return False
     account_id, recipient, topic = read
-    with db.write(session):
-        exists = session.scalar(select(AlertOptOut.id).where(AlertOptOut.account_id == account_id,
-                                                            AlertOptOut.recipient == recipient,
-                                                            AlertOptOut.topic == topic))
-        if exists is None:
-            session.add(AlertOptOut(account_id=account_id, recipient=recipient, topic=topic, created_at=now))
+    try:
+        with db.write(session):
+            exists = session.scalar(select(AlertOptOut.id).where(AlertOptOut.account_id == account_id,
+                                                                AlertOptOut.recipient == recipient,
+                                                                AlertOptOut.topic == topic))
+            if exists is None:
+                session.add(AlertOptOut(account_id=account_id, recipient=recipient, topic=topic, created_at=now))
+                session.flush()
+    except IntegrityError:  # a concurrent request (the button and the mail provider's one-click) recorded it first
+        pass
     return True
 
 

@@ -33,11 +33,11 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 class LiveServer:
-    def __init__(self, database_url: str):
+    def __init__(self, database_url: str, **settings):
         holder = {}
         self.server = make_server("127.0.0.1", 0, lambda environ, start: holder["app"](environ, start), threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.app = holder["app"] = make_app(database_url, BASE_URL=self.url, ENV="development")
+        self.app = holder["app"] = make_app(database_url, BASE_URL=self.url, ENV="development", **settings)
         self.stopping = threading.Event()
         self.threads = [
             threading.Thread(target=self.server.serve_forever, daemon=True),

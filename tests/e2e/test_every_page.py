@@ -1,13 +1,15 @@
 """Every page a signed-in owner reaches, and the public ones, in a real browser at phone width
 (390 × 844), on a desktop (1280 × 800) and for a few pages a tablet (768 × 1024), in English and
-Japanese. Each page must not scroll sideways (the document is no wider than the viewport) and
-axe-core (vendored, injected by the test only) must find no serious or critical violation. A
-full-page screenshot of each lands in test-artifacts/screenshots/<page>-<lang>-<width>.png.
+Japanese. Each page must not scroll sideways (the document is no wider than the viewport), use
+no id twice, log no script error or CSP violation to the console, and axe-core (vendored,
+injected by the test only) must find no serious or critical violation. A full-page screenshot
+of each lands in test-artifacts/screenshots/<page>-<lang>-<width>.png.
 
 One browser context per language and width visits every page in turn (one sign-in each), so the
 file runs in a few minutes; the failures of all pages are listed together."""
 
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,9 @@ from bs4 import BeautifulSoup
 from sqlalchemy import select
 
 from portal.accounts.models import Membership
-from portal.alerts.models import AlertAddress
 from portal.clock import system_now
-from tests.e2e.conftest import SCREENSHOTS, LiveServer
+from tests.e2e.conftest import SCREENSHOTS, LiveServer, _without_aborted_requests
+from portal.mail import DevMail
 from tests.helpers import PASSWORD, PageClient, db_session, deliver_outbox, make_user
 
 pytestmark = pytest.mark.xdist_group("every-page")  # one process: the portal and its data are built once
@@ -38,6 +40,12 @@ PUBLIC = [
     ("signup-errors", "signup-errors"),
     ("forgot-password", "/password/forgot"),
     ("reset-link-invalid", "/reset-password/not-a-real-token"),
+    ("reset-sent", "reset-sent"),
+    ("reset-form", "/reset-password/{reset_token}"),
+    ("reset-errors", "reset-errors"),
+    ("invitation-new", "/invitations/{invitation_new}"),
+    ("invitation-new-errors", "invitation-new-errors"),
+    ("invitation-sign-in", "/invitations/{invitation_existing}"),
     ("api-docs", "/api/docs"),
     ("not-found", "/no-such-page"),
     ("form-expired", "form-expired"),
@@ -79,6 +87,8 @@ SIGNED_IN = [
     ("alerts-errors", "alerts-errors"),
     ("alerts-history", "/alerts/history"),
     ("alert-address-confirm", "/alerts/confirm/{alert_token}"),
+    ("invitation-signed-in", "/invitations/{invitation_existing}"),
+    ("too-many-requests", "/usage.csv"),  # the fixture used up the owner's exports: the 429 page
     ("phone-code", "phone-code"),  # last: it starts a change of the owner's number
 ]
 
@@ -107,11 +117,17 @@ def _hidden_fields(html: str, action: str) -> dict:
 def portal(database_url):
     """One portal for the whole file, with an owner whose account has something on every page:
     a paid purchase and its receipt, a pending one, credentials, a developer and an invitation,
-    test messages in the inbox and lines in the statement."""
-    with LiveServer(database_url) as server:
+    test messages in the inbox and lines in the statement; the links of an invitation to a new
+    person, of one to a person who has a login, of a password reset and of an alert address.
+    Rate limits are on, generous for signing in (each language and width signs in) and down
+    to one export a day, which the fixture uses, so /usage.csv shows the 429 page."""
+    limits = {"RATELIMIT_ENABLED": True, "LOGIN_RATE_LIMIT": "1000 per minute", "SIGNUP_RATE_LIMIT": "1000 per minute",
+              "USAGE_EXPORT_RATE_LIMIT": "1 per day"}
+    with LiveServer(database_url, **limits) as server:
         app = server.app
         make_user(app, "owner@example.com", name="Olivia Owner", phone="+819012345678")
         developer = make_user(app, "dev@example.com", name="Daisuke Developer")
+        make_user(app, "kenji@example.com", name="Kenji Existing")
         client = PageClient(app.test_client(), app)
         client.login("owner@example.com")
         with db_session(app) as session:
@@ -122,6 +138,9 @@ def portal(database_url):
             membership_id = session.scalars(select(Membership.id).where(Membership.user_id == developer.id,
                                                                       Membership.account_id == account_id)).one()
         client.post("/team/invitations", {"email": "finance@example.com", "role": "billing"}, status=302)
+        client.post("/team/invitations", {"email": "kenji@example.com", "role": "developer"}, status=302)
+        client.get("/usage.csv", status=200)  # the day's one export
+        PageClient(app.test_client(), app).post("/password/forgot", {"email": "owner@example.com"}, status=200)
         client.post("/billing/profile", {"legal_name": "Example KK", "postal_code": "150-0001",
                                          "address": "1-2-3 Jingumae, Shibuya-ku, Tokyo", "billing_email": "finance@example.com",
                                          "tax_residency": "JP", "registration_number": ""}, status=302)
@@ -150,11 +169,30 @@ def portal(database_url):
                                          "expiry_warnings": "y", "run_out": "y", "run_out_days": "7"}, status=200)  # its secret shown
         client.post("/alerts/test", {}, status=303)  # refused by the closed port: a failing row in the history
         client.post("/alerts/addresses", {"address": "ops@example.com"}, status=303)
-        with db_session(app) as session:
-            ids["alert_token"] = session.scalars(select(AlertAddress.token)).one()
+        deliver_outbox(app)
+        for key, to, path in (("alert_token", "ops@example.com", "/alerts/confirm/"),
+                              ("invitation_new", "finance@example.com", "/invitations/"),
+                              ("invitation_existing", "kenji@example.com", "/invitations/"),
+                              ("reset_token", "owner@example.com", "/reset-password/")):
+            ids[key] = _link_token(app, to, path)
         _invoice_billing(app, account_id)
         server.ids = ids
         yield server
+
+
+def _link_token(app, to: str, path: str) -> str:
+    """The token of the link to `path` in the last mail to `to` (the worker thread may still be
+    sending it)."""
+    for _attempt in range(100):
+        with db_session(app) as session:
+            bodies = session.scalars(select(DevMail.text_body).where(DevMail.recipient == to)
+                                     .order_by(DevMail.id.desc())).all()
+        found = next((m.group(1) for body in bodies if (m := re.search(re.escape(path) + r"([\w.-]+)", body))), None)
+        if found:
+            return found
+        deliver_outbox(app)
+        time.sleep(0.1)
+    raise AssertionError(f"no mail to {to} with a link to {path}")
 
 
 def _invoice_billing(app, account_id: int) -> None:
@@ -214,6 +252,19 @@ def _visit(page, name: str, path: str, ids: dict, lang: str):
     elif name == "usage-detail":  # the dashboard's test SMS, opened from the usage history
         page.goto("/usage")
         page.locator("[data-testid=usage-rows] tbody tr a").first.click()
+    elif name == "reset-sent":  # an address without a login: the same page, and no link dies
+        page.goto("/password/forgot")
+        page.locator("input[name=email]").fill("nobody@example.com")
+        page.locator("main form button[type=submit]").click()
+    elif name == "reset-errors":  # a password too short: named on the form, the link still good
+        page.goto(f"/reset-password/{ids['reset_token']}")
+        page.locator("input[name=password]").fill("short")
+        page.locator("main form button[type=submit]").click()
+    elif name == "invitation-new-errors":
+        page.goto(f"/invitations/{ids['invitation_new']}")
+        page.locator("input[name=name]").fill("Fumiko Finance")
+        page.locator("input[name=password]").fill("short")
+        page.locator("main form button[type=submit]").click()
     elif name == "alerts-errors":
         page.goto("/alerts")
         page.locator("input[name=threshold_1]").fill("a lot")
@@ -223,8 +274,20 @@ def _visit(page, name: str, path: str, ids: dict, lang: str):
     page.wait_for_load_state("load")
 
 
-def _check(page, name: str, lang: str, width: int) -> list[str]:
+DUPLICATE_IDS = """() => {
+  const ids = [...document.querySelectorAll('[id]')].map(e => e.id);
+  return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
+}"""
+ERROR_STATUS = "Failed to load resource: the server responded with a status of"  # the error pages' own status
+
+
+def _check(page, name: str, lang: str, width: int, console: list[str]) -> list[str]:
     problems = []
+    if duplicates := page.evaluate(DUPLICATE_IDS):
+        problems.append(f"{name}: ids used twice: {duplicates}")
+    problems += [f"{name}: console: {error}" for error in _without_aborted_requests(console)
+                 if not error.startswith(ERROR_STATUS)]
+    console.clear()
     scroll_width, wide = page.evaluate(OVERFLOW)
     if scroll_width > width:
         problems.append(f"{name}: {scroll_width} px wide at {width} px ({', '.join(wide)})")
@@ -262,6 +325,9 @@ def test_every_page_fits_the_screen_and_passes_axe(browser, portal, lang, width)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(locale=LOCALES[lang], base_url=portal.url, viewport=SIZES[width])
     page = context.new_page()
+    console = []  # script errors and CSP violations, per page
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: console.append(str(error)))
     problems = []
     try:
         for signed_in, pages in ((False, PUBLIC), (True, SIGNED_IN)):
@@ -275,7 +341,7 @@ def test_every_page_fits_the_screen_and_passes_axe(browser, portal, lang, width)
                     continue
                 _visit(page, name, path, portal.ids, lang)
                 assert page.locator("html").get_attribute("lang") == lang, f"{name} is not in {lang}"
-                problems += _check(page, name, lang, width)
+                problems += _check(page, name, lang, width, console)
     finally:
         context.close()
     assert not problems, f"{len(problems)} problems at {width} px in {lang}:\n" + "\n".join(problems)

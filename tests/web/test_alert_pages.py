@@ -4,8 +4,10 @@ test to a webhook on a local server and watch its result in place, and read the 
 was sent. Developers are refused, another account's settings and notices are never shown, every
 mistake is named with the input kept, and every form needs its CSRF token."""
 
+import hashlib
 import json
 import re
+
 import pytest
 from bs4 import BeautifulSoup
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from portal.accounts.models import Membership
 from portal.alerts.models import AlertAddress, Notice
 from portal.ledger import service as ledger
 from portal.mail import DevMail
+from portal.outbox import OutboxMessage
 from tests.api.conftest import fund
 from tests.helpers import PageClient, db_session, deliver_outbox, make_user
 from tests.hooks import HookServer, signed_by
@@ -199,6 +202,32 @@ def test_an_extra_address_receives_a_link_and_nothing_else_until_it_confirms(app
     visitor.get("/alerts/confirm/not-a-token", status=410)
 
 
+def test_the_database_holds_only_the_hash_of_the_confirmation_token(app):
+    """Neither the address's row nor the outbox (before or after the mail leaves) holds the
+    link's token: the worker issues it as it sends the mail and stores its SHA-256."""
+    owner, _ = signed_in(app)
+    owner.post("/alerts/addresses", {"address": "ops@example.com"}, status=303)
+    with db_session(app) as session:
+        before = session.scalars(select(AlertAddress.token_hash)).one()
+        queued = session.scalars(select(OutboxMessage.payload)).all()
+    assert not any("/alerts/confirm/" in payload and "{token}" not in payload for payload in queued)
+    deliver_outbox(app)
+    with db_session(app) as session:
+        (mail,) = session.scalars(select(DevMail).where(DevMail.recipient == "ops@example.com")).all()
+        row = session.scalars(select(AlertAddress)).one()
+        sent = session.scalars(select(OutboxMessage.payload)).all()
+    token = re.search(r"/alerts/confirm/(\S+)", mail.text_body).group(1)
+    assert len(token) >= 43 and row.token_hash == hashlib.sha256(token.encode()).hexdigest() != before
+    assert token not in json.dumps([getattr(row, column) for column in AlertAddress.__table__.columns.keys()],
+                                   default=str)
+    assert not any(token in payload for payload in sent)
+    visitor = PageClient(app.test_client(), app)
+    visitor.get(f"/alerts/confirm/{row.token_hash}", status=410)  # the stored hash is no link
+    visitor.get(f"/alerts/confirm/{token}", status=200)
+    visitor.post(f"/alerts/confirm/{token}", status=200)
+    assert "ops@example.com — confirmed" in owner.text("/alerts")
+
+
 def test_a_wrong_or_repeated_address_is_named_and_kept(app):
     owner, _ = signed_in(app)
     page = BeautifulSoup(owner.post("/alerts/addresses", {"address": "not an address"}, status=422)
@@ -378,7 +407,9 @@ def test_every_alert_form_needs_its_csrf_token(app, path):
 def test_the_confirmation_needs_its_csrf_token(app):
     owner, _ = signed_in(app)
     owner.post("/alerts/addresses", {"address": "ops@example.com"}, status=303)
+    deliver_outbox(app)
     with db_session(app) as session:
-        token = session.scalars(select(AlertAddress.token)).one()
-    PageClient(app.test_client(), app).post(f"/alerts/confirm/{token}", {}, csrf=False, status=400)
+        (mail,) = session.scalars(select(DevMail).where(DevMail.recipient == "ops@example.com")).all()
+    link = re.search(r"https://portal\.chotto\.test(/alerts/confirm/\S+)", mail.text_body).group(1)
+    PageClient(app.test_client(), app).post(link, {}, csrf=False, status=400)
     assert "waiting for confirmation" in owner.text("/alerts")

@@ -201,6 +201,11 @@ def test_the_redaction_filter_scrubs_link_tokens_from_access_logs():
     record = logging.LogRecord("werkzeug", logging.INFO, "", 0, '"GET /verify-email/%s HTTP/1.1" 302', ("A" * 43,), None)
     _RedactSecrets().filter(record)
     assert "A" * 43 not in record.getMessage() and "/verify-email/[redacted]" in record.getMessage()
+    for path in ("alerts/confirm", "alerts/unsubscribe"):
+        token = "1.expiry.0123456789abcdef0123456789abcdef.6f776e6572" if path == "alerts/unsubscribe" else "B" * 43
+        record = logging.LogRecord("werkzeug", logging.INFO, "", 0, '"POST /%s/%s HTTP/1.1" 200', (path, token), None)
+        _RedactSecrets().filter(record)
+        assert token not in record.getMessage() and f"/{path}/[redacted]" in record.getMessage()
 
 
 def test_log_in_is_rate_limited_per_ip_with_retry_after(app_with):
