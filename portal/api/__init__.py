@@ -7,7 +7,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import fields as fields_of
-from functools import wraps
+from functools import partial, wraps
 from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -54,13 +54,10 @@ def _shown(username: str) -> str:
     return username if re.fullmatch(r"[0-9a-f]{32}", username) else "(not a SID)"
 
 
-def authenticated(view, counted: Callable[[credentials.Principal], list[buckets.Bucket]] | None = None):
+def authenticated(view, *, lock_account: bool = False):
     """Basic auth only: cookies are ignored here, and a token in the URL is refused outright.
-    With `counted`, the request then takes one token from each bucket it names for the caller
-    (one in-process or Redis operation) and is refused with 429 and Retry-After when any of
-    them is empty: before anything is written (the credential's last use is noted only after)
-    and before the account's lock is waited for or taken (the paid request's unit of work
-    takes it), so a flood of throttled requests never queues on the account's row."""
+    With `lock_account` the credential's account is locked for the request's unit of work by
+    the same statement (a paid request locks it first thing anyway)."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
@@ -71,23 +68,17 @@ def authenticated(view, counted: Callable[[credentials.Principal], list[buckets.
         auth = request.authorization
         if auth is None or auth.type != "basic" or not auth.username or not auth.password:
             return _unauthorized("Authentication credentials were not provided.")
-        db.skip_pool_ping()  # identify's statement retries on a dead connection instead
-        ip, now = request.remote_addr or "", clock.now()
+        db.skip_pool_ping()  # authenticate's statement retries on a dead connection instead
         try:
-            found = credentials.identify(session=db.session(), sid=auth.username, token=auth.password, ip=ip, now=now)
+            g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
+                                                   ip=request.remote_addr or "", now=clock.now(),
+                                                   lock_account=lock_account)
         except credentials.Unauthenticated:
             log.info("api: authentication failed for sid=%s", _shown(auth.username))
             return _unauthorized()
         except credentials.NotFromHere:
             log.info("api: sid=%s refused from %s (IP allow-list)", _shown(auth.username), request.remote_addr)
             return _json({"detail": "This credential may not be used from this address."}, 403)
-        g.principal = found.principal
-        if counted is not None and current_app.config["RATELIMIT_ENABLED"]:
-            wait = current_app.extensions["portal.buckets"].take(counted(found.principal))
-            if wait:
-                return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
-        if found.use_due:
-            credentials.note_use(session=db.session(), credential_id=found.principal.credential_id, ip=ip, now=now)
         return view(*args, **kwargs)
 
     return guarded
@@ -122,9 +113,27 @@ def _buckets(state) -> None:
     state.app.extensions["portal.buckets"] = buckets.for_url(state.app.config["REDIS_URL"])
 
 
-def sending(view):
+def _limited(view, counted: Callable[[credentials.Principal], list[buckets.Bucket]]):
+    """`view` after one token from each bucket `counted` names for the caller (one in-process
+    or Redis operation); 429 with Retry-After when any of them is empty."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        if current_app.config["RATELIMIT_ENABLED"]:
+            wait = current_app.extensions["portal.buckets"].take(counted(g.principal))
+            if wait:
+                return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def sending(view=None, *, pays: bool = True):
     """A request that sends: authenticated, rate limited per credential and route and per
-    account across every sending route, and answered in the API's error shapes."""
+    account across every sending route, and answered in the API's error shapes. One that
+    `pays` has its account locked by the authentication's statement."""
+    if view is None:
+        return partial(sending, pays=pays)
     route_name = view.__name__
 
     def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
@@ -132,7 +141,7 @@ def sending(view):
         return (buckets.buckets(f"send:{route_name}:{principal.sid}", config["API_SEND_RATE_LIMIT"])
                 + buckets.buckets(f"account:{principal.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
 
-    return authenticated(view, counted)
+    return authenticated(_limited(view, counted), lock_account=pays)
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
@@ -218,7 +227,7 @@ def reader(view):
     def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
         return buckets.buckets(f"read:{principal.sid}", current_app.config["API_READ_RATE_LIMIT"])
 
-    return authenticated(guarded, counted)
+    return authenticated(_limited(guarded, counted))
 
 
 def route(rule: str, **options):
@@ -298,7 +307,7 @@ def _code_key() -> bytes:
 
 
 @route("/otp/register-website/", methods=["POST"])
-@sending
+@sending(pays=False)
 def register_website():
     now = clock.now()
     return answer(lambda: _json(wire.otp_registered(otp.register_site_by_api(
@@ -317,7 +326,7 @@ def request_otp():
 
 
 @route("/otp/verify/", methods=["POST"])
-@sending
+@sending(pays=False)
 def verify_otp():
     now = clock.now()
     return answer(lambda: _json(wire.otp_verified(otp.verify_code(

@@ -323,23 +323,13 @@ _AUTHENTICATE = (  # Core, not ORM: this runs on every API request
 _AUTHENTICATE_AND_LOCK = ledger_steps.locking(_AUTHENTICATE)
 
 
-@dataclass(frozen=True)
-class Identified:
-    """A credential that authenticated, and whether its use is due to be noted (none noted in
-    the last minute): the API notes it (`note_use`) only once the request passed its rate limit."""
-
-    principal: Principal
-    use_due: bool
-
-
-def identify(*, session: Session, sid: str, token: str, ip: str, now: datetime,
-             lock_account: bool = False) -> Identified:
+def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime,
+                 lock_account: bool = False) -> Principal:
     """The request's leading read (`db.leading_read`: on PostgreSQL the request's unit of work
-    continues its transaction; on SQLite it never waits for the write lock); it writes nothing.
-    With `lock_account`, on PostgreSQL, the same statement locks the credential's account for
-    the request's unit of work (`ledger.steps.locked_ahead`), which then needs no statement of
-    its own to lock it. The API does not use it: a request must pass its rate limit before it
-    may wait for, or take, the account's lock."""
+    continues its transaction; on SQLite it never waits for the write lock); the first request
+    in a minute also notes the use in a short write unit of its own. With `lock_account`, on
+    PostgreSQL, the same statement locks the credential's account for the request's unit of
+    work (`ledger.steps.locked_ahead`), which then needs no statement of its own to lock it."""
     if not tokens.well_formed(token) or len(sid) != 32:
         raise Unauthenticated()
     locking = lock_account and session.get_bind().dialect.name == "postgresql"
@@ -352,24 +342,11 @@ def identify(*, session: Session, sid: str, token: str, ip: str, now: datetime,
         ledger_steps.locked_ahead(session, row.account_id, rows)
     if row.allowed_networks and not _allowed(ip, row.allowed_networks):
         raise NotFromHere()
-    principal = Principal(row.id, row.sid, row.account_id, row.mode,
-                          frozenset(Scope(s) for s in row.scopes.split(",") if s), row.monthly_cap,
-                          tuple(c for c in (row.allowed_countries or "JP").split(",") if c), bool(row.has_purchased))
-    return Identified(principal, row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY)
-
-
-def authenticate(*, session: Session, sid: str, token: str, ip: str, now: datetime,
-                 lock_account: bool = False) -> Principal:
-    """`identify`, then the first use in a minute noted in a short write unit of its own."""
-    found = identify(session=session, sid=sid, token=token, ip=ip, now=now, lock_account=lock_account)
-    if found.use_due:
-        note_use(session=session, credential_id=found.principal.credential_id, ip=ip, now=now)
-    return found.principal
-
-
-def note_use(*, session: Session, credential_id: int, ip: str, now: datetime) -> None:
-    """`last_used_at` and the address, at most once a minute per credential."""
-    _note_use(session, credential_id, ip, now)
+    if row.last_used_at is None or row.last_used_at <= now - LAST_USED_EVERY:
+        _note_use(session, row.id, ip, now)
+    return Principal(row.id, row.sid, row.account_id, row.mode, frozenset(Scope(s) for s in row.scopes.split(",") if s),
+                     row.monthly_cap, tuple(c for c in (row.allowed_countries or "JP").split(",") if c),
+                     bool(row.has_purchased))
 
 
 def _note_use(session: Session, credential_id: int, ip: str, now: datetime) -> None:

@@ -2,16 +2,13 @@
 every GET route, sends per account across both send routes, and every 429 says how long to
 wait in whole seconds, at least 1 (also in a window's last moment, and on web pages)."""
 
-import re
 import time
 
-import psycopg
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 
-from portal import buckets, config
+from portal import config
 from portal.accounts.models import Membership
-from portal.credentials.models import Credential
 from tests.api.conftest import fund, new_key
 from tests.api.test_sms import SMS
 from tests.conftest import _empty_tables, make_app
@@ -104,72 +101,3 @@ def test_a_429_without_retry_after_gets_one_second(app):
     assert whole_retry_after(Response(status=429, headers={"Retry-After": "0"})).headers["Retry-After"] == "1"
     assert whole_retry_after(Response(status=429, headers={"Retry-After": "42"})).headers["Retry-After"] == "42"
     assert "Retry-After" not in whole_retry_after(Response(status=200)).headers
-
-
-# -- a throttled request costs no write and never waits for the account's lock -------------------
-
-WRITING = re.compile(r"^\s*(?:INSERT|UPDATE|DELETE|BEGIN IMMEDIATE)\b|\bFOR UPDATE\b|\bledger_lock\(", re.IGNORECASE)
-
-
-def _statements_during(app, request) -> tuple[object, list[str]]:
-    engine = app.extensions["portal.engine"]
-    seen = []
-
-    def watch(connection, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", watch)
-    try:
-        return request(), seen
-    finally:
-        event.remove(engine, "before_cursor_execute", watch)
-
-
-@pytest.mark.parametrize("limited", [{"API_ACCOUNT_RATE_LIMIT": "1 per hour"}], indirect=True)
-def test_a_throttled_send_writes_nothing_and_takes_no_lock(limited, clock):
-    """Also the credential's last use, due again two minutes later, is not noted by a refused request."""
-    [key] = keys_of(limited, count=1)
-    api = limited.test_client()
-    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
-    clock.advance(minutes=2)
-    for path, body in (("/sms/messages/", SMS), ("/voice/simple/playbacks/", CALL), ("/otp/verify/", {})):
-        throttled, statements = _statements_during(limited, lambda: api.post(path, data=body, headers=key.headers))
-        assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
-        assert statements and not [s for s in statements if WRITING.search(s)], statements
-    with db_session(limited) as session:
-        used = session.scalars(select(Credential.last_used_at).where(Credential.sid == key.sid)).one()
-    assert used < clock()  # noted by the first send only
-
-
-@pytest.mark.postgresql
-@pytest.mark.parametrize("limited", [{"API_ACCOUNT_RATE_LIMIT": "1 per hour"}], indirect=True)
-def test_a_throttled_send_answers_429_while_another_transaction_holds_the_accounts_lock(limited):
-    """The account's credit row is locked by another transaction; the app's connections give up
-    waiting for any lock after 200 ms. The over-limit request answers 429 (it never asks for
-    the lock); the control, the same request with the buckets emptied, does ask for it and
-    fails on the lock timeout, so the setting has teeth."""
-    [key] = keys_of(limited, count=1)
-    api = limited.test_client()
-    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
-    engine = limited.extensions["portal.engine"]
-    engine.dispose()
-
-    def short_lock_timeout(connection, record):
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '200ms'")
-        connection.commit()
-
-    event.listen(engine, "connect", short_lock_timeout)
-    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(url) as other:
-        other.execute("SELECT 1 FROM credit_states WHERE account_id = %s FOR UPDATE", [key.account_id])
-        throttled = api.post("/sms/messages/", data=SMS, headers=key.headers)
-        assert throttled.status_code == 429, throttled.text
-        assert throttled.json == {"detail": "Request was throttled. Try again later."}
-        limited.extensions["portal.buckets"] = buckets.InProcess()  # the control: a request within its limit
-        waited = api.post("/sms/messages/", data=SMS, headers=key.headers)
-        assert waited.status_code == 503, waited.text  # lock_timeout: it asked for the lock, and gave up
-        other.rollback()
-    limited.extensions["portal.buckets"] = buckets.InProcess()  # the control took the new bucket's token
-    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
-    event.remove(engine, "connect", short_lock_timeout)
