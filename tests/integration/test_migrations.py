@@ -6,7 +6,7 @@ from sqlalchemy import create_engine
 from portal.migrate import alembic_config
 from portal.models import metadata
 
-HEAD = "0015"
+HEAD = "0017"
 
 
 def test_the_migration_head_is_pinned():
