@@ -65,6 +65,7 @@ class IntentStatus(StrEnum):
 EVENT_SEEN = "webhook_events_event_id_key"  # webhook_events.event_id is UNIQUE without a name: PostgreSQL's name
 RENDITION_STORED = "uq_invoice_rendition"
 OPEN_PURCHASE_EXISTS = "uq_open_purchase_per_quote"
+INTENT_RECORDED = "uq_purchase_intent"
 
 
 class BillingProfile(SQLModel, table=True):
@@ -137,7 +138,7 @@ class PurchaseIntent(SQLModel, table=True):
     opens a second checkout (service.start_purchase)."""
 
     __tablename__ = "purchase_intents"
-    __table_args__ = (UniqueConstraint("account_id", "token", name="uq_purchase_intent"),)
+    __table_args__ = (UniqueConstraint("account_id", "token", name=INTENT_RECORDED),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))

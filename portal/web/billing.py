@@ -16,7 +16,7 @@ from portal.accounts.models import Language, Role
 from portal import documents
 from portal.billing import invoices, rules, service
 from portal.billing.models import GatewayName, PurchaseStatus
-from portal.postpay import invoices as postpay_invoices
+from portal.postpay import documents as postpay_documents
 from portal.clock import JST
 from portal.formats import csv_cell
 from portal.ledger.rules import purchase_expiry
@@ -138,7 +138,8 @@ def confirm():
         flash(_("Before your first purchase, tell us who the receipts are for."), "info")
         return redirect(url_for("billing.profile", next=request.full_path))
     response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
-                                         form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen))))
+                                         form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen),
+                                                      intent=service.new_intent())))
     if current_app.extensions["portal.gateway"].name == GatewayName.STRIPE:
         security.allow_form_action(response, STRIPE_CHECKOUT)
     return response
@@ -164,13 +165,22 @@ def pay():
             user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(),
             language=str(get_locale() or Language.JA),
             line_items=documents.checkout_lines, base_url=current_app.config["BASE_URL"], now=clock.now(),
+            intent=form.intent.data,
         )
+    except service.IntentUsed as used:
+        if used.purchase.status in (PurchaseStatus.PAID, PurchaseStatus.AWAITING):
+            flash(_("You already confirmed this purchase, so no second payment was started. Its status is shown "
+                    "here."), "info")
+            return redirect(url_for("billing.purchase", public_id=used.purchase.public_id), 303)
+        flash(_("This confirmation page is out of date, so no payment was started. Check the amount and confirm "
+                "again."), "info")
+        return redirect(url_for("billing.confirm", amount=quote.amount_yen), 303)
     except service.NoBillingProfile:
         return redirect(url_for("billing.profile", next=url_for("billing.confirm", amount=quote.amount_yen)))
     except service.GatewayUnavailable as failed:
         flash(_("The payment service did not answer. Nothing was charged; please try again in a moment."), "error")
         return redirect(url_for("billing.purchase", public_id=str(failed)))
-    if purchase.checkout_url is None:  # confirmed again while the first confirmation opens its checkout
+    if purchase.checkout_url is None or purchase.status != PurchaseStatus.OPEN:  # still opening, or replaced meanwhile
         return redirect(url_for("billing.purchase", public_id=purchase.public_id), 303)
     return redirect(purchase.checkout_url, 303)
 
@@ -240,11 +250,9 @@ def _search() -> tuple[invoices.Search, dict[str, str]]:
 @role_required(*BUYERS)
 def invoice_list():
     search, errors = _search()
-    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    rows = postpay_documents.issued(db.session(), account_id=_account_id(), search=search)
     filtered = any(request.args.get(name) for name in ("from", "to", "q", "min", "max"))
-    monthly = postpay_invoices.invoices_of(session=db.session(), account_id=_account_id())
-    return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args,
-                       postpay_invoices=monthly)
+    return render_page("billing/invoices.html", documents=rows, errors=errors, filtered=filtered, args=request.args)
 
 
 @bp.get("/billing/invoices.csv")
@@ -253,20 +261,23 @@ def invoice_export():
     search, errors = _search()
     if errors:
         abort(400)
-    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    rows = postpay_documents.issued(db.session(), account_id=_account_id(), search=search)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([_("Number"), _("Document"), _("Issued (Japan time)"), _("Transaction date (Japan time)"),
                      _("Recipient"), _("Recipient's registration number"), _("Amount excluding tax (yen)"),
                      _("Tax rate (%)"), _("Tax (yen)"), _("Total (yen)"), _("Re-issue of"),
                      _("Issuer's registration number")])
-    kinds = {"invoice": _("Receipt (qualified invoice)")}
-    for invoice, replaces in rows:
+    kinds = {postpay_documents.RECEIPT: _("Receipt (qualified invoice)"), postpay_documents.RETURN: _("Return invoice"),
+             postpay_documents.MONTHLY: _("Monthly invoice (qualified invoice)")}
+    for document in rows:
+        issued = (document.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S") if document.issued_at
+                  else document.issued_on.isoformat())
         writer.writerow([csv_cell(value) if isinstance(value, str) else value for value in [
-            invoice.number, kinds.get(invoice.kind, _("Return invoice")), invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
-            invoice.transaction_date.astimezone(JST).strftime("%Y-%m-%d"), invoice.recipient_name,
-            invoice.recipient_registration_number or "", invoice.amount_yen, invoice.tax_rate, invoice.tax_yen,
-            invoice.total_yen, replaces or "", invoice.issuer_registration_number,
+            document.number, kinds[document.kind], issued, document.transaction_date.isoformat(),
+            document.recipient_name, document.recipient_registration_number or "", document.amount_yen,
+            document.tax_rate, document.tax_yen, document.total_yen, document.replaces or "",
+            document.issuer_registration_number,
         ]])
     response = make_response("\ufeff" + out.getvalue())  # a BOM, so spreadsheet software reads UTF-8
     response.headers["Content-Type"] = "text/csv; charset=utf-8"

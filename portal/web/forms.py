@@ -176,6 +176,7 @@ class AmountForm(Form):
 class PayForm(Form):
     amount = HiddenField(validators=[InputRequired()])
     total = HiddenField(validators=[InputRequired()])  # what the customer confirmed
+    intent = HiddenField(validators=[InputRequired(), Length(max=64)])  # the form's one-time token
 
 
 class CredentialForm(Form):

@@ -21,11 +21,15 @@ class CountingGateway:
     """Wraps the portal's gateway and counts the checkouts asked of it."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.calls = inner, inner.name, []
+        self.inner, self.name, self.calls, self.expired = inner, inner.name, [], []
 
     def create_checkout(self, request, *, idempotency_key):
         self.calls.append(request.purchase_ref)
         return self.inner.create_checkout(request, idempotency_key=idempotency_key)
+
+    def expire_checkout(self, session_id):
+        self.expired.append(session_id)
+        return self.inner.expire_checkout(session_id)
 
 
 def customer(app, email="owner@example.com"):
@@ -72,6 +76,7 @@ def test_an_open_purchase_older_than_an_hour_or_addressed_otherwise_is_replaced(
     assert purchases(app) == [(first.public_id, 1000, "expired"), (second.public_id, 1000, "expired"),
                               (third.public_id, 1000, "open")]
     assert third.recipient_name == "New KK" and len(gateway.calls) == 3
+    assert gateway.expired == [first.checkout_session_id, second.checkout_session_id]  # nobody can pay those now
 
 
 def test_an_open_purchase_whose_checkout_is_being_opened_is_returned_and_one_left_without_is_replaced(app, clock):
@@ -94,7 +99,8 @@ def test_clients_confirming_the_same_quote_at_once_share_one_open_purchase(app):
         client = PageClient(app.test_client(), app)
         client.login(user.email)
         clients.append(client)
-    fields = [{"amount": "1000", "total": "1100", "csrf_token": client.csrf_token()} for client in clients]
+    fields = [{"amount": "1000", "total": "1100", "intent": f"tab-{index}", "csrf_token": client.csrf_token()}
+              for index, client in enumerate(clients)]
     ready = threading.Barrier(CLIENTS)
 
     def confirm(index):
