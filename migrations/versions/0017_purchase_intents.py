@@ -1,13 +1,14 @@
 """billing: a purchase form's one-time token (purchase_intents), so a stale or re-submitted
-confirmation never opens a second checkout; usage: an index of refunded messages, so the
-monthly statement finds the refunds booked in a month without reading the month's messages
+confirmation never opens a second checkout; usage: an index of refunded messages and one of calls
+by their end, so the monthly statement finds the refunds booked and the calls ended in a month
+without reading the month's messages
 
 Revision ID: 0017
 Revises: 0015
 Create Date: 2026-12-01 22:30:00
 
-Only an index is added to sms_messages (no batch_alter_table), so migration 0013's usage
-triggers on SQLite stay in place.
+Only indexes are added to sms_messages and voice_calls (no batch_alter_table), so migration
+0013's usage triggers on SQLite stay in place.
 """
 
 from alembic import op
@@ -35,8 +36,10 @@ def upgrade() -> None:
     op.create_index('ix_sms_messages_refunded', 'sms_messages', ['account_id', 'refunded_at'], unique=False,
                     sqlite_where=sa.text('refunded_at IS NOT NULL'),
                     postgresql_where=sa.text('refunded_at IS NOT NULL'))
+    op.create_index('ix_voice_calls_ended', 'voice_calls', ['account_id', 'ended_at'], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_voice_calls_ended', table_name='voice_calls')
     op.drop_index('ix_sms_messages_refunded', table_name='sms_messages')
     op.drop_table('purchase_intents')

@@ -119,6 +119,7 @@ class Call(SQLModel, table=True):
         CheckConstraint("cost >= 0", name="call_cost"),
         CheckConstraint("product IN ('voice', 'otp_call')", name="call_product"),
         Index("ix_voice_calls_account_time", "account_id", "created_at", "id"),
+        Index("ix_voice_calls_ended", "account_id", "ended_at"),  # usage.statement: the calls that ended in a month
     )
 
     id: int | None = Field(default=None, primary_key=True)
