@@ -116,3 +116,30 @@ def test_clients_confirming_the_same_quote_at_once_share_one_open_purchase(app):
     checkout = {location for _, location in outcomes if "/sandbox/checkout/" in location}
     waiting = {location for _, location in outcomes if "/sandbox/checkout/" not in location}
     assert len(checkout) == 1 and waiting <= {f"/credit/purchases/{public_id}"}
+
+
+def test_the_same_form_submitted_by_clients_at_once_opens_one_checkout(stripe_app, stripe):
+    """A double submit at the same moment (two clicks, a retrying proxy): one token, one checkout
+    at Stripe, and every answer leads to it or to the purchase's page."""
+    user, account_id = customer(stripe_app)
+    clients = []
+    for _ in range(CLIENTS):
+        client = PageClient(stripe_app.test_client(), stripe_app)
+        client.login(user.email)
+        clients.append(client)
+    fields = [{"amount": "1000", "total": "1100", "intent": "one-form", "csrf_token": client.csrf_token()}
+              for client in clients]
+    ready = threading.Barrier(CLIENTS)
+
+    def confirm(index):
+        ready.wait()
+        response = clients[index].client.post("/credit/buy/confirm", data=fields[index])
+        return response.status_code, response.headers.get("Location")
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        outcomes = list(pool.map(confirm, range(CLIENTS)))
+    [(public_id, _, status)] = purchases(stripe_app)
+    assert status == "open" and {code for code, _ in outcomes} == {303}
+    opened = [sent for sent in stripe.requests if (sent["method"], sent["path"]) == ("POST", "/v1/checkout/sessions")]
+    assert len(opened) == 1
+    assert {location for _, location in outcomes} <= {stripe.last_session()["url"], f"/credit/purchases/{public_id}"}
