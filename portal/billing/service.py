@@ -4,6 +4,7 @@ transaction that locks the account's credit row first (so deliveries of the same
 events, in any order and at the same time, are applied one after the other)."""
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,9 +94,23 @@ class IntentUsed(Exception):
         self.purchase = purchase
 
 
+INTENT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # new_intent() makes 32 of these
+
+
 def new_intent() -> str:
-    """A confirmation form's one-time token (start_purchase's `intent`)."""
+    """A purchase intent's one-time token (start_purchase's `intent`), made when the customer
+    picks an amount and carried in the confirmation screen's address and form."""
     return secrets.token_urlsafe(24)
+
+
+def valid_intent(intent: str | None) -> bool:
+    return bool(intent) and INTENT.fullmatch(intent) is not None
+
+
+def purchase_of_intent(session: Session, *, account_id: int, intent: str) -> Purchase | None:
+    """The purchase an intent led to, if it was confirmed already."""
+    with db.read(session):
+        return _purchase_of_intent(session, account_id=account_id, intent=intent)
 
 
 def start_purchase(

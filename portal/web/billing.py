@@ -105,8 +105,9 @@ def _amount_error(error: rules.AmountError | None) -> str:
 
 
 def _buy_page(form: AmountForm, status: int = 200):
+    form.intent.data = service.new_intent()  # each way to the confirmation screen is its own purchase intent
     return render_page("billing/buy.html", form=form, quick_picks=QUICK_PICKS, minimum=_minimum(),
-                       maximum=rules.MAX_PURCHASE_YEN), status
+                       maximum=rules.MAX_PURCHASE_YEN, intents={yen: service.new_intent() for yen in QUICK_PICKS}), status
 
 
 def _quote_or_error(form: AmountForm):
@@ -137,9 +138,17 @@ def confirm():
     if profile is None:
         flash(_("Before your first purchase, tell us who the receipts are for."), "info")
         return redirect(url_for("billing.profile", next=request.full_path))
+    intent = request.args.get("intent", "")  # kept in the address, so going back here is the same intent
+    earlier = service.purchase_of_intent(db.session(), account_id=_account_id(), intent=intent) if intent else None
+    if earlier is not None and earlier.status in (PurchaseStatus.PAID, PurchaseStatus.AWAITING):
+        flash(_("You already confirmed this purchase, so no second payment was started. Its status is shown "
+                "here."), "info")
+        return redirect(url_for("billing.purchase", public_id=earlier.public_id))
+    if not service.valid_intent(intent) or (earlier is not None and earlier.status != PurchaseStatus.OPEN):
+        intent = service.new_intent()  # none yet, or its purchase failed or was replaced: a new one
     response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
                                          form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen),
-                                                      intent=service.new_intent())))
+                                                      intent=intent)))
     if current_app.extensions["portal.gateway"].name == GatewayName.STRIPE:
         security.allow_form_action(response, STRIPE_CHECKOUT)
     return response
@@ -150,7 +159,7 @@ def confirm():
 @limiter.limit("20 per hour", key_func=lambda: f"pay:{current_user.id}")
 def pay():
     form = PayForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not service.valid_intent(form.intent.data):
         abort(400)
     quote, error = _quote_or_error(form)
     if error:
@@ -158,7 +167,7 @@ def pay():
         return redirect(url_for("billing.buy"))
     if str(quote.total_yen) != form.total.data:  # the tax residency changed since the confirmation screen
         flash(_("The total changed since you confirmed it. Please check the new total before paying."), "error")
-        return redirect(url_for("billing.confirm", amount=quote.amount_yen))
+        return redirect(url_for("billing.confirm", amount=quote.amount_yen, intent=form.intent.data))
     try:
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
@@ -206,6 +215,7 @@ def purchase(public_id: str):
         flash(_("You left the payment page. Nothing was charged; you can pay from here or start again."), "info")
     documents_of = invoices.invoices_of_purchase(db.session(), purchase_id=found.id)
     return render_page("billing/purchase.html", fragment="status", purchase=found, invoices=documents_of,
+                       retry_intent=service.new_intent(),
                        expires_at=purchase_expiry(found.paid_at) if found.paid_at else None,
                        sandbox=current_app.extensions["portal.gateway"].name == GatewayName.SANDBOX)
 

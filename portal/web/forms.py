@@ -171,6 +171,7 @@ class AmountForm(Form):
         csrf = False
 
     amount = StringField(_l("Amount of credit (yen, tax excluded)"), validators=[InputRequired()])
+    intent = HiddenField()  # the purchase's one-time token, carried into the confirmation screen's address
 
 
 class PayForm(Form):

@@ -274,7 +274,7 @@ def test_paying_is_refused_when_the_total_changed_after_the_confirmation_screen(
     assert (fields["amount"], fields["total"]) == ("1000", "1100") and len(fields["intent"]) >= 32
     client.post("/billing/profile", PROFILE | {"tax_residency": "overseas"}, status=302)  # another tab, meanwhile
     response = client.post("/credit/buy/confirm", fields, status=302)
-    assert response.headers["Location"] == "/credit/buy/confirm?amount=1000"
+    assert response.headers["Location"] == f"/credit/buy/confirm?amount=1000&intent={fields['intent']}"
     assert "The total changed since you confirmed it" in client.page("/credit/buy/confirm?amount=1000").get_text()
     with db_session(app) as session:
         assert session.scalars(select(Purchase)).all() == []

@@ -4,6 +4,7 @@ purchase's Checkout Session is expired at Stripe, and a payment that still reach
 credited once. Through the pages, with the recorded-object Stripe fake."""
 
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 from sqlalchemy import select
 
@@ -148,3 +149,29 @@ def test_a_replaced_checkout_that_stripe_could_not_expire_is_still_credited_if_p
     webhook(stripe_app, stripe, "checkout.session.completed", old_session, clock)
     assert purchases(stripe_app) == [(1000, "paid"), (1000, "open")]
     assert available(stripe_app, account_id) == 1000 * 1000
+
+
+def test_going_back_to_the_confirmation_screen_after_paying_shows_the_purchase_not_a_new_payment(stripe_app, stripe,
+                                                                                                  clock):
+    client, account_id = buyer(stripe_app)
+    buy = client.page("/credit/buy")
+    links = [link["href"] for link in buy.select(".quick-picks a")]
+    intents = {parse_qs(urlsplit(link).query)["intent"][0] for link in links}
+    intents.add(buy.select_one("form input[name=intent]")["value"])
+    assert len(intents) == len(links) + 1  # each way to the confirmation screen is its own intent
+    page = client.page(links[0])  # ¥1,000
+    fields = {name: page.select_one(f"input[name={name}]")["value"] for name in ("amount", "total", "intent")}
+    assert fields["intent"] == parse_qs(urlsplit(links[0]).query)["intent"][0]
+    client.post("/credit/buy/confirm", fields, status=303)
+    session_id = stripe.last_session()["id"]
+    stripe.pay_by_card(session_id, clock())
+    webhook(stripe_app, stripe, "checkout.session.completed", session_id, clock)
+
+    response = client.get(links[0], status=302)  # back in the browser: the screen is fetched again (no-store)
+    with db_session(stripe_app) as session:
+        [purchase] = session.scalars(select(Purchase)).all()
+    assert response.headers["Location"] == f"/credit/purchases/{purchase.public_id}"
+    assert "You already confirmed this purchase" in client.page(response.headers["Location"]).get_text()
+    assert checkouts_opened(stripe) == 1 and available(stripe_app, account_id) == 1000 * 1000
+    retry = client.page(response.headers["Location"])
+    assert retry.select_one("[data-testid=status]").get_text(strip=True) == "Credited"
