@@ -139,7 +139,8 @@ def confirm():
         flash(_("Before your first purchase, tell us who the receipts are for."), "info")
         return redirect(url_for("billing.profile", next=request.full_path))
     intent = request.args.get("intent", "")  # kept in the address, so going back here is the same intent
-    earlier = service.purchase_of_intent(db.session(), account_id=_account_id(), intent=intent) if intent else None
+    earlier = (service.purchase_of_intent(db.session(), account_id=_account_id(), intent=intent)
+               if service.valid_intent(intent) else None)
     if earlier is not None and earlier.status in (PurchaseStatus.PAID, PurchaseStatus.AWAITING):
         flash(_("You already confirmed this purchase, so no second payment was started. Its status is shown "
                 "here."), "info")

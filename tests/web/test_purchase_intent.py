@@ -103,6 +103,9 @@ def test_a_form_without_its_token_is_refused(stripe_app, stripe):
     fields = confirmed(client, 1000)
     client.post("/credit/buy/confirm", {"amount": fields["amount"], "total": fields["total"]}, status=400)
     client.post("/credit/buy/confirm", fields | {"intent": "x" * 65}, status=400)
+    client.post("/credit/buy/confirm", fields | {"intent": "not a token"}, status=400)
+    page = client.page("/credit/buy/confirm?amount=1000&intent=" + "x" * 65)  # a mangled address: a new token
+    assert len(page.select_one("input[name=intent]")["value"]) == 32
     assert checkouts_opened(stripe) == 0 and purchases(stripe_app) == []
 
 
