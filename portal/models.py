@@ -18,6 +18,7 @@ from portal.billing.models import (  # noqa: F401
     Invoice,
     InvoiceRendition,
     PaymentRefund,
+    PurchaseIntent,
     Purchase,
     SandboxPayment,
     WebhookEvent,

@@ -72,6 +72,17 @@ class FakeStripe(HTTPClient):
         segments = path.strip("/").split("/")
         if method == "post" and path == "/v1/checkout/sessions":
             return self._ok(self._create_session(form))
+        if method == "post" and segments[:3] == ["v1", "checkout", "sessions"] and segments[4:] == ["expire"]:
+            found = self.sessions.get(segments[3])
+            if found is None:
+                return self._missing("checkout.session", segments[3])
+            if found["status"] != "open":  # Stripe's answer for a session that is not open
+                body = {"error": {"type": "invalid_request_error",
+                                  "message": "Only Checkout Sessions with a status in [\"open\"] can be expired. "
+                                             f"This Checkout Session has a status of \"{found['status']}\"."}}
+                return json.dumps(body), 400, {}
+            found["status"] = "expired"
+            return self._ok(self._expanded(found, []))
         if method == "get" and segments[:3] == ["v1", "checkout", "sessions"] and len(segments) == 4:
             found = self.sessions.get(segments[3])
             if found is None:

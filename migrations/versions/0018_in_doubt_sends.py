@@ -4,7 +4,7 @@ on both (a hand-over that may have reached the carrier began then), and the test
 reconcile pass looks a send up by)
 
 Revision ID: 0018
-Revises: 0016
+Revises: 0017
 Create Date: 2026-12-01 22:45:00
 
 On SQLite, changing a CHECK recreates sms_messages and voice_calls, which drops the usage
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 
 revision = '0018'
-down_revision = '0016'
+down_revision = '0017'
 branch_labels = None
 depends_on = None
 

@@ -8,6 +8,7 @@ Fulfilment never trusts an event's body or the browser's return: it asks the gat
 the payment's facts (`fetch`) and applies them.
 """
 
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,8 @@ from sqlmodel import select
 from portal import db
 from portal.billing.models import (CheckoutStatus, DisputeStatus, GatewayName, IntentStatus, PaymentStatus,
                                    PurchaseStatus, SandboxPayment)
+
+log = logging.getLogger("portal.billing")
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class Gateway(Protocol):
 
     def fetch(self, session_id: str) -> PaymentFacts: ...
 
+    def expire_checkout(self, session_id: str) -> None:
+        """Close a checkout nobody may pay any more; one already paid or expired is left as it is."""
+        ...
+
     def purchase_ref_of_payment(self, payment_intent_id: str) -> str | None: ...
 
 
@@ -123,6 +130,18 @@ class StripeGateway:
             params["payment_method_options"] = {"konbini": {"expires_after_days": 3}}
         session = self.client.v1.checkout.sessions.create(params, {"idempotency_key": idempotency_key})
         return Checkout(session.id, session.url)
+
+    def expire_checkout(self, session_id: str) -> None:
+        import stripe  # loaded already by __init__ (see there)
+
+        try:
+            self.client.v1.checkout.sessions.expire(session_id, options={"idempotency_key": f"chotto-expire-{session_id}"})
+        except stripe.InvalidRequestError as error:
+            # Stripe expires only an open session: one completed (paid, or a konbini voucher
+            # issued) or expired meanwhile is reported by its webhooks as usual
+            if self.client.v1.checkout.sessions.retrieve(session_id).status == CheckoutStatus.OPEN:
+                raise
+            log.info("checkout %s was no longer open when its purchase was replaced: %s", session_id, error.user_message)
 
     def fetch(self, session_id: str) -> PaymentFacts:
         session = self.client.v1.checkout.sessions.retrieve(
@@ -238,6 +257,14 @@ class SandboxGateway:
                 )
                 session.add(found)
         return Checkout(found.session_id, f"{self._base_url}/sandbox/checkout/{found.session_id}")
+
+    def expire_checkout(self, session_id: str) -> None:
+        session = self._session()
+        with db.write(session):
+            found = session.exec(select(SandboxPayment).where(SandboxPayment.session_id == session_id)
+                                 .with_for_update().execution_options(populate_existing=True)).first()
+            if found is not None and found.status == CheckoutStatus.OPEN:
+                found.status = CheckoutStatus.EXPIRED
 
     def fetch(self, session_id: str) -> PaymentFacts:
         session = self._session()

@@ -65,6 +65,7 @@ class IntentStatus(StrEnum):
 EVENT_SEEN = "webhook_events_event_id_key"  # webhook_events.event_id is UNIQUE without a name: PostgreSQL's name
 RENDITION_STORED = "uq_invoice_rendition"
 OPEN_PURCHASE_EXISTS = "uq_open_purchase_per_quote"
+INTENT_RECORDED = "uq_purchase_intent"
 
 
 class BillingProfile(SQLModel, table=True):
@@ -129,6 +130,21 @@ class Purchase(SQLModel, table=True):
                                                                         nullable=True))
     created_at: datetime = Field(sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column())
+
+
+class PurchaseIntent(SQLModel, table=True):
+    """A confirmation form's one-time token and the purchase it led to: the same form submitted
+    again (a double click, the browser's back button, a stale tab) finds this purchase and never
+    opens a second checkout (service.start_purchase)."""
+
+    __tablename__ = "purchase_intents"
+    __table_args__ = (UniqueConstraint("account_id", "token", name=INTENT_RECORDED),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    token: str = Field(sa_column=Column(String(64), nullable=False))
+    purchase_id: int = Field(sa_column=Column(Integer, ForeignKey("purchases.id"), nullable=False))
+    created_at: datetime = Field(sa_column=utc_column())
 
 
 class PaymentRefund(SQLModel, table=True):

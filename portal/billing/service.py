@@ -4,6 +4,7 @@ transaction that locks the account's credit row first (so deliveries of the same
 events, in any order and at the same time, are applied one after the other)."""
 
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +19,8 @@ from portal import db, mail
 from portal.accounts.models import Account, TaxResidency
 from portal.billing import invoices, rules
 from portal.billing.gateway import CheckoutRequest, Gateway, PaymentFacts
-from portal.billing.models import (EVENT_SEEN, OPEN_PURCHASE_EXISTS, BillingProfile, DisputeStatus, PaymentRefund,
-                                   Purchase, PurchaseStatus, WebhookEvent)
+from portal.billing.models import (EVENT_SEEN, INTENT_RECORDED, OPEN_PURCHASE_EXISTS, BillingProfile, DisputeStatus,
+                                   PaymentRefund, Purchase, PurchaseIntent, PurchaseStatus, WebhookEvent)
 from portal.formats import postal_address
 from portal.ledger import rules as ledger_rules
 from portal.ledger import service as ledger
@@ -83,9 +84,39 @@ def quote_for(session: Session, *, account_id: int, amount_yen: int, minimum: in
     return rules.quote(amount_yen=amount_yen, residency=residency, minimum=minimum)
 
 
+class IntentUsed(Exception):
+    """The confirmation form was submitted before and led to `purchase`, which cannot be
+    continued: it is paid, awaits a konbini payment, failed, was replaced, or is stale. No
+    second checkout is opened for the same form; a new confirmation is a new intent."""
+
+    def __init__(self, purchase: Purchase):
+        super().__init__(purchase.public_id)
+        self.purchase = purchase
+
+
+INTENT = re.compile(r"[A-Za-z0-9_-]{1,64}")  # new_intent() makes 32 of these
+
+
+def new_intent() -> str:
+    """A purchase intent's one-time token (start_purchase's `intent`), made when the customer
+    picks an amount and carried in the confirmation screen's address and form."""
+    return secrets.token_urlsafe(24)
+
+
+def valid_intent(intent: str | None) -> bool:
+    return bool(intent) and INTENT.fullmatch(intent) is not None
+
+
+def purchase_of_intent(session: Session, *, account_id: int, intent: str) -> Purchase | None:
+    """The purchase an intent led to, if it was confirmed already."""
+    with db.read(session):
+        return _purchase_of_intent(session, account_id=account_id, intent=intent)
+
+
 def start_purchase(
     *, session: Session, gateway: Gateway, account_id: int, user_id: int, amount_yen: int, minimum: int,
     language: str, line_items: Callable[[int, int, str], tuple[str, str]], base_url: str, now: datetime,
+    intent: str | None = None,
 ) -> Purchase:
     """Record the confirmed quote, open a checkout at the gateway, and return the purchase
     with the checkout's address. Two short units of work around the gateway call, so no lock
@@ -93,27 +124,42 @@ def start_purchase(
     can never open a second checkout for it. `line_items(amount_yen, tax_rate, language)` words
     the credit and tax lines the gateway shows (the faces render them in the customer's language).
 
-    Confirming a quote again (a stale confirmation page, a second tab, a double submit) returns
-    the account's open purchase of that quote, with its checkout or, while another request is
-    still opening it, without one; nothing new is recorded or asked of the gateway. The account
-    row is locked while the open purchase is looked for, and a unique index allows one open
-    purchase per quote."""
+    `intent` is the confirmation form's one-time token (new_intent): the same form submitted
+    again (a double submit, the browser's back button after paying) finds the purchase it led to
+    and returns it while it can still be paid, or raises IntentUsed; it never opens a second
+    checkout. Confirming a quote again with a new form returns the account's open purchase of
+    that quote, with its checkout or, while another request is still opening it, without one;
+    nothing new is recorded or asked of the gateway. The account row is locked while both are
+    looked for, and unique indexes allow one open purchase per quote and one purchase per token.
+
+    An open purchase that can no longer be continued (stale, or addressed differently now) is
+    replaced: its Checkout Session is expired at the gateway before the new one is opened, so
+    the old tab cannot be paid; a payment that reached it first is still credited by its
+    webhook (fulfilment matches a payment to the purchase of its own session, whatever came
+    after)."""
     try:
         with db.write(session):
-            purchase, profile, quote, new = _record_quote(
+            recorded = _record_quote(
                 session, account_id=account_id, user_id=user_id, amount_yen=amount_yen, minimum=minimum,
-                language=language, gateway=gateway.name, now=now)
+                language=language, gateway=gateway.name, intent=intent, now=now)
     except IntegrityError as error:
-        if db.violated_constraint(error) != OPEN_PURCHASE_EXISTS:
+        if db.violated_constraint(error) not in (OPEN_PURCHASE_EXISTS, INTENT_RECORDED):
             raise
         with db.read(session):  # recorded by another request at this very moment
-            purchase = _open_purchase(session, account_id=account_id, amount_yen=amount_yen)
+            purchase = (_purchase_of_intent(session, account_id=account_id, intent=intent) if intent else None) \
+                or _open_purchase(session, account_id=account_id, amount_yen=amount_yen)
         if purchase is None:
             raise
-        new = False
-    if not new:
+        if purchase.status != PurchaseStatus.OPEN:
+            raise IntentUsed(purchase) from error
+        recorded = _Recorded(purchase, None, None, new=False)
+    purchase = recorded.purchase
+    if recorded.replaced_checkout:
+        _expire_checkout(gateway, recorded.replaced_checkout)
+    if not recorded.new:
         log.info("purchase %s confirmed again: the open one is returned", purchase.public_id)
         return purchase
+    quote, profile = recorded.quote, recorded.profile
     description, tax_description = line_items(quote.amount_yen, quote.tax_rate, language)
     page = f"{base_url}/credit/purchases/{purchase.public_id}"
     request = CheckoutRequest(
@@ -129,17 +175,44 @@ def start_purchase(
         session.rollback()  # whatever the failed call left in the session
         with db.write(session):  # the failure is recorded before it is reported
             purchase = session.get(Purchase, purchase.id, populate_existing=True)
-            purchase.status, purchase.updated_at = PurchaseStatus.FAILED, now
+            purchase.status = rules.next_status(purchase.status, PurchaseStatus.FAILED)
+            purchase.updated_at = now
         raise GatewayUnavailable(purchase.public_id) from error
     with db.write(session):
         purchase = session.get(Purchase, purchase.id, populate_existing=True)
         purchase.checkout_session_id, purchase.checkout_url = checkout.session_id, checkout.url
+        replaced_meanwhile = purchase.status != PurchaseStatus.OPEN
+    if replaced_meanwhile:  # replaced while its checkout was being opened: nobody may pay that one
+        _expire_checkout(gateway, checkout.session_id)
     return purchase
 
 
+def _expire_checkout(gateway: Gateway, session_id: str) -> None:
+    """Expire a replaced purchase's checkout at the gateway, so a tab still showing it cannot be
+    paid. Best effort: if the gateway does not answer, or the checkout was paid or expired
+    meanwhile, the purchase keeps its own session, and a payment made on it is still credited
+    once by its webhook (status only moves forward, and the lot is keyed by the payment)."""
+    try:
+        gateway.expire_checkout(session_id)
+    except Exception as error:
+        if db.is_database_error(error):
+            raise
+        log.warning("the replaced checkout %s could not be expired: %s", session_id, type(error).__name__)
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    purchase: Purchase
+    profile: BillingProfile | None
+    quote: rules.Quote | None
+    new: bool
+    replaced_checkout: str | None = None  # the session of the open purchase this one replaced
+
+
 def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen: int, minimum: int, language: str,
-                  gateway: str, now: datetime) -> tuple[Purchase, BillingProfile, rules.Quote, bool]:
-    """The purchase of the confirmed quote and whether it is new: the open one of the same
+                  gateway: str, intent: str | None, now: datetime) -> _Recorded:
+    """The purchase of the confirmed quote and whether it is new: the one the same form led to
+    before (or IntentUsed when that one cannot be continued); else the open one of the same
     quote when it can be continued; otherwise that one is closed (expired on our side: a
     payment of its checkout still counts, status only moves forward) and a new one recorded."""
     _lock_account(session, account_id)
@@ -148,14 +221,29 @@ def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen
         raise NoBillingProfile(account_id)
     quote = rules.quote(amount_yen=amount_yen, residency=residency_of(session, account_id=account_id), minimum=minimum)
     recipient = (profile.legal_name, postal_address(profile.postal_code, profile.address), profile.registration_number)
+
+    def continuable(purchase: Purchase) -> bool:
+        same_terms = purchase.gateway == gateway and (purchase.amount_yen, purchase.total_yen) == (
+            quote.amount_yen, quote.total_yen) and recipient == (
+            purchase.recipient_name, purchase.recipient_address, purchase.recipient_registration_number)
+        return purchase.status == PurchaseStatus.OPEN and rules.resumable(
+            created_at=purchase.created_at, has_checkout=purchase.checkout_url is not None, same_terms=same_terms,
+            now=now)
+
+    if intent:
+        earlier = _purchase_of_intent(session, account_id=account_id, intent=intent)
+        if earlier is not None:
+            if not continuable(earlier):
+                raise IntentUsed(earlier)
+            return _Recorded(earlier, profile, quote, new=False)
     current = _open_purchase(session, account_id=account_id, amount_yen=quote.amount_yen, total_yen=quote.total_yen)
+    replaced = None
     if current is not None:
-        same_terms = current.gateway == gateway and recipient == (
-            current.recipient_name, current.recipient_address, current.recipient_registration_number)
-        if rules.resumable(created_at=current.created_at, has_checkout=current.checkout_url is not None,
-                           same_terms=same_terms, now=now):
-            return current, profile, quote, False
+        if continuable(current):
+            _remember_intent(session, account_id, intent, current, now)
+            return _Recorded(current, profile, quote, new=False)
         current.status, current.updated_at = PurchaseStatus.EXPIRED, now
+        replaced = current.checkout_session_id
         session.flush()  # before the new row: one open purchase per quote
     purchase = Purchase(
         public_id=secrets.token_urlsafe(12), account_id=account_id, created_by=user_id, amount_yen=quote.amount_yen,
@@ -164,7 +252,23 @@ def _record_quote(session: Session, *, account_id: int, user_id: int, amount_yen
         gateway=gateway, status=PurchaseStatus.OPEN, created_at=now, updated_at=now,
     )
     session.add(purchase)
-    return purchase, profile, quote, True
+    session.flush()
+    _remember_intent(session, account_id, intent, purchase, now)
+    return _Recorded(purchase, profile, quote, new=True, replaced_checkout=replaced)
+
+
+def _remember_intent(session: Session, account_id: int, intent: str | None, purchase: Purchase,
+                     now: datetime) -> None:
+    if intent:
+        session.add(PurchaseIntent(account_id=account_id, token=intent, purchase_id=purchase.id, created_at=now))
+        session.flush()
+
+
+def _purchase_of_intent(session: Session, *, account_id: int, intent: str) -> Purchase | None:
+    return session.scalars(
+        select(Purchase).join(PurchaseIntent, PurchaseIntent.purchase_id == Purchase.id)
+        .where(PurchaseIntent.account_id == account_id, PurchaseIntent.token == intent)
+        .execution_options(populate_existing=True)).first()
 
 
 def _lock_account(session: Session, account_id: int) -> None:

@@ -4,7 +4,7 @@ records. Amounts are milli-yen."""
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from portal.db import utc_column
@@ -82,6 +82,9 @@ class Message(SQLModel, table=True):
         CheckConstraint("cost >= 0", name="sms_cost"),
         CheckConstraint("product IN ('sms', 'otp')", name="sms_product"),
         Index("ix_sms_messages_account_time", "account_id", "created_at", "id"),
+        # the few refunded messages, by when the refund was booked (usage.statement's late refunds)
+        Index("ix_sms_messages_refunded", "account_id", "refunded_at", sqlite_where=text("refunded_at IS NOT NULL"),
+              postgresql_where=text("refunded_at IS NOT NULL")),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -121,6 +124,7 @@ class Call(SQLModel, table=True):
         CheckConstraint("cost >= 0", name="call_cost"),
         CheckConstraint("product IN ('voice', 'otp_call')", name="call_product"),
         Index("ix_voice_calls_account_time", "account_id", "created_at", "id"),
+        Index("ix_voice_calls_ended", "account_id", "ended_at"),  # usage.statement: the calls that ended in a month
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -16,7 +16,7 @@ from portal.accounts.models import Language, Role
 from portal import documents
 from portal.billing import invoices, rules, service
 from portal.billing.models import GatewayName, PurchaseStatus
-from portal.postpay import invoices as postpay_invoices
+from portal.postpay import documents as postpay_documents
 from portal.clock import JST
 from portal.formats import csv_cell
 from portal.ledger.rules import purchase_expiry
@@ -105,8 +105,9 @@ def _amount_error(error: rules.AmountError | None) -> str:
 
 
 def _buy_page(form: AmountForm, status: int = 200):
+    form.intent.data = service.new_intent()  # each way to the confirmation screen is its own purchase intent
     return render_page("billing/buy.html", form=form, quick_picks=QUICK_PICKS, minimum=_minimum(),
-                       maximum=rules.MAX_PURCHASE_YEN), status
+                       maximum=rules.MAX_PURCHASE_YEN, intents={yen: service.new_intent() for yen in QUICK_PICKS}), status
 
 
 def _quote_or_error(form: AmountForm):
@@ -137,8 +138,18 @@ def confirm():
     if profile is None:
         flash(_("Before your first purchase, tell us who the receipts are for."), "info")
         return redirect(url_for("billing.profile", next=request.full_path))
+    intent = request.args.get("intent", "")  # kept in the address, so going back here is the same intent
+    earlier = (service.purchase_of_intent(db.session(), account_id=_account_id(), intent=intent)
+               if service.valid_intent(intent) else None)
+    if earlier is not None and earlier.status in (PurchaseStatus.PAID, PurchaseStatus.AWAITING):
+        flash(_("You already confirmed this purchase, so no second payment was started. Its status is shown "
+                "here."), "info")
+        return redirect(url_for("billing.purchase", public_id=earlier.public_id))
+    if not service.valid_intent(intent) or (earlier is not None and earlier.status != PurchaseStatus.OPEN):
+        intent = service.new_intent()  # none yet, or its purchase failed or was replaced: a new one
     response = make_response(render_page("billing/confirm.html", quote=quote, profile=profile,
-                                         form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen))))
+                                         form=PayForm(amount=str(quote.amount_yen), total=str(quote.total_yen),
+                                                      intent=intent)))
     if current_app.extensions["portal.gateway"].name == GatewayName.STRIPE:
         security.allow_form_action(response, STRIPE_CHECKOUT)
     return response
@@ -149,7 +160,7 @@ def confirm():
 @limiter.limit("20 per hour", key_func=lambda: f"pay:{current_user.id}")
 def pay():
     form = PayForm()
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not service.valid_intent(form.intent.data):
         abort(400)
     quote, error = _quote_or_error(form)
     if error:
@@ -157,20 +168,29 @@ def pay():
         return redirect(url_for("billing.buy"))
     if str(quote.total_yen) != form.total.data:  # the tax residency changed since the confirmation screen
         flash(_("The total changed since you confirmed it. Please check the new total before paying."), "error")
-        return redirect(url_for("billing.confirm", amount=quote.amount_yen))
+        return redirect(url_for("billing.confirm", amount=quote.amount_yen, intent=form.intent.data))
     try:
         purchase = service.start_purchase(
             session=db.session(), gateway=current_app.extensions["portal.gateway"], account_id=_account_id(),
             user_id=current_user.id, amount_yen=quote.amount_yen, minimum=_minimum(),
             language=str(get_locale() or Language.JA),
             line_items=documents.checkout_lines, base_url=current_app.config["BASE_URL"], now=clock.now(),
+            intent=form.intent.data,
         )
+    except service.IntentUsed as used:
+        if used.purchase.status in (PurchaseStatus.PAID, PurchaseStatus.AWAITING):
+            flash(_("You already confirmed this purchase, so no second payment was started. Its status is shown "
+                    "here."), "info")
+            return redirect(url_for("billing.purchase", public_id=used.purchase.public_id), 303)
+        flash(_("This confirmation page is out of date, so no payment was started. Check the amount and confirm "
+                "again."), "info")
+        return redirect(url_for("billing.confirm", amount=quote.amount_yen), 303)
     except service.NoBillingProfile:
         return redirect(url_for("billing.profile", next=url_for("billing.confirm", amount=quote.amount_yen)))
     except service.GatewayUnavailable as failed:
         flash(_("The payment service did not answer. Nothing was charged; please try again in a moment."), "error")
         return redirect(url_for("billing.purchase", public_id=str(failed)))
-    if purchase.checkout_url is None:  # confirmed again while the first confirmation opens its checkout
+    if purchase.checkout_url is None or purchase.status != PurchaseStatus.OPEN:  # still opening, or replaced meanwhile
         return redirect(url_for("billing.purchase", public_id=purchase.public_id), 303)
     return redirect(purchase.checkout_url, 303)
 
@@ -196,6 +216,7 @@ def purchase(public_id: str):
         flash(_("You left the payment page. Nothing was charged; you can pay from here or start again."), "info")
     documents_of = invoices.invoices_of_purchase(db.session(), purchase_id=found.id)
     return render_page("billing/purchase.html", fragment="status", purchase=found, invoices=documents_of,
+                       retry_intent=service.new_intent(),
                        expires_at=purchase_expiry(found.paid_at) if found.paid_at else None,
                        sandbox=current_app.extensions["portal.gateway"].name == GatewayName.SANDBOX)
 
@@ -240,11 +261,9 @@ def _search() -> tuple[invoices.Search, dict[str, str]]:
 @role_required(*BUYERS)
 def invoice_list():
     search, errors = _search()
-    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    rows = postpay_documents.issued(db.session(), account_id=_account_id(), search=search)
     filtered = any(request.args.get(name) for name in ("from", "to", "q", "min", "max"))
-    monthly = postpay_invoices.invoices_of(session=db.session(), account_id=_account_id())
-    return render_page("billing/invoices.html", invoices=rows, errors=errors, filtered=filtered, args=request.args,
-                       postpay_invoices=monthly)
+    return render_page("billing/invoices.html", documents=rows, errors=errors, filtered=filtered, args=request.args)
 
 
 @bp.get("/billing/invoices.csv")
@@ -253,20 +272,23 @@ def invoice_export():
     search, errors = _search()
     if errors:
         abort(400)
-    rows = invoices.invoices_of(db.session(), account_id=_account_id(), search=search)
+    rows = postpay_documents.issued(db.session(), account_id=_account_id(), search=search)
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([_("Number"), _("Document"), _("Issued (Japan time)"), _("Transaction date (Japan time)"),
                      _("Recipient"), _("Recipient's registration number"), _("Amount excluding tax (yen)"),
                      _("Tax rate (%)"), _("Tax (yen)"), _("Total (yen)"), _("Re-issue of"),
                      _("Issuer's registration number")])
-    kinds = {"invoice": _("Receipt (qualified invoice)")}
-    for invoice, replaces in rows:
+    kinds = {postpay_documents.RECEIPT: _("Receipt (qualified invoice)"), postpay_documents.RETURN: _("Return invoice"),
+             postpay_documents.MONTHLY: _("Monthly invoice (qualified invoice)")}
+    for document in rows:
+        issued = (document.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S") if document.issued_at
+                  else document.issued_on.isoformat())
         writer.writerow([csv_cell(value) if isinstance(value, str) else value for value in [
-            invoice.number, kinds.get(invoice.kind, _("Return invoice")), invoice.issued_at.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"),
-            invoice.transaction_date.astimezone(JST).strftime("%Y-%m-%d"), invoice.recipient_name,
-            invoice.recipient_registration_number or "", invoice.amount_yen, invoice.tax_rate, invoice.tax_yen,
-            invoice.total_yen, replaces or "", invoice.issuer_registration_number,
+            document.number, kinds[document.kind], issued, document.transaction_date.isoformat(),
+            document.recipient_name, document.recipient_registration_number or "", document.amount_yen,
+            document.tax_rate, document.tax_yen, document.total_yen, document.replaces or "",
+            document.issuer_registration_number,
         ]])
     response = make_response("\ufeff" + out.getvalue())  # a BOM, so spreadsheet software reads UTF-8
     response.headers["Content-Type"] = "text/csv; charset=utf-8"

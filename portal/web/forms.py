@@ -171,11 +171,13 @@ class AmountForm(Form):
         csrf = False
 
     amount = StringField(_l("Amount of credit (yen, tax excluded)"), validators=[InputRequired()])
+    intent = HiddenField()  # the purchase's one-time token, carried into the confirmation screen's address
 
 
 class PayForm(Form):
     amount = HiddenField(validators=[InputRequired()])
     total = HiddenField(validators=[InputRequired()])  # what the customer confirmed
+    intent = HiddenField(validators=[InputRequired(), Length(max=64)])  # the form's one-time token
 
 
 class CredentialForm(Form):

@@ -82,3 +82,39 @@ def test_buying_1000_yen_with_the_sandbox_credits_the_account_and_issues_a_recei
     screenshot(page, "purchase-confirmation-ja")
     page.goto("/credentials")
     screenshot(page, "credentials-ja")
+
+
+def test_the_back_button_after_paying_shows_the_purchase_and_never_a_second_checkout(
+    browser, live_server, console_errors
+):
+    from sqlalchemy import func, select
+
+    from portal.billing.models import SandboxPayment
+    from tests.helpers import db_session
+
+    make_user(live_server.app, "owner@example.com", name="Olivia Owner")
+    context = browser.new_context(locale="en-GB", base_url=live_server.url)
+    page = console_errors(context.new_page())
+    page.goto("/login")
+    page.get_by_label("E-mail address").fill("owner@example.com")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto("/billing/profile")
+    page.get_by_label("Legal name").fill("Example KK")
+    page.get_by_label("Postal code").fill("100-0001")
+    page.get_by_label("Address").fill("1-1 Chiyoda, Chiyoda-ku, Tokyo")
+    page.get_by_label("Billing e-mail").fill("finance@example.com")
+    page.get_by_role("button", name="Save billing details").click()
+    page.get_by_role("button", name="¥1,000").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your purchase")
+    page.get_by_role("button", name="Pay ¥1,100").click()
+    page.get_by_role("button", name="Pay by card").click()
+    expect(page.get_by_test_id("status")).to_have_text("Credited")
+
+    page.go_back()  # the sandbox checkout
+    page.go_back()  # the confirmation screen, fetched again (no-store)
+    expect(page.locator("main")).to_contain_text("You already confirmed this purchase, so no second payment was started.")
+    expect(page.get_by_test_id("status")).to_have_text("Credited")
+    with db_session(live_server.app) as session:
+        assert session.scalar(select(func.count()).select_from(SandboxPayment)) == 1
+    context.close()

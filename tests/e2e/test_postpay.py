@@ -114,8 +114,8 @@ def test_apply_approve_send_beyond_prepaid_close_the_month_and_download_the_invo
         number = f"P202611-{account_id:06d}"
         link = page.get_by_test_id(f"download-{number}")
         expect(link).to_be_visible()
-        expect(page.locator("#postpay-invoices")).to_contain_text("¥33")  # ¥30 + ¥3 tax
-        expect(page.locator("#postpay-invoices")).to_contain_text(t["unpaid"])
+        expect(page.locator("#documents")).to_contain_text("¥33")  # ¥30 + ¥3 tax
+        expect(page.get_by_test_id(f"monthly-{number}")).to_contain_text(t["unpaid"])
         shoot(page, screenshot, f"postpay-invoices-{lang}")
         with page.expect_download() as download:
             link.click()

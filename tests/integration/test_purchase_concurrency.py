@@ -21,11 +21,15 @@ class CountingGateway:
     """Wraps the portal's gateway and counts the checkouts asked of it."""
 
     def __init__(self, inner):
-        self.inner, self.name, self.calls = inner, inner.name, []
+        self.inner, self.name, self.calls, self.expired = inner, inner.name, [], []
 
     def create_checkout(self, request, *, idempotency_key):
         self.calls.append(request.purchase_ref)
         return self.inner.create_checkout(request, idempotency_key=idempotency_key)
+
+    def expire_checkout(self, session_id):
+        self.expired.append(session_id)
+        return self.inner.expire_checkout(session_id)
 
 
 def customer(app, email="owner@example.com"):
@@ -72,6 +76,7 @@ def test_an_open_purchase_older_than_an_hour_or_addressed_otherwise_is_replaced(
     assert purchases(app) == [(first.public_id, 1000, "expired"), (second.public_id, 1000, "expired"),
                               (third.public_id, 1000, "open")]
     assert third.recipient_name == "New KK" and len(gateway.calls) == 3
+    assert gateway.expired == [first.checkout_session_id, second.checkout_session_id]  # nobody can pay those now
 
 
 def test_an_open_purchase_whose_checkout_is_being_opened_is_returned_and_one_left_without_is_replaced(app, clock):
@@ -94,7 +99,8 @@ def test_clients_confirming_the_same_quote_at_once_share_one_open_purchase(app):
         client = PageClient(app.test_client(), app)
         client.login(user.email)
         clients.append(client)
-    fields = [{"amount": "1000", "total": "1100", "csrf_token": client.csrf_token()} for client in clients]
+    fields = [{"amount": "1000", "total": "1100", "intent": f"tab-{index}", "csrf_token": client.csrf_token()}
+              for index, client in enumerate(clients)]
     ready = threading.Barrier(CLIENTS)
 
     def confirm(index):
@@ -110,3 +116,30 @@ def test_clients_confirming_the_same_quote_at_once_share_one_open_purchase(app):
     checkout = {location for _, location in outcomes if "/sandbox/checkout/" in location}
     waiting = {location for _, location in outcomes if "/sandbox/checkout/" not in location}
     assert len(checkout) == 1 and waiting <= {f"/credit/purchases/{public_id}"}
+
+
+def test_the_same_form_submitted_by_clients_at_once_opens_one_checkout(stripe_app, stripe):
+    """A double submit at the same moment (two clicks, a retrying proxy): one token, one checkout
+    at Stripe, and every answer leads to it or to the purchase's page."""
+    user, account_id = customer(stripe_app)
+    clients = []
+    for _ in range(CLIENTS):
+        client = PageClient(stripe_app.test_client(), stripe_app)
+        client.login(user.email)
+        clients.append(client)
+    fields = [{"amount": "1000", "total": "1100", "intent": "one-form", "csrf_token": client.csrf_token()}
+              for client in clients]
+    ready = threading.Barrier(CLIENTS)
+
+    def confirm(index):
+        ready.wait()
+        response = clients[index].client.post("/credit/buy/confirm", data=fields[index])
+        return response.status_code, response.headers.get("Location")
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        outcomes = list(pool.map(confirm, range(CLIENTS)))
+    [(public_id, _, status)] = purchases(stripe_app)
+    assert status == "open" and {code for code, _ in outcomes} == {303}
+    opened = [sent for sent in stripe.requests if (sent["method"], sent["path"]) == ("POST", "/v1/checkout/sessions")]
+    assert len(opened) == 1
+    assert {location for _, location in outcomes} <= {stripe.last_session()["url"], f"/credit/purchases/{public_id}"}

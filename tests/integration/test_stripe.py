@@ -90,7 +90,7 @@ def test_checkout_sends_jpy_amounts_the_tax_line_methods_metadata_and_our_idempo
     client.login(user.email)
     confirm = client.get("/credit/buy/confirm?amount=1000")
     assert "form-action 'self' https://checkout.stripe.com" in confirm.headers["Content-Security-Policy"]
-    response = client.post("/credit/buy/confirm", {"amount": "1000", "total": "1100"}, status=303)
+    response = client.post("/credit/buy/confirm", {"amount": "1000", "total": "1100", "intent": "tab-1"}, status=303)
     assert response.headers["Location"].startswith("https://checkout.stripe.com/c/pay/cs_test_")
     [sent] = stripe.requests
     with db_session(stripe_app) as session:

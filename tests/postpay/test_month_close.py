@@ -113,7 +113,8 @@ def test_the_invoice_is_listed_with_the_receipts_and_only_its_account_downloads_
     owner.login(EMAIL, PASSWORD)
     page = owner.page("/billing/invoices")
     row = page.select_one(f'[data-testid="download-{invoice.number}"]')
-    assert row is not None and "¥1,353" in page.select_one("#postpay-invoices").text
+    assert row is not None and "¥1,353" in page.select_one("#documents").text
+    assert "Unpaid" in page.select_one(f'[data-testid="monthly-{invoice.number}"]').text
     assert owner.get(row["href"]).headers["Content-Type"] == "application/pdf"
     company(app, email="other@kaisha.example")
     other = PageClient(app.test_client(), app)
@@ -155,3 +156,42 @@ def test_a_line_whose_usage_makes_no_invoice_line_is_not_closed_on_every_pass_an
     [billed] = [invoice for invoice in invoices(app) if invoice.account_id == under]
     assert (billed.month, billed.usage, billed.subtotal_yen) == ("2026-12", 1000, 1)
     assert cli(app, "ledger", "check").exit_code == 0
+
+
+def test_the_monthly_invoice_is_searched_and_exported_with_the_receipts(app, clock):
+    from tests.web.test_buy_credit import PROFILE, pay_in_sandbox
+
+    account_id = november(app)
+    clock.at = datetime(2026, 12, 1, 1, tzinfo=JST)
+    assert cli(app, "postpay", "close-month").exit_code == 0
+    [invoice] = invoices(app)
+    number = f"P202611-{account_id:06d}"
+    owner = PageClient(app.test_client(), app)
+    owner.login(EMAIL, PASSWORD)
+    owner.post("/billing/profile", PROFILE | {"legal_name": "Receipts KK"}, status=302)
+    clock.advance(minutes=1)
+    pay_in_sandbox(owner, 1000)  # a receipt the same day, after the invoice
+
+    def listed(query=""):
+        page = owner.page(f"/billing/invoices?{query}")
+        return [(row.select_one("td").get_text(strip=True), row["data-kind"]) for row in page.select("tbody tr")]
+
+    assert listed() == [("INV-00000001", "invoice"), (number, "monthly")]
+    page = owner.page("/billing/invoices")
+    assert "Monthly invoice (qualified invoice)" in page.select("tbody tr")[1].get_text()
+    assert owner.get(page.select_one(f'[data-testid="download-{number}"]')["href"]).mimetype == "application/pdf"
+    assert listed("min=1353&max=1353") == [(number, "monthly")]  # the total with tax: ¥1,230 + ¥123
+    assert listed("max=1352") == [("INV-00000001", "invoice")]
+    assert listed(f"q={invoice.recipient_name[:5].lower()}") == [(number, "monthly")]
+    assert listed("from=2026-12-01&to=2026-12-01") == [("INV-00000001", "invoice"), (number, "monthly")]
+    assert listed("to=2026-11-30") == [] and listed("from=2026-12-02") == []
+
+    body = owner.get("/billing/invoices.csv").get_data(as_text=True)
+    rows = body.strip().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("INV-00000001,Receipt (qualified invoice),")
+    assert rows[2] == (f"{number},Monthly invoice (qualified invoice),2026-12-01,2026-11-30,{invoice.recipient_name},,"
+                       "1230,10,123,1353,,T7123456789012")
+    assert owner.get("/billing/invoices.csv?min=1353").get_data(as_text=True).strip().splitlines()[1].startswith(number)
+    owner.post("/language/ja", {"next": "/dashboard"}, status=302)
+    assert "月次の請求書（適格請求書）" in owner.page("/billing/invoices").select("tbody tr")[1].get_text()
+    assert f"{number},月次の請求書（適格請求書）,2026-12-01," in owner.get("/billing/invoices.csv").get_data(as_text=True)

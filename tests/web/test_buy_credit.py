@@ -26,7 +26,7 @@ def with_profile(app, **kwargs):
 def confirmed(client, amount) -> dict:
     """The hidden fields of the confirmation screen: what the customer confirms by paying."""
     page = client.page(f"/credit/buy/confirm?amount={amount}")
-    return {name: page.select_one(f"input[name={name}]")["value"] for name in ("amount", "total")}
+    return {name: page.select_one(f"input[name={name}]")["value"] for name in ("amount", "total", "intent")}
 
 
 def pay_in_sandbox(client, amount, action="pay"):
@@ -271,10 +271,10 @@ def test_a_search_for_a_name_longer_than_any_recipient_is_refused_not_cut(app):
 def test_paying_is_refused_when_the_total_changed_after_the_confirmation_screen(app):
     client, account_id = with_profile(app)
     fields = confirmed(client, 1000)
-    assert fields == {"amount": "1000", "total": "1100"}
+    assert (fields["amount"], fields["total"]) == ("1000", "1100") and len(fields["intent"]) >= 32
     client.post("/billing/profile", PROFILE | {"tax_residency": "overseas"}, status=302)  # another tab, meanwhile
     response = client.post("/credit/buy/confirm", fields, status=302)
-    assert response.headers["Location"] == "/credit/buy/confirm?amount=1000"
+    assert response.headers["Location"] == f"/credit/buy/confirm?amount=1000&intent={fields['intent']}"
     assert "The total changed since you confirmed it" in client.page("/credit/buy/confirm?amount=1000").get_text()
     with db_session(app) as session:
         assert session.scalars(select(Purchase)).all() == []
