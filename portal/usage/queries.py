@@ -296,7 +296,7 @@ def _row_figures(source: str) -> dict[str, ColumnElement]:
         "events": func.count(),
         "segments": func.coalesce(func.sum(MESSAGES.c.segments), 0) if table is MESSAGES else literal(0),
         "seconds": func.coalesce(func.sum(seconds), 0) if table is CALLS else literal(0),
-        "minutes": func.coalesce(func.sum((seconds + 59) / 60), 0) if table is CALLS else literal(0),
+        "minutes": func.coalesce(func.sum((seconds + 59) // 60), 0) if table is CALLS else literal(0),
         "cost": func.coalesce(func.sum(_net_cost(table)), 0),
     }
 

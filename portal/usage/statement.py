@@ -97,7 +97,7 @@ def _calls_ended(session: Session, account_id: int, opens: datetime, closes: dat
                       else_=0)
     return session.execute(
         select(c.product, c.credential_id, func.count().label("events"), func.sum(0).label("segments"),
-               func.sum((func.coalesce(c.duration, 0) + 59) / 60).label("minutes"), func.sum(c.cost).label("cost"),
+               func.sum((func.coalesce(c.duration, 0) + 59) // 60).label("minutes"), func.sum(c.cost).label("cost"),
                func.sum(unanswered).label("unanswered"))
         .where(c.account_id == account_id, c.mode == "live", c.ended_at >= opens, c.ended_at < closes)
         .group_by(c.product, c.credential_id)).all()

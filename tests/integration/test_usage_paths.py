@@ -72,8 +72,9 @@ def send(session, principal, now, *, body="hello", tags=None, callback=None):
     return session.scalar(select(Message).order_by(Message.id.desc()).limit(1))
 
 
-def start(session, principal, now):
-    request = messaging.StartCall(caller="0312345678", recipient="+819012345678", tts_message="hello", tts_lang="en")
+def start(session, principal, now, tags=None):
+    request = messaging.StartCall(caller="0312345678", recipient="+819012345678", tts_message="hello", tts_lang="en",
+                                  tags=tags)
     messaging.start_call(session=session, principal=principal, request=request, idempotency_key=None, now=now,
                          render=wire.call_started)
     return session.scalar(select(Call).order_by(Call.id.desc()).limit(1))
@@ -97,6 +98,20 @@ def test_the_send_paths_record_the_product_and_the_rollup_follows_every_status(s
     price = session.get(Message, message.id).cost // 2
     assert (totals.count, totals.segments, totals.seconds, totals.minutes) == (3, 3, 61, 2)
     assert totals.cost == 2 * price + session.get(Call, call.id).cost
+
+
+@pytest.mark.parametrize("durations, minutes", [((61, 30), 3), ((60, 1), 2), ((0, 59), 1)])
+def test_a_tag_filter_adds_up_started_minutes_per_call_from_the_base_rows(session, principals, clock, durations,
+                                                                          minutes):
+    """A tag filter reads the base rows: minutes are started minutes per call, summed as whole
+    numbers (SQL's "/" on integers is not the integer division a bill needs)."""
+    live = principals["live"]
+    for seconds in durations:
+        call = start(session, live, clock(), tags="campaign")
+        delivery.place_call(session, call_id=call.id, carrier=Carrier(seconds=seconds), bodies=BODIES, now=clock())
+    filters = rules.Filters(start=rules.jst_day(clock()), end=rules.jst_day(clock()), tag="campaign")
+    totals = service.totals(session, account_id=live.account_id, filters=filters)
+    assert (totals.count, totals.seconds, totals.minutes) == (2, sum(durations), minutes)
 
 
 def test_the_rollup_equals_the_rows_after_any_mix_of_writes(session, principals, clock):

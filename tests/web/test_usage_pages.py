@@ -346,7 +346,8 @@ def _calls(app, account_id, credential_name, *durations_and_statuses):
                 callid=f"c{credential_id}{number:030d}", account_id=account_id, credential_id=credential_id,
                 mode="live", product="voice", caller="0312345678", recipient=NUMBER, country="JP", unit_price=10_000,
                 status=status, duration=seconds, cost=-(-seconds // 60) * 10_000, tags="",
-                created_at=datetime(2026, 11, 20, 3, number, tzinfo=timezone.utc)))
+                created_at=datetime(2026, 11, 20, 3, number, tzinfo=timezone.utc),
+                ended_at=datetime(2026, 11, 20, 3, number, 30, tzinfo=timezone.utc)))  # a statement counts ended calls
         session.commit()
 
 
