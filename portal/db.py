@@ -139,16 +139,17 @@ def _begin_with_first_statement(engine: Engine) -> None:
     with the server (one Sync, one ReadyForQuery) instead of two. psycopg itself would send its
     BEGIN with a Sync of its own, pipeline or not; it sends none on a connection in autocommit,
     so the connection is put in autocommit for this statement and the BEGIN is ours. psycopg
-    commits and rolls back whatever transaction the server has open, autocommit or not; the
-    connection leaves autocommit when it goes back to the pool (after the transaction ended),
-    and one still in autocommit is never handed out again."""
+    commits and rolls back whatever transaction the server has open, autocommit or not. The
+    connection leaves autocommit when the next transaction begins, and when it goes back to
+    the pool, so nothing else ever runs outside a transaction."""
     from psycopg.pq import TransactionStatus
+
+    idle = TransactionStatus.IDLE
 
     @event.listens_for(engine, "do_execute")
     def _pipelined(cursor, statement, parameters, context):
         raw = cursor.connection
-        if (not context.execution_options.get(BEGIN_WITH_IT) or raw.autocommit
-                or raw.pgconn.transaction_status != TransactionStatus.IDLE):
+        if not context.execution_options.get(BEGIN_WITH_IT) or raw.pgconn.transaction_status != idle:
             return False  # psycopg begins as usual (or the transaction is already open)
         raw.autocommit = True
         with raw.pipeline():
@@ -156,16 +157,17 @@ def _begin_with_first_statement(engine: Engine) -> None:
             cursor.execute(statement, parameters)
         return True
 
-    @event.listens_for(engine, "checkin")
-    def _out_of_autocommit(dbapi_connection, _record):
-        if (dbapi_connection is not None and not dbapi_connection.closed and dbapi_connection.autocommit
-                and dbapi_connection.pgconn.transaction_status == TransactionStatus.IDLE):
-            dbapi_connection.autocommit = False
+    def _out_of_autocommit(raw) -> None:
+        if raw is not None and not raw.closed and raw.autocommit and raw.pgconn.transaction_status == idle:
+            raw.autocommit = False
 
-    @event.listens_for(engine, "checkout")
-    def _never_in_autocommit(dbapi_connection, _record, _proxy):
-        if dbapi_connection.autocommit:  # it could not leave autocommit at checkin: use a fresh one
-            raise exc.DisconnectionError("a pooled connection was left in autocommit")
+    @event.listens_for(engine, "begin")
+    def _begins_in_a_transaction(connection):
+        _out_of_autocommit(connection.connection.driver_connection)
+
+    @event.listens_for(engine, "checkin")
+    def _pooled_in_a_transaction(dbapi_connection, _record):
+        _out_of_autocommit(dbapi_connection)
 
 
 def _cache_long_statements() -> None:
@@ -224,7 +226,9 @@ def leading_read(session: Session, statement, params: dict) -> list:
                     return session.execute(statement, params).all()
             if session.in_transaction():
                 session.commit()
-            rows = session.execute(statement, params, execution_options={BEGIN_WITH_IT: True}).all()
+            # Core on the session's connection: the ORM's execute adds nothing to a Core statement
+            # but its cost, and a request's session has nothing to flush before its first statement
+            rows = session.connection().execute(statement, params, execution_options={BEGIN_WITH_IT: True}).all()
             session.info[_LEADING] = session.get_transaction()
             return rows
         except exc.DBAPIError as error:
