@@ -140,8 +140,10 @@ def _begin_with_first_statement(engine: Engine) -> None:
     BEGIN with a Sync of its own, pipeline or not; it sends none on a connection in autocommit,
     so the connection is put in autocommit for this statement and the BEGIN is ours. psycopg
     commits and rolls back whatever transaction the server has open, autocommit or not. The
-    connection leaves autocommit when the next transaction begins, and when it goes back to
-    the pool, so nothing else ever runs outside a transaction."""
+    connection leaves autocommit when it goes back to the pool (a request's session hands it
+    back when its transaction ends), and one still in autocommit is never handed out again, so
+    nothing else runs outside a transaction. (A "begin" listener would do it too, but any
+    connection event makes SQLAlchemy dispatch events on every statement of the engine.)"""
     from psycopg.pq import TransactionStatus
 
     idle = TransactionStatus.IDLE
@@ -161,13 +163,14 @@ def _begin_with_first_statement(engine: Engine) -> None:
         if raw is not None and not raw.closed and raw.autocommit and raw.pgconn.transaction_status == idle:
             raw.autocommit = False
 
-    @event.listens_for(engine, "begin")
-    def _begins_in_a_transaction(connection):
-        _out_of_autocommit(connection.connection.driver_connection)
-
     @event.listens_for(engine, "checkin")
     def _pooled_in_a_transaction(dbapi_connection, _record):
         _out_of_autocommit(dbapi_connection)
+
+    @event.listens_for(engine, "checkout")
+    def _never_in_autocommit(dbapi_connection, _record, _proxy):
+        if dbapi_connection.autocommit:  # it could not leave autocommit at checkin: use a fresh one
+            raise exc.DisconnectionError("a pooled connection was left in autocommit")
 
 
 def _cache_long_statements() -> None:
