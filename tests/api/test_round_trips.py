@@ -4,6 +4,7 @@ debit with its riders, COMMIT). The connection is put in autocommit for that sta
 once back in the pool it begins its transactions as usual again, so a page's or a job's unit
 of work stays all or nothing."""
 
+import ctypes
 import tempfile
 
 import pytest
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.postgresql
 
 
 class Exchanges:
-    """Every ReadyForQuery the server sends on the connections opened after `watch`."""
+    """Every ReadyForQuery the server sends (one per exchange) on the engine's connections
+    opened from now on (the pool is emptied first)."""
 
     def __init__(self, engine):
         self.file = tempfile.TemporaryFile()
@@ -30,15 +32,10 @@ class Exchanges:
         dbapi_connection.pgconn.trace(self.file.fileno())
         dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
 
-    def lines(self) -> list[bytes]:
-        import ctypes
-
+    def count(self) -> int:
         ctypes.CDLL(None).fflush(None)  # libpq writes the trace through stdio
         self.file.seek(0)
-        return self.file.read().splitlines()
-
-    def count(self) -> int:
-        return sum(1 for line in self.lines() if b"\tReadyForQuery\t" in line)
+        return sum(1 for line in self.file if b"\tReadyForQuery\t" in line)
 
 
 def test_a_paid_sms_takes_three_round_trips(app, api, key):
