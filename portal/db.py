@@ -103,6 +103,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS,
     )
     if pre_ping:
         _ping_on_checkout(engine)
+    _begin_with_first_statement(engine)
     return engine
 
 
@@ -127,6 +128,49 @@ def _ping_on_checkout(engine: Engine) -> None:
             engine.dialect.do_ping(dbapi_connection)
         except Exception as error:  # the pool drops this connection and checks out a fresh one
             raise exc.DisconnectionError() from error
+
+
+BEGIN_WITH_IT = "portal_begin_with_it"  # an execution option: see _begin_with_first_statement
+
+
+def _begin_with_first_statement(engine: Engine) -> None:
+    """A statement run with the execution option BEGIN_WITH_IT on a connection outside any
+    transaction (the API's leading read) is sent with its BEGIN in one pipeline: one exchange
+    with the server (one Sync, one ReadyForQuery) instead of two. psycopg itself would send its
+    BEGIN with a Sync of its own, pipeline or not; it sends none on a connection in autocommit,
+    so the connection is put in autocommit for this statement and the BEGIN is ours. psycopg
+    commits and rolls back whatever transaction the server has open, autocommit or not. The
+    connection leaves autocommit when it goes back to the pool (a request's session hands it
+    back when its transaction ends), and one still in autocommit is never handed out again, so
+    nothing else runs outside a transaction. (A "begin" listener would do it too, but any
+    connection event makes SQLAlchemy dispatch events on every statement of the engine.)"""
+    from psycopg.pq import TransactionStatus
+
+    idle = TransactionStatus.IDLE
+
+    @event.listens_for(engine, "do_execute")
+    def _pipelined(cursor, statement, parameters, context):
+        raw = cursor.connection
+        if not context.execution_options.get(BEGIN_WITH_IT) or raw.pgconn.transaction_status != idle:
+            return False  # psycopg begins as usual (or the transaction is already open)
+        raw.autocommit = True
+        with raw.pipeline():
+            raw.execute(b"BEGIN")
+            cursor.execute(statement, parameters)
+        return True
+
+    def _out_of_autocommit(raw) -> None:
+        if raw is not None and not raw.closed and raw.autocommit and raw.pgconn.transaction_status == idle:
+            raw.autocommit = False
+
+    @event.listens_for(engine, "checkin")
+    def _pooled_in_a_transaction(dbapi_connection, _record):
+        _out_of_autocommit(dbapi_connection)
+
+    @event.listens_for(engine, "checkout")
+    def _never_in_autocommit(dbapi_connection, _record, _proxy):
+        if dbapi_connection.autocommit:  # it could not leave autocommit at checkin: use a fresh one
+            raise exc.DisconnectionError("a pooled connection was left in autocommit")
 
 
 def _cache_long_statements() -> None:
@@ -169,7 +213,8 @@ _LEADING = "portal.leading_read"  # the transaction a leading read left open for
 def leading_read(session: Session, statement, params: dict) -> list:
     """The rows of the first statement of a request (the API's authentication), read so that
     the request's next unit of work continues its transaction on PostgreSQL (a commit and a
-    begin fewer on every API request; at READ COMMITTED each statement sees what is committed
+    begin fewer on every API request, and the BEGIN is sent with the statement, see
+    _begin_with_first_statement; at READ COMMITTED each statement sees what is committed
     when it starts, so the unit sees what it would have seen in a transaction of its own).
     On SQLite it is a read unit of its own: a write unit there must begin with BEGIN IMMEDIATE.
 
@@ -184,7 +229,9 @@ def leading_read(session: Session, statement, params: dict) -> list:
                     return session.execute(statement, params).all()
             if session.in_transaction():
                 session.commit()
-            rows = session.execute(statement, params).all()
+            # Core on the session's connection: the ORM's execute adds nothing to a Core statement
+            # but its cost, and a request's session has nothing to flush before its first statement
+            rows = session.connection().execute(statement, params, execution_options={BEGIN_WITH_IT: True}).all()
             session.info[_LEADING] = session.get_transaction()
             return rows
         except exc.DBAPIError as error:

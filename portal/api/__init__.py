@@ -344,6 +344,7 @@ def openapi():
 # the app's before_request hooks included; `_unrouted` answers API paths that match no route.
 
 API_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/", "/api/")
+API_ONLY_PREFIXES = ("/sms/", "/voice/", "/you/", "/otp/")  # no page lives under these (/api/docs is a page)
 
 
 def is_api_request() -> bool:
@@ -352,6 +353,11 @@ def is_api_request() -> bool:
     if request.url_rule is not None:
         return request.blueprint == bp.name
     return request.path.startswith(API_PREFIXES)
+
+
+def is_api_only_path() -> bool:
+    """Whether the path is one only the API answers, known before the request is routed."""
+    return request.path.startswith(API_ONLY_PREFIXES)
 
 
 def is_routed_here() -> bool:

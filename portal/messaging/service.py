@@ -13,7 +13,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -240,7 +240,7 @@ def send_sms(*, session: Session, principal: Principal, request: SendSms, idempo
     """Send one SMS. Answers with the face's `render`ing of the send, or with the answer
     stored for the first request under the same Idempotency-Key."""
     _require(principal, "sms")
-    form = validation.Form(asdict(request))
+    form = validation.Form.of(request)
     number = form.read("recipient", partial(rules.phone_number, "recipient"))
     sender = form.read("sender", rules.sender_id)
     split = form.read("message", _parts)
@@ -364,7 +364,7 @@ def start_call(*, session: Session, principal: Principal, request: StartCall, id
                daily_cap: int | None = None) -> StoredAnswer:
     """Start one call: ¥50 or a minute's price set aside until it ends. Answers like send_sms."""
     _require(principal, "voice")
-    form = validation.Form(asdict(request))
+    form = validation.Form.of(request)
     caller = form.read("caller", rules.caller_number)
     number = form.read("recipient", partial(rules.phone_number, "recipient"))
     recording = form.read("recording_url", _recording_url, required=False) or ""

@@ -16,6 +16,12 @@ class Form:
         self.fields = fields
         self.errors: dict[str, list[str]] = {}
 
+    @classmethod
+    def of(cls, request) -> "Form":
+        """The fields of a request dataclass, as they are (dataclasses.asdict would copy every
+        value deeply, on every request)."""
+        return cls(dict(vars(request)))
+
     def add(self, field: str, *reasons: str) -> None:
         self.errors.setdefault(field, []).extend(reasons)
 

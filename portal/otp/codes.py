@@ -4,12 +4,12 @@ through the messaging service's own path, and the atomic count of wrong attempts
 import ipaddress
 import secrets
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from typing import TypeVar
 
-from sqlalchemy import bindparam, case, exists, func, insert, literal, or_, select, update
+from sqlalchemy import String, bindparam, case, exists, func, insert, literal_column, or_, select, true, update
 from sqlmodel import Session
 
 from portal import db, mail, outbox
@@ -88,7 +88,7 @@ Answer = TypeVar("Answer")
 def _request(session: Session, principal: Principal, request: RequestCode, secret: bytes, caller: str,
              now: datetime, daily_cap: int | None, key: str | None, render: Callable[[Issued], Answer]) -> Answer:
     require_scope(principal)
-    form = validation.Form(asdict(request))
+    form = validation.Form.of(request)
     domain = form.read("website", rules.domain_of)
     number = form.read("phone_number", partial(messaging_rules.phone_number, "phone_number"))
     channel = form.read("channel", _channel, required=False) or Channel.SMS
@@ -160,10 +160,10 @@ class _Previous:
 @dataclass(frozen=True)
 class _History:
     """What the guards and the new code need of the site's recent history for one request,
-    read in two statements under the account's lock (nothing changes it meanwhile): with the
-    site itself, the number's newest code, when an owner last lifted each kind of block and
-    (live) how many codes were decided and verified; then the codes sent in the limits'
-    windows to the number's prefix or from the IP."""
+    read under the account's lock (nothing changes it meanwhile): with the site itself, the
+    number's newest code, when an owner last lifted each kind of block and (live) how many codes
+    were decided and verified; and the codes sent in the limits' windows to the number's prefix
+    or from the IP (in the same statement on PostgreSQL, in a second one on SQLite)."""
 
     previous: _Previous | None
     lifted: dict[str, datetime | None]  # by limit (BlockReason value), and "carried"
@@ -178,9 +178,23 @@ _CARRIED = "carried"  # the blocks whose lifting drops the failures a new code t
 _SITE_ID = OtpSite.__table__.c.id
 
 
+def _constant(value: str):
+    """A constant written into the statement, not a parameter: psycopg prepares the statement
+    after a few runs and PostgreSQL may then keep a generic plan, which knows neither a
+    parameter's value nor how few codes have it (with a parameter for the status, it counted
+    a day of codes by their time instead of the few verified ones by their status). Written
+    when the statement is compiled, once: a literal_execute parameter had SQLAlchemy render the
+    whole statement's text again on every request. Only names from the models' enums come
+    here (letters and underscores: nothing to quote)."""
+    if not value.replace("_", "").isalpha():
+        raise ValueError(f"not a plain name: {value!r}")
+    return literal_column(f"'{value}'", String)
+
+
 def _lifted(reasons: list[BlockReason], where, name: str):
     return (select(func.max(BLOCKS.c.lifted_at))
-            .where(BLOCKS.c.site_id == _SITE_ID, BLOCKS.c.mode == bindparam("mode"), BLOCKS.c.reason.in_(reasons), where)
+            .where(BLOCKS.c.site_id == _SITE_ID, BLOCKS.c.mode == bindparam("mode"),
+                   BLOCKS.c.reason.in_([_constant(reason.value) for reason in reasons]), where)
             .scalar_subquery().label(name))
 
 
@@ -215,14 +229,6 @@ _UNSETTLED = ((_tally(TALLIES.c.sent, "since_hour") >= rules.PAUSE_SAMPLE)
                  * rules.PAUSE_RATE_PERCENT))
 
 
-def _constant(value: str):
-    """A constant written into the statement, not a parameter: psycopg prepares the statement
-    after a few runs and PostgreSQL may then keep a generic plan, which knows neither a
-    parameter's value nor how few codes have it (with a parameter for the status, it counted
-    a day of codes by their time instead of the few verified ones by their status)."""
-    return literal(value, literal_execute=True)
-
-
 def _counted(*where):
     # created_at >= since implies expires_at >= since: the index on expiry bounds the scan
     return (select(func.count()).select_from(CODES)
@@ -241,32 +247,51 @@ _COMPLETION = [case((_UNSETTLED, _DECIDED), else_=0).label("decided"),
                case((_UNSETTLED, _counted(_status(CodeStatus.VERIFIED))), else_=0).label("verified")]
 _HEAD = {  # by mode: the completion rate pauses live sites only
     mode: SITE_FOR.add_columns(*_LIFTED, *_PREVIOUS_COLUMNS, *(_COMPLETION if mode == "live" else []))
-    .outerjoin(_PREVIOUS, _PREVIOUS.c.id == _NEWEST)
+    .outerjoin_from(OtpSite, _PREVIOUS, _PREVIOUS.c.id == _NEWEST)
     for mode in ("live", "test")}
-_SENT_FROM = (select(CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip)
-              .where(CODES.c.site_id == bindparam("site_id"), CODES.c.mode == bindparam("mode"),
-                     CODES.c.created_at > bindparam("since_sent")))
-_SENT = {False: _SENT_FROM.where(CODES.c.prefix == bindparam("prefix")),  # by whether the request names an IP
-         True: _SENT_FROM.where(or_(CODES.c.prefix == bindparam("prefix"), CODES.c.ip == bindparam("ip")))}
+_SENT_COLUMNS = (CODES.c.created_at, CODES.c.phone_number, CODES.c.prefix, CODES.c.ip)
+_SENT_WHERE = (CODES.c.mode == bindparam("mode"), CODES.c.created_at > bindparam("since_sent"))
+_SENT_BY = {False: CODES.c.prefix == bindparam("prefix"),  # by whether the request names an IP
+            True: or_(CODES.c.prefix == bindparam("prefix"), CODES.c.ip == bindparam("ip"))}
+_SENT = {by_ip: select(*_SENT_COLUMNS).where(CODES.c.site_id == bindparam("site_id"), *_SENT_WHERE, by)
+         for by_ip, by in _SENT_BY.items()}
+
+
+def _sent_alongside(by_ip: bool):
+    """PostgreSQL: the codes of _SENT as one row of arrays (one per column, in the same order),
+    read beside the site by a LATERAL subquery: the history in one statement, not two."""
+    return (select(*(func.array_agg(column).label(f"sent_{column.name}") for column in _SENT_COLUMNS))
+            .where(CODES.c.site_id == _SITE_ID, *_SENT_WHERE, _SENT_BY[by_ip]).lateral("sent"))
+
+
+_HEAD_AND_SENT = {(mode, by_ip): head.join_from(OtpSite, sent, true()).add_columns(*sent.c)
+                  for mode, head in _HEAD.items() for by_ip in (False, True)
+                  for sent in [_sent_alongside(by_ip)]}
 
 
 def _site_and_history(session: Session, principal: Principal, domain: str, e164: str, ip: str | None,
                       now: datetime) -> tuple[OtpSite, _History]:
-    """The site (SiteNotFound, SiteNotAllowed) with its history for the number, in two statements."""
+    """The site (SiteNotFound, SiteNotAllowed) with its history for the number: in one
+    statement on PostgreSQL, two on SQLite (which has no LATERAL)."""
     mode = principal.mode
     since = now - rules.PAUSE_WINDOW  # or since the owner resumed the site: the statement takes the later one
     params = {"mode": mode, "e164": e164, "ip": ip, "prefix": rules.prefix_of(e164), "now": now,
               "since_sent": now - _LONGEST_WINDOW}
     # resumed_at is the site's own column: known once the site is read, so the window is bound
     # in Python below when it is later than a day ago, and the statement is read again then
-    site, found = site_with(session, principal, domain, _HEAD[mode], params | _since(since))
+    alongside = session.get_bind().dialect.name == "postgresql"
+    head = _HEAD_AND_SENT[mode, ip is not None] if alongside else _HEAD[mode]
+    site, found = site_with(session, principal, domain, head, params | _since(since))
     if mode == "live" and site.resumed_at is not None and site.resumed_at > since:
-        site, found = site_with(session, principal, domain, _HEAD[mode], params | _since(site.resumed_at))
+        site, found = site_with(session, principal, domain, head, params | _since(site.resumed_at))
     row = found._mapping
     previous = (_Previous(*(row[f"previous_{name}"] for name in ("id", "status", "failures", "max_attempts",
                                                                    "created_at", "expires_at")))
                 if row["previous_id"] is not None else None)
-    sent = session.execute(_SENT[ip is not None], params | {"site_id": site.id}).all()
+    if alongside:
+        sent = zip(*(row[f"sent_{column.name}"] or () for column in _SENT_COLUMNS))
+    else:
+        sent = session.execute(_SENT[ip is not None], params | {"site_id": site.id}).all()
     lifted = {name: row[name] for name in (_CARRIED, BlockReason.NUMBER_LIMIT.value, BlockReason.IP_LIMIT.value,
                                            BlockReason.PREFIX_LIMIT.value)}
     return site, _History(previous, lifted, [tuple(line) for line in sent], row.get("decided") or 0,
@@ -435,7 +460,7 @@ def verify_code(*, session: Session, principal: Principal, request: VerifyCode, 
     (counted atomically: concurrent checks can never use more); VerificationFailed names the
     reason (wrong, expired, too many attempts, already used, no active code)."""
     require_scope(principal)
-    form = validation.Form(asdict(request))
+    form = validation.Form.of(request)
     typed = form.read("code", _typed)
     request_id = request.otp_id or request.msgid
     if request_id is not None:

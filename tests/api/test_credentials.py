@@ -63,6 +63,22 @@ def test_a_signed_in_browser_cookie_does_not_reach_the_api(app, customer):
     assert response.status_code == 401
 
 
+def test_an_api_request_neither_reads_nor_writes_the_session_cookie(app, key):
+    browser = PageClient(app.test_client(), app)
+    browser.login("dev@example.com")
+    for path, data in (("/sms/messages/", SMS), ("/sms/messages", SMS), ("/otp/verify/", {"code": "1"})):
+        response = browser.client.post(path, data=data, headers=key.headers)
+        assert response.status_code in (201, 400) and "Set-Cookie" not in response.headers
+    assert "Dashboard" in browser.text("/dashboard")  # the page session is untouched
+
+
+def test_only_the_api_answers_under_its_own_prefixes(app):
+    from portal.api import API_ONLY_PREFIXES
+
+    under = [rule for rule in app.url_map.iter_rules() if rule.rule.startswith(API_ONLY_PREFIXES)]
+    assert under and all(rule.endpoint.startswith("api.") for rule in under)
+
+
 def test_a_token_in_the_query_string_is_refused_and_never_logged(app, api, key, caplog):
     for query in (f"api_key={key.token}", f"token={key.token}", f"x={key.token}"):
         response = api.get(f"/you/credits/?{query}", headers=key.headers)
