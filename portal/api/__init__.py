@@ -3,10 +3,12 @@
 trailing slash, and Xoxzo's answer shapes: 401 {"detail"}, 400 keyed by field, 402, 403,
 404, 422 for a reused Idempotency-Key, 429 with Retry-After."""
 
+import hmac
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import fields as fields_of
+from dataclasses import dataclass, fields as fields_of
+from datetime import datetime, timedelta
 from functools import partial, wraps
 from typing import TypeVar
 
@@ -69,16 +71,19 @@ def authenticated(view, *, lock_account: bool = False):
         if auth is None or auth.type != "basic" or not auth.username or not auth.password:
             return _unauthorized("Authentication credentials were not provided.")
         db.skip_pool_ping()  # authenticate's statement retries on a dead connection instead
+        now = clock.now()
         try:
             g.principal = credentials.authenticate(session=db.session(), sid=auth.username, token=auth.password,
-                                                   ip=request.remote_addr or "", now=clock.now(),
-                                                   lock_account=lock_account)
+                                                   ip=request.remote_addr or "", now=now, lock_account=lock_account)
         except credentials.Unauthenticated:
+            _forget(auth.username)
             log.info("api: authentication failed for sid=%s", _shown(auth.username))
             return _unauthorized()
         except credentials.NotFromHere:
+            _forget(auth.username)
             log.info("api: sid=%s refused from %s (IP allow-list)", _shown(auth.username), request.remote_addr)
             return _json({"detail": "This credential may not be used from this address."}, 403)
+        _remember(g.principal, auth.password, now)
         return view(*args, **kwargs)
 
     return guarded
@@ -111,18 +116,86 @@ THROTTLED = "Request was throttled. Try again later."
 @bp.record_once
 def _buckets(state) -> None:
     state.app.extensions["portal.buckets"] = buckets.for_url(state.app.config["REDIS_URL"])
+    state.app.extensions["portal.api_callers"] = {}
 
 
-def _limited(view, counted: Callable[[credentials.Principal], list[buckets.Bucket]]):
+# A request over its limits must not reach the database: it would queue on the account's lock
+# behind the sends within their limits (a paid request's first statement authenticates and
+# locks together). So each process remembers, for a few seconds, the callers it authenticated:
+# SID and client address → the token's digest and the account. A request that matches one has
+# its buckets checked before anything else and, when they are empty, is answered 429 without
+# a statement. Everything else, the request within its limits included, is still authenticated
+# by the database, so a revoked credential is refused on its very next request within its
+# limits (and its entry dropped); over them, it is told to wait, as it was before revoking.
+KNOWN_FOR = timedelta(seconds=10)
+KNOWN_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class _Known:
+    sid: str
+    account_id: int
+    digest: str
+    until: datetime
+
+
+def _known(sid: str, token: str, now: datetime) -> _Known | None:
+    known = current_app.extensions["portal.api_callers"].get((sid, request.remote_addr))
+    if known is None or known.until <= now or not hmac.compare_digest(known.digest, tokens.digest(token)):
+        return None
+    return known
+
+
+def _remember(principal: credentials.Principal, token: str, now: datetime) -> None:
+    callers = current_app.extensions["portal.api_callers"]
+    if len(callers) >= KNOWN_MAX:
+        for key in [key for key, known in list(callers.items()) if known.until <= now]:
+            callers.pop(key, None)
+        if len(callers) >= KNOWN_MAX:
+            callers.clear()
+    callers[(principal.sid, request.remote_addr)] = _Known(principal.sid, principal.account_id, tokens.digest(token),
+                                                            now + KNOWN_FOR)
+
+
+def _forget(sid: str) -> None:
+    current_app.extensions["portal.api_callers"].pop((sid, request.remote_addr), None)
+
+
+def _limited(view, counted: Callable[[credentials.Principal | _Known], list[buckets.Bucket]]):
     """`view` after one token from each bucket `counted` names for the caller (one in-process
-    or Redis operation); 429 with Retry-After when any of them is empty."""
+    or Redis operation); 429 with Retry-After when any of them is empty. The buckets of a
+    caller this process knows are taken before authentication (`ahead`), the others' after."""
 
     @wraps(view)
     def guarded(*args, **kwargs):
-        if current_app.config["RATELIMIT_ENABLED"]:
+        if current_app.config["RATELIMIT_ENABLED"] and not g.get("buckets_taken"):
             wait = current_app.extensions["portal.buckets"].take(counted(g.principal))
             if wait:
-                return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
+                return _throttled(wait)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _throttled(wait: float) -> Response:
+    return _json({"detail": THROTTLED}, 429, **{"Retry-After": str(buckets.retry_after(wait))})
+
+
+def ahead(view, counted: Callable[[credentials.Principal | _Known], list[buckets.Bucket]]):
+    """Before `authenticated`: a caller this process authenticated a moment ago from the same
+    address has its buckets taken here, and an empty one answers 429 without a statement."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        g.buckets_taken = False
+        auth = request.authorization
+        if current_app.config["RATELIMIT_ENABLED"] and auth is not None and auth.type == "basic" and auth.password:
+            known = _known(auth.username or "", auth.password, clock.now())
+            if known is not None:
+                wait = current_app.extensions["portal.buckets"].take(counted(known))
+                if wait:
+                    return _throttled(wait)
+                g.buckets_taken = True
         return view(*args, **kwargs)
 
     return guarded
@@ -136,12 +209,12 @@ def sending(view=None, *, pays: bool = True):
         return partial(sending, pays=pays)
     route_name = view.__name__
 
-    def counted(principal: credentials.Principal) -> list[buckets.Bucket]:
+    def counted(caller: credentials.Principal | _Known) -> list[buckets.Bucket]:
         config = current_app.config
-        return (buckets.buckets(f"send:{route_name}:{principal.sid}", config["API_SEND_RATE_LIMIT"])
-                + buckets.buckets(f"account:{principal.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
+        return (buckets.buckets(f"send:{route_name}:{caller.sid}", config["API_SEND_RATE_LIMIT"])
+                + buckets.buckets(f"account:{caller.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
 
-    return authenticated(_limited(view, counted), lock_account=pays)
+    return ahead(authenticated(_limited(view, counted), lock_account=pays), counted)
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,

@@ -3,12 +3,15 @@ every GET route, sends per account across both send routes, and every 429 says h
 wait in whole seconds, at least 1 (also in a window's last moment, and on web pages)."""
 
 import time
+from dataclasses import replace
 
+import psycopg
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from portal import config
+from portal import buckets, config
 from portal.accounts.models import Membership
+from portal.credentials.models import Credential
 from tests.api.conftest import fund, new_key
 from tests.api.test_sms import SMS
 from tests.conftest import _empty_tables, make_app
@@ -101,3 +104,95 @@ def test_a_429_without_retry_after_gets_one_second(app):
     assert whole_retry_after(Response(status=429, headers={"Retry-After": "0"})).headers["Retry-After"] == "1"
     assert whole_retry_after(Response(status=429, headers={"Retry-After": "42"})).headers["Retry-After"] == "42"
     assert "Retry-After" not in whole_retry_after(Response(status=200)).headers
+
+
+# -- a throttled request never reaches the database, so it never waits for the account's lock ------
+
+
+def _statements_during(app, request) -> tuple[object, list[str]]:
+    engine = app.extensions["portal.engine"]
+    seen = []
+
+    def watch(connection, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", watch)
+    try:
+        return request(), seen
+    finally:
+        event.remove(engine, "before_cursor_execute", watch)
+
+
+@pytest.mark.parametrize("limited", [{"API_ACCOUNT_RATE_LIMIT": "1 per hour"}], indirect=True)
+def test_a_throttled_send_runs_no_statement_and_a_revoked_key_is_still_refused_on_its_next_request(limited, clock):
+    [key, other] = keys_of(limited, count=2)
+    api = limited.test_client()
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    for path, body in (("/sms/messages/", SMS), ("/voice/simple/playbacks/", CALL), ("/otp/verify/", {})):
+        throttled, statements = _statements_during(limited, lambda: api.post(path, data=body, headers=key.headers))
+        assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) >= 1
+        assert statements == [], statements
+    # the other key of the account is not known yet: authenticated (and the account locked) first
+    throttled, statements = _statements_during(limited, lambda: api.post("/sms/messages/", data=SMS,
+                                                                          headers=other.headers))
+    assert throttled.status_code == 429 and statements
+    with db_session(limited) as session:
+        session.scalars(select(Credential).where(Credential.sid == key.sid)).one().revoked_at = clock()
+        session.commit()
+    limited.extensions["portal.buckets"] = buckets.InProcess()  # within its limits again
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 401  # the very next request
+    limited.extensions["portal.buckets"] = buckets.InProcess()
+    refused, statements = _statements_during(limited, lambda: api.post("/sms/messages/", data=SMS,
+                                                                        headers=key.headers))
+    assert refused.status_code == 401 and statements  # forgotten: authenticated by the database again
+
+
+@pytest.mark.parametrize("limited", [{"API_ACCOUNT_RATE_LIMIT": "1 per hour"}], indirect=True)
+def test_a_caller_is_known_for_ten_seconds_from_its_own_address_with_its_own_token(limited, clock):
+    [key] = keys_of(limited, count=1)
+    api = limited.test_client()
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    elsewhere = {"REMOTE_ADDR": "192.0.2.7"}
+    _, statements = _statements_during(limited, lambda: api.post("/sms/messages/", data=SMS, headers=key.headers,
+                                                                  environ_base=elsewhere))
+    assert statements  # another address: authenticated first
+    clock.advance(seconds=9)
+    assert _statements_during(limited, lambda: api.post("/sms/messages/", data=SMS, headers=key.headers))[1] == []
+    clock.advance(seconds=1)
+    assert _statements_during(limited, lambda: api.post("/sms/messages/", data=SMS, headers=key.headers))[1]
+    wrong = replace(key, token=key.token[:-1] + ("A" if key.token[-1] != "A" else "B"))
+    assert api.post("/sms/messages/", data=SMS, headers=wrong.headers).status_code == 401  # not the known one's 429
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("limited", [{"API_ACCOUNT_RATE_LIMIT": "1 per hour"}], indirect=True)
+def test_a_throttled_send_answers_429_while_another_transaction_holds_the_accounts_lock(limited):
+    """The account's credit row is locked by another transaction; the app's connections give up
+    waiting for any lock after 200 ms. The over-limit request answers 429 (it never asks for
+    the lock); the control, the same request with the buckets emptied, does ask for it and
+    fails on the lock timeout, so the setting has teeth."""
+    [key] = keys_of(limited, count=1)
+    api = limited.test_client()
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    engine = limited.extensions["portal.engine"]
+    engine.dispose()
+
+    def short_lock_timeout(connection, record):
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        connection.commit()
+
+    event.listen(engine, "connect", short_lock_timeout)
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:
+        other.execute("SELECT 1 FROM credit_states WHERE account_id = %s FOR UPDATE", [key.account_id])
+        throttled = api.post("/sms/messages/", data=SMS, headers=key.headers)
+        assert throttled.status_code == 429, throttled.text
+        assert throttled.json == {"detail": "Request was throttled. Try again later."}
+        limited.extensions["portal.buckets"] = buckets.InProcess()  # the control: a request within its limit
+        waited = api.post("/sms/messages/", data=SMS, headers=key.headers)
+        assert waited.status_code == 503, waited.text  # lock_timeout: it asked for the lock, and gave up
+        other.rollback()
+    limited.extensions["portal.buckets"] = buckets.InProcess()  # the control took the new bucket's token
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
+    event.remove(engine, "connect", short_lock_timeout)
