@@ -122,7 +122,7 @@ def _redacted(payload: str) -> str:
 GiveUp = Callable[[Session, "OutboxMessage"], None]
 
 
-def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime,
+def mark_failed_attempt(session: Session, *, message_id: int, lease: datetime | None, error: str, now: datetime,
                         on_give_up: GiveUp | None = None) -> bool:
     """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up.
     `error` is the worker's description of the failure, for the operators, not anyone's text:
@@ -130,13 +130,16 @@ def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: d
     page is not worth keeping twelve times). Giving up runs `on_give_up(session, message)` in
     the same unit, before the payload is redacted (a send's job fails or holds its send there,
     portal.messaging.delivery). The row is locked first, so two workers failing it at once give
-    up once. Returns whether this call gave up."""
+    up once. Only the worker that still holds the lease (`lease`: the leased_until it was
+    given) records anything: a stale worker, whose lease ran out and whose row another worker
+    claimed, must neither give up while that worker's attempt is in flight nor free its lease.
+    Returns whether this call gave up."""
     with db.write(session):
         query = select(OutboxMessage).where(OutboxMessage.id == message_id)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
         message = session.scalars(query.execution_options(populate_existing=True)).one()
-        if message.sent_at is not None or message.failed_at is not None:
+        if message.sent_at is not None or message.failed_at is not None or message.leased_until != lease:
             return False
         message.last_error = error[:LAST_ERROR_LENGTH]
         message.leased_until = None

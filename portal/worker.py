@@ -94,7 +94,7 @@ def _deliver_one(message_id: int, lease, short_lease=None) -> None:
             session.rollback()  # nothing a failed delivery left in the session is recorded
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
             stored = db.describe(error, frames=False) if db.is_database_error(error) else repr(error)  # no values
-            if outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now(),
+            if outbox.mark_failed_attempt(session, message_id=message_id, lease=lease, error=stored, now=clock.now(),
                                           on_give_up=give_up):
                 _guarded("after a give-up", lambda _: after_give_up(session, kind, payload, clock.now()), None)
             return

@@ -177,8 +177,8 @@ def test_giving_up_twice_refunds_once(app, api, key, clock):
     attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
     row = job(app, OutboxKind.API_SMS)
     with db_session(app) as session:
-        assert outbox.mark_failed_attempt(session, message_id=row.id, error="again", now=clock(),
-                                          on_give_up=worker.give_up) is False  # given up already
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=row.leased_until, error="again",
+                                          now=clock(), on_give_up=worker.give_up) is False  # given up already
         with db.write(session):  # the give-up's step itself, run again
             assert delivery.give_up_sms_in(session, message_id=message(app, msgid).id,
                                            bodies=StatusCallbacks(app.config["BASE_URL"]), now=clock()) is None
@@ -426,13 +426,15 @@ def test_sixteen_workers_giving_up_on_one_job_at_once_refund_it_once(app, api, k
 
     msgid = send(app, api, key, Carrier())
     row = job(app, OutboxKind.API_SMS)
+    lease = clock() + timedelta(minutes=5)
     with db_session(app) as session:
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(attempts=MAX_ATTEMPTS))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                        .values(attempts=MAX_ATTEMPTS, leased_until=lease))
         session.commit()
 
     def give_up(session, _):
-        return outbox.mark_failed_attempt(session, message_id=row.id, error="TimeoutError()", now=clock(),
-                                          on_give_up=worker.give_up)
+        return outbox.mark_failed_attempt(session, message_id=row.id, lease=lease, error="TimeoutError()",
+                                          now=clock(), on_give_up=worker.give_up)
 
     outcomes = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), _in_app(app, give_up))
     assert outcomes.count(True) == 1 and outcomes.count(False) == CLIENTS - 1
@@ -483,3 +485,130 @@ def test_sixteen_reconcile_passes_at_once_settle_each_send_once(app, api, key, c
     assert callbacks(app, msgid) == ["FAIL"]
     assert callbacks(app, callid) == ["IN PROGRESS", "ANSWERED"]
     assert consistent(app)
+
+
+# -- stale workers: a worker whose lease ran out records nothing ---------------------------------
+
+
+def only_the_job_due(app, clock, kind, *, attempts_made: int) -> OutboxMessage:
+    """The send's job, with `attempts_made` attempts behind it and every other job put off."""
+    row = job(app, kind)
+    with db_session(app) as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id != row.id)
+                        .values(available_at=clock() + timedelta(days=365)))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(attempts=attempts_made))
+        session.commit()
+    return row
+
+
+def claim_the_job(app, clock):
+    """One worker's claim: the lease it holds (leased_until)."""
+    with app.app_context(), db_session(app) as session:
+        [claimed] = outbox.claim(session, now=clock(), leases={})
+        return claimed.leased_until
+
+
+def test_a_stale_workers_failure_neither_gives_up_nor_frees_the_job_another_worker_holds(app, api, key, clock):
+    msgid = send(app, api, key, Carrier())
+    row = only_the_job_due(app, clock, OutboxKind.API_SMS, attempts_made=MAX_ATTEMPTS - 2)
+    stale = claim_the_job(app, clock)  # attempt 11
+    clock.advance(minutes=6)  # its lease ran out: another worker claims attempt 12
+    current = claim_the_job(app, clock)
+    with db_session(app) as session:
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=stale, error="TimeoutError()",
+                                          now=clock(), on_give_up=worker.give_up) is False
+    held = job(app, OutboxKind.API_SMS)
+    assert (held.failed_at, held.last_error, held.leased_until, held.attempts) == (None, None, current, MAX_ATTEMPTS)
+    assert message(app, msgid).status == "QUEUED" and refunds(app) == 0
+    with db_session(app) as session:  # the worker holding the lease still gives up
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=current, error="CarrierUnavailable()",
+                                          now=clock(), on_give_up=worker.give_up) is True
+    assert message(app, msgid).status == "FAIL" and refunds(app) == 1 and consistent(app)
+
+
+class Handovers:
+    """A carrier each of whose hand-overs waits until the test releases it, then ends as told
+    ("unavailable": refused before taking it; "taken"; "timeout": taken, the answer lost)."""
+
+    def __init__(self, *outcomes, seconds=61):
+        import threading
+
+        self.outcomes, self.seconds, self.started = list(outcomes), seconds, 0
+        self.entered = [threading.Event() for _ in outcomes]
+        self.release = [threading.Event() for _ in outcomes]
+        self.taken, self.lookups = [], 0
+
+    def _handover(self, reference):
+        mine = self.started
+        self.started += 1
+        self.entered[mine].set()
+        assert self.release[mine].wait(30)
+        if self.outcomes[mine] == "unavailable":
+            raise CarrierUnavailable("connection refused")
+        self.taken.append(reference)
+        if self.outcomes[mine] == "timeout":
+            raise TimeoutError("no answer from the carrier")
+
+    def send_sms(self, *, session, sms, now):
+        self._handover(sms.reference)
+        return f"carrier-{sms.reference}"
+
+    def place_call(self, *, session, call, now):
+        self._handover(call.reference)
+        return self.seconds
+
+    def find_sms(self, *, session, reference):
+        self.lookups += 1
+        return SentSMS(f"carrier-{reference}", delivered=True) if reference in self.taken else None
+
+    def find_call(self, *, session, reference):
+        self.lookups += 1
+        return self.seconds if reference in self.taken else None
+
+
+def in_thread(app, work):
+    import threading
+
+    thread = threading.Thread(target=lambda: _run_in_app(app, work))
+    thread.start()
+    return thread
+
+
+def _run_in_app(app, work):
+    with app.app_context():
+        try:
+            work()
+        except Exception:  # what a worker's hand-over raised: the test looks at the rows
+            pass
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_stale_worker_refused_by_the_carrier_does_not_give_up_while_the_current_attempt_is_in_flight(
+        app, api, key, clock, channel):
+    """Two real workers: A's lease runs out mid hand-over and B claims the last attempt; A is
+    then refused (CarrierUnavailable) while the carrier takes B's. Nothing is refunded."""
+    carrier = Handovers("unavailable", "taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if channel == "sms" else OutboxKind.API_CALL
+    row = only_the_job_due(app, clock, kind, attempts_made=MAX_ATTEMPTS - 2)
+    lease_a = claim_the_job(app, clock)
+    a = in_thread(app, lambda: worker._deliver_one(row.id, lease_a))
+    assert carrier.entered[0].wait(10)
+    clock.advance(minutes=6)
+    lease_b = claim_the_job(app, clock)
+    b = in_thread(app, lambda: worker._deliver_one(row.id, lease_b))
+    assert carrier.entered[1].wait(10)
+    carrier.release[0].set()
+    a.join(30)
+    assert job(app, kind).failed_at is None and refunds(app) == 0
+    carrier.release[1].set()
+    b.join(30)
+    assert carrier.taken == [ref]
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).refunded_at) == ("DELIVERED", None)
+        assert available(app, key.account_id) == FUNDS - 10 * YEN and refunds(app) == 0
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert job(app, kind).sent_at is not None and consistent(app)
