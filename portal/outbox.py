@@ -12,6 +12,7 @@ worker never loses a short lease mid-send.
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -103,6 +104,25 @@ def renew(session: Session, *, message_id: int, lease: datetime, until: datetime
             table.c.id == message_id, table.c.leased_until == lease, table.c.sent_at.is_(None),
             table.c.failed_at.is_(None)).values(leased_until=until)).rowcount
     return until if changed == 1 else None
+
+
+@dataclass(frozen=True)
+class Held:
+    """A claimed row as its worker holds it: the row's id and the leased_until it was given."""
+
+    id: int
+    lease: datetime
+
+
+def still_held(session: Session, held: Held) -> bool:
+    """Whether the worker still holds the row, inside the caller's unit: the row is locked
+    first on PostgreSQL (a claim waits, or skips it, until the caller commits), so what the
+    caller writes next cannot race another worker's claim."""
+    query = select(OutboxMessage.id).where(OutboxMessage.id == held.id, OutboxMessage.leased_until == held.lease,
+                                           OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query) is not None
 
 
 def mark_sent(session: Session, *, message_id: int, lease: datetime, now: datetime) -> None:

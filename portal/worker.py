@@ -44,11 +44,11 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
-                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+                             bodies=wire.StatusCallbacks(services.base_url()), now=now, held=_held(message))
         otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
-                            bodies=wire.StatusCallbacks(services.base_url()), now=now)
+                            bodies=wire.StatusCallbacks(services.base_url()), now=now, held=_held(message))
         otp.after_call(session=session, call_id=payload["call_id"])
     elif message.kind == OutboxKind.OTP_FALLBACK:
         otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
@@ -58,6 +58,11 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
         raise ValueError(f"unknown outbox kind {message.kind!r}")
+
+
+def _held(message: outbox.OutboxMessage) -> outbox.Held:
+    """The lease this worker holds on the job (_deliver_one read the row after checking it)."""
+    return outbox.Held(message.id, message.leased_until)
 
 
 def drain_once(app: Flask) -> int:

@@ -10,7 +10,7 @@ up by it later (`find_sms`, `find_call`; portal.messaging.delivery's reconcile p
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
@@ -19,6 +19,13 @@ from sqlmodel import Session
 from portal.messaging.models import InboxChannel, TestInboxMessage
 
 log = logging.getLogger(__name__)
+
+HANDOVER_TIMEOUT = timedelta(seconds=60)
+"""The longest a real adapter waits for the carrier to take an SMS or a call (connecting and
+the answer to the request, not the call's own length): then it raises, and the outcome is
+unknown. At most half the send job's lease (portal.outbox.LEASE, five minutes; sends get no
+shorter one), so a live worker never loses its lease mid hand-over, and a stale worker's
+hand-over has ended soon after its lease ran out (test_give_up checks the invariant)."""
 
 
 @dataclass(frozen=True)

@@ -612,3 +612,172 @@ def test_a_stale_worker_refused_by_the_carrier_does_not_give_up_while_the_curren
         assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
         assert available(app, key.account_id) == FUNDS - 20 * YEN
     assert job(app, kind).sent_at is not None and consistent(app)
+
+
+# -- the in-doubt mark: set and taken back only by the attempt that owns it ----------------------
+
+
+@pytest.mark.parametrize("model", [Message, Call])
+def test_only_the_attempt_that_set_the_mark_takes_it_back_and_only_while_it_holds_the_lease(
+        app, api, key, clock, model):
+    carrier = Carrier()
+    ref = send(app, api, key, carrier) if model is Message else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if model is Message else OutboxKind.API_CALL
+    row_id = (message(app, ref) if model is Message else call_of(app, ref)).id
+    queued = "QUEUED"
+
+    def mark():
+        with db_session(app) as session:
+            return session.get(model, row_id).in_doubt_since
+
+    def begin(session):
+        with db.write(session):
+            return delivery._begin_doubt(session, model, row_id, queued, clock())
+
+    stale = outbox.Held(only_the_job_due(app, clock, kind, attempts_made=0).id, claim_the_job(app, clock))
+    with db_session(app) as session:
+        first = begin(session)
+    clock.advance(minutes=6)
+    current = outbox.Held(stale.id, claim_the_job(app, clock))
+    with db_session(app) as session:
+        assert first is not None and begin(session) is None  # a mark stands: this attempt relies on it
+        delivery._end_doubt(session, model, row_id, None, current)  # so it cannot take it back
+        assert mark() == first
+        delivery._end_doubt(session, model, row_id, first, stale)  # its setter lost the lease
+        assert mark() == first
+        delivery._end_doubt(session, model, row_id, first, current)  # the setter, holding the lease
+        assert mark() is None
+        clock.advance(seconds=1)
+        second = begin(session)
+        delivery._end_doubt(session, model, row_id, first, current)  # an older mark's token
+        assert second is not None and mark() == second
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_an_older_attempt_refused_by_the_carrier_leaves_the_mark_a_newer_attempt_relied_on(
+        app, api, key, clock, channel):
+    """Worker A marks the send and waits on the carrier; its lease runs out, B claims the job,
+    finds A's mark standing, and the carrier takes B's hand-over without answering; then A is
+    refused. A must not take the mark back: the last attempt (refused) gives up as UNKNOWN, and
+    the reconcile pass finds the send taken."""
+    carrier = Handovers("unavailable", "timeout", "unavailable")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if channel == "sms" else OutboxKind.API_CALL
+    row = only_the_job_due(app, clock, kind, attempts_made=MAX_ATTEMPTS - 3)
+    lease_a = claim_the_job(app, clock)
+    a = in_thread(app, lambda: worker._deliver_one(row.id, lease_a))
+    assert carrier.entered[0].wait(10)
+    clock.advance(minutes=6)
+    lease_b = claim_the_job(app, clock)
+    b = in_thread(app, lambda: worker._deliver_one(row.id, lease_b))
+    assert carrier.entered[1].wait(10)
+    carrier.release[1].set()
+    b.join(30)
+    carrier.release[0].set()
+    a.join(30)
+    clock.advance(hours=1)
+    carrier.release[2].set()
+    assert worker.drain_once(app) == 1  # the last attempt, refused: the give-up
+    assert job(app, kind).failed_at is not None and carrier.taken == [ref]
+    send_row = message(app, ref) if channel == "sms" else call_of(app, ref)
+    assert send_row.status == "UNKNOWN" and refunds(app) == 0
+    assert reconcile(app) == 1
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).refunded_at) == ("DELIVERED", None)
+        assert available(app, key.account_id) == FUNDS - 10 * YEN
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert refunds(app) == 0 and consistent(app)
+
+
+# -- a hand-over that returns late never overwrites the give-up's or the reconcile pass's outcome --
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_hand_over_taken_after_the_send_was_failed_and_refunded_leaves_it_failed_and_tells_the_operators(
+        app, api, key, clock, channel, caplog):
+    """A stale hand-over is in flight while the give-up makes the send UNKNOWN and the reconcile
+    pass, asking before the request reached the carrier, fails and refunds it; then the carrier
+    takes it. The send stays failed and refunded (its FAIL callback was the last word), and the
+    operators get an error; nothing is charged twice or delivered-and-refunded."""
+    carrier = Handovers("taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    row_id = (message(app, ref) if channel == "sms" else call_of(app, ref)).id
+    bodies = StatusCallbacks(app.config["BASE_URL"])
+    stale = in_thread(app, lambda: _hand_over(app, channel, row_id, carrier, bodies, clock))
+    assert carrier.entered[0].wait(10)
+    with app.app_context(), db_session(app) as session:
+        if channel == "sms":
+            with db.write(session):
+                assert delivery.give_up_sms_in(session, message_id=row_id, bodies=bodies, now=clock()) == "UNKNOWN"
+            assert delivery.reconcile_sms(session, message_id=row_id, carrier=carrier, bodies=bodies,
+                                          now=clock()) == "FAIL"
+        else:
+            with db.write(session):
+                assert delivery.give_up_call_in(session, call_id=row_id, bodies=bodies, now=clock()) == "UNKNOWN"
+            assert delivery.reconcile_call(session, call_id=row_id, carrier=carrier, bodies=bodies,
+                                           now=clock()) == "FAILED"
+    carrier.release[0].set()
+    stale.join(30)
+    assert carrier.taken == [ref]
+    if channel == "sms":
+        failed = message(app, ref)
+        assert (failed.status, failed.carrier_ref) == ("FAIL", None) and failed.refunded_at is not None
+        assert refunds(app) == 1 and callbacks(app, ref) == ["FAIL"]
+    else:
+        failed = call_of(app, ref)
+        assert (failed.status, failed.cost) == ("FAILED", 0) and callbacks(app, ref) == ["FAILED"]
+    assert available(app, key.account_id) == FUNDS and consistent(app)
+    assert any(record.levelname == "ERROR" and ref in record.getMessage() and "Chotto bears its cost"
+               in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_hand_over_that_returns_while_the_send_is_unknown_settles_it(app, api, key, clock, channel):
+    carrier = Handovers("taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    row_id = (message(app, ref) if channel == "sms" else call_of(app, ref)).id
+    bodies = StatusCallbacks(app.config["BASE_URL"])
+    stale = in_thread(app, lambda: _hand_over(app, channel, row_id, carrier, bodies, clock))
+    assert carrier.entered[0].wait(10)
+    with app.app_context(), db_session(app) as session, db.write(session):
+        give_up = delivery.give_up_sms_in if channel == "sms" else delivery.give_up_call_in
+        assert give_up(session, **{"message_id" if channel == "sms" else "call_id": row_id}, bodies=bodies,
+                       now=clock()) == "UNKNOWN"
+    carrier.release[0].set()
+    stale.join(30)
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).in_doubt_since) == ("DELIVERED", None)
+        assert callbacks(app, ref) == ["DELIVERING", "DELIVERED"]
+        assert available(app, key.account_id) == FUNDS - 10 * YEN
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert refunds(app) == 0 and reconcile(app) == 0 and consistent(app)
+
+
+def _hand_over(app, channel, row_id, carrier, bodies, clock):
+    with db_session(app) as session:
+        if channel == "sms":
+            delivery.deliver_sms(session, message_id=row_id, carrier=carrier, bodies=bodies, now=clock())
+        else:
+            delivery.place_call(session, call_id=row_id, carrier=carrier, bodies=bodies, now=clock())
+
+
+def test_a_hand_over_ends_well_within_the_jobs_lease(app):
+    """The carrier adapter's contract (portal.messaging.carrier.HANDOVER_TIMEOUT): a hand-over
+    not answered by then is abandoned as unknown, long before the send job's lease (the
+    outbox's default: sends get no shorter one) runs out, so a live worker never loses its lease
+    mid hand-over, and a stale one's hand-over is over soon after its lease is."""
+    from portal.messaging.carrier import HANDOVER_TIMEOUT
+
+    assert HANDOVER_TIMEOUT * 2 <= outbox.LEASE
+    from portal import services
+
+    with app.app_context():
+        leases = services.outbox_leases()
+    assert outbox.lease_of(OutboxKind.API_SMS, leases) == outbox.lease_of(OutboxKind.API_CALL, leases) == outbox.LEASE
