@@ -29,6 +29,16 @@ MAX_ATTEMPTS = 12
 LAST_ERROR_LENGTH = 2000
 
 
+def backoff(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed attempt: 30 s, 1 min, 2 min, … capped at 1 h."""
+    return min(timedelta(seconds=30 * 2 ** (attempts - 1)), timedelta(hours=1))
+
+
+RETRY_SPAN = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta()) + MAX_ATTEMPTS * LEASE
+"""The longest a job can be retried before it is given up: the eleven waits between its twelve
+attempts (5 h 3 min 30 s) and each attempt's lease running out (12 × 5 min): 6 h 3 min 30 s."""
+
+
 class OutboxKind(StrEnum):
     """What the worker does with a message (portal.worker.deliver)."""
 
@@ -164,7 +174,7 @@ def mark_failed_attempt(session: Session, *, message_id: int, lease: datetime | 
         message.last_error = error[:LAST_ERROR_LENGTH]
         message.leased_until = None
         if message.attempts < MAX_ATTEMPTS:
-            message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
+            message.available_at = now + backoff(message.attempts)
             return False
         message.failed_at = now
         if on_give_up is not None:

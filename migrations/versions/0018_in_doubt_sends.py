@@ -1,7 +1,8 @@
 """sends whose outcome is unknown (R12): status UNKNOWN for messages and calls, `in_doubt_since`
 on both (a hand-over that may have reached the carrier began then), and the test inbox's
 `reference` (the msgid or callid: the carrier's idempotency key and what the worker's
-reconcile pass looks a send up by)
+reconcile pass looks a send up by); the sends left queued by the worker before it are put in
+doubt, and those past the retry span held as UNKNOWN for the reconcile pass
 
 Revision ID: 0018
 Revises: 0017
@@ -12,6 +13,7 @@ rollup's triggers of migration 0013: they are created again here.
 """
 
 import importlib.util
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from alembic import op
@@ -60,15 +62,46 @@ def _change(extra: tuple[str, ...], add: bool) -> None:
             op.execute(statement)
 
 
+RETRY_SPAN = timedelta(seconds=21_810)
+"""portal.outbox.RETRY_SPAN when this was written (a test keeps them equal): the eleven back-offs
+between the outbox's twelve attempts (30 s doubling, capped at 1 h: 5 h 3 min 30 s) plus each
+attempt's five-minute lease running out (1 h): 6 h 3 min 30 s."""
+
+SENDS = ("sms_messages", "voice_calls")
+
+
+def _sends_left_queued(now: datetime) -> None:
+    """Sends queued before this revision: their attempts ran when any error left the outcome
+    unknown, so each is in doubt since it was created; one older than the retry span has had
+    its job given up (and its payload redacted) by the old worker, which left it queued and
+    charged for ever: it becomes UNKNOWN, and the reconcile pass asks the carrier about it.
+    `now` is a bind value, written as each engine stores the tables' UTC times."""
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    cutoff = now - RETRY_SPAN
+    cutoff = cutoff.replace(tzinfo=None) if sqlite else cutoff
+    for name in SENDS:
+        table = sa.table(name, sa.column("status", sa.String), sa.column("created_at", sa.DateTime(timezone=True)),
+                         sa.column("in_doubt_since", sa.DateTime(timezone=True)))
+        op.execute(table.update().where(table.c.status == "QUEUED", table.c.in_doubt_since.is_(None))
+                   .values(in_doubt_since=table.c.created_at))
+        op.execute(table.update().where(table.c.status == "QUEUED", table.c.created_at < cutoff)
+                   .values(status="UNKNOWN"))
+
+
 def upgrade() -> None:
     _change(("UNKNOWN",), add=True)
+    _sends_left_queued(datetime.now(timezone.utc))
     with op.batch_alter_table('test_inbox_messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reference', sa.String(length=32), nullable=True))
         batch_op.create_unique_constraint('uq_inbox_reference', ['channel', 'reference'])
 
 
 def downgrade() -> None:
-    """Refused by the database while any message or call is UNKNOWN: reconcile them first."""
+    """A send still UNKNOWN goes back to QUEUED, the state the code before this revision left
+    such a send in (charged, never retried: reconcile them first to settle them)."""
+    for name in SENDS:
+        table = sa.table(name, sa.column("status", sa.String))
+        op.execute(table.update().where(table.c.status == "UNKNOWN").values(status="QUEUED"))
     with op.batch_alter_table('test_inbox_messages', schema=None) as batch_op:
         batch_op.drop_constraint('uq_inbox_reference', type_='unique')
         batch_op.drop_column('reference')
