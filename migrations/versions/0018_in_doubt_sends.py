@@ -13,6 +13,7 @@ rollup's triggers of migration 0013: they are created again here.
 """
 
 import importlib.util
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -62,30 +63,36 @@ def _change(extra: tuple[str, ...], add: bool) -> None:
             op.execute(statement)
 
 
-RETRY_SPAN = timedelta(seconds=21_810)
+RETRY_SPAN = timedelta(seconds=18_210)
 """portal.outbox.RETRY_SPAN when this was written (a test keeps them equal): the eleven back-offs
-between the outbox's twelve attempts (30 s doubling, capped at 1 h: 5 h 3 min 30 s) plus each
-attempt's five-minute lease running out (1 h): 6 h 3 min 30 s."""
+between the outbox's twelve attempts (30 s doubling, capped at 1 h): 5 h 3 min 30 s, the least
+time after a send was queued before its job can have been given up."""
 
-SENDS = ("sms_messages", "voice_calls")
+SENDS = {"sms_messages": ("api_sms", "message_id"), "voice_calls": ("api_call", "call_id")}
 
 
 def _sends_left_queued(now: datetime) -> None:
     """Sends queued before this revision: their attempts ran when any error left the outcome
-    unknown, so each is in doubt since it was created; one older than the retry span has had
-    its job given up (and its payload redacted) by the old worker, which left it queued and
-    charged for ever: it becomes UNKNOWN, and the reconcile pass asks the carrier about it.
-    `now` is a bind value, written as each engine stores the tables' UTC times."""
+    unknown, so each is in doubt since it was created. One older than the retry span whose job
+    is no longer live was given up by the old worker (its payload redacted), which left it
+    queued and charged for ever: it becomes UNKNOWN, and the reconcile pass asks the carrier
+    about it. One whose job is still live (its payload names it) is left to that job."""
     sqlite = op.get_bind().dialect.name == "sqlite"
     cutoff = now - RETRY_SPAN
     cutoff = cutoff.replace(tzinfo=None) if sqlite else cutoff
-    for name in SENDS:
-        table = sa.table(name, sa.column("status", sa.String), sa.column("created_at", sa.DateTime(timezone=True)),
+    jobs = sa.table("outbox", sa.column("kind", sa.String), sa.column("payload", sa.Text),
+                    sa.column("sent_at", sa.DateTime(timezone=True)), sa.column("failed_at", sa.DateTime(timezone=True)))
+    for name, (kind, key) in SENDS.items():
+        table = sa.table(name, sa.column("id", sa.Integer), sa.column("status", sa.String),
+                         sa.column("created_at", sa.DateTime(timezone=True)),
                          sa.column("in_doubt_since", sa.DateTime(timezone=True)))
         op.execute(table.update().where(table.c.status == "QUEUED", table.c.in_doubt_since.is_(None))
                    .values(in_doubt_since=table.c.created_at))
-        op.execute(table.update().where(table.c.status == "QUEUED", table.c.created_at < cutoff)
-                   .values(status="UNKNOWN"))
+        payloads = op.get_bind().execute(sa.select(jobs.c.payload).where(
+            jobs.c.kind == kind, jobs.c.sent_at.is_(None), jobs.c.failed_at.is_(None))).scalars()
+        live = {data[key] for data in map(json.loads, payloads) if key in data}
+        op.execute(table.update().where(table.c.status == "QUEUED", table.c.created_at < cutoff,
+                                        table.c.id.not_in(live)).values(status="UNKNOWN"))
 
 
 def upgrade() -> None:

@@ -1,4 +1,5 @@
 import importlib.util
+import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
     """The worker before 0018 gave up on a send's job and left the send QUEUED and charged, its
     job's payload redacted. Each such send may have reached the carrier (any error then was an
     unknown outcome): in doubt since it was created, and UNKNOWN once older than the retry span,
-    so the reconcile pass settles it. The downgrade puts UNKNOWN back to QUEUED."""
+    so the reconcile pass settles it, unless its job is still being retried. The downgrade puts UNKNOWN back to QUEUED."""
     now = datetime.now(timezone.utc)
     old, recent = now - RETRY_SPAN - timedelta(minutes=1), now - RETRY_SPAN + timedelta(minutes=30)
     with empty_database(engine_name, tmp_path) as url:
@@ -53,13 +54,18 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
             connection.execute(insert(t["api_credentials"]).values(_row(
                 t["api_credentials"], id=1, sid="1" * 32, account_id=1, name="key", mode="live", scopes="sms,voice",
                 allowed_networks="", created_by=1)))
-            for row_id, status, created in ((1, "QUEUED", old), (2, "QUEUED", recent), (3, "DELIVERED", old)):
+            for row_id, status, created in ((1, "QUEUED", old), (2, "QUEUED", recent), (3, "DELIVERED", old),
+                                            (4, "QUEUED", old)):
                 connection.execute(insert(t["sms_messages"]).values(_row(
                     t["sms_messages"], id=row_id, msgid=f"{row_id:032x}", account_id=1, credential_id=1, mode="live",
                     status=status, product="sms", segments=1, created_at=created, updated_at=created)))
                 connection.execute(insert(t["voice_calls"]).values(_row(
                     t["voice_calls"], id=row_id, callid=f"{row_id:032x}", account_id=1, credential_id=1, mode="live",
                     status="ANSWERED" if status == "DELIVERED" else status, product="voice", created_at=created)))
+            for kind, key, row_id, failed in (("api_sms", "message_id", 4, None), ("api_call", "call_id", 4, None),
+                                              ("api_sms", "message_id", 1, now), ("api_call", "call_id", 1, now)):
+                connection.execute(insert(t["outbox"]).values(_row(  # 4: still retried; 1: given up, unredacted
+                    t["outbox"], kind=kind, payload=json.dumps({key: row_id}), failed_at=failed)))
         upgrade(url, "0018")
         t = _tables(engine)
         for name in ("sms_messages", "voice_calls"):
@@ -67,21 +73,21 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
                 rows = {row.id: (row.status, row.in_doubt_since) for row in connection.execute(
                     select(t[name].c.id, t[name].c.status, t[name].c.in_doubt_since))}
             assert {key: status for key, (status, _) in rows.items()} == {
-                1: "UNKNOWN", 2: "QUEUED", 3: "DELIVERED" if name == "sms_messages" else "ANSWERED"}
-            assert [_utc(rows[1][1]), _utc(rows[2][1]), rows[3][1]] == [old, recent, None]
+                1: "UNKNOWN", 2: "QUEUED", 3: "DELIVERED" if name == "sms_messages" else "ANSWERED", 4: "QUEUED"}
+            assert [_utc(rows[1][1]), _utc(rows[2][1]), rows[3][1], _utc(rows[4][1])] == [old, recent, None, old]
         command.downgrade(alembic_config(url), "0017")
         t = _tables(engine)
         with engine.connect() as connection:
             assert connection.execute(select(t["sms_messages"].c.status).order_by(t["sms_messages"].c.id)
-                                      ).scalars().all() == ["QUEUED", "QUEUED", "DELIVERED"]
+                                      ).scalars().all() == ["QUEUED", "QUEUED", "DELIVERED", "QUEUED"]
             assert connection.execute(select(t["voice_calls"].c.status).order_by(t["voice_calls"].c.id)
-                                      ).scalars().all() == ["QUEUED", "QUEUED", "ANSWERED"]
+                                      ).scalars().all() == ["QUEUED", "QUEUED", "ANSWERED", "QUEUED"]
         upgrade(url, "head")
         engine.dispose()
 
 
 def test_the_migrations_retry_span_is_the_outboxs():
-    assert RETRY_SPAN == outbox.RETRY_SPAN == timedelta(hours=6, minutes=3, seconds=30)
+    assert RETRY_SPAN == outbox.RETRY_SPAN == timedelta(hours=5, minutes=3, seconds=30)
 
 
 def _utc(value: datetime) -> datetime:
