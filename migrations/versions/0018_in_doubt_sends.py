@@ -93,6 +93,20 @@ def _sends_left_queued(now: datetime) -> None:
         live = {data[key] for data in map(json.loads, payloads) if key in data}
         op.execute(table.update().where(table.c.status == "QUEUED", table.c.created_at < cutoff,
                                         table.c.id.not_in(live)).values(status="UNKNOWN"))
+    _keep_unknown_call_holds(now if not sqlite else now.replace(tzinfo=None))
+
+
+UNKNOWN_CALL_HOLD = timedelta(days=30)  # portal.messaging.delivery.UNKNOWN_CALL_HOLD when this was written
+
+
+def _keep_unknown_call_holds(now: datetime) -> None:
+    """An UNKNOWN call's open hold is kept from the 24-hour expiry sweep, as the give-up now does:
+    the call may have taken place. A hold the sweep released already stays released."""
+    holds = sa.table("credit_holds", sa.column("id", sa.Integer), sa.column("expires_at", sa.DateTime(timezone=True)),
+                     sa.column("closed_at", sa.DateTime(timezone=True)))
+    calls = sa.table("voice_calls", sa.column("hold_id", sa.Integer), sa.column("status", sa.String))
+    op.execute(holds.update().where(holds.c.closed_at.is_(None), holds.c.id.in_(
+        sa.select(calls.c.hold_id).where(calls.c.status == "UNKNOWN"))).values(expires_at=now + UNKNOWN_CALL_HOLD))
 
 
 def upgrade() -> None:

@@ -14,7 +14,7 @@ or callid): taken → the carrier's outcome is kept and charged; never taken →
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -32,6 +32,10 @@ from portal.messaging.carrier import (Carrier, CarrierRejected, CarrierUnavailab
 
 log = logging.getLogger("portal.messaging")
 LOGGED_REASON_LENGTH = 200  # a carrier's reason for a failure is logged up to this many characters
+UNKNOWN_CALL_HOLD = timedelta(days=30)
+"""How long an UNKNOWN call's hold is kept from the expiry sweep: until the reconcile pass (every
+five minutes) hears from the carrier, which settles or releases it. A call still unknown after a
+month is the operators' (portal sends unknown lists it); then its hold goes, and it costs nothing."""
 
 
 class StatusBodies(Protocol):
@@ -193,6 +197,8 @@ def give_up_call_in(session: Session, *, call_id: int, bodies: StatusBodies, now
         log.warning("call %s never reached the carrier: failed, its hold released", call.callid)
         return CallStatus.FAILED
     call.status = CallStatus.UNKNOWN  # no callback: the wire says IN PROGRESS until the carrier answers
+    if call.hold_id:  # the 24-hour expiry sweep must not release it: the call may have taken place
+        ledger.keep_hold_in(session, state, hold_id=call.hold_id, until=now + UNKNOWN_CALL_HOLD)
     log.warning("call %s: outcome unknown since %s, held for reconciliation", call.callid, call.in_doubt_since)
     return CallStatus.UNKNOWN
 

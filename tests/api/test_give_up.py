@@ -302,15 +302,38 @@ def test_a_call_the_carrier_never_placed_is_failed_by_the_reconcile_pass_and_its
     assert callbacks(app, callid) == ["FAILED"] and consistent(app)
 
 
-def test_a_call_reconciled_after_the_sweep_released_its_hold_costs_nothing(app, api, key, clock):
-    """A call whose hold (24 hours) ran out while the carrier's status API was down: the hold
-    stays released, and the call's cost says what the ledger kept."""
+def test_an_unknown_calls_hold_outlives_the_expiry_sweep_and_the_call_is_charged_when_reconciled(
+        app, api, key, clock):
+    """The 24-hour expiry sweep leaves an UNKNOWN call's hold alone: a call the carrier placed,
+    reconciled a day later (its status API was down meanwhile), is charged its minutes."""
     from portal.ledger.operator import sweep
 
     carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
     callid = start(app, api, key, carrier)
     attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
-    clock.advance(hours=24)
+    carrier.down = True
+    clock.advance(hours=25)
+    sweep(engine=app.extensions["portal.engine"], now=clock())
+    assert reconcile(app) == 0 and call_of(app, callid).status == "UNKNOWN"
+    with db_session(app) as session:
+        assert session.get(Hold, call_of(app, callid).hold_id).closed_at is None
+    assert available(app, key.account_id) == FUNDS - 50 * YEN and consistent(app)
+    carrier.down = False
+    assert reconcile(app) == 1
+    answered = call_of(app, callid)
+    assert (answered.status, answered.duration, answered.cost) == ("ANSWERED", 61, 20 * YEN)
+    assert available(app, key.account_id) == FUNDS - 20 * YEN and consistent(app)
+
+
+def test_a_call_still_unknown_when_its_kept_hold_runs_out_costs_nothing(app, api, key, clock):
+    """After UNKNOWN_CALL_HOLD (a month) the sweep releases the hold after all; a call reconciled
+    later still says what the ledger kept: nothing."""
+    from portal.ledger.operator import sweep
+
+    carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    clock.advance(seconds=(delivery.UNKNOWN_CALL_HOLD + timedelta(minutes=1)).total_seconds())
     sweep(engine=app.extensions["portal.engine"], now=clock())
     assert available(app, key.account_id) == FUNDS
     assert reconcile(app) == 1

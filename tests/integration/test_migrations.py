@@ -54,6 +54,10 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
             connection.execute(insert(t["api_credentials"]).values(_row(
                 t["api_credentials"], id=1, sid="1" * 32, account_id=1, name="key", mode="live", scopes="sms,voice",
                 allowed_networks="", created_by=1)))
+            for row_id, created in ((1, old), (2, recent)):
+                connection.execute(insert(t["credit_holds"]).values(_row(
+                    t["credit_holds"], id=row_id, account_id=1, amount=50_000, reason="call", created_at=created,
+                    expires_at=created + timedelta(hours=24))))
             for row_id, status, created in ((1, "QUEUED", old), (2, "QUEUED", recent), (3, "DELIVERED", old),
                                             (4, "QUEUED", old)):
                 connection.execute(insert(t["sms_messages"]).values(_row(
@@ -61,6 +65,7 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
                     status=status, product="sms", segments=1, created_at=created, updated_at=created)))
                 connection.execute(insert(t["voice_calls"]).values(_row(
                     t["voice_calls"], id=row_id, callid=f"{row_id:032x}", account_id=1, credential_id=1, mode="live",
+                    hold_id=row_id if row_id < 3 else None,
                     status="ANSWERED" if status == "DELIVERED" else status, product="voice", created_at=created)))
             for kind, key, row_id, failed in (("api_sms", "message_id", 4, None), ("api_call", "call_id", 4, None),
                                               ("api_sms", "message_id", 1, now), ("api_call", "call_id", 1, now)):
@@ -75,6 +80,9 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
             assert {key: status for key, (status, _) in rows.items()} == {
                 1: "UNKNOWN", 2: "QUEUED", 3: "DELIVERED" if name == "sms_messages" else "ANSWERED", 4: "QUEUED"}
             assert [_utc(rows[1][1]), _utc(rows[2][1]), rows[3][1], _utc(rows[4][1])] == [old, recent, None, old]
+        with engine.connect() as connection:  # the UNKNOWN call's hold is kept from the sweep
+            expiry = dict(connection.execute(select(t["credit_holds"].c.id, t["credit_holds"].c.expires_at)).all())
+        assert _utc(expiry[1]) >= now + timedelta(days=30) and _utc(expiry[2]) == recent + timedelta(hours=24)
         command.downgrade(alembic_config(url), "0017")
         t = _tables(engine)
         with engine.connect() as connection:
