@@ -220,14 +220,15 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
                   now: datetime) -> str | None:
     """Ask the carrier about an UNKNOWN message by its idempotency key (the msgid), then in one
     unit (the account locked first): taken → the carrier's status, the charge kept; never
-    taken → FAIL and the refund, exactly once. A carrier that cannot tell now raises, and the
-    message stays UNKNOWN for the next pass. Returns the status set, or None."""
+    taken → FAIL and the refund, exactly once. A carrier that cannot tell now raises
+    CarrierCannotTell, and the message stays UNKNOWN for the next pass. The carrier is asked
+    between the two units, with no transaction open. Returns the status set, or None."""
     with db.read(session):
         message = session.get(Message, message_id, populate_existing=True)
         if message is None or message.status != MessageStatus.UNKNOWN:
             return None
-        account_id = message.account_id
-        found = _carrier_for(message.mode, carrier).find_sms(session=session, reference=message.msgid)
+        account_id, mode, msgid = message.account_id, message.mode, message.msgid
+    found = _ask(lambda: _carrier_for(mode, carrier).find_sms(session=session, reference=msgid), msgid)
     with db.write(session):
         state, _ = ledger.lock(session, account_id)
         message = session.get(Message, message_id, populate_existing=True)
@@ -245,6 +246,20 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
         return message.status
 
 
+class CarrierCannotTell(Exception):
+    """The carrier's status API could not say now whether it took a send (it failed or timed
+    out): the send stays UNKNOWN, and the reconcile pass stops until its next round."""
+
+
+def _ask(lookup, ref: str):
+    """The carrier's answer to one lookup, asked with no database transaction open (a hanging
+    status API must hold no lock or connection's transaction); any failure is CarrierCannotTell."""
+    try:
+        return lookup()
+    except Exception as error:
+        raise CarrierCannotTell(ref) from error
+
+
 def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies,
                    now: datetime) -> str | None:
     """As reconcile_sms, for a call (by its callid): placed → ANSWERED, its hold settled to the
@@ -253,8 +268,8 @@ def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: 
         call = session.get(Call, call_id, populate_existing=True)
         if call is None or call.status != CallStatus.UNKNOWN:
             return None
-        account_id = call.account_id
-        seconds = _carrier_for(call.mode, carrier).find_call(session=session, reference=call.callid)
+        account_id, mode, callid = call.account_id, call.mode, call.callid
+    seconds = _ask(lambda: _carrier_for(mode, carrier).find_call(session=session, reference=callid), callid)
     with db.write(session):
         state, _ = ledger.lock(session, account_id)
         call = session.get(Call, call_id, populate_existing=True)

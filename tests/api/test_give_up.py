@@ -46,6 +46,8 @@ class Carrier:
         self.failures, self.seconds = list(failures), seconds
         self.messages, self.calls, self.lookups = {}, {}, 0
         self.down = False  # its status API cannot answer
+        self.asked_in_transaction = []  # for each lookup: was a database transaction open?
+        self.on_lookup = lambda: None
 
     def _attempt(self, taken: dict, reference: str, value) -> None:
         failure = self.failures.pop(0) if self.failures else None
@@ -66,14 +68,19 @@ class Carrier:
         self._attempt(self.calls, call.reference, self.seconds)
         return self.calls[call.reference]
 
-    def find_sms(self, *, session, reference):
+    def _lookup(self, session):
         self.lookups += 1
+        self.asked_in_transaction.append(session.in_transaction())
+        self.on_lookup()
+
+    def find_sms(self, *, session, reference):
+        self._lookup(session)
         if self.down:
             raise TimeoutError("status API down")
         return SentSMS(self.messages[reference], delivered=True) if reference in self.messages else None
 
     def find_call(self, *, session, reference):
-        self.lookups += 1
+        self._lookup(session)
         if self.down:
             raise TimeoutError("status API down")
         return self.calls.get(reference)
@@ -256,6 +263,34 @@ def test_an_sms_the_carrier_never_took_is_failed_and_refunded_once_by_the_reconc
                           now=clock())
     assert reconcile(app) == 0 and refunds(app) == 1 and available(app, key.account_id) == FUNDS
     assert consistent(app)
+
+
+def test_the_reconcile_pass_stops_at_the_first_send_the_carrier_cannot_tell_about(app, api, key, clock):
+    carrier = Carrier(*["lost"] * (3 * MAX_ATTEMPTS))
+    sent = [send(app, api, key, carrier) for _ in range(3)]
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN"] * 3
+    carrier.down = True
+    assert reconcile(app) == 0 and carrier.lookups == 1  # not asked about the other two
+    carrier.down = False
+    assert reconcile(app) == 3 and carrier.lookups == 4
+    assert carrier.asked_in_transaction == [False] * 4  # no transaction open while the carrier is asked
+    assert [message(app, msgid).status for msgid in sent] == ["FAIL"] * 3 and refunds(app) == 3 and consistent(app)
+
+
+def test_the_reconcile_pass_stops_asking_when_its_time_is_up(app, api, key, clock):
+    """Each lookup takes 15 s (a slow status API, on a fake timer): a 20-second pass asks about
+    two sends, and the third waits for the next pass."""
+    carrier = Carrier(*["lost"] * (3 * MAX_ATTEMPTS))
+    sent = [send(app, api, key, carrier) for _ in range(3)]
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN"] * 3
+    seconds = [0.0]
+    carrier.on_lookup = lambda: seconds.__setitem__(0, seconds[0] + 15)
+    assert worker.reconcile_sends(app, budget=20, timer=lambda: seconds[0]) == 2
+    assert carrier.lookups == 2 and [message(app, msgid).status for msgid in sent] == ["FAIL", "FAIL", "UNKNOWN"]
+    assert worker.reconcile_sends(app, budget=20, timer=lambda: seconds[0]) == 1
+    assert message(app, sent[2]).status == "FAIL" and available(app, key.account_id) == FUNDS and consistent(app)
 
 
 def test_a_retry_after_a_lost_answer_is_not_sent_twice(app, api, key, clock):
