@@ -76,6 +76,8 @@ def deliver_sms(session: Session, *, message_id: int, carrier: Carrier, bodies: 
                           body=message.body, reference=message.msgid)
     try:
         with db.write(session):
+            if session.scalar(select(Message.status).where(Message.id == message_id)) != MessageStatus.QUEUED:
+                return  # ended elsewhere since the mark was committed: nothing to hand over
             carrier_ref = _carrier_for(mode, carrier).send_sms(session=session, sms=sms, now=now)
             state, _ = ledger.lock(session, account_id)
             message = session.get(Message, message_id, populate_existing=True)
