@@ -12,6 +12,7 @@ worker never loses a short lease mid-send.
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -26,6 +27,16 @@ ALERT_LEASE = timedelta(seconds=45)  # the default of PORTAL_ALERT_LEASE_SECONDS
 Leases = dict[str, timedelta]  # a kind's own lease, shorter than LEASE
 MAX_ATTEMPTS = 12
 LAST_ERROR_LENGTH = 2000
+
+
+def backoff(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed attempt: 30 s, 1 min, 2 min, … capped at 1 h."""
+    return min(timedelta(seconds=30 * 2 ** (attempts - 1)), timedelta(hours=1))
+
+
+RETRY_SPAN = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())
+"""The eleven waits between a job's twelve attempts (5 h 3 min 30 s): no job is given up sooner
+after its first attempt (a slow attempt, or a worker down, only makes it later)."""
 
 
 class OutboxKind(StrEnum):
@@ -105,6 +116,25 @@ def renew(session: Session, *, message_id: int, lease: datetime, until: datetime
     return until if changed == 1 else None
 
 
+@dataclass(frozen=True)
+class Held:
+    """A claimed row as its worker holds it: the row's id and the leased_until it was given."""
+
+    id: int
+    lease: datetime
+
+
+def still_held(session: Session, held: Held) -> bool:
+    """Whether the worker still holds the row, inside the caller's unit: the row is locked
+    first on PostgreSQL (a claim waits, or skips it, until the caller commits), so what the
+    caller writes next cannot race another worker's claim."""
+    query = select(OutboxMessage.id).where(OutboxMessage.id == held.id, OutboxMessage.leased_until == held.lease,
+                                           OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    return session.scalar(query) is not None
+
+
 def mark_sent(session: Session, *, message_id: int, lease: datetime, now: datetime) -> None:
     """Record delivery and drop what the payload carried (links, codes): it served its purpose."""
     with db.write(session):
@@ -122,7 +152,7 @@ def _redacted(payload: str) -> str:
 GiveUp = Callable[[Session, "OutboxMessage"], None]
 
 
-def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: datetime,
+def mark_failed_attempt(session: Session, *, message_id: int, lease: datetime | None, error: str, now: datetime,
                         on_give_up: GiveUp | None = None) -> bool:
     """Retry with exponential back-off (30 s, 1 min, 2 min, … capped at 1 h), then give up.
     `error` is the worker's description of the failure, for the operators, not anyone's text:
@@ -130,18 +160,21 @@ def mark_failed_attempt(session: Session, *, message_id: int, error: str, now: d
     page is not worth keeping twelve times). Giving up runs `on_give_up(session, message)` in
     the same unit, before the payload is redacted (a send's job fails or holds its send there,
     portal.messaging.delivery). The row is locked first, so two workers failing it at once give
-    up once. Returns whether this call gave up."""
+    up once. Only the worker that still holds the lease (`lease`: the leased_until it was
+    given) records anything: a stale worker, whose lease ran out and whose row another worker
+    claimed, must neither give up while that worker's attempt is in flight nor free its lease.
+    Returns whether this call gave up."""
     with db.write(session):
         query = select(OutboxMessage).where(OutboxMessage.id == message_id)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
         message = session.scalars(query.execution_options(populate_existing=True)).one()
-        if message.sent_at is not None or message.failed_at is not None:
+        if message.sent_at is not None or message.failed_at is not None or message.leased_until != lease:
             return False
         message.last_error = error[:LAST_ERROR_LENGTH]
         message.leased_until = None
         if message.attempts < MAX_ATTEMPTS:
-            message.available_at = now + min(timedelta(seconds=30 * 2 ** (message.attempts - 1)), timedelta(hours=1))
+            message.available_at = now + backoff(message.attempts)
             return False
         message.failed_at = now
         if on_give_up is not None:

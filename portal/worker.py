@@ -44,11 +44,11 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         services.carrier().send_sms(session=session, sms=OutgoingSMS(**payload), now=now)
     elif message.kind == OutboxKind.API_SMS:
         delivery.deliver_sms(session, message_id=payload["message_id"], carrier=services.carrier(),
-                             bodies=wire.StatusCallbacks(services.base_url()), now=now)
+                             bodies=wire.StatusCallbacks(services.base_url()), now=now, held=_held(message))
         otp.after_sms(session=session, message_id=payload["message_id"], caller=services.otp_caller(), now=now)
     elif message.kind == OutboxKind.API_CALL:
         delivery.place_call(session, call_id=payload["call_id"], carrier=services.carrier(),
-                            bodies=wire.StatusCallbacks(services.base_url()), now=now)
+                            bodies=wire.StatusCallbacks(services.base_url()), now=now, held=_held(message))
         otp.after_call(session=session, call_id=payload["call_id"])
     elif message.kind == OutboxKind.OTP_FALLBACK:
         otp.call_fallback(session=session, code_id=payload["code_id"], caller=services.otp_caller(), now=now)
@@ -58,6 +58,11 @@ def deliver(session, message: outbox.OutboxMessage, now) -> None:
         delivery.post_callback(payload, allow_private=services.callbacks_may_reach_private_addresses(), now=now)
     else:
         raise ValueError(f"unknown outbox kind {message.kind!r}")
+
+
+def _held(message: outbox.OutboxMessage) -> outbox.Held:
+    """The lease this worker holds on the job (_deliver_one read the row after checking it)."""
+    return outbox.Held(message.id, message.leased_until)
 
 
 def drain_once(app: Flask) -> int:
@@ -94,7 +99,7 @@ def _deliver_one(message_id: int, lease, short_lease=None) -> None:
             session.rollback()  # nothing a failed delivery left in the session is recorded
             log.warning("outbox message %s failed: %s", message_id, type(error).__name__)
             stored = db.describe(error, frames=False) if db.is_database_error(error) else repr(error)  # no values
-            if outbox.mark_failed_attempt(session, message_id=message_id, error=stored, now=clock.now(),
+            if outbox.mark_failed_attempt(session, message_id=message_id, lease=lease, error=stored, now=clock.now(),
                                           on_give_up=give_up):
                 _guarded("after a give-up", lambda _: after_give_up(session, kind, payload, clock.now()), None)
             return
@@ -123,37 +128,55 @@ def after_give_up(session, kind: str, payload: dict, now) -> None:
 
 
 SENDS_EVERY = 300.0
+SENDS_BUDGET = 20.0
+"""Seconds a reconcile pass may start lookups for: it runs in the worker's loop, so with each
+lookup bounded by carrier.LOOKUP_TIMEOUT (10 s) it holds the outbox up at most half a minute,
+well inside the minute balance alerts are promised in. What is left waits for the next pass."""
 
 
-def reconcile_sends(app: Flask) -> int:
+def reconcile_sends(app: Flask, *, budget: float = SENDS_BUDGET, timer=time.monotonic) -> int:
     """Ask the carrier about the messages and calls whose outcome is unknown (R12), by their
-    idempotency keys, and settle each as it answers; one the carrier cannot tell about now is
-    asked again on the next pass. Returns how many were settled."""
-    settled = 0
+    idempotency keys, and settle each as it answers, oldest first, until `budget` seconds have
+    gone. The first send the carrier cannot tell about now ends the pass (its status API is
+    failing: asking about the others would only wait on it again); it is asked again on the
+    next. Returns how many were settled."""
+    settled, deadline = 0, timer() + budget
     with app.app_context():
         carrier, bodies = services.carrier(), wire.StatusCallbacks(services.base_url())
         with db.job_session() as session:
             messages, calls = delivery.unknown_sends(session)
-            for kind, ids in ((OutboxKind.API_SMS, messages), (OutboxKind.API_CALL, calls)):
-                for row_id in ids:
-                    try:
-                        if kind == OutboxKind.API_SMS:
-                            status = delivery.reconcile_sms(session, message_id=row_id, carrier=carrier,
-                                                            bodies=bodies, now=clock.now())
-                            payload = {"message_id": row_id}
-                        else:
-                            status = delivery.reconcile_call(session, call_id=row_id, carrier=carrier,
-                                                             bodies=bodies, now=clock.now())
-                            payload = {"call_id": row_id}
-                        if status is not None:
-                            settled += 1
-                            after_give_up(session, kind, payload, clock.now())
-                    except Exception as error:  # one the carrier cannot answer must not stop the others
-                        session.rollback()
-                        log.warning("reconciling %s %s failed: %s", kind, row_id, type(error).__name__)
+            sends = [(OutboxKind.API_SMS, row_id) for row_id in messages]
+            sends += [(OutboxKind.API_CALL, row_id) for row_id in calls]
+            for kind, row_id in sends:
+                if timer() >= deadline:
+                    log.info("carrier reconciliation: out of time, the rest waits for the next pass")
+                    break
+                try:
+                    if _reconcile_one(session, kind, row_id, carrier, bodies):
+                        settled += 1
+                except delivery.CarrierCannotTell as unknown:
+                    session.rollback()
+                    log.warning("carrier reconciliation stopped: the carrier cannot tell about %s now (%s)",
+                                unknown, type(unknown.__cause__).__name__)
+                    break
+                except Exception as error:  # one send that fails to settle must not stop the others
+                    session.rollback()
+                    log.warning("reconciling %s %s failed: %s", kind, row_id, type(error).__name__)
     if settled:
         log.info("carrier reconciliation: %s sends settled", settled)
     return settled
+
+
+def _reconcile_one(session, kind: str, row_id: int, carrier, bodies) -> bool:
+    if kind == OutboxKind.API_SMS:
+        status = delivery.reconcile_sms(session, message_id=row_id, carrier=carrier, bodies=bodies, now=clock.now())
+        payload = {"message_id": row_id}
+    else:
+        status = delivery.reconcile_call(session, call_id=row_id, carrier=carrier, bodies=bodies, now=clock.now())
+        payload = {"call_id": row_id}
+    if status is not None:
+        after_give_up(session, kind, payload, clock.now())
+    return status is not None
 
 
 SWEEP_EVERY = 60.0

@@ -34,6 +34,7 @@ from portal.ledger.steps import (
     grant_in,
     grant_trial_in,
     hold_in,
+    keep_hold_in,
     lock,
     lots_of,
     mark_refunded_in,
@@ -51,7 +52,7 @@ __all__ = [
     "HOLD_LIFETIME", "ChargeExceedsHold", "HoldClosed", "IdempotencyConflict", "InsufficientCredit", "LiveLot",
     "NothingToRefund", "ReasonTooLong", "ReservedKey", "Result", "Rider", "RiderRows", "State", "UnknownHold",
     "accounts_with_due_work", "close_hold_in", "debit", "debit_in", "expire", "freeze_lot_in", "grant", "grant_in",
-    "grant_purchase", "grant_trial_in", "hold", "hold_in", "lock", "lots_of", "mark_refunded_in", "open_state",
+    "grant_purchase", "grant_trial_in", "hold", "hold_in", "keep_hold_in", "lock", "lots_of", "mark_refunded_in", "open_state",
     "refund_lot", "refund_lot_in", "release", "reverse_in", "settle", "settle_in", "take_back_in",
 ]
 

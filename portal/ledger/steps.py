@@ -428,6 +428,15 @@ def reverse_in(session: Session, state: State, *, transaction_id: int, key: str,
     write_off_due(session, state, lots_of(session, state.account_id), now)
 
 
+def keep_hold_in(session: Session, state: State, *, hold_id: int, until: datetime) -> None:
+    """Keep an open hold from the expiry sweep until `until` (never shortening it), inside the
+    caller's transaction (the caller locked the account): no amount moves, so the account's
+    cached held total is unchanged."""
+    held = session.get(Hold, hold_id, populate_existing=True)
+    if held.closed_at is None and held.expires_at < until:
+        held.expires_at = until
+
+
 def settle_in(session: Session, state: State, *, hold_id: int, charged: int, now: datetime) -> None:
     """Close a hold inside the caller's transaction (the caller locked the account): keep
     `charged`, give the rest back. A hold the sweep already released stays released."""

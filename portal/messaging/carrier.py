@@ -10,15 +10,28 @@ up by it later (`find_sms`, `find_call`; portal.messaging.delivery's reconcile p
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from portal import db
 from portal.messaging.models import InboxChannel, TestInboxMessage
 
 log = logging.getLogger(__name__)
+
+HANDOVER_TIMEOUT = timedelta(seconds=60)
+"""The longest a real adapter waits for the carrier to take an SMS or a call (connecting and
+the answer to the request, not the call's own length): then it raises, and the outcome is
+unknown. At most half the send job's lease (portal.outbox.LEASE, five minutes; sends get no
+shorter one), so a live worker never loses its lease mid hand-over, and a stale worker's
+hand-over has ended soon after its lease ran out (test_give_up checks the invariant)."""
+
+LOOKUP_TIMEOUT = timedelta(seconds=10)
+"""The longest a real adapter waits for the carrier's status API (`find_sms`, `find_call`)
+before it raises ("cannot tell now"): the reconcile pass runs in the worker's loop, between
+deliveries that include balance alerts promised within a minute."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ class Carrier(Protocol):
 
     def find_sms(self, *, session: Session, reference: str) -> SentSMS | None:
         """The message the carrier took with this idempotency key, or None when it never took
-        one; raises when it cannot tell now (asked again on the next pass)."""
+        one; raises when it cannot tell now (asked again on the next pass). Called with no
+        transaction open: an adapter that reads the database opens its own read unit."""
 
     def find_call(self, *, session: Session, reference: str) -> int | None:
         """The answered seconds of the call placed with this idempotency key, or None when none
@@ -99,11 +113,13 @@ class TestInboxCarrier:
         return f"inbox-{record.id}"
 
     def find_sms(self, *, session: Session, reference: str) -> SentSMS | None:
-        known = self._recorded(session, InboxChannel.SMS, reference)
+        with db.read(session):  # the inbox is the database: a short read of its own
+            known = self._recorded(session, InboxChannel.SMS, reference)
         return SentSMS(carrier_ref=f"inbox-{known.id}", delivered=True) if known else None
 
     def find_call(self, *, session: Session, reference: str) -> int | None:
-        known = self._recorded(session, InboxChannel.VOICE, reference)
+        with db.read(session):
+            known = self._recorded(session, InboxChannel.VOICE, reference)
         return _seconds_of(known.body) if known else None
 
     @staticmethod

@@ -14,7 +14,7 @@ or callid): taken → the carrier's outcome is kept and charged; never taken →
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import select, update
@@ -32,6 +32,10 @@ from portal.messaging.carrier import (Carrier, CarrierRejected, CarrierUnavailab
 
 log = logging.getLogger("portal.messaging")
 LOGGED_REASON_LENGTH = 200  # a carrier's reason for a failure is logged up to this many characters
+UNKNOWN_CALL_HOLD = timedelta(days=30)
+"""How long an UNKNOWN call's hold is kept from the expiry sweep: until the reconcile pass (every
+five minutes) hears from the carrier, which settles or releases it. A call still unknown after a
+month is the operators' (portal sends unknown lists it); then its hold goes, and it costs nothing."""
 
 
 class StatusBodies(Protocol):
@@ -48,52 +52,84 @@ def _carrier_for(mode: str, carrier: Carrier) -> Carrier:
     return TestInboxCarrier() if mode == "test" else carrier
 
 
-def deliver_sms(session: Session, *, message_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime) -> None:
+def deliver_sms(session: Session, *, message_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime,
+                held: outbox.Held | None = None) -> None:
     """Hand a queued message to the carrier: DELIVERING, then DELIVERED (the test inbox
     delivers at once), each status committed with its callback. A refusal fails the message
     and refunds it; any other error leaves it queued for a retry, in doubt unless the carrier
-    definitely never took it (CarrierUnavailable)."""
+    definitely never took it (CarrierUnavailable). `held` is the outbox job's lease, when a
+    worker delivers: only while it holds it may this attempt take its in-doubt mark back.
+
+    The answer is recorded with the account locked and the message read again after the lock
+    (as the give-up and the reconcile pass do), so a hand-over that returns late never
+    overwrites what they decided. One taken after they failed and refunded the message is
+    logged as an error for the operators and left FAIL and refunded: the customer was told
+    FAIL by its callback, a charge taken back later could not be relied on to be payable, so
+    Chotto bears that send's cost."""
     with db.write(session):
         message = session.get(Message, message_id, populate_existing=True)
         if message is None or message.status != MessageStatus.QUEUED:
             return
-        doubt = _begin_doubt(message, now)
+        doubt = _begin_doubt(session, Message, message_id, MessageStatus.QUEUED, now)
+        account_id, mode = message.account_id, message.mode
+        sms = OutgoingSMS(account_id=message.account_id, recipient=message.recipient, sender=message.sender,
+                          body=message.body, reference=message.msgid)
     try:
         with db.write(session):
+            if session.scalar(select(Message.status).where(Message.id == message_id)) != MessageStatus.QUEUED:
+                return  # ended elsewhere since the mark was committed: nothing to hand over
+            carrier_ref = _carrier_for(mode, carrier).send_sms(session=session, sms=sms, now=now)
+            state, _ = ledger.lock(session, account_id)
             message = session.get(Message, message_id, populate_existing=True)
-            if message.status != MessageStatus.QUEUED:
+            if message.status not in (MessageStatus.QUEUED, MessageStatus.UNKNOWN):
+                _taken_late("SMS", message.msgid, message.status, carrier_ref)
                 return
-            sms = OutgoingSMS(account_id=message.account_id, recipient=message.recipient, sender=message.sender,
-                              body=message.body, reference=message.msgid)
-            message.carrier_ref = _carrier_for(message.mode, carrier).send_sms(session=session, sms=sms, now=now)
-            message.in_doubt_since = None
+            message.carrier_ref, message.in_doubt_since = carrier_ref, None
             _set_status(session, message, MessageStatus.DELIVERING, bodies, now)
     except CarrierRejected as rejected:
         fail_sms(session, message_id=message_id, reason=str(rejected), bodies=bodies, now=now)
         return
     except CarrierUnavailable:
-        _end_doubt(session, Message, message_id, doubt)
+        _end_doubt(session, Message, message_id, doubt, held)
         raise
     with db.write(session):
         _set_status(session, message, MessageStatus.DELIVERED, bodies, now)
 
 
-def _begin_doubt(row: "Message | Call", now: datetime) -> datetime | None:
-    """Mark the hand-over about to start as possibly reaching the carrier (the caller commits
-    before the carrier is asked). Returns this attempt's mark, or None when an earlier attempt's
-    doubt stands: only the attempt that set a mark may take it back."""
-    if row.in_doubt_since is not None:
-        return None
-    row.in_doubt_since = now
-    return now
+def _taken_late(what: str, ref: str, status: str, carrier_ref: str) -> None:
+    """A hand-over that returned after the send had ended otherwise. Failed and refunded (or
+    released) meanwhile: the carrier did send it for free, which the operators must hear of;
+    delivered by another worker: the idempotency key made it one send, nothing to tell."""
+    if status in (MessageStatus.FAIL, CallStatus.FAILED):
+        log.error("%s %s was taken by the carrier (%s) after it had been failed and its charge given back: "
+                  "it stays %s, and Chotto bears its cost", what, ref, carrier_ref, status)
+    else:
+        log.info("%s %s was taken again by the carrier, already %s", what, ref, status)
 
 
-def _end_doubt(session: Session, model: type, row_id: int, doubt: datetime | None) -> None:
-    """The carrier definitely did not take this attempt: its mark goes, unless another attempt
-    (a worker whose lease ran out) marked the row since. One conditional UPDATE."""
+def _begin_doubt(session: Session, model: type, row_id: int, queued: str, now: datetime) -> datetime | None:
+    """Mark the hand-over about to start as possibly reaching the carrier, in the caller's unit
+    (committed before the carrier is asked). One conditional UPDATE (compare-and-set): it marks
+    a queued row that has no mark yet, and returns this attempt's mark; None when an earlier
+    attempt's mark stands, which this attempt may then never take back (that attempt's outcome
+    stays unknown until the reconcile pass asks the carrier)."""
+    marked = session.execute(update(model).where(model.id == row_id, model.status == queued,
+                                                 model.in_doubt_since.is_(None))
+                             .values(in_doubt_since=now)).rowcount
+    return now if marked == 1 else None
+
+
+def _end_doubt(session: Session, model: type, row_id: int, doubt: datetime | None,
+               held: outbox.Held | None) -> None:
+    """The carrier definitely did not take this attempt: its mark goes, but only when this
+    attempt set it (`doubt`), the mark is still that one, and the worker still holds the job's
+    lease (checked with the job locked, so no other worker can claim it and start an attempt
+    that relies on the mark meanwhile). One conditional UPDATE."""
     if doubt is None:
         return
     with db.write(session):
+        if held is not None and not outbox.still_held(session, held):
+            return
         session.execute(update(model).where(model.id == row_id, model.in_doubt_since == doubt)
                         .values(in_doubt_since=None))
 
@@ -163,6 +199,8 @@ def give_up_call_in(session: Session, *, call_id: int, bodies: StatusBodies, now
         log.warning("call %s never reached the carrier: failed, its hold released", call.callid)
         return CallStatus.FAILED
     call.status = CallStatus.UNKNOWN  # no callback: the wire says IN PROGRESS until the carrier answers
+    if call.hold_id:  # the 24-hour expiry sweep must not release it: the call may have taken place
+        ledger.keep_hold_in(session, state, hold_id=call.hold_id, until=now + UNKNOWN_CALL_HOLD)
     log.warning("call %s: outcome unknown since %s, held for reconciliation", call.callid, call.in_doubt_since)
     return CallStatus.UNKNOWN
 
@@ -184,14 +222,15 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
                   now: datetime) -> str | None:
     """Ask the carrier about an UNKNOWN message by its idempotency key (the msgid), then in one
     unit (the account locked first): taken → the carrier's status, the charge kept; never
-    taken → FAIL and the refund, exactly once. A carrier that cannot tell now raises, and the
-    message stays UNKNOWN for the next pass. Returns the status set, or None."""
+    taken → FAIL and the refund, exactly once. A carrier that cannot tell now raises
+    CarrierCannotTell, and the message stays UNKNOWN for the next pass. The carrier is asked
+    between the two units, with no transaction open. Returns the status set, or None."""
     with db.read(session):
         message = session.get(Message, message_id, populate_existing=True)
         if message is None or message.status != MessageStatus.UNKNOWN:
             return None
-        account_id = message.account_id
-        found = _carrier_for(message.mode, carrier).find_sms(session=session, reference=message.msgid)
+        account_id, mode, msgid = message.account_id, message.mode, message.msgid
+    found = _ask(lambda: _carrier_for(mode, carrier).find_sms(session=session, reference=msgid), msgid)
     with db.write(session):
         state, _ = ledger.lock(session, account_id)
         message = session.get(Message, message_id, populate_existing=True)
@@ -209,6 +248,20 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
         return message.status
 
 
+class CarrierCannotTell(Exception):
+    """The carrier's status API could not say now whether it took a send (it failed or timed
+    out): the send stays UNKNOWN, and the reconcile pass stops until its next round."""
+
+
+def _ask(lookup, ref: str):
+    """The carrier's answer to one lookup, asked with no database transaction open (a hanging
+    status API must hold no lock or connection's transaction); any failure is CarrierCannotTell."""
+    try:
+        return lookup()
+    except Exception as error:
+        raise CarrierCannotTell(ref) from error
+
+
 def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies,
                    now: datetime) -> str | None:
     """As reconcile_sms, for a call (by its callid): placed → ANSWERED, its hold settled to the
@@ -217,8 +270,8 @@ def reconcile_call(session: Session, *, call_id: int, carrier: Carrier, bodies: 
         call = session.get(Call, call_id, populate_existing=True)
         if call is None or call.status != CallStatus.UNKNOWN:
             return None
-        account_id = call.account_id
-        seconds = _carrier_for(call.mode, carrier).find_call(session=session, reference=call.callid)
+        account_id, mode, callid = call.account_id, call.mode, call.callid
+    seconds = _ask(lambda: _carrier_for(mode, carrier).find_call(session=session, reference=callid), callid)
     with db.write(session):
         state, _ = ledger.lock(session, account_id)
         call = session.get(Call, call_id, populate_existing=True)
@@ -294,17 +347,20 @@ class _EndedElsewhere(Exception):
     """Another worker recorded the end of the call meanwhile: what this one wrote is rolled back."""
 
 
-def place_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime) -> None:
+def place_call(session: Session, *, call_id: int, carrier: Carrier, bodies: StatusBodies, now: datetime,
+               held: outbox.Held | None = None) -> None:
     """Place a queued call, then in one transaction (the account locked first) record how it
     ended and settle its hold to the started minutes. If the worker dies during the call, the
     retry places it again with the same reference (the carrier's idempotency key); until then
-    the call is in doubt, unless the carrier definitely never took it (CarrierUnavailable)."""
+    the call is in doubt, unless the carrier definitely never took it (CarrierUnavailable).
+    A call that ends while UNKNOWN (the worker gave up on it meanwhile) is settled at once; one
+    placed after it was FAILED stays failed and free, logged as an error (as deliver_sms)."""
     with db.write(session):
         call = session.get(Call, call_id, populate_existing=True)
         if call is None or call.status != CallStatus.QUEUED:
             return
         longest = (_hold_amount(session, call) // call.unit_price) * 60 if call.hold_id else MAX_TEST_CALL_SECONDS
-        doubt = _begin_doubt(call, now)
+        doubt = _begin_doubt(session, Call, call_id, CallStatus.QUEUED, now)
     outgoing = OutgoingCall(account_id=call.account_id, caller=call.caller, recipient=call.recipient,
                             tts_message=call.tts_message, tts_lang=call.tts_lang, recording_url=call.recording_url,
                             reference=call.callid, max_seconds=longest)
@@ -313,13 +369,14 @@ def place_call(session: Session, *, call_id: int, carrier: Carrier, bodies: Stat
             duration, status = _place(session, _carrier_for(call.mode, carrier), outgoing, now)
             state, _ = ledger.lock(session, call.account_id)
             call = session.get(Call, call_id, populate_existing=True)
-            if call.status != CallStatus.QUEUED:
-                raise _EndedElsewhere(call_id)
+            if call.status not in (CallStatus.QUEUED, CallStatus.UNKNOWN):
+                raise _EndedElsewhere(call.status)
             _end_call(session, state, call, duration, status, bodies, now)
-    except _EndedElsewhere:
-        log.info("call %s was ended by another worker meanwhile", outgoing.reference)
+    except _EndedElsewhere as ended:
+        if status == CallStatus.ANSWERED:
+            _taken_late("call", outgoing.reference, str(ended), f"{duration} s answered")
     except CarrierUnavailable:
-        _end_doubt(session, Call, call_id, doubt)
+        _end_doubt(session, Call, call_id, doubt, held)
         raise
 
 

@@ -1,8 +1,8 @@
 """The monthly statement (利用明細): the live usage of one Japan-time month per product and
 credential, from the rollup. Its amounts are what the ledger booked for those events: SMS and
 OTP messages are debited when sent and a failed one is refunded, a call's hold is settled to its
-started minutes (a call not answered costs nothing: a line says how many of its calls were
-not answered).
+started minutes (a call not answered, or that could not be placed, costs nothing: a line says
+how many of its calls were not answered or not placed).
 
 A refund belongs to the month it is booked in, as on the postpay invoice (portal.postpay.usage)
 and as Japanese invoice practice has it: a closed month's documents never change. So a message

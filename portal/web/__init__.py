@@ -167,9 +167,9 @@ def register_template_helpers(app: Flask) -> None:
         text = texts.get(line.unit, f"{line.units:,}")
         if not line.unanswered:
             return text
-        unanswered = ngettext("%(num)s call not answered (no charge)", "%(num)s calls not answered (no charge)",
-                              line.unanswered)
-        if line.unanswered == line.count:  # nothing but calls not answered: no "0 minutes" to read
+        unanswered = ngettext("%(num)s call not answered or not placed (no charge)",
+                              "%(num)s calls not answered or not placed (no charge)", line.unanswered)
+        if line.unanswered == line.count:  # nothing but calls not answered or placed: no "0 minutes" to read
             return unanswered
         return f"{text}{labels.punctuation().comma}{unanswered}"
     @app.template_filter("billing_month")

@@ -46,6 +46,8 @@ class Carrier:
         self.failures, self.seconds = list(failures), seconds
         self.messages, self.calls, self.lookups = {}, {}, 0
         self.down = False  # its status API cannot answer
+        self.asked_in_transaction = []  # for each lookup: was a database transaction open?
+        self.on_lookup = lambda: None
 
     def _attempt(self, taken: dict, reference: str, value) -> None:
         failure = self.failures.pop(0) if self.failures else None
@@ -66,14 +68,19 @@ class Carrier:
         self._attempt(self.calls, call.reference, self.seconds)
         return self.calls[call.reference]
 
-    def find_sms(self, *, session, reference):
+    def _lookup(self, session):
         self.lookups += 1
+        self.asked_in_transaction.append(session.in_transaction())
+        self.on_lookup()
+
+    def find_sms(self, *, session, reference):
+        self._lookup(session)
         if self.down:
             raise TimeoutError("status API down")
         return SentSMS(self.messages[reference], delivered=True) if reference in self.messages else None
 
     def find_call(self, *, session, reference):
-        self.lookups += 1
+        self._lookup(session)
         if self.down:
             raise TimeoutError("status API down")
         return self.calls.get(reference)
@@ -177,8 +184,8 @@ def test_giving_up_twice_refunds_once(app, api, key, clock):
     attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
     row = job(app, OutboxKind.API_SMS)
     with db_session(app) as session:
-        assert outbox.mark_failed_attempt(session, message_id=row.id, error="again", now=clock(),
-                                          on_give_up=worker.give_up) is False  # given up already
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=row.leased_until, error="again",
+                                          now=clock(), on_give_up=worker.give_up) is False  # given up already
         with db.write(session):  # the give-up's step itself, run again
             assert delivery.give_up_sms_in(session, message_id=message(app, msgid).id,
                                            bodies=StatusCallbacks(app.config["BASE_URL"]), now=clock()) is None
@@ -258,6 +265,34 @@ def test_an_sms_the_carrier_never_took_is_failed_and_refunded_once_by_the_reconc
     assert consistent(app)
 
 
+def test_the_reconcile_pass_stops_at_the_first_send_the_carrier_cannot_tell_about(app, api, key, clock):
+    carrier = Carrier(*["lost"] * (3 * MAX_ATTEMPTS))
+    sent = [send(app, api, key, carrier) for _ in range(3)]
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN"] * 3
+    carrier.down = True
+    assert reconcile(app) == 0 and carrier.lookups == 1  # not asked about the other two
+    carrier.down = False
+    assert reconcile(app) == 3 and carrier.lookups == 4
+    assert carrier.asked_in_transaction == [False] * 4  # no transaction open while the carrier is asked
+    assert [message(app, msgid).status for msgid in sent] == ["FAIL"] * 3 and refunds(app) == 3 and consistent(app)
+
+
+def test_the_reconcile_pass_stops_asking_when_its_time_is_up(app, api, key, clock):
+    """Each lookup takes 15 s (a slow status API, on a fake timer): a 20-second pass asks about
+    two sends, and the third waits for the next pass."""
+    carrier = Carrier(*["lost"] * (3 * MAX_ATTEMPTS))
+    sent = [send(app, api, key, carrier) for _ in range(3)]
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN"] * 3
+    seconds = [0.0]
+    carrier.on_lookup = lambda: seconds.__setitem__(0, seconds[0] + 15)
+    assert worker.reconcile_sends(app, budget=20, timer=lambda: seconds[0]) == 2
+    assert carrier.lookups == 2 and [message(app, msgid).status for msgid in sent] == ["FAIL", "FAIL", "UNKNOWN"]
+    assert worker.reconcile_sends(app, budget=20, timer=lambda: seconds[0]) == 1
+    assert message(app, sent[2]).status == "FAIL" and available(app, key.account_id) == FUNDS and consistent(app)
+
+
 def test_a_retry_after_a_lost_answer_is_not_sent_twice(app, api, key, clock):
     """The idempotency key: the second attempt finds what the first handed over."""
     carrier = Carrier("taken")
@@ -302,15 +337,38 @@ def test_a_call_the_carrier_never_placed_is_failed_by_the_reconcile_pass_and_its
     assert callbacks(app, callid) == ["FAILED"] and consistent(app)
 
 
-def test_a_call_reconciled_after_the_sweep_released_its_hold_costs_nothing(app, api, key, clock):
-    """A call whose hold (24 hours) ran out while the carrier's status API was down: the hold
-    stays released, and the call's cost says what the ledger kept."""
+def test_an_unknown_calls_hold_outlives_the_expiry_sweep_and_the_call_is_charged_when_reconciled(
+        app, api, key, clock):
+    """The 24-hour expiry sweep leaves an UNKNOWN call's hold alone: a call the carrier placed,
+    reconciled a day later (its status API was down meanwhile), is charged its minutes."""
     from portal.ledger.operator import sweep
 
     carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
     callid = start(app, api, key, carrier)
     attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
-    clock.advance(hours=24)
+    carrier.down = True
+    clock.advance(hours=25)
+    sweep(engine=app.extensions["portal.engine"], now=clock())
+    assert reconcile(app) == 0 and call_of(app, callid).status == "UNKNOWN"
+    with db_session(app) as session:
+        assert session.get(Hold, call_of(app, callid).hold_id).closed_at is None
+    assert available(app, key.account_id) == FUNDS - 50 * YEN and consistent(app)
+    carrier.down = False
+    assert reconcile(app) == 1
+    answered = call_of(app, callid)
+    assert (answered.status, answered.duration, answered.cost) == ("ANSWERED", 61, 20 * YEN)
+    assert available(app, key.account_id) == FUNDS - 20 * YEN and consistent(app)
+
+
+def test_a_call_still_unknown_when_its_kept_hold_runs_out_costs_nothing(app, api, key, clock):
+    """After UNKNOWN_CALL_HOLD (a month) the sweep releases the hold after all; a call reconciled
+    later still says what the ledger kept: nothing."""
+    from portal.ledger.operator import sweep
+
+    carrier = Carrier(*["taken"] * MAX_ATTEMPTS)
+    callid = start(app, api, key, carrier)
+    attempts(app, clock, OutboxKind.API_CALL, MAX_ATTEMPTS)
+    clock.advance(seconds=(delivery.UNKNOWN_CALL_HOLD + timedelta(minutes=1)).total_seconds())
     sweep(engine=app.extensions["portal.engine"], now=clock())
     assert available(app, key.account_id) == FUNDS
     assert reconcile(app) == 1
@@ -426,13 +484,15 @@ def test_sixteen_workers_giving_up_on_one_job_at_once_refund_it_once(app, api, k
 
     msgid = send(app, api, key, Carrier())
     row = job(app, OutboxKind.API_SMS)
+    lease = clock() + timedelta(minutes=5)
     with db_session(app) as session:
-        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(attempts=MAX_ATTEMPTS))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id)
+                        .values(attempts=MAX_ATTEMPTS, leased_until=lease))
         session.commit()
 
     def give_up(session, _):
-        return outbox.mark_failed_attempt(session, message_id=row.id, error="TimeoutError()", now=clock(),
-                                          on_give_up=worker.give_up)
+        return outbox.mark_failed_attempt(session, message_id=row.id, lease=lease, error="TimeoutError()",
+                                          now=clock(), on_give_up=worker.give_up)
 
     outcomes = parallel(app.extensions["portal.engine"], list(range(CLIENTS)), _in_app(app, give_up))
     assert outcomes.count(True) == 1 and outcomes.count(False) == CLIENTS - 1
@@ -483,3 +543,299 @@ def test_sixteen_reconcile_passes_at_once_settle_each_send_once(app, api, key, c
     assert callbacks(app, msgid) == ["FAIL"]
     assert callbacks(app, callid) == ["IN PROGRESS", "ANSWERED"]
     assert consistent(app)
+
+
+# -- stale workers: a worker whose lease ran out records nothing ---------------------------------
+
+
+def only_the_job_due(app, clock, kind, *, attempts_made: int) -> OutboxMessage:
+    """The send's job, with `attempts_made` attempts behind it and every other job put off."""
+    row = job(app, kind)
+    with db_session(app) as session:
+        session.execute(update(OutboxMessage).where(OutboxMessage.id != row.id)
+                        .values(available_at=clock() + timedelta(days=365)))
+        session.execute(update(OutboxMessage).where(OutboxMessage.id == row.id).values(attempts=attempts_made))
+        session.commit()
+    return row
+
+
+def claim_the_job(app, clock):
+    """One worker's claim: the lease it holds (leased_until)."""
+    with app.app_context(), db_session(app) as session:
+        [claimed] = outbox.claim(session, now=clock(), leases={})
+        return claimed.leased_until
+
+
+def test_a_stale_workers_failure_neither_gives_up_nor_frees_the_job_another_worker_holds(app, api, key, clock):
+    msgid = send(app, api, key, Carrier())
+    row = only_the_job_due(app, clock, OutboxKind.API_SMS, attempts_made=MAX_ATTEMPTS - 2)
+    stale = claim_the_job(app, clock)  # attempt 11
+    clock.advance(minutes=6)  # its lease ran out: another worker claims attempt 12
+    current = claim_the_job(app, clock)
+    with db_session(app) as session:
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=stale, error="TimeoutError()",
+                                          now=clock(), on_give_up=worker.give_up) is False
+    held = job(app, OutboxKind.API_SMS)
+    assert (held.failed_at, held.last_error, held.leased_until, held.attempts) == (None, None, current, MAX_ATTEMPTS)
+    assert message(app, msgid).status == "QUEUED" and refunds(app) == 0
+    with db_session(app) as session:  # the worker holding the lease still gives up
+        assert outbox.mark_failed_attempt(session, message_id=row.id, lease=current, error="CarrierUnavailable()",
+                                          now=clock(), on_give_up=worker.give_up) is True
+    assert message(app, msgid).status == "FAIL" and refunds(app) == 1 and consistent(app)
+
+
+class Handovers:
+    """A carrier each of whose hand-overs waits until the test releases it, then ends as told
+    ("unavailable": refused before taking it; "taken"; "timeout": taken, the answer lost)."""
+
+    def __init__(self, *outcomes, seconds=61):
+        import threading
+
+        self.outcomes, self.seconds, self.started = list(outcomes), seconds, 0
+        self.entered = [threading.Event() for _ in outcomes]
+        self.release = [threading.Event() for _ in outcomes]
+        self.taken, self.lookups = [], 0
+
+    def _handover(self, reference):
+        mine = self.started
+        self.started += 1
+        self.entered[mine].set()
+        assert self.release[mine].wait(30)
+        if self.outcomes[mine] == "unavailable":
+            raise CarrierUnavailable("connection refused")
+        self.taken.append(reference)
+        if self.outcomes[mine] == "timeout":
+            raise TimeoutError("no answer from the carrier")
+
+    def send_sms(self, *, session, sms, now):
+        self._handover(sms.reference)
+        return f"carrier-{sms.reference}"
+
+    def place_call(self, *, session, call, now):
+        self._handover(call.reference)
+        return self.seconds
+
+    def find_sms(self, *, session, reference):
+        self.lookups += 1
+        return SentSMS(f"carrier-{reference}", delivered=True) if reference in self.taken else None
+
+    def find_call(self, *, session, reference):
+        self.lookups += 1
+        return self.seconds if reference in self.taken else None
+
+
+def in_thread(app, work):
+    import threading
+
+    thread = threading.Thread(target=lambda: _run_in_app(app, work))
+    thread.start()
+    return thread
+
+
+def _run_in_app(app, work):
+    with app.app_context():
+        try:
+            work()
+        except Exception:  # what a worker's hand-over raised: the test looks at the rows
+            pass
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_stale_worker_refused_by_the_carrier_does_not_give_up_while_the_current_attempt_is_in_flight(
+        app, api, key, clock, channel):
+    """Two real workers: A's lease runs out mid hand-over and B claims the last attempt; A is
+    then refused (CarrierUnavailable) while the carrier takes B's. Nothing is refunded."""
+    carrier = Handovers("unavailable", "taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if channel == "sms" else OutboxKind.API_CALL
+    row = only_the_job_due(app, clock, kind, attempts_made=MAX_ATTEMPTS - 2)
+    lease_a = claim_the_job(app, clock)
+    a = in_thread(app, lambda: worker._deliver_one(row.id, lease_a))
+    assert carrier.entered[0].wait(10)
+    clock.advance(minutes=6)
+    lease_b = claim_the_job(app, clock)
+    b = in_thread(app, lambda: worker._deliver_one(row.id, lease_b))
+    assert carrier.entered[1].wait(10)
+    carrier.release[0].set()
+    a.join(30)
+    assert job(app, kind).failed_at is None and refunds(app) == 0
+    carrier.release[1].set()
+    b.join(30)
+    assert carrier.taken == [ref]
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).refunded_at) == ("DELIVERED", None)
+        assert available(app, key.account_id) == FUNDS - 10 * YEN and refunds(app) == 0
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert job(app, kind).sent_at is not None and consistent(app)
+
+
+# -- the in-doubt mark: set and taken back only by the attempt that owns it ----------------------
+
+
+@pytest.mark.parametrize("model", [Message, Call])
+def test_only_the_attempt_that_set_the_mark_takes_it_back_and_only_while_it_holds_the_lease(
+        app, api, key, clock, model):
+    carrier = Carrier()
+    ref = send(app, api, key, carrier) if model is Message else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if model is Message else OutboxKind.API_CALL
+    row_id = (message(app, ref) if model is Message else call_of(app, ref)).id
+    queued = "QUEUED"
+
+    def mark():
+        with db_session(app) as session:
+            return session.get(model, row_id).in_doubt_since
+
+    def begin(session):
+        with db.write(session):
+            return delivery._begin_doubt(session, model, row_id, queued, clock())
+
+    stale = outbox.Held(only_the_job_due(app, clock, kind, attempts_made=0).id, claim_the_job(app, clock))
+    with db_session(app) as session:
+        first = begin(session)
+    clock.advance(minutes=6)
+    current = outbox.Held(stale.id, claim_the_job(app, clock))
+    with db_session(app) as session:
+        assert first is not None and begin(session) is None  # a mark stands: this attempt relies on it
+        delivery._end_doubt(session, model, row_id, None, current)  # so it cannot take it back
+        assert mark() == first
+        delivery._end_doubt(session, model, row_id, first, stale)  # its setter lost the lease
+        assert mark() == first
+        delivery._end_doubt(session, model, row_id, first, current)  # the setter, holding the lease
+        assert mark() is None
+        clock.advance(seconds=1)
+        second = begin(session)
+        delivery._end_doubt(session, model, row_id, first, current)  # an older mark's token
+        assert second is not None and mark() == second
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_an_older_attempt_refused_by_the_carrier_leaves_the_mark_a_newer_attempt_relied_on(
+        app, api, key, clock, channel):
+    """Worker A marks the send and waits on the carrier; its lease runs out, B claims the job,
+    finds A's mark standing, and the carrier takes B's hand-over without answering; then A is
+    refused. A must not take the mark back: the last attempt (refused) gives up as UNKNOWN, and
+    the reconcile pass finds the send taken."""
+    carrier = Handovers("unavailable", "timeout", "unavailable")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    kind = OutboxKind.API_SMS if channel == "sms" else OutboxKind.API_CALL
+    row = only_the_job_due(app, clock, kind, attempts_made=MAX_ATTEMPTS - 3)
+    lease_a = claim_the_job(app, clock)
+    a = in_thread(app, lambda: worker._deliver_one(row.id, lease_a))
+    assert carrier.entered[0].wait(10)
+    clock.advance(minutes=6)
+    lease_b = claim_the_job(app, clock)
+    b = in_thread(app, lambda: worker._deliver_one(row.id, lease_b))
+    assert carrier.entered[1].wait(10)
+    carrier.release[1].set()
+    b.join(30)
+    carrier.release[0].set()
+    a.join(30)
+    clock.advance(hours=1)
+    carrier.release[2].set()
+    assert worker.drain_once(app) == 1  # the last attempt, refused: the give-up
+    assert job(app, kind).failed_at is not None and carrier.taken == [ref]
+    send_row = message(app, ref) if channel == "sms" else call_of(app, ref)
+    assert send_row.status == "UNKNOWN" and refunds(app) == 0
+    assert reconcile(app) == 1
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).refunded_at) == ("DELIVERED", None)
+        assert available(app, key.account_id) == FUNDS - 10 * YEN
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert refunds(app) == 0 and consistent(app)
+
+
+# -- a hand-over that returns late never overwrites the give-up's or the reconcile pass's outcome --
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_hand_over_taken_after_the_send_was_failed_and_refunded_leaves_it_failed_and_tells_the_operators(
+        app, api, key, clock, channel, caplog):
+    """A stale hand-over is in flight while the give-up makes the send UNKNOWN and the reconcile
+    pass, asking before the request reached the carrier, fails and refunds it; then the carrier
+    takes it. The send stays failed and refunded (its FAIL callback was the last word), and the
+    operators get an error; nothing is charged twice or delivered-and-refunded."""
+    carrier = Handovers("taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    row_id = (message(app, ref) if channel == "sms" else call_of(app, ref)).id
+    bodies = StatusCallbacks(app.config["BASE_URL"])
+    stale = in_thread(app, lambda: _hand_over(app, channel, row_id, carrier, bodies, clock))
+    assert carrier.entered[0].wait(10)
+    with app.app_context(), db_session(app) as session:
+        if channel == "sms":
+            with db.write(session):
+                assert delivery.give_up_sms_in(session, message_id=row_id, bodies=bodies, now=clock()) == "UNKNOWN"
+            assert delivery.reconcile_sms(session, message_id=row_id, carrier=carrier, bodies=bodies,
+                                          now=clock()) == "FAIL"
+        else:
+            with db.write(session):
+                assert delivery.give_up_call_in(session, call_id=row_id, bodies=bodies, now=clock()) == "UNKNOWN"
+            assert delivery.reconcile_call(session, call_id=row_id, carrier=carrier, bodies=bodies,
+                                           now=clock()) == "FAILED"
+    carrier.release[0].set()
+    stale.join(30)
+    assert carrier.taken == [ref]
+    if channel == "sms":
+        failed = message(app, ref)
+        assert (failed.status, failed.carrier_ref) == ("FAIL", None) and failed.refunded_at is not None
+        assert refunds(app) == 1 and callbacks(app, ref) == ["FAIL"]
+    else:
+        failed = call_of(app, ref)
+        assert (failed.status, failed.cost) == ("FAILED", 0) and callbacks(app, ref) == ["FAILED"]
+    assert available(app, key.account_id) == FUNDS and consistent(app)
+    assert any(record.levelname == "ERROR" and ref in record.getMessage() and "Chotto bears its cost"
+               in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("channel", ["sms", "voice"])
+def test_a_hand_over_that_returns_while_the_send_is_unknown_settles_it(app, api, key, clock, channel):
+    carrier = Handovers("taken")
+    ref = send(app, api, key, carrier) if channel == "sms" else start(app, api, key, carrier)
+    row_id = (message(app, ref) if channel == "sms" else call_of(app, ref)).id
+    bodies = StatusCallbacks(app.config["BASE_URL"])
+    stale = in_thread(app, lambda: _hand_over(app, channel, row_id, carrier, bodies, clock))
+    assert carrier.entered[0].wait(10)
+    with app.app_context(), db_session(app) as session, db.write(session):
+        give_up = delivery.give_up_sms_in if channel == "sms" else delivery.give_up_call_in
+        assert give_up(session, **{"message_id" if channel == "sms" else "call_id": row_id}, bodies=bodies,
+                       now=clock()) == "UNKNOWN"
+    carrier.release[0].set()
+    stale.join(30)
+    if channel == "sms":
+        assert (message(app, ref).status, message(app, ref).in_doubt_since) == ("DELIVERED", None)
+        assert callbacks(app, ref) == ["DELIVERING", "DELIVERED"]
+        assert available(app, key.account_id) == FUNDS - 10 * YEN
+    else:
+        assert (call_of(app, ref).status, call_of(app, ref).cost) == ("ANSWERED", 20 * YEN)
+        assert available(app, key.account_id) == FUNDS - 20 * YEN
+    assert refunds(app) == 0 and reconcile(app) == 0 and consistent(app)
+
+
+def _hand_over(app, channel, row_id, carrier, bodies, clock):
+    with db_session(app) as session:
+        if channel == "sms":
+            delivery.deliver_sms(session, message_id=row_id, carrier=carrier, bodies=bodies, now=clock())
+        else:
+            delivery.place_call(session, call_id=row_id, carrier=carrier, bodies=bodies, now=clock())
+
+
+def test_a_hand_over_ends_well_within_the_jobs_lease(app):
+    """The carrier adapter's contract (portal.messaging.carrier.HANDOVER_TIMEOUT): a hand-over
+    not answered by then is abandoned as unknown, long before the send job's lease (the
+    outbox's default: sends get no shorter one) runs out, so a live worker never loses its lease
+    mid hand-over, and a stale one's hand-over is over soon after its lease is."""
+    from portal.messaging.carrier import HANDOVER_TIMEOUT
+
+    assert HANDOVER_TIMEOUT * 2 <= outbox.LEASE
+    from portal import services
+
+    with app.app_context():
+        leases = services.outbox_leases()
+    assert outbox.lease_of(OutboxKind.API_SMS, leases) == outbox.lease_of(OutboxKind.API_CALL, leases) == outbox.LEASE

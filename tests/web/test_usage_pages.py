@@ -352,16 +352,18 @@ def _calls(app, account_id, credential_name, *durations_and_statuses):
 
 
 @pytest.mark.parametrize("language, expected, statuses", [
-    ("en", ["SMS web shop 2 3 segments ¥30", "Voice call batch 2 2 calls not answered (no charge) ¥0",
-            "Voice call web shop 3 3 minutes, 1 call not answered (no charge) ¥30"],
+    ("en", ["SMS web shop 2 3 segments ¥30", "Voice call batch 2 2 calls not answered or not placed (no charge) ¥0",
+            "Voice call web shop 3 3 minutes, 1 call not answered or not placed (no charge) ¥30"],
      ["Answered", "Call failed", "Not answered", "Not answered", "Answered"]),
-    ("ja", ["SMS web shop 2 3セグメント ¥30", "音声通話 batch 2 未応答2件（料金なし） ¥0",
-            "音声通話 web shop 3 3分、未応答1件（料金なし） ¥30"],
+    ("ja", ["SMS web shop 2 3セグメント ¥30", "音声通話 batch 2 未応答・未発信2件（料金なし） ¥0",
+            "音声通話 web shop 3 3分、未応答・未発信1件（料金なし） ¥30"],
      ["応答あり", "発信失敗", "応答なし", "応答なし", "応答あり"]),
 ])
 def test_calls_not_answered_read_as_such_on_the_statement_and_in_the_list(app, usage, language, expected, statuses):
-    """A call not answered costs nothing: the statement counts it with the calls and says so
-    instead of a bare "0 minutes ¥0"; the list's status reads "Not answered", not "Answered"."""
+    """A call not answered, or that could not be placed (FAILED), costs nothing: the statement
+    counts it with the calls and says "not answered or not placed" instead of a bare "0 minutes
+    ¥0"; the list's status reads "Not answered" for one that rang out, "Call failed" for one
+    that could not be placed."""
     _, account_id, _ = usage
     _calls(app, account_id, "web shop", (61, "ANSWERED"), (0, "ANSWERED"), (30, "ANSWERED"))
     _calls(app, account_id, "batch", (0, "ANSWERED"), (0, "FAILED"))
