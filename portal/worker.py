@@ -137,9 +137,9 @@ well inside the minute balance alerts are promised in. What is left waits for th
 def reconcile_sends(app: Flask, *, budget: float = SENDS_BUDGET, timer=time.monotonic) -> int:
     """Ask the carrier about the messages and calls whose outcome is unknown (R12), by their
     idempotency keys, and settle each as it answers, oldest first, until `budget` seconds have
-    gone. The first send the carrier cannot tell about now ends the pass (its status API is
-    failing: asking about the others would only wait on it again); it is asked again on the
-    next. Returns how many were settled."""
+    gone. When the carrier's status API is out of reach the pass ends (asking about the others
+    would only wait on it again); a send it fails to answer about for another reason is
+    skipped. Either is asked about again on the next pass. Returns how many were settled."""
     settled, deadline = 0, timer() + budget
     with app.app_context():
         carrier, bodies = services.carrier(), wire.StatusCallbacks(services.base_url())
@@ -156,9 +156,12 @@ def reconcile_sends(app: Flask, *, budget: float = SENDS_BUDGET, timer=time.mono
                         settled += 1
                 except delivery.CarrierCannotTell as unknown:
                     session.rollback()
-                    log.warning("carrier reconciliation stopped: the carrier cannot tell about %s now (%s)",
+                    if unknown.unreachable:
+                        log.warning("carrier reconciliation stopped: the carrier cannot tell about %s now (%s)",
+                                    unknown, type(unknown.__cause__).__name__)
+                        break
+                    log.warning("carrier reconciliation skipped %s: the carrier's answer failed (%s)",
                                 unknown, type(unknown.__cause__).__name__)
-                    break
                 except Exception as error:  # one send that fails to settle must not stop the others
                     session.rollback()
                     log.warning("reconciling %s %s failed: %s", kind, row_id, type(error).__name__)

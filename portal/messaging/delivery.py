@@ -249,8 +249,16 @@ def reconcile_sms(session: Session, *, message_id: int, carrier: Carrier, bodies
 
 
 class CarrierCannotTell(Exception):
-    """The carrier's status API could not say now whether it took a send (it failed or timed
-    out): the send stays UNKNOWN, and the reconcile pass stops until its next round."""
+    """The carrier's status API could not say now whether it took a send: the send stays
+    UNKNOWN and is asked about again on the next pass. When the API itself is out of reach
+    (`unreachable`: a timeout, a refused connection, the carrier saying it is unavailable)
+    the pass stops, as asking about the others would only wait on it again; any other
+    failure (an error about this one reference, an answer the adapter cannot read) skips
+    this send only, so one such send never holds up the others."""
+
+    @property
+    def unreachable(self) -> bool:
+        return isinstance(self.__cause__, (OSError, CarrierUnavailable))
 
 
 def _ask(lookup, ref: str):

@@ -839,3 +839,26 @@ def test_a_hand_over_ends_well_within_the_jobs_lease(app):
     with app.app_context():
         leases = services.outbox_leases()
     assert outbox.lease_of(OutboxKind.API_SMS, leases) == outbox.lease_of(OutboxKind.API_CALL, leases) == outbox.LEASE
+
+
+def test_a_send_the_carrier_fails_to_answer_about_is_skipped_and_the_others_are_settled(app, api, key, clock):
+    """One reference the status API answers with an error (not a timeout): the pass skips it and
+    settles the others, every pass, instead of stopping at it for ever."""
+    carrier = Carrier(*["lost"] * (3 * MAX_ATTEMPTS))
+    sent = [send(app, api, key, carrier) for _ in range(3)]
+    attempts(app, clock, OutboxKind.API_SMS, MAX_ATTEMPTS)
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN"] * 3
+    poison, original = sent[0], carrier.find_sms
+
+    def find_sms(*, session, reference):
+        if reference == poison:
+            carrier._lookup(session)
+            raise ValueError("the carrier answered 400 about this reference")
+        return original(session=session, reference=reference)
+
+    carrier.find_sms = find_sms
+    assert worker.reconcile_sends(app) == 2
+    assert [message(app, msgid).status for msgid in sent] == ["UNKNOWN", "FAIL", "FAIL"]
+    assert refunds(app) == 2 and consistent(app)
+    carrier.find_sms = original  # answered on a later pass
+    assert worker.reconcile_sends(app) == 1 and message(app, poison).status == "FAIL" and refunds(app) == 3
