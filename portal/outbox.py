@@ -34,9 +34,6 @@ def backoff(attempts: int) -> timedelta:
     return min(timedelta(seconds=30 * 2 ** (attempts - 1)), timedelta(hours=1))
 
 
-RETRY_SPAN = sum((backoff(n) for n in range(1, MAX_ATTEMPTS)), timedelta())
-"""The eleven waits between a job's twelve attempts (5 h 3 min 30 s): no job is given up sooner
-after its first attempt (a slow attempt, or a worker down, only makes it later)."""
 
 
 class OutboxKind(StrEnum):

@@ -63,37 +63,36 @@ def _change(extra: tuple[str, ...], add: bool) -> None:
             op.execute(statement)
 
 
-RETRY_SPAN = timedelta(seconds=18_210)
-"""portal.outbox.RETRY_SPAN when this was written (a test keeps them equal): the eleven back-offs
-between the outbox's twelve attempts (30 s doubling, capped at 1 h): 5 h 3 min 30 s, the least
-time after a send was queued before its job can have been given up."""
-
 SENDS = {"sms_messages": ("api_sms", "message_id"), "voice_calls": ("api_call", "call_id")}
 
 
 def _sends_left_queued(now: datetime) -> None:
-    """Sends queued before this revision: their attempts ran when any error left the outcome
-    unknown, so each is in doubt since it was created. One older than the retry span whose job
-    is no longer live was given up by the old worker (its payload redacted), which left it
-    queued and charged for ever: it becomes UNKNOWN, and the reconcile pass asks the carrier
-    about it. One whose job is still live (its payload names it) is left to that job."""
-    sqlite = op.get_bind().dialect.name == "sqlite"
-    cutoff = now - RETRY_SPAN
-    cutoff = cutoff.replace(tzinfo=None) if sqlite else cutoff
+    """Sends queued before this revision, settled by what their jobs say (a QUEUED send's job is
+    written in its own transaction, so every one had a job):
+    - no live job names it: the old worker gave up on it (and redacted the job's payload) and
+      left it QUEUED and charged for ever. Any of its attempts may have reached the carrier (any
+      error then was an unknown outcome), so it is in doubt since it was created and becomes
+      UNKNOWN: the reconcile pass asks the carrier about it;
+    - a live job that made attempts names it: in doubt since it was created, left to that job;
+    - a live job not tried yet names it: nothing to doubt, left as it is.
+    No age is looked at: a job that ran out its leases without back-off (a carrier that hung)
+    was given up well inside the back-offs' span."""
     jobs = sa.table("outbox", sa.column("kind", sa.String), sa.column("payload", sa.Text),
-                    sa.column("sent_at", sa.DateTime(timezone=True)), sa.column("failed_at", sa.DateTime(timezone=True)))
+                    sa.column("attempts", sa.Integer), sa.column("sent_at", sa.DateTime(timezone=True)),
+                    sa.column("failed_at", sa.DateTime(timezone=True)))
     for name, (kind, key) in SENDS.items():
         table = sa.table(name, sa.column("id", sa.Integer), sa.column("status", sa.String),
                          sa.column("created_at", sa.DateTime(timezone=True)),
                          sa.column("in_doubt_since", sa.DateTime(timezone=True)))
-        op.execute(table.update().where(table.c.status == "QUEUED", table.c.in_doubt_since.is_(None))
-                   .values(in_doubt_since=table.c.created_at))
-        payloads = op.get_bind().execute(sa.select(jobs.c.payload).where(
-            jobs.c.kind == kind, jobs.c.sent_at.is_(None), jobs.c.failed_at.is_(None))).scalars()
-        live = {data[key] for data in map(json.loads, payloads) if key in data}
-        op.execute(table.update().where(table.c.status == "QUEUED", table.c.created_at < cutoff,
-                                        table.c.id.not_in(live)).values(status="UNKNOWN"))
-    _keep_unknown_call_holds(now if not sqlite else now.replace(tzinfo=None))
+        rows = op.get_bind().execute(sa.select(jobs.c.payload, jobs.c.attempts).where(
+            jobs.c.kind == kind, jobs.c.sent_at.is_(None), jobs.c.failed_at.is_(None))).all()
+        live = {json.loads(payload).get(key): attempts for payload, attempts in rows}
+        untried = [row_id for row_id, attempts in live.items() if row_id is not None and not attempts]
+        op.execute(table.update().where(table.c.status == "QUEUED", table.c.in_doubt_since.is_(None),
+                                        table.c.id.not_in(untried)).values(in_doubt_since=table.c.created_at))
+        op.execute(table.update().where(table.c.status == "QUEUED", table.c.id.not_in(
+            [row_id for row_id in live if row_id is not None])).values(status="UNKNOWN"))
+    _keep_unknown_call_holds(now if op.get_bind().dialect.name != "sqlite" else now.replace(tzinfo=None))
 
 
 UNKNOWN_CALL_HOLD = timedelta(days=30)  # portal.messaging.delivery.UNKNOWN_CALL_HOLD when this was written

@@ -1,7 +1,5 @@
-import importlib.util
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from alembic import command
@@ -10,7 +8,6 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, insert, select
 
-from portal import outbox
 from portal.migrate import alembic_config, upgrade
 from portal.models import metadata
 from tests.conftest import ENGINES
@@ -36,13 +33,16 @@ def test_the_migrated_schema_matches_the_models(database_url):
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
-def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_span_unknown(engine_name, tmp_path):
+def test_sends_left_queued_before_0018_whose_job_was_given_up_are_unknown_and_those_tried_in_doubt(engine_name,
+                                                                                                   tmp_path):
     """The worker before 0018 gave up on a send's job and left the send QUEUED and charged, its
     job's payload redacted. Each such send may have reached the carrier (any error then was an
-    unknown outcome): in doubt since it was created, and UNKNOWN once older than the retry span,
-    so the reconcile pass settles it, unless its job is still being retried. The downgrade puts UNKNOWN back to QUEUED."""
+    unknown outcome): in doubt since it was created, and UNKNOWN, so the reconcile pass settles
+    it, however recent (a carrier that hung ran out twelve leases in an hour). A send whose job
+    is still live stays QUEUED for it, in doubt if the job made attempts (1, 2: given up; 4:
+    retried; 5: not tried yet). The downgrade puts UNKNOWN back to QUEUED."""
     now = datetime.now(timezone.utc)
-    old, recent = now - RETRY_SPAN - timedelta(minutes=1), now - RETRY_SPAN + timedelta(minutes=30)
+    old, recent = now - timedelta(hours=6), now - timedelta(hours=1)
     with empty_database(engine_name, tmp_path) as url:
         upgrade(url, "0017")
         engine = create_engine(url)
@@ -59,7 +59,7 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
                     t["credit_holds"], id=row_id, account_id=1, amount=50_000, reason="call", created_at=created,
                     expires_at=created + timedelta(hours=24))))
             for row_id, status, created in ((1, "QUEUED", old), (2, "QUEUED", recent), (3, "DELIVERED", old),
-                                            (4, "QUEUED", old)):
+                                            (4, "QUEUED", old), (5, "QUEUED", recent)):
                 connection.execute(insert(t["sms_messages"]).values(_row(
                     t["sms_messages"], id=row_id, msgid=f"{row_id:032x}", account_id=1, credential_id=1, mode="live",
                     status=status, product="sms", segments=1, created_at=created, updated_at=created)))
@@ -67,10 +67,11 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
                     t["voice_calls"], id=row_id, callid=f"{row_id:032x}", account_id=1, credential_id=1, mode="live",
                     hold_id=row_id if row_id < 3 else None,
                     status="ANSWERED" if status == "DELIVERED" else status, product="voice", created_at=created)))
-            for kind, key, row_id, failed in (("api_sms", "message_id", 4, None), ("api_call", "call_id", 4, None),
-                                              ("api_sms", "message_id", 1, now), ("api_call", "call_id", 1, now)):
-                connection.execute(insert(t["outbox"]).values(_row(  # 4: still retried; 1: given up, unredacted
-                    t["outbox"], kind=kind, payload=json.dumps({key: row_id}), failed_at=failed)))
+            for kind, key in (("api_sms", "message_id"), ("api_call", "call_id")):
+                for row_id, attempts, failed in ((4, 3, None), (5, 0, None), (1, 12, now)):
+                    connection.execute(insert(t["outbox"]).values(_row(  # 1: given up, unredacted; 2: redacted
+                        t["outbox"], kind=kind, payload=json.dumps({key: row_id}), attempts=attempts,
+                        failed_at=failed)))
         upgrade(url, "0018")
         t = _tables(engine)
         for name in ("sms_messages", "voice_calls"):
@@ -78,24 +79,22 @@ def test_sends_left_queued_before_0018_are_in_doubt_and_those_past_the_retry_spa
                 rows = {row.id: (row.status, row.in_doubt_since) for row in connection.execute(
                     select(t[name].c.id, t[name].c.status, t[name].c.in_doubt_since))}
             assert {key: status for key, (status, _) in rows.items()} == {
-                1: "UNKNOWN", 2: "QUEUED", 3: "DELIVERED" if name == "sms_messages" else "ANSWERED", 4: "QUEUED"}
-            assert [_utc(rows[1][1]), _utc(rows[2][1]), rows[3][1], _utc(rows[4][1])] == [old, recent, None, old]
+                1: "UNKNOWN", 2: "UNKNOWN", 3: "DELIVERED" if name == "sms_messages" else "ANSWERED", 4: "QUEUED",
+                5: "QUEUED"}
+            assert [_utc(rows[1][1]), _utc(rows[2][1]), rows[3][1], _utc(rows[4][1]), rows[5][1]] == [
+                old, recent, None, old, None]
         with engine.connect() as connection:  # the UNKNOWN call's hold is kept from the sweep
             expiry = dict(connection.execute(select(t["credit_holds"].c.id, t["credit_holds"].c.expires_at)).all())
-        assert _utc(expiry[1]) >= now + timedelta(days=30) and _utc(expiry[2]) == recent + timedelta(hours=24)
+        assert _utc(expiry[1]) >= now + timedelta(days=30) and _utc(expiry[2]) >= now + timedelta(days=30)
         command.downgrade(alembic_config(url), "0017")
         t = _tables(engine)
         with engine.connect() as connection:
             assert connection.execute(select(t["sms_messages"].c.status).order_by(t["sms_messages"].c.id)
-                                      ).scalars().all() == ["QUEUED", "QUEUED", "DELIVERED", "QUEUED"]
+                                      ).scalars().all() == ["QUEUED", "QUEUED", "DELIVERED", "QUEUED", "QUEUED"]
             assert connection.execute(select(t["voice_calls"].c.status).order_by(t["voice_calls"].c.id)
-                                      ).scalars().all() == ["QUEUED", "QUEUED", "ANSWERED", "QUEUED"]
+                                      ).scalars().all() == ["QUEUED", "QUEUED", "ANSWERED", "QUEUED", "QUEUED"]
         upgrade(url, "head")
         engine.dispose()
-
-
-def test_the_migrations_retry_span_is_the_outboxs():
-    assert RETRY_SPAN == outbox.RETRY_SPAN == timedelta(hours=5, minutes=3, seconds=30)
 
 
 def _utc(value: datetime) -> datetime:
@@ -109,12 +108,3 @@ def _tables(engine):
     return tables.tables
 
 
-def _migration_0018():
-    path = Path(__file__).parents[2] / "migrations" / "versions" / "0018_in_doubt_sends.py"
-    spec = importlib.util.spec_from_file_location("migration_0018_in_doubt_sends", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-RETRY_SPAN = _migration_0018().RETRY_SPAN
