@@ -12,7 +12,9 @@ socket error, during a round stops the benchmark.
 In process it also measures, through the portal's WSGI app called directly (no HTTP, no
 gunicorn), the portal's CPU milliseconds per send (time.process_time, PostgreSQL's own CPU
 not included) and the database round trips per send (every ReadyForQuery in libpq's protocol
-trace: BEGIN, COMMIT and pool pings included); and the same for the bare app.
+trace: BEGIN, COMMIT and pool pings included); and the same for the bare app. PostgreSQL's
+own CPU per send (its server processes' time in /proc) is printed beside them: the two cores
+are shared, so the rate depends on it as much as on the portal's.
 
     .venv/bin/python bench/api_send.py [--route sms|otp] [--rounds 7] [--seconds 5] [--connections 16]
                                        [--workers 2] [--sends 300]
@@ -238,20 +240,34 @@ def warm(script: Path, url: str, kind: str, connections: int) -> None:
 class Trips:
     """Counts the round trips of every connection opened after `watch`: libpq traces the
     protocol to a file, and each ReadyForQuery ends one exchange (a simple query such as
-    BEGIN, COMMIT or a ping, or an extended query ending in Sync)."""
+    BEGIN, COMMIT or a ping, or an extended query ending in Sync). It also reads the CPU time
+    of those connections' server processes (PostgreSQL runs on this machine: /proc)."""
 
     def __init__(self):
         self.file = tempfile.TemporaryFile()
         self.libc = ctypes.CDLL(None)
+        self.servers: list[int] = []
 
     def watch(self, connection: psycopg.Connection) -> None:
         connection.pgconn.trace(self.file.fileno())
         connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        self.servers.append(connection.info.backend_pid)
 
     def count(self) -> int:
         self.libc.fflush(None)  # libpq writes through stdio
         self.file.seek(0)
         return sum(1 for line in self.file if b"\tReadyForQuery\t" in line)
+
+    def server_cpu(self) -> float:
+        """Seconds of CPU (user and system) the watched connections' server processes used."""
+        seconds = 0.0
+        for pid in self.servers:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # that connection was closed
+                continue
+            seconds += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return seconds
 
 
 def sms_body(run: int, n: int) -> str:
@@ -263,8 +279,9 @@ def otp_body(run: int, n: int) -> str:
     return f"website={SITE}&phone_number=%2B8190{1000 + (pair * 3001 + n) % 9000:04d}{pair % 10000:04d}"
 
 
-def in_process(url: str, prepared: Prepared, kind: str, sends: int) -> tuple[float, float]:
-    """The portal's CPU milliseconds and round trips per send, its WSGI app called directly."""
+def in_process(url: str, prepared: Prepared, kind: str, sends: int) -> tuple[float, float, float]:
+    """The portal's CPU milliseconds, round trips and PostgreSQL's CPU milliseconds per send,
+    its WSGI app called directly."""
     from portal import create_app
 
     app = create_app({"ENV": "test", "DATABASE_URL": url} | PORTAL_SETTINGS)
@@ -288,19 +305,20 @@ def in_process(url: str, prepared: Prepared, kind: str, sends: int) -> tuple[flo
                 raise RuntimeError(f"in process {ROUTES[kind]}: {status[0]} {content[:300]!r}")
 
     call(environs(1, 30))  # warm up: connections, compiled statements, caches
-    cpu, per_send = [], []
+    cpu, per_send, server = [], [], []
     for run in range(2, 2 + BATCHES):  # the median batch: another process can slow this one down
         batch = environs(run, max(1, sends // BATCHES))
-        before = trips.count()
+        before, server_before = trips.count(), trips.server_cpu()
         started = time.process_time()
         call(batch)
         cpu.append((time.process_time() - started) / len(batch) * 1000)
         per_send.append((trips.count() - before) / len(batch))
+        server.append((trips.server_cpu() - server_before) / len(batch) * 1000)
     app.extensions["portal.engine"].dispose()
-    return statistics.median(cpu), statistics.median(per_send)
+    return statistics.median(cpu), statistics.median(per_send), statistics.median(server)
 
 
-def bare_in_process(url: str, count: int) -> tuple[float, float]:
+def bare_in_process(url: str, count: int) -> tuple[float, float, float]:
     """The same for the bare app."""
     os.environ["BENCH_BARE_DATABASE_URL"] = url
     from bench import bare_app
@@ -317,14 +335,15 @@ def bare_in_process(url: str, count: int) -> tuple[float, float]:
             getattr(answer, "close", lambda: None)()
 
     call(environs[:30])
-    before = trips.count()
+    before, server_before = trips.count(), trips.server_cpu()
     started = time.process_time()
     call(environs[30:])
     cpu = time.process_time() - started
     per_request = (trips.count() - before) / count
+    server = trips.server_cpu() - server_before
     connection.close()
     bare_app._connection = None
-    return cpu / count * 1000, per_request
+    return cpu / count * 1000, per_request, server / count * 1000
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -376,14 +395,16 @@ def main(argv=None) -> float:
             for process in (portal, bare):
                 process.terminate()
                 process.wait(timeout=20)
-        cpu, trips = in_process(url, prepared, args.route, args.sends)
-        bare_cpu, bare_trips = bare_in_process(psycopg_url, args.sends)
+        cpu, trips, server = in_process(url, prepared, args.route, args.sends)
+        bare_cpu, bare_trips, bare_server = bare_in_process(psycopg_url, args.sends)
         engine = make_engine(url)
         with Session(engine) as session:
             problems, _ = check(session, now=datetime.now(timezone.utc))
         engine.dispose()
     print(f"in process, POST {path}: {cpu:.2f} CPU ms and {trips:.1f} round trips per send (goals <= 1.5, <= 3); "
           f"bare app: {bare_cpu:.2f} CPU ms and {bare_trips:.1f} round trips per request")
+    print(f"PostgreSQL's own CPU in process: {server:.2f} ms per send; bare app: {bare_server:.2f} ms per request "
+          f"(at {os.sysconf('SC_CLK_TCK')} ticks a second: a rough figure)")
     print(f"ledger check after the run: {'passed' if not problems else problems}")
     median = statistics.median(ratios)
     print(f"median ratio send/bare over {args.rounds} rounds of {args.seconds:g} s, {args.workers} gunicorn workers, "

@@ -10,12 +10,14 @@ Neither engine puts statement parameters into its errors (they carry phone numbe
 """
 
 import re
+import select as select_module
 import sqlite3
 import traceback
 from contextlib import contextmanager
 from datetime import timezone
 from enum import StrEnum
 
+import psycopg
 from flask import current_app, g, has_app_context
 from sqlalchemy import Column, DateTime, PrimaryKeyConstraint, String, Table, UniqueConstraint, create_engine, event, exc
 from sqlalchemy.engine import Engine
@@ -331,6 +333,46 @@ def session() -> Session:
     if "db_session" not in g:
         g.db_session = Session(engine(), expire_on_commit=False)
     return g.db_session
+
+
+@contextmanager
+def statement_connection():
+    """PostgreSQL: a pooled connection's own driver connection (psycopg) in autocommit, for a
+    statement that is a transaction of its own, so one round trip with its commit (the express
+    send, portal.messaging.express). Not pinged: a pooled connection the server has closed
+    since its last use (a restart) has its end of the socket readable while it sits idle: it is
+    dropped with the rest of the pool (they were all open to the same server) and a fresh one
+    connected. An error leaves as SQLAlchemy's DBAPIError, as from any statement (a 503 when
+    the database is unavailable), and drops the connection; the pool takes it out of
+    autocommit when it goes back (_begin_with_first_statement)."""
+    skip_pool_ping()
+    pooled = engine().raw_connection()
+    if _closed_by_server(pooled.driver_connection):
+        pooled.invalidate()
+        pooled.close()
+        engine().dispose()
+        pooled = engine().raw_connection()
+    raw = pooled.driver_connection
+    try:
+        raw.autocommit = True
+        yield raw
+    except psycopg.Error as error:
+        pooled.invalidate()
+        raise exc.DBAPIError.instance(None, None, error, psycopg.Error, hide_parameters=True,
+                                      connection_invalidated=raw.closed, dialect=engine().dialect) from error
+    except BaseException:
+        pooled.invalidate()
+        raise
+    finally:
+        pooled.close()
+
+
+def _closed_by_server(raw) -> bool:
+    """An idle connection has nothing to read unless the server ended it (or it is closed)."""
+    if raw.closed:
+        return True
+    readable, _, _ = select_module.select([raw.fileno()], [], [], 0)
+    return bool(readable)
 
 
 def rollback_request_session() -> None:

@@ -7,7 +7,7 @@ import hmac
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, fields as fields_of
+from dataclasses import dataclass, fields as fields_of, replace
 from datetime import datetime, timedelta
 from functools import partial, wraps
 from typing import TypeVar
@@ -20,6 +20,7 @@ from portal.api import wire
 from portal.credentials import service as credentials
 from portal.credentials import tokens
 from portal.ledger.rules import MILLI_YEN
+from portal.messaging import express as express_sends
 from portal.messaging import rules
 from portal.messaging import service as messaging
 from portal.messaging.errors import (InsufficientCredit, InvalidField, InvalidFields, KeyReused, ScopeMissing,
@@ -117,6 +118,7 @@ THROTTLED = "Request was throttled. Try again later."
 def _buckets(state) -> None:
     state.app.extensions["portal.buckets"] = buckets.for_url(state.app.config["REDIS_URL"])
     state.app.extensions["portal.api_callers"] = {}
+    state.app.extensions["portal.prices_key"] = str(state.app.extensions["portal.engine"].url)  # service._price's key
 
 
 # A request over its limits must not reach the database: it would queue on the account's lock
@@ -137,10 +139,11 @@ class _Known:
     account_id: int
     digest: str
     until: datetime
+    express_after: datetime | None = None  # its last send was not the plain case: the general way until then
 
 
-def _known(sid: str, token: str, now: datetime) -> _Known | None:
-    known = current_app.extensions["portal.api_callers"].get((sid, request.remote_addr))
+def _known(sid: str, token: str, now: datetime, address: str | None) -> _Known | None:
+    known = current_app.extensions["portal.api_callers"].get((sid, address))
     if known is None or known.until <= now or not hmac.compare_digest(known.digest, tokens.digest(token)):
         return None
     return known
@@ -153,8 +156,11 @@ def _remember(principal: credentials.Principal, token: str, now: datetime) -> No
             callers.pop(key, None)
         if len(callers) >= KNOWN_MAX:
             callers.clear()
-    callers[(principal.sid, request.remote_addr)] = _Known(principal.sid, principal.account_id, tokens.digest(token),
-                                                            now + KNOWN_FOR)
+    digest = tokens.digest(token)
+    previous = callers.get((principal.sid, request.remote_addr))
+    express_after = previous.express_after if previous is not None and previous.digest == digest else None
+    callers[(principal.sid, request.remote_addr)] = _Known(principal.sid, principal.account_id, digest,
+                                                            now + KNOWN_FOR, express_after)
 
 
 def _forget(sid: str) -> None:
@@ -190,31 +196,105 @@ def ahead(view, counted: Callable[[credentials.Principal | _Known], list[buckets
         g.buckets_taken = False
         auth = request.authorization
         if current_app.config["RATELIMIT_ENABLED"] and auth is not None and auth.type == "basic" and auth.password:
-            known = _known(auth.username or "", auth.password, clock.now())
+            known = _known(auth.username or "", auth.password, clock.now(), request.remote_addr)
             if known is not None:
-                wait = current_app.extensions["portal.buckets"].take(counted(known))
+                wait = 0.0 if request.environ.get(LANE_TOOK_BUCKETS) else (
+                    current_app.extensions["portal.buckets"].take(counted(known)))
                 if wait:
                     return _throttled(wait)
-                g.buckets_taken = True
+                g.buckets_taken, g.known = True, known
         return view(*args, **kwargs)
 
     return guarded
 
 
-def sending(view=None, *, pays: bool = True):
+def express(view, send: Callable[[dict, str, str, str | None, datetime], messaging.StoredAnswer | None]):
+    """Before authentication, on PostgreSQL: `send(fields, sid, token, address, now)` tries the
+    plain case of the send in one statement (portal.messaging.express), for a caller whose
+    buckets `ahead` took (or with the limits off); it answers None when the case is not plain,
+    having written nothing, and the request goes on its general way. The statement
+    authenticates too, so a revoked credential is refused on its next request as before. The
+    express lane (portal.api.lane) tries the same before Flask for form bodies; a request it
+    tried is not tried again here."""
+
+    @wraps(view)
+    def guarded(*args, **kwargs):
+        auth, known, now = request.authorization, g.get("known"), clock.now()
+        if (auth is not None and auth.type == "basic" and auth.username and auth.password and not request.args
+                and "Idempotency-Key" not in request.headers and not request.environ.get(LANE_TRIED)
+                and (g.get("buckets_taken") or not current_app.config["RATELIMIT_ENABLED"])
+                and _may_try(known, now) and _plain_credentials(auth.username, auth.password)):
+            try:
+                given = fields()
+            except REFUSALS:
+                given = None
+            answered = send(given, auth.username, auth.password, request.remote_addr, now) if given else None
+            _tried(known, answered is not None, now, request.remote_addr)
+            if answered is not None:
+                return stored(answered)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+def _plain_credentials(sid: str, token: str) -> bool:
+    return db.engine().dialect.name == "postgresql" and len(sid) == 32 and tokens.well_formed(token)
+
+
+def _may_try(known: _Known | None, now: datetime) -> bool:
+    return known is None or known.express_after is None or known.express_after <= now
+
+
+def _tried(known: _Known | None, plain: bool, now: datetime, address: str | None) -> None:
+    """A known caller stays known a while longer; one whose case was not plain takes the
+    general way until KNOWN_FOR has passed (it pays the try once in that time)."""
+    if known is not None:
+        current_app.extensions["portal.api_callers"][(known.sid, address)] = (
+            replace(known, until=now + KNOWN_FOR) if plain else replace(known, express_after=now + KNOWN_FOR))
+
+
+LANE_TRIED, LANE_TOOK_BUCKETS = "portal.express_tried", "portal.express_took_buckets"  # WSGI environ keys
+
+
+def lane_sms(environ: dict, given: dict, sid: str, token: str) -> messaging.StoredAnswer | None:
+    """The express lane's POST /sms/messages/ (portal.api.lane), in an app context, before any
+    of Flask's request machinery: the same as `express` in front of `send_sms`, the rate limits
+    included (a caller this process does not know yet is authenticated the general way first).
+    None sends the request on to Flask, told in `environ` what was done already."""
+    address, now = environ.get("REMOTE_ADDR"), clock.now()
+    if not _plain_credentials(sid, token):
+        return None
+    known = None
+    if current_app.config["RATELIMIT_ENABLED"]:
+        known = _known(sid, token, now, address)
+        if known is None or not _may_try(known, now):
+            return None
+        if current_app.extensions["portal.buckets"].take(send_buckets("send_sms", known)):
+            return None  # an empty bucket gives no token: the general way answers 429
+        environ[LANE_TOOK_BUCKETS] = True
+    environ[LANE_TRIED] = True
+    answered = _plain_sms(given, sid, token, address, now)
+    _tried(known, answered is not None, now, address)
+    return answered
+
+
+def send_buckets(route_name: str, caller: credentials.Principal | _Known) -> list[buckets.Bucket]:
+    """A sending route's buckets: per credential and route, and per account across every sending route."""
+    config = current_app.config
+    return (buckets.buckets(f"send:{route_name}:{caller.sid}", config["API_SEND_RATE_LIMIT"])
+            + buckets.buckets(f"account:{caller.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
+
+
+def sending(view=None, *, pays: bool = True, plain=None):
     """A request that sends: authenticated, rate limited per credential and route and per
     account across every sending route, and answered in the API's error shapes. One that
-    `pays` has its account locked by the authentication's statement."""
+    `pays` has its account locked by the authentication's statement; one with a `plain` case
+    tries it first (`express`)."""
     if view is None:
-        return partial(sending, pays=pays)
-    route_name = view.__name__
-
-    def counted(caller: credentials.Principal | _Known) -> list[buckets.Bucket]:
-        config = current_app.config
-        return (buckets.buckets(f"send:{route_name}:{caller.sid}", config["API_SEND_RATE_LIMIT"])
-                + buckets.buckets(f"account:{caller.account_id}", config["API_ACCOUNT_RATE_LIMIT"]))
-
-    return ahead(authenticated(_limited(view, counted), lock_account=pays), counted)
+        return partial(sending, pays=pays, plain=plain)
+    counted = partial(send_buckets, view.__name__)
+    general = authenticated(_limited(view, counted), lock_account=pays)
+    return ahead(express(general, plain) if plain is not None else general, counted)
 
 
 REFUSALS = (InvalidFields, InvalidField, InsufficientCredit, ScopeMissing, SpendCapReached, KeyReused, RequestBlocked,
@@ -315,8 +395,19 @@ def route(rule: str, **options):
     return decorate
 
 
+def _plain_sms(given: dict, sid: str, token: str, address: str | None, now: datetime) -> messaging.StoredAnswer | None:
+    """The plain case of POST /sms/messages/ (`express`, `lane_sms`), None if it is not one."""
+    kind = messaging.SendSms
+    asked_for = kind(**{field.name: given[field.name] for field in fields_of(kind) if field.name in given})
+    with db.statement_connection() as connection:
+        sent = express_sends.send_sms(connection=connection, prices=current_app.extensions["portal.prices_key"],
+                                      sid=sid, digest=tokens.digest(token), request=asked_for, ip=address or "",
+                                      now=now, daily_cap=_daily_cap())
+    return wire.sms_sent(sent) if sent is not None else None
+
+
 @route("/sms/messages/", methods=["POST"])
-@sending
+@sending(plain=_plain_sms)
 def send_sms():
     now = clock.now()
     return answer(lambda: stored(messaging.send_sms(
@@ -464,6 +555,11 @@ def _http_error(error: HTTPException):
     if error.code is None or error.code < 400:
         return error
     return add_headers(api_error(error))
+
+
+def answer_error(error: Exception) -> Response:
+    """The API's answer to an unexpected error outside Flask's dispatch (the express lane)."""
+    return _unexpected(error)
 
 
 @bp.errorhandler(Exception)

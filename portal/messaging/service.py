@@ -176,6 +176,15 @@ def _price(session: Session, product: Product, country: str, field: str) -> int:
     return price
 
 
+def cached_price(url: str, product: Product, country: str) -> int | None:
+    """The unit price `_price` would take from its cache now without reading the table, None
+    when the cache has no fresh answer (the caller then goes the way that reads it)."""
+    loaded_at, table = _PRICES.get(url, (0.0, {}))
+    if time.monotonic() - loaded_at > PRICE_CACHE_SECONDS:
+        return None
+    return table.get((product, country))
+
+
 def _check_destination(session: Session, principal: Principal, number: rules.Number, field: str) -> None:
     if number.country not in principal.allowed_countries:
         raise DestinationNotAllowed(field, f"Sending to {number.country} is not enabled for this account.")

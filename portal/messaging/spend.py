@@ -27,11 +27,16 @@ COUNTERS = SpendCounter.__table__
 def keys(*, account_id: int, credential_id: int | None, at: datetime) -> list[tuple[str, str]]:
     """The account's day and the credential's month that spending at `at` counts toward (the
     account's day only when Chotto spent for the account itself: no credential)."""
-    local = at.astimezone(JST)
-    day = (f"account:{account_id}", local.strftime("%Y-%m-%d"))
+    day, month = periods(at)
     if credential_id is None:
-        return [day]
-    return [day, (f"credential:{credential_id}", local.strftime("%Y-%m"))]
+        return [(f"account:{account_id}", day)]
+    return [(f"account:{account_id}", day), (f"credential:{credential_id}", month)]
+
+
+def periods(at: datetime) -> tuple[str, str]:
+    """The Japan calendar day and month that spending at `at` counts toward."""
+    local = at.astimezone(JST)
+    return local.strftime("%Y-%m-%d"), local.strftime("%Y-%m")
 
 
 def _upsert(insert, scope, period, amount):

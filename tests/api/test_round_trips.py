@@ -1,6 +1,6 @@
 """On PostgreSQL an API request sends its BEGIN with its first statement (one exchange with the
-server, not two): a paid SMS takes three round trips (BEGIN with authenticate-and-lock, the
-debit with its riders, COMMIT). The connection is put in autocommit for that statement only:
+server, not two): a paid SMS that is not the express case (tests/api/test_express_send.py: one
+round trip) takes three (BEGIN with authenticate-and-lock, the debit with its riders, COMMIT). The connection is put in autocommit for that statement only:
 once back in the pool it begins its transactions as usual again, so a page's or a job's unit
 of work stays all or nothing."""
 
@@ -12,6 +12,7 @@ from psycopg import pq
 from sqlalchemy import event, func, insert, select
 
 from portal import db
+from portal.api import express_sends
 from portal.outbox import OutboxMessage
 from tests.api.test_sms import SMS
 from tests.helpers import db_session
@@ -38,7 +39,8 @@ class Exchanges:
         return sum(1 for line in self.file if b"\tReadyForQuery\t" in line)
 
 
-def test_a_paid_sms_takes_three_round_trips(app, api, key):
+def test_a_paid_sms_the_general_way_takes_three_round_trips(app, api, key, monkeypatch):
+    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: None)
     assert api.post("/sms/messages/", data=SMS | {"message": "first"}, headers=key.headers).status_code == 201
     exchanges = Exchanges(app.extensions["portal.engine"])
     assert api.post("/sms/messages/", data=SMS | {"message": "warm"}, headers=key.headers).status_code == 201

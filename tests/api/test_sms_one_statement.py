@@ -10,6 +10,7 @@ from sqlalchemy import event, select
 from sqlalchemy.engine.interfaces import CacheStats
 
 from portal.accounts.models import Membership
+from portal.api import express_sends
 from portal.ledger import writes
 from portal.ledger.models import CreditState, Entry, Lot, Transaction
 from portal.messaging.api_models import Message
@@ -25,6 +26,12 @@ WRITE = re.compile(r"\b(?:INSERT INTO|UPDATE|DELETE FROM) (\w+)")
 BOOKED = {"credit_lots", "credit_states", "credit_transactions", "credit_entries", "sms_messages", "outbox",
           "spend_counters"}
 IDS = {"id", "msgid", "account_id", "credential_id", "transaction_id", "lot_id", "payload"}
+
+
+@pytest.fixture(autouse=True)
+def general_path(monkeypatch):
+    """The general path's statement: the express send (tests/api/test_express_send.py) stays out."""
+    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: None)
 
 
 def send_watching(app, api, key) -> tuple[str, list]:

@@ -13,7 +13,7 @@ from portal.models import metadata
 from tests.conftest import ENGINES
 from tests.integration.test_callback_secret_migration import _row, empty_database
 
-HEAD = "0019"
+HEAD = "0020"
 
 
 def test_the_migration_head_is_pinned():
