@@ -388,3 +388,27 @@ def test_with_rate_limits_on_the_lane_takes_the_buckets_once(app_with, clock, la
     throttled = api.post("/sms/messages/", data=SMS, headers=key.headers)
     assert throttled.status_code == 429 and throttled.json == {"detail": "Request was throttled. Try again later."}
     assert int(throttled.headers["Retry-After"]) >= 1
+
+
+def test_a_known_caller_revoked_is_refused_on_its_very_next_request(app_with, clock, lane):
+    from portal.accounts.models import Membership
+    from portal.credentials import service as credentials
+    from tests.helpers import make_user as user_of
+
+    app = app_with(RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="100 per minute", API_ACCOUNT_RATE_LIMIT="100 per minute")
+    user = user_of(app, email="revoked@example.com", phone="+819066667777")
+    with db_session(app) as session:
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
+    fund(app, account_id, 1000)
+    key = new_key(app, account_id, user.id)
+    api = app.test_client()
+    assert [api.post("/sms/messages/", data=SMS, headers=key.headers).status_code for _ in range(3)] == [201] * 3
+    assert lane[-1] is not None  # known to this process, sent by the lane
+    with app.app_context(), db_session(app) as session:
+        credential_id = session.scalar(select(Credential.id).where(Credential.sid == key.sid))
+        credentials.revoke(session=session, account_id=account_id, credential_id=credential_id, user_id=user.id,
+                           now=clock())
+    refused = api.post("/sms/messages/", data=SMS, headers=key.headers)
+    assert refused.status_code == 401 and lane[-1] is None
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 3
