@@ -266,18 +266,22 @@ def test_the_api_answers_every_case_that_is_not_plain_as_before(app, api, key, c
         assert session.scalar(select(func.count()).select_from(Message)) == 1
 
 
-def test_a_known_caller_whose_case_is_not_plain_skips_the_express_call_until_forgotten(app_with, clock, calls):
-    app = app_with(RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="1000 per second",
-                   API_ACCOUNT_RATE_LIMIT="1000 per second")
+def limited(app_with, send_limit: str, **key_options):
+    """A portal with the rate limits on (so callers are known and the lane runs), a funded
+    account and a key of it; returns the portal, the key and a test client."""
     from portal.accounts.models import Membership
-    from tests.helpers import make_user as user_of
+    from tests.helpers import make_user
 
-    user = user_of(app, email="known@example.com", phone="+819055556666")
+    app = app_with(RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT=send_limit, API_ACCOUNT_RATE_LIMIT="1000 per minute")
+    user = make_user(app, email="limited@example.com", phone="+819055556666")
     with db_session(app) as session:
         account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
     fund(app, account_id, 1000)
-    key = new_key(app, account_id, user.id, networks=["127.0.0.0/8"])
-    api = app.test_client()
+    return app, new_key(app, account_id, user.id, **key_options), app.test_client()
+
+
+def test_a_known_caller_whose_case_is_not_plain_skips_the_express_call_until_forgotten(app_with, clock, calls):
+    app, key, api = limited(app_with, "1000 per second", networks=["127.0.0.0/8"])
     for _ in range(3):
         assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
     assert calls == [None]  # the first request authenticated (not known yet), the second tried, the third did not
@@ -371,16 +375,7 @@ def test_an_error_in_the_lane_is_the_apis_503_and_nothing_is_sent_twice(app, api
 
 
 def test_with_rate_limits_on_the_lane_takes_the_buckets_once(app_with, clock, lane):
-    from portal.accounts.models import Membership
-    from tests.helpers import make_user as user_of
-
-    app = app_with(RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="3 per minute", API_ACCOUNT_RATE_LIMIT="100 per minute")
-    user = user_of(app, email="limits@example.com", phone="+819077778888")
-    with db_session(app) as session:
-        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
-    fund(app, account_id, 1000)
-    key = new_key(app, account_id, user.id)
-    api = app.test_client()
+    app, key, api = limited(app_with, "3 per minute")
     codes = [api.post("/sms/messages/", data=SMS, headers=key.headers).status_code for _ in range(4)]
     assert codes == [201, 201, 201, 429]
     # the first is authenticated the general way (not known yet); the fourth finds a bucket empty
@@ -391,23 +386,15 @@ def test_with_rate_limits_on_the_lane_takes_the_buckets_once(app_with, clock, la
 
 
 def test_a_known_caller_revoked_is_refused_on_its_very_next_request(app_with, clock, lane):
-    from portal.accounts.models import Membership
     from portal.credentials import service as credentials
-    from tests.helpers import make_user as user_of
 
-    app = app_with(RATELIMIT_ENABLED=True, API_SEND_RATE_LIMIT="100 per minute", API_ACCOUNT_RATE_LIMIT="100 per minute")
-    user = user_of(app, email="revoked@example.com", phone="+819066667777")
-    with db_session(app) as session:
-        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
-    fund(app, account_id, 1000)
-    key = new_key(app, account_id, user.id)
-    api = app.test_client()
+    app, key, api = limited(app_with, "100 per minute")
     assert [api.post("/sms/messages/", data=SMS, headers=key.headers).status_code for _ in range(3)] == [201] * 3
     assert lane[-1] is not None  # known to this process, sent by the lane
     with app.app_context(), db_session(app) as session:
         credential_id = session.scalar(select(Credential.id).where(Credential.sid == key.sid))
-        credentials.revoke(session=session, account_id=account_id, credential_id=credential_id, user_id=user.id,
-                           now=clock())
+        credentials.revoke(session=session, account_id=key.account_id, credential_id=credential_id,
+                           user_id=key.user_id, now=clock())
     refused = api.post("/sms/messages/", data=SMS, headers=key.headers)
     assert refused.status_code == 401 and lane[-1] is None
     with db_session(app) as session:
