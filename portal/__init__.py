@@ -89,9 +89,10 @@ def _wire(app: Flask) -> None:
     app.session_interface = PageSessions(api.is_api_only_path)
     web.register_error_pages(app)  # the API's blueprint answers its own errors in JSON
     web.register_template_helpers(app)
-    from portal.api.lane import ExpressLane
+    if app.extensions["portal.engine"].dialect.name == "postgresql":  # the express send is PostgreSQL's
+        from portal.api.lane import ExpressLane
 
-    app.wsgi_app = ExpressLane(app, app.wsgi_app)  # inside ProxyFix: it reads the client's address
+        app.wsgi_app = ExpressLane(app, app.wsgi_app)  # inside ProxyFix: it reads the client's address
     if app.config.get("PROXY_HOPS"):
         hops = int(app.config["PROXY_HOPS"])
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)
