@@ -23,6 +23,12 @@ START = datetime(2026, 11, 27, 3, 0, 0, tzinfo=timezone.utc)
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-production-checks"
 
 
+def pytest_configure(config):
+    """pytest-xdist registers `xdist_group`; without it (`-p no:xdist`) --strict-markers would
+    refuse the files that use the mark, so it is registered here too."""
+    config.addinivalue_line("markers", "xdist_group(name): tests pytest-xdist's --dist loadgroup keeps in one process")
+
+
 @pytest.fixture(scope="session", params=ENGINES)
 def database_url(request, tmp_path_factory):
     if request.param == "sqlite":
