@@ -347,19 +347,20 @@ def statement_connection():
     autocommit when it goes back (_begin_with_first_statement)."""
     skip_pool_ping()
     pooled = engine().raw_connection()
-    if _closed_by_server(pooled.driver_connection):
-        pooled.invalidate()
-        pooled.close()
-        engine().dispose()
-        pooled = engine().raw_connection()
-    raw = pooled.driver_connection
     try:
+        if _closed_by_server(pooled.driver_connection):
+            pooled.invalidate()
+            pooled.close()
+            engine().dispose()
+            pooled = engine().raw_connection()
+        raw = pooled.driver_connection
         raw.autocommit = True
         yield raw
     except psycopg.Error as error:
+        lost = pooled.driver_connection is None or pooled.driver_connection.closed or pooled.driver_connection.broken
         pooled.invalidate()
         raise exc.DBAPIError.instance(None, None, error, psycopg.Error, hide_parameters=True,
-                                      connection_invalidated=raw.closed, dialect=engine().dialect) from error
+                                      connection_invalidated=lost, dialect=engine().dialect) from error
     except BaseException:
         pooled.invalidate()
         raise
@@ -368,11 +369,13 @@ def statement_connection():
 
 
 def _closed_by_server(raw) -> bool:
-    """An idle connection has nothing to read unless the server ended it (or it is closed)."""
+    """An idle connection has nothing to read unless the server ended it (or it is closed).
+    poll, not select: a descriptor may be past select's 1024."""
     if raw.closed:
         return True
-    readable, _, _ = select_module.select([raw.fileno()], [], [], 0)
-    return bool(readable)
+    poller = select_module.poll()
+    poller.register(raw.fileno(), select_module.POLLIN)
+    return bool(poller.poll(0))
 
 
 def rollback_request_session() -> None:

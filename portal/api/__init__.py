@@ -197,9 +197,10 @@ def ahead(view, counted: Callable[[credentials.Principal | _Known], list[buckets
         auth = request.authorization
         if current_app.config["RATELIMIT_ENABLED"] and auth is not None and auth.type == "basic" and auth.password:
             known = _known(auth.username or "", auth.password, clock.now(), request.remote_addr)
-            if known is not None:
-                wait = 0.0 if request.environ.get(LANE_TOOK_BUCKETS) else (
-                    current_app.extensions["portal.buckets"].take(counted(known)))
+            if request.environ.get(LANE_TOOK_BUCKETS):  # the express lane took them (the entry may be gone since)
+                g.buckets_taken, g.known = True, known
+            elif known is not None:
+                wait = current_app.extensions["portal.buckets"].take(counted(known))
                 if wait:
                     return _throttled(wait)
                 g.buckets_taken, g.known = True, known
@@ -228,9 +229,10 @@ def express(view, send: Callable[[dict, str, str, str | None, datetime], messagi
                 given = fields()
             except REFUSALS:
                 given = None
-            answered = send(given, auth.username, auth.password, request.remote_addr, now) if given else None
-            _tried(known, answered is not None, now, request.remote_addr)
-            if answered is not None:
+            answered = (send(given, auth.username, auth.password, request.remote_addr, now) if given
+                        else express_sends.NotPlain(by_database=False))
+            _tried(known, answered, now, request.remote_addr)
+            if isinstance(answered, messaging.StoredAnswer):
                 return stored(answered)
         return view(*args, **kwargs)
 
@@ -245,12 +247,20 @@ def _may_try(known: _Known | None, now: datetime) -> bool:
     return known is None or known.express_after is None or known.express_after <= now
 
 
-def _tried(known: _Known | None, plain: bool, now: datetime, address: str | None) -> None:
-    """A known caller stays known a while longer; one whose case was not plain takes the
-    general way until KNOWN_FOR has passed (it pays the try once in that time)."""
-    if known is not None:
-        current_app.extensions["portal.api_callers"][(known.sid, address)] = (
-            replace(known, until=now + KNOWN_FOR) if plain else replace(known, express_after=now + KNOWN_FOR))
+def _tried(known: _Known | None, answered: messaging.StoredAnswer | express_sends.NotPlain, now: datetime,
+           address: str | None) -> None:
+    """A known caller stays known a while longer; one the database found not plain takes the
+    general way until KNOWN_FOR has passed (it pays the try once in that time). The entry is
+    written back only if it is still the one read (another request may have replaced it)."""
+    if known is None:
+        return
+    callers = current_app.extensions["portal.api_callers"]
+    if callers.get((known.sid, address)) is not known:
+        return
+    if isinstance(answered, messaging.StoredAnswer):
+        callers[(known.sid, address)] = replace(known, until=now + KNOWN_FOR)
+    elif answered.by_database:
+        callers[(known.sid, address)] = replace(known, express_after=now + KNOWN_FOR)
 
 
 LANE_TRIED, LANE_TOOK_BUCKETS = "portal.express_tried", "portal.express_took_buckets"  # WSGI environ keys
@@ -274,8 +284,8 @@ def lane_sms(environ: dict, given: dict, sid: str, token: str) -> messaging.Stor
         environ[LANE_TOOK_BUCKETS] = True
     environ[LANE_TRIED] = True
     answered = _plain_sms(given, sid, token, address, now)
-    _tried(known, answered is not None, now, address)
-    return answered
+    _tried(known, answered, now, address)
+    return answered if isinstance(answered, messaging.StoredAnswer) else None
 
 
 def send_buckets(route_name: str, caller: credentials.Principal | _Known) -> list[buckets.Bucket]:
@@ -395,15 +405,36 @@ def route(rule: str, **options):
     return decorate
 
 
-def _plain_sms(given: dict, sid: str, token: str, address: str | None, now: datetime) -> messaging.StoredAnswer | None:
-    """The plain case of POST /sms/messages/ (`express`, `lane_sms`), None if it is not one."""
+def _plain_sms(given: dict, sid: str, token: str, address: str | None,
+               now: datetime) -> messaging.StoredAnswer | express_sends.NotPlain:
+    """The plain case of POST /sms/messages/ (`express`, `lane_sms`), or NotPlain."""
     kind = messaging.SendSms
     asked_for = kind(**{field.name: given[field.name] for field in fields_of(kind) if field.name in given})
-    with db.statement_connection() as connection:
-        sent = express_sends.send_sms(connection=connection, prices=current_app.extensions["portal.prices_key"],
-                                      sid=sid, digest=tokens.digest(token), request=asked_for, ip=address or "",
-                                      now=now, daily_cap=_daily_cap())
-    return wire.sms_sent(sent) if sent is not None else None
+    try:
+        with db.statement_connection() as connection:
+            sent = express_sends.send_sms(connection=connection, prices=current_app.extensions["portal.prices_key"],
+                                          sid=sid, digest=tokens.digest(token), request=asked_for,
+                                          ip=address or "", now=now, daily_cap=_daily_cap())
+    except express_sends.InDoubt as doubt:
+        if not _recorded(doubt.msgid):
+            raise
+        log.warning("api: express send %s was committed though its connection was lost", doubt.msgid)
+        sent = messaging.Sent(doubt.msgid)
+    return wire.sms_sent(sent) if isinstance(sent, messaging.Sent) else sent
+
+
+def _recorded(msgid: str) -> bool:
+    """Whether an express send whose connection was lost was committed (False if that cannot be told now)."""
+    try:
+        with db.statement_connection() as connection:
+            return express_sends.sent(connection=connection, msgid=msgid)
+    except Exception as error:  # noqa: BLE001 - the database may be down: the send stays in doubt
+        log.warning("api: could not look up express send %s: %s", msgid, db.describe(error, frames=False))
+        return False
+
+
+IN_DOUBT = ("The connection to the database was lost while this message was being sent, so whether it was sent "
+            "and charged is not known. Look it up with GET /sms/messages/{msgid} before sending it again.")
 
 
 @route("/sms/messages/", methods=["POST"])
@@ -558,8 +589,19 @@ def _http_error(error: HTTPException):
 
 
 def answer_error(error: Exception) -> Response:
-    """The API's answer to an unexpected error outside Flask's dispatch (the express lane)."""
+    """The API's answer to an error outside Flask's dispatch (the express lane)."""
+    if isinstance(error, express_sends.InDoubt):
+        return _in_doubt(error)
     return _unexpected(error)
+
+
+@bp.errorhandler(express_sends.InDoubt)
+def _in_doubt(error: express_sends.InDoubt):
+    """503, but not "nothing was done": the send may have been committed. The msgid says which
+    message to look up; a retry without looking may send it twice (no Idempotency-Key here)."""
+    log.error("api: express send %s in doubt: connection lost during the statement", error.msgid)
+    return add_headers(_json({"detail": IN_DOUBT.format(msgid=error.msgid), "msgid": error.msgid}, 503,
+                             **{"Retry-After": str(failures.RETRY_AFTER_SECONDS)}))
 
 
 @bp.errorhandler(Exception)

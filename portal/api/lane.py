@@ -84,7 +84,8 @@ def _read(environ) -> tuple[dict, str, str] | None:
         pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, encoding="utf-8", errors="strict")
     except (UnicodeError, ValueError):
         return None
-    headers = [value for name, value in environ.items() if name.startswith("HTTP_") and isinstance(value, str)]
+    headers = [value for name, value in environ.items()  # as request.headers has them, CONTENT_* included
+               if (name.startswith("HTTP_") or name in ("CONTENT_TYPE", "CONTENT_LENGTH")) and isinstance(value, str)]
     if any(_problem(text) for pair in pairs for text in pair) or any(_problem(text) for text in headers + list(credentials)):
         return None
     given: dict = {}
@@ -97,12 +98,12 @@ def _read(environ) -> tuple[dict, str, str] | None:
 
 
 def _basic(header: str) -> tuple[str, str] | None:
-    """As werkzeug reads Basic credentials: base64 of "sid:token" in UTF-8."""
+    """As werkzeug reads Basic credentials: strict base64 of "sid:token" in UTF-8."""
     scheme, _, rest = header.partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        sid, _, token = base64.b64decode(rest.strip()).decode().partition(":")
+        sid, _, token = base64.b64decode(rest.strip(" \t"), validate=True).decode().partition(":")
     except (binascii.Error, UnicodeError):
         return None
     return (sid, token) if sid and token else None

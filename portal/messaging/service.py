@@ -12,7 +12,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -161,28 +161,27 @@ _PRICES: dict[str, tuple[float, dict[tuple[str, str], int]]] = {}
 PRICE_CACHE_SECONDS = 10.0
 
 
+PRICE_COLUMNS = (Price.product, Price.country, Price.unit_price)
+
+
 def _price(session: Session, product: Product, country: str, field: str) -> int:
     """A unit price from the price table, read at most every 10 seconds per process (prices
     change rarely; the hot path saves a round trip)."""
-    url = str(session.get_bind().url)
-    loaded_at, table = _PRICES.get(url, (0.0, {}))
-    if time.monotonic() - loaded_at > PRICE_CACHE_SECONDS:
-        rows = session.execute(select(Price.product, Price.country, Price.unit_price))
-        table = {(product, country): price for product, country, price in rows}
-        _PRICES[url] = (time.monotonic(), table)
+    table = price_table(str(session.get_bind().url), lambda: session.execute(select(*PRICE_COLUMNS)))
     price = table.get((product, country))
     if price is None:
         raise DestinationNotPriced(field, f"Sending to {country} is not available.")
     return price
 
 
-def cached_price(url: str, product: Product, country: str) -> int | None:
-    """The unit price `_price` would take from its cache now without reading the table, None
-    when the cache has no fresh answer (the caller then goes the way that reads it)."""
+def price_table(url: str, read: Callable[[], Iterable]) -> dict[tuple[str, str], int]:
+    """The prices of the database at `url` by (product, country), as `read()` gives their
+    rows (PRICE_COLUMNS) at most every 10 seconds per process, cached in between."""
     loaded_at, table = _PRICES.get(url, (0.0, {}))
     if time.monotonic() - loaded_at > PRICE_CACHE_SECONDS:
-        return None
-    return table.get((product, country))
+        table = {(product, country): price for product, country, price in read()}
+        _PRICES[url] = (time.monotonic(), table)
+    return table
 
 
 def _check_destination(session: Session, principal: Principal, number: rules.Number, field: str) -> None:

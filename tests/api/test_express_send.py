@@ -19,7 +19,8 @@ from portal.ledger import service as ledger
 from portal.ledger.check import check
 from portal.messaging import service as messaging
 from portal.messaging.api_models import Message, Price, Product
-from portal.messaging.service import SendSms
+from portal.messaging.express import NotPlain
+from portal.messaging.service import SendSms, Sent
 from tests.api.conftest import YEN, fund, new_key
 from tests.api.test_round_trips import Exchanges
 from tests.api.test_sms_one_statement import another_key, written_by
@@ -29,13 +30,14 @@ pytestmark = pytest.mark.postgresql
 
 SMS = {"recipient": "+819012345678", "sender": "Chotto", "message": "Your code is 1234"}
 FORM_TYPE = "application/x-www-form-urlencoded"
+NOT_BY_DATABASE, NOT_BY_FIELDS = NotPlain(by_database=True), NotPlain(by_database=False)
 TABLES = ("credit_lots", "credit_states", "credit_transactions", "credit_entries", "sms_messages", "outbox",
           "spend_counters", "usage_daily", "api_credentials")
 
 
 @pytest.fixture
 def calls(monkeypatch):
-    """What each express attempt answered: the msgid, or None (not the plain case)."""
+    """What each express attempt answered: Sent, or NotPlain."""
     answered = []
     send = express_sends.send_sms
 
@@ -77,8 +79,8 @@ def test_it_writes_what_the_general_path_writes(app, api, key, calls, monkeypatc
     fields = SMS | {"message": "日本語のメッセージ" * 10, "tags": "a,b", "callbackurl": "https://example.com/cb"}
     api.post("/sms/messages/", data=SMS, headers=key.headers)  # the price cache, warm
     fast = api.post("/sms/messages/", data=fields, headers=key.headers)
-    assert fast.status_code == 201 and calls[-1] is not None
-    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: None)
+    assert fast.status_code == 201 and isinstance(calls[-1], Sent)
+    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: NOT_BY_FIELDS)
     other = another_key(app)
     api.post("/sms/messages/", data=SMS, headers=other.headers)
     general = api.post("/sms/messages/", data=fields, headers=other.headers)
@@ -113,8 +115,8 @@ def test_a_send_across_several_lots_takes_them_in_burn_order_as_the_general_path
     message = "x" * (153 * parts)
     api.post("/sms/messages/", data=SMS, headers=first.headers)
     fast = api.post("/sms/messages/", data=SMS | {"message": message}, headers=first.headers)
-    assert fast.status_code == 201 and calls[-1] is not None
-    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: None)
+    assert fast.status_code == 201 and isinstance(calls[-1], Sent)
+    monkeypatch.setattr(express_sends, "send_sms", lambda **kwargs: NOT_BY_FIELDS)
     other = another_key(app)
     with db_session(app) as session:  # the other account: its fund lot spent, then the same lots
         other_account = other.account_id
@@ -147,7 +149,7 @@ def test_each_send_takes_from_the_lots_what_the_ledgers_split_takes(app, custome
             lots = ledger_steps.lots_of(session, account_id)
         expected = [(take.lot.id, -take.amount) for take in rules.split(lots, 20 * YEN, clock())]
         sent = express(app, key, clock, message="x" * 306)  # two parts: ¥20
-        assert sent is not None
+        assert isinstance(sent, Sent)
         with db_session(app) as session:
             line = session.scalars(select(Transaction).where(Transaction.idempotency_key == f"sms:{sent.msgid}")).one()
             taken = session.execute(select(Entry.lot_id, Entry.amount).where(Entry.transaction_id == line.id)
@@ -190,7 +192,7 @@ def test_a_case_that_is_not_plain_writes_nothing(app, key, clock, case):
     NOT_PLAIN[case](app, key, clock)
     before = snapshot(app)
     try:
-        assert express(app, key, clock) is None
+        assert express(app, key, clock) == NOT_BY_DATABASE
     finally:
         if case == "a price changed since":
             _set(app, update(Price).where(Price.product == "sms", Price.country == "JP")
@@ -203,7 +205,7 @@ def test_a_case_that_is_not_plain_writes_nothing(app, key, clock, case):
                                     {"message": ""}, {"sender": "bad sender!"}, {"message": "x" * 1531}])
 def test_invalid_or_undeliverable_fields_write_nothing(app, key, clock, fields):
     before = snapshot(app)
-    assert express(app, key, clock, **fields) is None
+    assert isinstance(express(app, key, clock, **fields), NotPlain)
     assert snapshot(app) == before
 
 
@@ -216,22 +218,22 @@ def test_the_credit_short_by_a_yen_writes_nothing_and_exactly_enough_is_spent(ap
         ledger.debit(session=session, account_id=account_id, amount=50 * YEN + 1, idempotency_key="short",
                      reason="leave ¥10 less a milli-yen", now=clock())
     before = snapshot(app)
-    assert express(app, key, clock) is None
+    assert express(app, key, clock) == NOT_BY_DATABASE
     assert snapshot(app) == before
     with db_session(app) as session:
         ledger.grant(session=session, account_id=account_id, kind="grant", amount=1, expires_at=clock() + timedelta(1),
                      source_ref="a milli-yen", idempotency_key="milli", reason="a milli-yen", now=clock())
     _set(app, text("UPDATE balance_thresholds SET amount = 1, armed = false"))  # none moves at ¥0 either
-    assert express(app, key, clock) is not None
+    assert express(app, key, clock) != NOT_BY_DATABASE
     with db_session(app) as session:
         assert session.get(CreditState, account_id).balance == 0
 
 
 def test_the_daily_cap_is_kept_to_the_yen(app, key, clock):
-    assert express(app, key, clock, daily_cap=20 * YEN) is not None
-    assert express(app, key, clock, daily_cap=20 * YEN) is not None  # exactly the cap
+    assert express(app, key, clock, daily_cap=20 * YEN) != NOT_BY_DATABASE
+    assert express(app, key, clock, daily_cap=20 * YEN) != NOT_BY_DATABASE  # exactly the cap
     before = snapshot(app)
-    assert express(app, key, clock, daily_cap=20 * YEN) is None
+    assert express(app, key, clock, daily_cap=20 * YEN) == NOT_BY_DATABASE
     assert snapshot(app) == before
 
 
@@ -244,14 +246,14 @@ def test_a_lot_is_spent_until_the_second_before_its_expiry(app, customer, clock)
         session.commit()
     with db_session(app) as session:
         lots_before = {lot.id: lot.remaining for lot in session.scalars(select(Lot).where(Lot.account_id == account_id))}
-    assert express(app, key, clock) is not None  # the second before: spendable
+    assert express(app, key, clock) != NOT_BY_DATABASE  # the second before: spendable
     with db_session(app) as session:
         spent = {lot.id: lots_before[lot.id] - lot.remaining
                  for lot in session.scalars(select(Lot).where(Lot.account_id == account_id))}
     assert sorted(spent.values()) == [0, 10 * YEN]
     clock.advance(seconds=1)  # at its expiry: due to be written off first, by the general path
     before = snapshot(app)
-    assert express(app, key, clock) is None
+    assert express(app, key, clock) == NOT_BY_DATABASE
     assert snapshot(app) == before
 
 
@@ -259,7 +261,7 @@ def test_the_api_answers_every_case_that_is_not_plain_as_before(app, api, key, c
     assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
     _set(app, update(Credential).values(monthly_cap=15 * YEN))
     capped = api.post("/sms/messages/", data=SMS, headers=key.headers)
-    assert capped.status_code == 403 and "monthly spend cap" in capped.json["detail"] and calls[-1] is None
+    assert capped.status_code == 403 and "monthly spend cap" in capped.json["detail"] and calls[-1] == NOT_BY_DATABASE
     _set(app, update(Credential).values(monthly_cap=None, revoked_at=clock()))
     assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 401  # the very next request
     with db_session(app) as session:
@@ -284,10 +286,10 @@ def test_a_known_caller_whose_case_is_not_plain_skips_the_express_call_until_for
     app, key, api = limited(app_with, "1000 per second", networks=["127.0.0.0/8"])
     for _ in range(3):
         assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
-    assert calls == [None]  # the first request authenticated (not known yet), the second tried, the third did not
+    assert calls == [NOT_BY_DATABASE]  # the first request authenticated (not known yet), the second tried, the third did not
     clock.advance(seconds=11)
     assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201
-    assert calls == [None]  # forgotten: authenticated again, then known as not plain
+    assert calls == [NOT_BY_DATABASE]  # forgotten: authenticated again, then known as not plain
 
 
 # -- the express lane: the plain send before Flask --------------------------------------------------
@@ -312,9 +314,9 @@ def lane(monkeypatch):
 def test_the_lane_answers_a_plain_form_send_as_flask_answers_a_plain_json_send(app, api, key, calls, lane):
     api.post("/sms/messages/", data=SMS, headers=key.headers)  # the price cache, warm
     by_lane = api.post("/sms/messages", data=SMS, headers=key.headers)
-    assert by_lane.status_code == 201 and lane[-1] is not None and calls[-1] is not None
+    assert by_lane.status_code == 201 and lane[-1] is not None and isinstance(calls[-1], Sent)
     by_flask = api.post("/sms/messages/", json=SMS, headers=key.headers)  # not a form: Flask's express guard
-    assert by_flask.status_code == 201 and len(lane) == 2 and calls[-1] is not None
+    assert by_flask.status_code == 201 and len(lane) == 2 and isinstance(calls[-1], Sent)
     assert by_lane.status == by_flask.status
     assert sorted(by_lane.headers.items()) == sorted((name, value if name != "Content-Length" else by_lane.headers[name])
                                                      for name, value in by_flask.headers.items())
@@ -333,6 +335,8 @@ CHANGES = {
     "a body over 16 kB": {"data": SMS | {"message": "x" * 17_000}},
     "credentials that are not a key": {"authorization": "Basic " + "bm90LWEtc2lkOm5vdC1hLXRva2Vu"},
     "not Basic": {"authorization": "Bearer abc"},
+    "base64 with junk": {"junk": "!!"},
+    "a NUL in Content-Type": {"content_type": FORM_TYPE + "; x=\x00"},
 }
 
 
@@ -344,6 +348,8 @@ def test_what_the_lane_is_not_sure_of_goes_on_to_flask_which_answers_as_before(a
         headers["Authorization"] = change["authorization"]
     if "cookie" in change:
         api.set_cookie(*change["cookie"])
+    if "junk" in change:
+        headers["Authorization"] += change["junk"]
 
     def post():
         return api.post("/sms/messages/", data=change.get("data", SMS), headers=headers,
@@ -361,17 +367,50 @@ def test_what_the_lane_is_not_sure_of_goes_on_to_flask_which_answers_as_before(a
         assert answered.json.keys() == before.json.keys()
 
 
-def test_an_error_in_the_lane_is_the_apis_503_and_nothing_is_sent_twice(app, api, key, monkeypatch):
-    from sqlalchemy.exc import OperationalError
+def test_a_send_whose_connection_is_lost_after_its_commit_is_answered_as_sent(app, api, key, monkeypatch):
+    send = express_sends.send_sms
 
-    def down(**kwargs):
-        raise OperationalError("SELECT express_sms(…)", {}, Exception("server closed the connection unexpectedly"))
+    def committed_then_lost(**kwargs):
+        sent = send(**kwargs)
+        raise express_sends.InDoubt(sent.msgid)
 
-    monkeypatch.setattr(express_sends, "send_sms", down)
+    monkeypatch.setattr(express_sends, "send_sms", committed_then_lost)
     response = api.post("/sms/messages/", data=SMS, headers=key.headers)
-    assert response.status_code == 503 and response.headers["Retry-After"] and "briefly unavailable" in response.text
+    assert response.status_code == 201
+    with db_session(app) as session:
+        assert session.scalars(select(Message.msgid)).all() == [response.json[0]["msgid"]]
+
+
+def test_a_send_lost_before_its_commit_is_a_503_that_names_the_message_and_claims_nothing(app, api, key, monkeypatch):
+    def lost(**kwargs):
+        raise express_sends.InDoubt("0" * 32)
+
+    monkeypatch.setattr(express_sends, "send_sms", lost)
+    for path in ("/sms/messages/", "/sms/messages"):  # the lane, and Flask's guard (JSON)
+        response = api.post(path, data=SMS, headers=key.headers) if path.endswith("/") else api.post(
+            path, json=SMS, headers=key.headers)
+        assert response.status_code == 503 and response.json["msgid"] == "0" * 32
+        assert "whether it was sent and charged is not known" in response.json["detail"]
+        assert "nothing was charged" not in response.text.lower() and int(response.headers["Retry-After"]) >= 1
     with db_session(app) as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def test_a_database_behind_the_code_sends_the_general_way_and_logs_an_error(app, api, key, caplog):
+    engine = app.extensions["portal.engine"]
+    with engine.begin() as connection:
+        connection.execute(text("ALTER FUNCTION express_sms RENAME TO express_sms_away"))
+    engine.dispose()  # no connection keeps the prepared call
+    try:
+        response = api.post("/sms/messages/", data=SMS, headers=key.headers)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER FUNCTION express_sms_away RENAME TO express_sms"))
+        engine.dispose()
+    assert response.status_code == 201
+    assert any(record.levelname == "ERROR" and "express send failed" in record.getMessage() for record in caplog.records)
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 1
 
 
 def test_with_rate_limits_on_the_lane_takes_the_buckets_once(app_with, clock, lane):
