@@ -347,12 +347,12 @@ def statement_connection():
     autocommit when it goes back (_begin_with_first_statement)."""
     skip_pool_ping()
     pooled = engine().raw_connection()
+    if _closed_by_server(pooled.driver_connection):
+        pooled.invalidate()
+        pooled.close()
+        engine().dispose()
+        pooled = engine().raw_connection()
     try:
-        if _closed_by_server(pooled.driver_connection):
-            pooled.invalidate()
-            pooled.close()
-            engine().dispose()
-            pooled = engine().raw_connection()
         raw = pooled.driver_connection
         raw.autocommit = True
         yield raw
@@ -371,11 +371,14 @@ def statement_connection():
 def _closed_by_server(raw) -> bool:
     """An idle connection has nothing to read unless the server ended it (or it is closed).
     poll, not select: a descriptor may be past select's 1024."""
-    if raw.closed:
+    if raw is None or raw.closed:
         return True
     poller = select_module.poll()
     poller.register(raw.fileno(), select_module.POLLIN)
-    return bool(poller.poll(0))
+    try:
+        return bool(poller.poll(0))
+    except OSError:
+        return True
 
 
 def rollback_request_session() -> None:

@@ -46,6 +46,7 @@ DECLARE
     v_moves boolean;
     v_day_spent bigint;
     v_month_spent bigint;
+    v_valid boolean;
     v_transaction integer;
     v_message integer;
 BEGIN
@@ -85,14 +86,20 @@ BEGIN
         RETURN;  -- short of credit
     END IF;
     v_balance := c.balance - p_cost;
+    -- read after the lock: the thresholds, the spending so far, and the credential still valid
+    -- (revoked or its secret ended while this send waited for the lock: refused as the next request)
     SELECT EXISTS (SELECT 1 FROM balance_thresholds t WHERE t.account_id = c.account_id
                       AND ((t.armed AND t.amount > v_balance) OR (NOT t.armed AND t.amount <= v_balance))),
            COALESCE((SELECT sc.spent FROM spend_counters sc
                       WHERE sc.scope = 'account:' || c.account_id AND sc.period = p_day), 0),
            COALESCE((SELECT sc.spent FROM spend_counters sc
-                      WHERE sc.scope = 'credential:' || c.id AND sc.period = p_month), 0)
-      INTO v_moves, v_day_spent, v_month_spent;
+                      WHERE sc.scope = 'credential:' || c.id AND sc.period = p_month), 0),
+           EXISTS (SELECT 1 FROM api_credentials cr JOIN api_credential_secrets sec ON sec.credential_id = cr.id
+                    WHERE cr.id = c.id AND cr.revoked_at IS NULL AND sec.digest = p_digest
+                      AND (sec.expires_at IS NULL OR sec.expires_at > p_now))
+      INTO v_moves, v_day_spent, v_month_spent, v_valid;
     IF v_moves  -- a threshold moves (ledger.writes._thresholds_moved): its alert is the general path's
+       OR NOT v_valid
        OR (p_daily_cap IS NOT NULL AND p_cost + v_day_spent > p_daily_cap)
        OR (c.monthly_cap IS NOT NULL AND p_cost + v_month_spent > c.monthly_cap) THEN
         RETURN;

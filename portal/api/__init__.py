@@ -13,6 +13,7 @@ from functools import partial, wraps
 from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from portal import buckets, clock, db, failures, services
@@ -416,21 +417,24 @@ def _plain_sms(given: dict, sid: str, token: str, address: str | None,
                                           sid=sid, digest=tokens.digest(token), request=asked_for,
                                           ip=address or "", now=now, daily_cap=_daily_cap())
     except express_sends.InDoubt as doubt:
-        if not _recorded(doubt.msgid):
+        settled = _settled(doubt)
+        if settled is None:
             raise
+        if not settled:  # its server process is gone and it was not committed: a plain 503
+            raise OperationalError(None, None, doubt.__cause__) from doubt
         log.warning("api: express send %s was committed though its connection was lost", doubt.msgid)
         sent = messaging.Sent(doubt.msgid)
     return wire.sms_sent(sent) if isinstance(sent, messaging.Sent) else sent
 
 
-def _recorded(msgid: str) -> bool:
-    """Whether an express send whose connection was lost was committed (False if that cannot be told now)."""
+def _settled(doubt: express_sends.InDoubt) -> bool | None:
+    """Whether an express send whose connection was lost was committed; None if that cannot be told now."""
     try:
         with db.statement_connection() as connection:
-            return express_sends.sent(connection=connection, msgid=msgid)
+            return express_sends.settle(connection=connection, doubt=doubt)
     except Exception as error:  # noqa: BLE001 - the database may be down: the send stays in doubt
-        log.warning("api: could not look up express send %s: %s", msgid, db.describe(error, frames=False))
-        return False
+        log.warning("api: could not settle express send %s: %s", doubt.msgid, db.describe(error, frames=False))
+        return None
 
 
 IN_DOUBT = ("The connection to the database was lost while this message was being sent, so whether it was sent "

@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import partial
 
 import psycopg
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, column, func, literal_column, select, table
 from sqlalchemy.dialects.postgresql.psycopg import dialect as psycopg_dialect
 
 from portal.credentials.service import IP_LENGTH, LAST_USED_EVERY
@@ -55,12 +55,18 @@ class NotPlain:
 
 
 class InDoubt(Exception):
-    """The connection was lost while the database ran the send: it may have been committed.
-    The msgid it would have is known; `sent` tells, on a connection of its own."""
+    """The connection was lost while the database ran the send: it may have been committed, or
+    be committed still (the server process goes on until it notices). `settle` tells which."""
 
-    def __init__(self, msgid: str):
+    def __init__(self, msgid: str, server_pid: int):
         super().__init__(f"connection lost during the express send of {msgid}")
-        self.msgid = msgid
+        self.msgid, self.server_pid = msgid, server_pid
+
+
+# A statement that fails on a healthy connection was rolled back (autocommit). These classes
+# mean the database is behind this code (migration 0020 missing, a column renamed): the general
+# path can still send. Any other error (a timeout, a lock not granted, a constraint) is raised.
+BEHIND_THE_CODE = ("42", "0A")
 
 
 def send_sms(*, connection: psycopg.Connection, prices: str, sid: str, digest: str, request: SendSms, ip: str,
@@ -83,6 +89,7 @@ def send_sms(*, connection: psycopg.Connection, prices: str, sid: str, digest: s
     msgid = secrets.token_hex(16)
     reason = f"SMS {msgid}"
     day, month = spend.periods(now)
+    server_pid = connection.info.backend_pid
     try:
         row = connection.execute(EXPRESS_SMS, {
             "sid": sid, "digest": digest, "now": now, "msgid": msgid, "recipient": number.e164,
@@ -93,15 +100,29 @@ def send_sms(*, connection: psycopg.Connection, prices: str, sid: str, digest: s
         }, prepare=True).fetchone()
     except psycopg.Error as error:
         if connection.closed or connection.broken:
-            raise InDoubt(msgid) from error
-        # the statement failed and, in autocommit, was rolled back: a bug or a database behind
-        # this code (migration 0020 missing), not the customer's: the general path sends
+            raise InDoubt(msgid, server_pid) from error
+        if not (error.sqlstate or "").startswith(BEHIND_THE_CODE):
+            raise
         log.error("express send failed, sent the general way instead: %s sqlstate=%s", type(error).__name__,
-                  getattr(error, "sqlstate", None))
+                  error.sqlstate)
         return NotPlain(by_database=False)
     return Sent(msgid) if row is not None else NotPlain(by_database=True)
 
 
-def sent(*, connection: psycopg.Connection, msgid: str) -> bool:
-    """Whether the message `msgid` was recorded (an InDoubt send looked up afterwards)."""
-    return connection.execute(_SENT, {"msgid": msgid}).fetchone() is not None
+# The server process of a lost connection, ended before the lookup (waiting up to 3 s): until
+# then it may still be waiting for the account's lock and commit the send after a lookup.
+_ACTIVITY = table("pg_stat_activity", column("pid"), column("state"), column("query"))
+_OURS = (_ACTIVITY.c.pid == bindparam("pid"), _ACTIVITY.c.query.like(literal_column("'%express_sms(%'")))
+_END = _compiled(select(func.pg_terminate_backend(_ACTIVITY.c.pid, literal_column("3000"))).where(*_OURS))
+_RUNNING = _compiled(select(_ACTIVITY.c.pid).where(*_OURS, _ACTIVITY.c.state != literal_column("'idle'")))
+
+
+def settle(*, connection: psycopg.Connection, doubt: InDoubt) -> bool | None:
+    """On a connection of its own: whether the InDoubt send was committed (True) or never will
+    be (False: its server process is gone), None when that cannot be told yet."""
+    connection.execute(_END, {"pid": doubt.server_pid})
+    if connection.execute(_SENT, {"msgid": doubt.msgid}).fetchone() is not None:
+        return True
+    still = connection.execute(_RUNNING, {"pid": doubt.server_pid}).fetchone()
+    return None if still is not None else False
+

@@ -372,7 +372,7 @@ def test_a_send_whose_connection_is_lost_after_its_commit_is_answered_as_sent(ap
 
     def committed_then_lost(**kwargs):
         sent = send(**kwargs)
-        raise express_sends.InDoubt(sent.msgid)
+        raise express_sends.InDoubt(sent.msgid, server_pid=0)
 
     monkeypatch.setattr(express_sends, "send_sms", committed_then_lost)
     response = api.post("/sms/messages/", data=SMS, headers=key.headers)
@@ -381,11 +381,21 @@ def test_a_send_whose_connection_is_lost_after_its_commit_is_answered_as_sent(ap
         assert session.scalars(select(Message.msgid)).all() == [response.json[0]["msgid"]]
 
 
-def test_a_send_lost_before_its_commit_is_a_503_that_names_the_message_and_claims_nothing(app, api, key, monkeypatch):
+def test_a_send_lost_and_not_committed_is_a_plain_503(app, api, key, monkeypatch):
     def lost(**kwargs):
-        raise express_sends.InDoubt("0" * 32)
+        raise express_sends.InDoubt("0" * 32, server_pid=0)  # no such server process: it is over
 
     monkeypatch.setattr(express_sends, "send_sms", lost)
+    response = api.post("/sms/messages/", data=SMS, headers=key.headers)
+    assert response.status_code == 503 and "Nothing was done and nothing was charged" in response.json["detail"]
+
+
+def test_a_send_whose_fate_cannot_be_told_is_a_503_that_names_it_and_claims_nothing(app, api, key, monkeypatch):
+    def lost(**kwargs):
+        raise express_sends.InDoubt("0" * 32, server_pid=0)
+
+    monkeypatch.setattr(express_sends, "send_sms", lost)
+    monkeypatch.setattr(express_sends, "settle", lambda **kwargs: None)
     for path in ("/sms/messages/", "/sms/messages"):  # the lane, and Flask's guard (JSON)
         response = api.post(path, data=SMS, headers=key.headers) if path.endswith("/") else api.post(
             path, json=SMS, headers=key.headers)
@@ -394,6 +404,90 @@ def test_a_send_lost_before_its_commit_is_a_503_that_names_the_message_and_claim
         assert "nothing was charged" not in response.text.lower() and int(response.headers["Retry-After"]) >= 1
     with db_session(app) as session:
         assert session.scalar(select(func.count()).select_from(Message)) == 0
+
+
+def _waiting_send(app, key, clock, **fields):
+    """An express send started in a thread while the account's credit row is locked by another
+    transaction (the returned connection, still open): it waits for the lock."""
+    import threading
+
+    import psycopg
+
+    holder = psycopg.connect(str(app.extensions["portal.engine"].url).replace("+psycopg", ""))
+    holder.execute("SELECT 1 FROM credit_states WHERE account_id = %s FOR UPDATE", (key.account_id,))
+    outcome, pid = [], []
+
+    def run():
+        with app.test_request_context(), db.statement_connection() as connection:
+            pid.append(connection.info.backend_pid)
+            try:
+                outcome.append(express_sends.send_sms(
+                    connection=connection, prices=str(db.engine().url), sid=key.sid, digest=tokens.digest(key.token),
+                    request=SendSms(**(SMS | fields)), ip="127.0.0.1", now=clock(), daily_cap=None))
+            except Exception as error:  # noqa: BLE001 - what the test looks at
+                outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with psycopg.connect(str(app.extensions["portal.engine"].url).replace("+psycopg", ""), autocommit=True) as watcher:
+        for _ in range(200):
+            if pid and watcher.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted", (pid[0],)).fetchone():
+                break
+            threading.Event().wait(0.02)
+    return holder, thread, outcome, pid
+
+
+def test_settling_a_lost_send_ends_its_server_process_so_it_never_commits_later(app, key, clock):
+    express(app, key, clock)  # warm: prices cached, the credential's use noted
+    before = snapshot(app)
+    holder, thread, outcome, pid = _waiting_send(app, key, clock)
+    try:
+        with app.test_request_context(), db.statement_connection() as connection:
+            settled = express_sends.settle(connection=connection,
+                                           doubt=express_sends.InDoubt("f" * 32, server_pid=pid[0]))
+    finally:
+        holder.commit()  # the lock is free: an orphan still running would commit now
+        holder.close()
+        thread.join(10)
+    assert settled is False and isinstance(outcome[0], Exception)
+    assert snapshot(app) == before
+
+
+def test_a_credential_revoked_while_its_send_waits_for_the_lock_sends_nothing(app, key, clock):
+    express(app, key, clock)
+    before = snapshot(app)
+    holder, thread, outcome, _pid = _waiting_send(app, key, clock)
+    try:
+        _set(app, update(Credential).values(revoked_at=clock()))
+    finally:
+        holder.commit()
+        holder.close()
+        thread.join(10)
+    assert outcome == [NOT_BY_DATABASE]
+    assert snapshot(app) == before | {"api_credentials": snapshot(app)["api_credentials"]}
+
+
+def test_a_statement_timeout_is_a_503_not_a_second_try_the_general_way(app_with, clock, calls):
+    app = app_with(DATABASE_STATEMENT_TIMEOUT_MS=300)
+    from portal.accounts.models import Membership
+    from tests.helpers import make_user
+
+    user = make_user(app, email="timeout@example.com", phone="+819044443333")
+    with db_session(app) as session:
+        account_id = session.scalars(select(Membership.account_id).where(Membership.user_id == user.id)).one()
+    fund(app, account_id, 1000)
+    key = new_key(app, account_id, user.id)
+    api = app.test_client()
+    assert api.post("/sms/messages/", data=SMS, headers=key.headers).status_code == 201  # warm
+    import psycopg
+
+    with psycopg.connect(str(app.extensions["portal.engine"].url).replace("+psycopg", "")) as holder:
+        holder.execute("SELECT 1 FROM credit_states WHERE account_id = %s FOR UPDATE", (account_id,))
+        response = api.post("/sms/messages/", data=SMS, headers=key.headers)
+        holder.rollback()
+    assert response.status_code == 503 and "Nothing was done" in response.json["detail"]
+    with db_session(app) as session:
+        assert session.scalar(select(func.count()).select_from(Message)) == 1
 
 
 def test_a_database_behind_the_code_sends_the_general_way_and_logs_an_error(app, api, key, caplog):
