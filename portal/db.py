@@ -346,12 +346,12 @@ def statement_connection():
     the database is unavailable), and drops the connection; the pool takes it out of
     autocommit when it goes back (_begin_with_first_statement)."""
     skip_pool_ping()
-    pooled = engine().raw_connection()
+    pooled = _checked_out()
     if _closed_by_server(pooled.driver_connection):
         pooled.invalidate()
         pooled.close()
         engine().dispose()
-        pooled = engine().raw_connection()
+        pooled = _checked_out()
     try:
         raw = pooled.driver_connection
         raw.autocommit = True
@@ -366,6 +366,16 @@ def statement_connection():
         raise
     finally:
         pooled.close()
+
+
+def _checked_out():
+    """A pooled connection, a connect that fails raised as from any statement (the pool itself
+    raises the driver's own error: a stopped database would be a 500, not a 503)."""
+    try:
+        return engine().raw_connection()
+    except psycopg.Error as error:
+        raise exc.DBAPIError.instance(None, None, error, psycopg.Error, hide_parameters=True,
+                                      connection_invalidated=True, dialect=engine().dialect) from error
 
 
 def _closed_by_server(raw) -> bool:

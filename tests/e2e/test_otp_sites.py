@@ -18,6 +18,7 @@ def shoot(page, screenshot, name: str) -> None:
     """At phone and desktop width, checking that nothing overflows the phone's width."""
     for size in (PHONE, DESKTOP):
         page.set_viewport_size(size)
+        page.wait_for_function("width => window.innerWidth === width", arg=size["width"])  # resized, laid out anew
         if size is PHONE:
             width = page.evaluate("document.documentElement.scrollWidth")
             wide = page.evaluate("""() => [...document.querySelectorAll('body *')]
