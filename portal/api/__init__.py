@@ -213,8 +213,8 @@ def ahead(view, counted: Callable[[credentials.Principal | _Known], list[buckets
 def express(view, send: Callable[[dict, str, str, str | None, datetime], messaging.StoredAnswer | None]):
     """Before authentication, on PostgreSQL: `send(fields, sid, token, address, now)` tries the
     plain case of the send in one statement (portal.messaging.express), for a caller whose
-    buckets `ahead` took (or with the limits off); it answers None when the case is not plain,
-    having written nothing, and the request goes on its general way. The statement
+    buckets `ahead` took (or with the limits off); it answers NotPlain when the case is not
+    plain, having written nothing, and the request goes on its general way. The statement
     authenticates too, so a revoked credential is refused on its next request as before. The
     express lane (portal.api.lane) tries the same before Flask for form bodies; a request it
     tried is not tried again here."""
